@@ -1,0 +1,119 @@
+"""The canonical model: OpenAI's chat-completions shapes, as plain dicts.
+
+Every ingress dialect parses into these shapes and every provider translates
+from and to them, so each format needs exactly one translation per direction.
+They are plain ``dict`` objects (cheap to build, and orjson serialises them
+directly); the TypedDicts below document the keys the gateway relies on.
+
+Conventions the translators keep:
+- ``ChatRequest.messages[].content`` is ``str``, ``None`` or a list of parts
+  (``{"type": "text", "text"}``, ``{"type": "image_url", "image_url": {"url"}}``).
+- Tool-call ``arguments`` are JSON *strings*, as in OpenAI.
+- ``Usage`` always has ``prompt_tokens``, ``completion_tokens`` and
+  ``total_tokens``; ``prompt_tokens_details.cached_tokens`` and
+  ``completion_tokens_details.reasoning_tokens`` appear when the upstream gave them.
+- ``finish_reason`` is one of ``stop``, ``length``, ``tool_calls``,
+  ``content_filter``, or ``None`` while a stream is still going.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal, NotRequired, TypedDict
+
+JSON = dict[str, Any]
+"""A JSON object (request, response or chunk) in canonical form."""
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class FunctionCall(TypedDict):
+    name: str
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class Message(TypedDict, total=False):
+    role: str
+    content: str | list[JSON] | None
+    name: str
+    tool_calls: list[ToolCall]
+    tool_call_id: str
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: NotRequired[JSON]
+    completion_tokens_details: NotRequired[JSON]
+
+
+def make_usage(prompt: int, completion: int, *, cached: int | None = None, reasoning: int | None = None) -> JSON:
+    """A canonical usage object; the detail blocks appear only when known."""
+    usage: JSON = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def make_completion(
+    *,
+    id: str,
+    model: str,
+    message: JSON,
+    finish_reason: str | None,
+    usage: JSON | None,
+    created: int | None = None,
+) -> JSON:
+    """A canonical ``chat.completion`` with one choice."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": int(time.time()) if created is None else created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+        "usage": usage,
+    }
+
+
+def make_chunk(
+    *,
+    id: str,
+    model: str,
+    created: int,
+    delta: JSON | None = None,
+    finish_reason: str | None = None,
+    usage: JSON | None = None,
+) -> JSON:
+    """A canonical ``chat.completion.chunk``. With ``delta`` None and usage
+    given, it is the final usage-only chunk (``choices: []``)."""
+    chunk: JSON = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model}
+    if delta is None and finish_reason is None:
+        chunk["choices"] = []
+    else:
+        chunk["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish_reason, "logprobs": None}]
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def message_text(message: JSON) -> str:
+    """The text of a message's content, parts joined; images and others skipped."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")

@@ -1,0 +1,133 @@
+"""Command line: ``gateway serve | check-config | mock`` (also ``python -m gateway``).
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.settings import ConfigError, load_config
+
+DEFAULT_CONFIG = "config/gateway.yaml"
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+
+def app_from_env() -> object:
+    """uvicorn factory for multi-worker serving: the config path comes from
+    ``GATEWAY_CONFIG`` (each worker process builds its own app)."""
+    path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
+    return create_app(load_config(path), config_path=path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="An observability-first LLM gateway.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG), help="config file (YAML)")
+    serve.add_argument("--host", default=None, help="listen address (default: server.host of the config)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default: $PORT, else server.port)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--mock-port",
+        type=int,
+        default=None,
+        help="also start the mock upstream on this port (the demo aliases use it)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file")
+
+    mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8090)
+    mock.add_argument("--config", default=None, help="mock behaviour config (YAML)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "mock":
+        from gateway.mock import run_mock  # the mock is a tool, not part of the serving path
+
+        run_mock(args.host, args.port, args.config)
+        return 0
+    return _serve(args)
+
+
+def _check_config(path: str) -> int:
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 2
+    models = loaded.settings.models
+    print(f"{path}: OK - {len(models)} model alias(es): {', '.join(models) or '(none)'}")
+    if loaded.disabled_aliases:
+        print(f"left out (required environment not set): {', '.join(loaded.disabled_aliases)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    server = loaded.settings.server
+    host = args.host or server.host
+    port = args.port if args.port is not None else int(os.environ.get("PORT", server.port))
+    mock = _start_mock(args.mock_port) if args.mock_port else None
+    try:
+        common = dict(
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=30,
+        )
+        if args.workers > 1:
+            os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+            uvicorn.run("gateway.cli:app_from_env", factory=True, workers=args.workers, **common)
+        else:
+            uvicorn.run(create_app(loaded, config_path=args.config), **common)
+    finally:
+        if mock is not None:
+            mock.terminate()
+            mock.wait(timeout=10)
+    return 0
+
+
+def _start_mock(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "mock", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}/_mock/health"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                logging.getLogger("gateway").info("mock upstream listening on 127.0.0.1:%d", port)
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"the mock upstream failed to start on port {port}") from None
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit(f"the mock upstream did not answer on port {port}")

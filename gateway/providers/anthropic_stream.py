@@ -1,0 +1,256 @@
+"""Anthropic answers -> canonical: the stream decoder and what it shares with
+the non-stream path (stop reasons, usage, error envelopes).
+
+An Anthropic stream is a sequence of named events whose data always repeats the
+name in ``type``: ``message_start``, then per content block
+``content_block_start`` / ``content_block_delta``* / ``content_block_stop``,
+then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
+``ping`` may appear anywhere and ``error`` may arrive inside an HTTP 200.
+The decoder keys on the data's ``type`` (the event name is only checked for
+``error``), so a stream with its ``event:`` lines stripped decodes the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from gateway.canonical import JSON, make_chunk, make_usage
+from gateway.errors import UpstreamBadResponse, UpstreamError
+from gateway.providers.base import SSEEvent, parse_retry_after
+
+FINISH_REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "end_turn": "stop",
+        "stop_sequence": "stop",
+        "pause_turn": "stop",
+        "max_tokens": "length",
+        "model_context_window_exceeded": "length",
+        "tool_use": "tool_calls",
+        "refusal": "content_filter",
+    }
+)
+
+# Anthropic error ``type`` -> the HTTP status Anthropic documents for it; used
+# for errors that arrive inside a 200 stream, where there is no status line.
+STATUS_BY_ERROR_TYPE: Mapping[str, int] = MappingProxyType(
+    {
+        "invalid_request_error": 400,
+        "authentication_error": 401,
+        "billing_error": 402,
+        "permission_error": 403,
+        "not_found_error": 404,
+        "request_too_large": 413,
+        "rate_limit_error": 429,
+        "api_error": 500,
+        "timeout_error": 504,
+        "overloaded_error": 529,
+    }
+)
+
+# Anthropic error types with no OpenAI namesake, renamed for the client's envelope.
+_OPENAI_ERROR_TYPE: Mapping[str, str] = MappingProxyType(
+    {
+        "not_found_error": "invalid_request_error",
+        "request_too_large": "invalid_request_error",
+        "billing_error": "insufficient_quota",
+    }
+)
+
+_CONTEXT_MARKERS = ("prompt is too long", "exceed context limit")
+
+
+def finish_reason(stop_reason: Any) -> str | None:
+    """Anthropic ``stop_reason`` -> canonical; unknown reasons read as ``stop``."""
+    if stop_reason is None:
+        return None
+    return FINISH_REASONS.get(str(stop_reason), "stop")
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def canonical_usage(raw: Mapping[str, Any]) -> JSON:
+    """Anthropic usage -> canonical. Anthropic's ``input_tokens`` excludes cached
+    input, so the prompt is input + cache reads + cache writes."""
+    cache_read = _count(raw.get("cache_read_input_tokens"))
+    prompt = _count(raw.get("input_tokens")) + cache_read + _count(raw.get("cache_creation_input_tokens"))
+    details = raw.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+    return make_usage(
+        prompt,
+        _count(raw.get("output_tokens")),
+        cached=cache_read if "cache_read_input_tokens" in raw else None,
+        reasoning=thinking if isinstance(thinking, int) else None,
+    )
+
+
+def error_from_object(
+    err: Mapping[str, Any], status: int | None, *, retry_after: float | None = None, prefix: str = ""
+) -> UpstreamError:
+    """An Anthropic ``error`` object ``{type, message}`` -> UpstreamError. Without
+    ``status`` (a stream error event) the status follows from the type."""
+    etype = err.get("type") if isinstance(err.get("type"), str) else None
+    message = str(err.get("message") or f"anthropic answered {etype or 'an error'}")
+    if status is None:
+        status = STATUS_BY_ERROR_TYPE.get(etype or "", 502)
+    lowered = message.lower()
+    code = "context_length_exceeded" if any(m in lowered for m in _CONTEXT_MARKERS) else etype
+    return UpstreamError(
+        prefix + message,
+        upstream_status=status,
+        retryable=True if etype == "overloaded_error" else None,
+        retry_after=retry_after,
+        code=code,
+        error_type=_OPENAI_ERROR_TYPE.get(etype, etype) if etype else None,
+    )
+
+
+def anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """Anthropic's ``{"type": "error", "error": {type, message}, "request_id"}``
+    (or anything else: a proxy's HTML page) -> UpstreamError."""
+    retry_after = parse_retry_after(headers)
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(err, dict):
+        return error_from_object(err, status, retry_after=retry_after)
+    snippet = body[:200].decode("utf-8", "replace").strip()
+    return UpstreamError(
+        f"anthropic answered HTTP {status}" + (f": {snippet}" if snippet else ""),
+        upstream_status=status,
+        retry_after=retry_after,
+    )
+
+
+def _parse(data: str) -> JSON:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse("anthropic stream sent an event that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise UpstreamBadResponse("anthropic stream sent an event that is not a JSON object")
+    return payload
+
+
+class AnthropicStreamDecoder:
+    """Anthropic stream events -> canonical chunks (see the module docstring).
+
+    Client ``tool_use`` blocks get tool-call indexes 0, 1, 2... in order; server
+    tool blocks (``server_tool_use``, ``*_tool_result``) and thinking are dropped
+    and consume no index. Usage is held back for one final usage-only chunk.
+    """
+
+    __slots__ = ("_created", "_done", "_id", "_model", "_raw_usage", "_tools")
+
+    def __init__(self, model: str) -> None:
+        self._created = int(time.time())
+        self._id = ""
+        self._model = model
+        self._done = False
+        self._raw_usage: JSON = {}
+        self._tools: dict[int, int] = {}  # Anthropic block index -> tool-call index
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def usage(self) -> JSON | None:
+        return canonical_usage(self._raw_usage) if self._raw_usage else None
+
+    def on_event(self, event: SSEEvent) -> list[JSON]:
+        payload = _parse(event.data)
+        kind = payload.get("type")
+        if kind == "error" or event.event == "error":
+            err = payload.get("error")
+            raise error_from_object(err if isinstance(err, dict) else {}, None, prefix="anthropic stream error: ")
+        match kind:
+            case "message_start":
+                return self._message_start(payload)
+            case "content_block_start":
+                return self._block_start(payload)
+            case "content_block_delta":
+                return self._block_delta(payload)
+            case "message_delta":
+                return self._message_delta(payload)
+            case "message_stop":
+                self._done = True
+        return []  # ping, content_block_stop and event types added later
+
+    def finish(self) -> list[JSON]:
+        if not self._done:
+            raise UpstreamBadResponse("anthropic stream ended before message_stop (truncated)")
+        usage = self.usage
+        return [] if usage is None else [self._chunk(usage=usage)]
+
+    def _chunk(self, delta: JSON | None = None, finish_reason: str | None = None, usage: JSON | None = None) -> JSON:
+        return make_chunk(
+            id=self._id,
+            model=self._model,
+            created=self._created,
+            delta=delta,
+            finish_reason=finish_reason,
+            usage=usage,
+        )
+
+    def _merge_usage(self, usage: Any) -> None:
+        # message_delta repeats the counts cumulatively (input grows with server tools).
+        if isinstance(usage, dict):
+            self._raw_usage.update({k: v for k, v in usage.items() if v is not None})
+
+    def _message_start(self, payload: JSON) -> list[JSON]:
+        message = payload.get("message")
+        if not isinstance(message, dict):
+            raise UpstreamBadResponse("anthropic message_start event has no message")
+        self._id = str(message.get("id") or self._id)
+        self._model = str(message.get("model") or self._model)
+        self._merge_usage(message.get("usage"))
+        return [self._chunk(delta={"role": "assistant", "content": ""})]
+
+    def _block_start(self, payload: JSON) -> list[JSON]:
+        block = payload.get("content_block")
+        if not isinstance(block, dict):
+            raise UpstreamBadResponse("anthropic content_block_start event has no content_block")
+        if block.get("type") == "text" and block.get("text"):
+            return [self._chunk(delta={"content": str(block["text"])})]
+        if block.get("type") != "tool_use":
+            return []
+        index = len(self._tools)
+        self._tools[_count(payload.get("index"))] = index
+        call = {
+            "index": index,
+            "id": str(block.get("id") or ""),
+            "type": "function",
+            "function": {"name": str(block.get("name") or ""), "arguments": ""},
+        }
+        return [self._chunk(delta={"tool_calls": [call]})]
+
+    def _block_delta(self, payload: JSON) -> list[JSON]:
+        delta = payload.get("delta")
+        if not isinstance(delta, dict):
+            raise UpstreamBadResponse("anthropic content_block_delta event has no delta")
+        if delta.get("type") == "text_delta":
+            text = delta.get("text")
+            return [self._chunk(delta={"content": text})] if isinstance(text, str) and text else []
+        if delta.get("type") != "input_json_delta":
+            return []  # thinking, signature and citations deltas
+        index = self._tools.get(_count(payload.get("index")))
+        partial = delta.get("partial_json")
+        if index is None or not isinstance(partial, str) or not partial:
+            return []  # a server tool's input, or the empty first fragment
+        call = {"index": index, "function": {"arguments": partial}}
+        return [self._chunk(delta={"tool_calls": [call]})]
+
+    def _message_delta(self, payload: JSON) -> list[JSON]:
+        self._merge_usage(payload.get("usage"))
+        delta = payload.get("delta")
+        reason = finish_reason(delta.get("stop_reason")) if isinstance(delta, dict) else None
+        return [] if reason is None else [self._chunk(finish_reason=reason)]

@@ -1,0 +1,95 @@
+"""Runtime objects the router works with: a deployment with its live state
+(breaker, in-flight count, latency average) and a route (an alias's deployments,
+strategy and fallbacks). Built from the validated settings by :func:`build_routes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.providers.base import Provider, Target
+from gateway.providers.registry import Preset, build_target
+from gateway.routing.breaker import CircuitBreaker
+from gateway.settings import Deployment, ModelAlias, RetryPolicy, Settings, Timeouts, deployment_id
+
+LATENCY_EWMA_ALPHA = 0.2
+
+
+@dataclass(eq=False, slots=True)
+class LiveDeployment:
+    id: str
+    alias: str
+    provider: Provider
+    target: Target
+    spec: Deployment
+    timeouts: Timeouts
+    breaker: CircuitBreaker
+    inflight: int = 0
+    latency_ewma_s: float | None = None
+
+    @property
+    def cost_per_1m(self) -> float:
+        """Input plus output price, the lowest-cost strategy's yardstick
+        (unpriced deployments sort last)."""
+        price = self.spec.price
+        return float("inf") if price is None else price.input_per_1m + price.output_per_1m
+
+    @property
+    def saturated(self) -> bool:
+        cap = self.spec.max_concurrency
+        return cap is not None and self.inflight >= cap
+
+    def observe_latency(self, seconds: float) -> None:
+        prev = self.latency_ewma_s
+        self.latency_ewma_s = seconds if prev is None else prev + LATENCY_EWMA_ALPHA * (seconds - prev)
+
+
+@dataclass(eq=False, slots=True)
+class Route:
+    alias: str
+    spec: ModelAlias
+    deployments: list[LiveDeployment]
+    retry: RetryPolicy
+    turn: int = 0
+    """Round-robin position."""
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def build_routes(
+    settings: Settings, presets: dict[str, Preset], previous: dict[str, Route] | None = None
+) -> dict[str, Route]:
+    """Routes for every alias. Deployments whose id and spec are unchanged from
+    ``previous`` (a config reload) keep their breaker and latency history."""
+    old: dict[str, LiveDeployment] = {}
+    for prev_route in (previous or {}).values():
+        for prev in prev_route.deployments:
+            old[prev.id] = prev
+    routes = {}
+    for alias, spec in settings.models.items():
+        live = []
+        for i, dep in enumerate(spec.deployments):
+            did = deployment_id(alias, i, dep)
+            prior = old.get(did)
+            if prior is not None and prior.spec == dep:
+                live.append(prior)
+                continue
+            preset = presets[dep.provider]
+            live.append(
+                LiveDeployment(
+                    id=did,
+                    alias=alias,
+                    provider=preset.provider,
+                    target=build_target(dep, preset),
+                    spec=dep,
+                    timeouts=dep.timeouts.over(settings.router.timeouts),
+                    breaker=CircuitBreaker(settings.router.breaker),
+                )
+            )
+        routes[alias] = Route(
+            alias=alias,
+            spec=spec,
+            deployments=live,
+            retry=spec.retry or settings.router.retry,
+            fallbacks=list(spec.fallbacks),
+        )
+    return routes

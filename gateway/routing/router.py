@@ -1,0 +1,252 @@
+"""The attempt loop: pick a deployment, try it, retry, fall back.
+
+For one request the router walks, in order: the alias's deployments as its
+strategy orders them, then each fallback alias's deployments. On each deployment
+it makes up to ``1 + retry.max_retries`` attempts for a *retryable* error
+(connect error, timeout, 429, 5xx, overload), waiting an exponential, jittered
+backoff that honours Retry-After (a Retry-After longer than
+``max_retry_after_s`` moves on at once). A non-retryable deployment fault
+(upstream 401/403/404, a request the provider cannot express) moves on without
+retrying. The client's own 4xx ends the request at once: falling back would
+only repeat the mistake elsewhere. A context-length error switches to the
+alias's ``context_window_fallbacks``.
+
+Deployments whose breaker is open, or at their ``max_concurrency``, are skipped.
+Everything is bounded by the total deadline and by ``retry.max_attempts``.
+
+The attempt itself is a callable passed in, so the same loop serves chat,
+streams (whose attempt ends once the first chunk is in hand: a stream can fall
+back only before its first byte reaches the client) and embeddings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from gateway.errors import (
+    AllDeploymentsFailed,
+    AttemptFailure,
+    ContextWindowExceeded,
+    InvalidRequest,
+    NoDeploymentAvailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.routing.deployment import LiveDeployment, Route
+from gateway.routing.retry import backoff_delay
+from gateway.routing.strategies import STRATEGIES
+
+T = TypeVar("T")
+
+CONTEXT_ERROR_CODES = frozenset({"context_length_exceeded", "context_window_exceeded"})
+
+
+@dataclass(slots=True)
+class Lease:
+    """One attempt's hold on a deployment: its in-flight slot and its verdict.
+
+    The router settles it when the attempt returns or raises, unless the attempt
+    called :meth:`keep` (a stream that goes on after the attempt returned); then
+    whoever holds the stream must call :meth:`settle` when it ends.
+    """
+
+    deployment: LiveDeployment
+    started: float
+    kept: bool = False
+    settled: bool = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+    def settle(self, ok: bool | None, *, latency_s: float | None = None) -> None:
+        """``ok`` None: no verdict (client went away) - the breaker is not told."""
+        if self.settled:
+            return
+        self.settled = True
+        dep = self.deployment
+        dep.inflight -= 1
+        if ok is None:
+            dep.breaker.release_trial()
+            return
+        dep.breaker.record(ok, time.monotonic())
+        if ok and latency_s is not None:
+            dep.observe_latency(latency_s)
+
+
+@dataclass(slots=True)
+class RequestTrace:
+    """What the router did for one request (for headers, logs and metrics)."""
+
+    attempts: int = 0
+    deployment: LiveDeployment | None = None
+    failures: list[AttemptFailure] = field(default_factory=list)
+    fallbacks: list[tuple[str, str, str]] = field(default_factory=list)
+    """(from alias, to alias, reason) for each switch of alias."""
+
+
+Attempt = Callable[[LiveDeployment, Lease, float], Awaitable[T]]
+"""(deployment, lease, deadline as loop-independent monotonic time) -> result."""
+
+
+class Router:
+    def __init__(self, routes: dict[str, Route], *, total_timeout_s: float, rng: random.Random | None = None):
+        self.routes = routes
+        self.total_timeout_s = total_timeout_s
+        self._rng = rng or random.Random()
+
+    async def run(
+        self,
+        alias: str,
+        attempt: Attempt[T],
+        trace: RequestTrace,
+        *,
+        prompt_tokens: int | None = None,
+    ) -> T:
+        route = self.routes[alias]
+        deadline = time.monotonic() + self.total_timeout_s
+        switched: set[str] = set()
+        if route.spec.context_window and prompt_tokens and prompt_tokens > route.spec.context_window:
+            chain = self._context_chain(route, trace, "context_window", switched)
+        else:
+            chain = [alias, *route.fallbacks]
+        skipped = 0
+        pos = 0
+        while pos < len(chain):
+            current = self.routes[chain[pos]]
+            if pos > 0:
+                trace.fallbacks.append((chain[pos - 1], current.alias, _reason(trace)))
+            try:
+                done, result, skips = await self._try_route(current, attempt, trace, deadline)
+            except _SwitchToContextFallback as switch:
+                chain = self._context_chain(self.routes[switch.alias], trace, "context_length_exceeded", switched)
+                pos = 0
+                continue
+            if done:
+                return result  # type: ignore[return-value]
+            skipped += skips
+            pos += 1
+            if trace.attempts >= route.retry.max_attempts or time.monotonic() >= deadline:
+                break
+        if not trace.failures:
+            raise NoDeploymentAvailable(
+                f"no deployment of {alias!r} is available ({skipped} skipped: circuit open or at capacity)"
+            )
+        if len(trace.failures) == 1:
+            raise trace.failures[0].error
+        raise AllDeploymentsFailed(trace.failures)
+
+    def _context_chain(self, route: Route, trace: RequestTrace, reason: str, switched: set[str]) -> list[str]:
+        """The aliases to try once a prompt is too long for ``route``."""
+        chain = route.spec.context_window_fallbacks
+        if not chain or route.alias in switched:
+            if trace.failures:
+                raise trace.failures[-1].error
+            raise ContextWindowExceeded(
+                f"the prompt exceeds the context window of {route.alias!r} and it has no larger fallback",
+                param="messages",
+            )
+        switched.add(route.alias)
+        trace.fallbacks.append((route.alias, chain[0], reason))
+        return list(chain)
+
+    async def _try_route(
+        self, route: Route, attempt: Attempt[T], trace: RequestTrace, deadline: float
+    ) -> tuple[bool, T | None, int]:
+        """(True, result, 0) on success, or (False, None, deployments skipped)."""
+        skipped = 0
+        policy = route.retry
+        deps = route.deployments
+        order = deps if len(deps) == 1 else STRATEGIES[route.spec.strategy](route, self._rng)
+        for dep in order:
+            if dep.saturated or not dep.breaker.allow(time.monotonic()):
+                skipped += 1
+                continue
+            for retry_number in range(policy.max_retries + 1):
+                if trace.attempts >= policy.max_attempts:
+                    return False, None, skipped
+                if retry_number:
+                    wait = self._backoff(route, retry_number, trace, deadline)
+                    if wait is None:
+                        break
+                    await asyncio.sleep(wait)
+                    if not dep.breaker.allow(time.monotonic()):
+                        break
+                outcome = await self._attempt_once(dep, attempt, trace, deadline)
+                if outcome is _RETRY:
+                    continue
+                if outcome is _NEXT:
+                    break
+                return True, outcome, 0  # type: ignore[return-value]
+        return False, None, skipped
+
+    def _backoff(self, route: Route, retry_number: int, trace: RequestTrace, deadline: float) -> float | None:
+        last = trace.failures[-1].error
+        retry_after = last.retry_after if isinstance(last, UpstreamError) else None
+        policy = route.retry
+        if retry_after is not None and retry_after > policy.max_retry_after_s:
+            return None
+        wait = backoff_delay(policy, retry_number, retry_after, self._rng)
+        if time.monotonic() + wait >= deadline:
+            return None
+        return wait
+
+    async def _attempt_once(
+        self, dep: LiveDeployment, attempt: Attempt[T], trace: RequestTrace, deadline: float
+    ) -> T | object:
+        trace.attempts += 1
+        dep.inflight += 1
+        lease = Lease(dep, time.monotonic())
+        remaining = deadline - lease.started
+        try:
+            if remaining <= 0:
+                raise UpstreamTimeout("the request's total timeout passed before this attempt")
+            result = await attempt(dep, lease, min(deadline, lease.started + dep.timeouts.total_s))
+        except UpstreamError as exc:
+            lease.settle(False)
+            return self._after_failure(dep, exc, trace)
+        except InvalidRequest as exc:
+            # The request cannot be expressed for this provider; another may take it.
+            lease.settle(None)
+            trace.failures.append(AttemptFailure(dep.id, exc))
+            if exc.code in CONTEXT_ERROR_CODES:
+                raise _SwitchToContextFallback(dep.alias) from None
+            return _NEXT
+        except BaseException:
+            lease.settle(None)
+            raise
+        trace.deployment = dep
+        if not lease.kept:
+            lease.settle(True, latency_s=time.monotonic() - lease.started)
+        return result
+
+    def _after_failure(self, dep: LiveDeployment, exc: UpstreamError, trace: RequestTrace) -> object:
+        trace.failures.append(AttemptFailure(dep.id, exc))
+        if exc.code in CONTEXT_ERROR_CODES:
+            raise _SwitchToContextFallback(dep.alias)
+        if not exc.fallback:
+            raise exc
+        return _RETRY if exc.retryable else _NEXT
+
+
+class _SwitchToContextFallback(Exception):
+    def __init__(self, alias: str) -> None:
+        super().__init__(alias)
+        self.alias = alias
+
+
+_RETRY = object()
+_NEXT = object()
+
+
+def _reason(trace: RequestTrace) -> str:
+    if not trace.failures:
+        return "unavailable"
+    err = trace.failures[-1].error
+    if isinstance(err, UpstreamError):
+        return f"http_{err.upstream_status}" if err.upstream_status not in (502, 504) else err.code
+    return err.code

@@ -1,0 +1,233 @@
+"""One configuration's worth of gateway: routes, router, and the attempt
+functions that join a provider's translation to the HTTP client.
+
+A :class:`Service` is immutable once built; a config reload builds a new one
+and swaps it in, so requests in flight finish on the one they started with.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.canonical import JSON
+from gateway.dialects.openai import estimate_prompt_tokens
+from gateway.errors import InvalidRequest, NotFound, UpstreamBadResponse, UpstreamError
+from gateway.providers.base import StreamDecoder, WireRequest
+from gateway.providers.registry import Preset
+from gateway.providers.sse import SSEParser
+from gateway.routing.deployment import LiveDeployment, Route, build_routes
+from gateway.routing.router import Lease, RequestTrace, Router
+from gateway.settings import LoadedConfig, Params
+from gateway.upstream.http import HTTPClient, UpstreamResponse
+
+MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+def apply_params(req: JSON, params: Params) -> JSON:
+    """The request as one deployment gets it: its defaults filled in, its
+    ranges clamped, its max-tokens cap applied. ``req`` is not modified."""
+    if not (params.defaults or params.ranges or params.max_tokens_cap):
+        return req
+    out = {**params.defaults, **req}
+    for name, (low, high) in params.ranges.items():
+        value = out.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = min(max(value, low), high)
+    cap = params.max_tokens_cap
+    if cap is not None:
+        for name in MAX_TOKEN_PARAMS:
+            value = out.get(name)
+            if isinstance(value, int) and value > cap:
+                out[name] = cap
+        if not any(name in out for name in MAX_TOKEN_PARAMS):
+            out["max_tokens"] = cap
+    return out
+
+
+async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: float) -> UpstreamError:
+    try:
+        body = await resp.read(max(0.001, deadline - time.monotonic()))
+    except UpstreamError:
+        body = b""
+    return dep.provider.error(resp.status, resp.headers, body)
+
+
+def _parse(body: bytes, what: str) -> JSON:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse(f"upstream answered invalid JSON for {what}") from None
+    if not isinstance(parsed, dict):
+        raise UpstreamBadResponse(f"upstream answered JSON that is not an object for {what}")
+    return parsed
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream whose first chunk is in hand: from here on it cannot fall back."""
+
+    first: list[JSON]
+    pieces: AsyncIterator[bytes]
+    parser: SSEParser
+    decoder: StreamDecoder
+    response: UpstreamResponse
+    lease: Lease
+    ended: bool = False
+    """The whole upstream stream was consumed while waiting for the first chunk."""
+
+    async def rest(self) -> AsyncIterator[list[JSON]]:
+        """The remaining chunks, a batch per upstream read; settles the lease.
+        Raises UpstreamError if the upstream fails or cuts the stream short."""
+        ok: bool | None = None
+        try:
+            if self.ended:
+                ok = True
+                return
+            async for piece in self.pieces:
+                batch: list[JSON] = []
+                for event in self.parser.feed(piece):
+                    batch.extend(self.decoder.on_event(event))
+                if batch:
+                    yield batch
+            tail: list[JSON] = []
+            for event in self.parser.close():
+                tail.extend(self.decoder.on_event(event))
+            tail.extend(self.decoder.finish())
+            ok = True
+            if tail:
+                yield tail
+        except UpstreamError:
+            ok = False
+            raise
+        finally:
+            self.response.close()
+            self.lease.settle(ok)
+
+
+class Service:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        http: HTTPClient,
+        presets: dict[str, Preset],
+        previous: Service | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = loaded
+        self.settings = loaded.settings
+        self.http = http
+        self.routes: dict[str, Route] = build_routes(self.settings, presets, previous.routes if previous else None)
+        self.router = Router(self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng)
+        self.created = int(time.time())
+
+    def route_for(self, alias: str, kind: str) -> Route:
+        route = self.routes.get(alias)
+        if route is None:
+            raise NotFound(
+                f"The model '{alias}' does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        if route.spec.kind != kind:
+            raise InvalidRequest(
+                f"model '{alias}' is a {route.spec.kind} model and cannot serve {kind} requests",
+                code="wrong_model_kind",
+                param="model",
+            )
+        return route
+
+    async def chat(self, req: JSON, trace: RequestTrace) -> JSON:
+        route = self.route_for(req["model"], "chat")
+
+        async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
+            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
+            body = await self._exchange(dep, wire, deadline)
+            return dep.provider.chat_response(_parse(body, "a chat completion"), dep.target)
+
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req))
+
+    async def open_stream(self, req: JSON, trace: RequestTrace) -> OpenStream:
+        route = self.route_for(req["model"], "chat")
+
+        async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
+            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=True)
+            t = dep.timeouts
+            resp = await self.http.send(wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s))
+            try:
+                if resp.status >= 300:
+                    raise await _error_from(dep, resp, deadline)
+                if "event-stream" not in resp.content_type:
+                    raise UpstreamBadResponse(
+                        f"upstream answered {resp.content_type or 'no content type'} instead of an event stream"
+                    )
+                stream = OpenStream(
+                    [],
+                    resp.chunks(t.idle_s, deadline),
+                    SSEParser(),
+                    dep.provider.stream_decoder(dep.target),
+                    resp,
+                    lease,
+                )
+                await _first_chunks(stream)
+            except BaseException:
+                resp.close()
+                raise
+            lease.keep()
+            return stream
+
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req))
+
+    async def embed(self, req: JSON, trace: RequestTrace) -> JSON:
+        route = self.route_for(req["model"], "embedding")
+
+        async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
+            wire = dep.provider.embed_request(apply_params(req, dep.spec.params), dep.target)
+            body = await self._exchange(dep, wire, deadline)
+            return dep.provider.embed_response(_parse(body, "embeddings"), dep.target, req)
+
+        return await self.router.run(route.alias, attempt, trace)
+
+    async def _exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
+        """Send a non-streaming request; the 2xx JSON body, or the mapped error."""
+        t = dep.timeouts
+        resp = await self.http.send(wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s))
+        try:
+            if resp.status >= 300:
+                raise await _error_from(dep, resp, deadline)
+            body = await resp.read(max(0.001, deadline - time.monotonic()))
+        finally:
+            resp.close()
+        if "json" not in resp.content_type:
+            raise UpstreamBadResponse(f"upstream answered {resp.content_type or 'no content type'} instead of JSON")
+        return body
+
+    @staticmethod
+    def _tokens(route: Route, req: JSON) -> int | None:
+        return estimate_prompt_tokens(req) if route.spec.context_window else None
+
+
+def _left(deadline: float, cap: float) -> float:
+    return max(0.001, min(cap, deadline - time.monotonic()))
+
+
+async def _first_chunks(stream: OpenStream) -> None:
+    """Read until the decoder yields a chunk (or the stream ends): until then a
+    failure can still fall back, because the client has received nothing."""
+    while not stream.first:
+        try:
+            piece = await anext(stream.pieces)
+        except StopAsyncIteration:
+            for event in stream.parser.close():
+                stream.first.extend(stream.decoder.on_event(event))
+            stream.first.extend(stream.decoder.finish())
+            stream.ended = True
+            if not stream.first:
+                raise UpstreamBadResponse("upstream stream ended without any content") from None
+            return
+        for event in stream.parser.feed(piece):
+            stream.first.extend(stream.decoder.on_event(event))

@@ -1,0 +1,329 @@
+"""Configuration: a strict schema over YAML with ``${ENV}`` interpolation.
+
+Loading is three steps, each of which can only fail with a :class:`ConfigError`
+that names the path of the bad value (``models.gpt-4o.deployments[1].weight: ...``):
+
+1. parse the YAML;
+2. interpolate ``${VAR}`` / ``${VAR:-default}`` in string values. A scalar that
+   is exactly one ``${...}`` is re-read as YAML, so ``port: ${PORT:-8080}`` is an
+   int. A model alias listing ``requires_env`` is left out (not an error) when
+   one of those variables is unset: that is how the real providers' aliases sit
+   in the default config without keys;
+3. validate against the schema (unknown keys and wrong types rejected), then
+   check references between aliases.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
+Strategy = Literal["priority", "weighted", "round_robin", "least_inflight", "lowest_latency", "lowest_cost"]
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` names the path of each bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Timeouts(_Strict):
+    connect_s: PositiveFloat = 5.0
+    first_byte_s: PositiveFloat = 30.0
+    idle_s: PositiveFloat = 30.0
+    total_s: PositiveFloat = 30.0
+
+
+class TimeoutOverrides(_Strict):
+    connect_s: PositiveFloat | None = None
+    first_byte_s: PositiveFloat | None = None
+    idle_s: PositiveFloat | None = None
+    total_s: PositiveFloat | None = None
+
+    def over(self, base: Timeouts) -> Timeouts:
+        return base.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
+class RetryPolicy(_Strict):
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 1
+    """Extra attempts on the same deployment for a retryable error."""
+    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.1
+    backoff_max_s: Annotated[float, Field(ge=0)] = 4.0
+    max_retry_after_s: Annotated[float, Field(ge=0)] = 10.0
+    """A Retry-After longer than this moves on to the next deployment instead of waiting."""
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 8
+    """Upper bound on attempts per request, across deployments and fallbacks."""
+
+
+class BreakerPolicy(_Strict):
+    consecutive_failures: Annotated[int, Field(ge=1)] = 5
+    error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window_s: PositiveFloat = 30.0
+    min_requests: Annotated[int, Field(ge=1)] = 20
+    cooldown_s: PositiveFloat = 30.0
+
+
+class Price(_Strict):
+    input_per_1m: Annotated[float, Field(ge=0)]
+    output_per_1m: Annotated[float, Field(ge=0)]
+    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = None
+
+
+class Params(_Strict):
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    """Parameters added to a request that does not set them."""
+    ranges: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(default_factory=dict)
+    """Numeric parameters clamped into [low, high] for this deployment."""
+    max_tokens_cap: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> Params:
+        for name, (low, high) in self.ranges.items():
+            if low > high:
+                raise ValueError(f"range of {name!r} is empty: {low} > {high}")
+        return self
+
+
+class Deployment(_Strict):
+    id: str | None = None
+    provider: ProviderKind
+    model: Annotated[str, Field(min_length=1)]
+    base_url: str | None = None
+    api_key: str | None = None
+    auth_header: str | None = None
+    auth_scheme: str | None = None
+    api_version: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    drop_params: list[str] = Field(default_factory=list)
+    weight: PositiveFloat = 1.0
+    priority: int = 0
+    timeouts: TimeoutOverrides = TimeoutOverrides()
+    max_concurrency: Annotated[int, Field(ge=1)] | None = None
+    params: Params = Params()
+    price: Price | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> Deployment:
+        if self.base_url is not None and not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+        if self.provider == "openai_compatible" and not self.base_url:
+            raise ValueError("base_url is required for provider openai_compatible")
+        return self
+
+
+class ModelAlias(_Strict):
+    kind: Literal["chat", "embedding"] = "chat"
+    description: str = ""
+    strategy: Strategy = "priority"
+    deployments: Annotated[list[Deployment], Field(min_length=1)]
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window: Annotated[int, Field(ge=1)] | None = None
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    requires_env: list[str] = Field(default_factory=list)
+    retry: RetryPolicy | None = None
+
+
+class StaticKey(_Strict):
+    """A client key defined in the config file, stored only as its SHA-256."""
+
+    name: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    models: list[str] | None = None
+    """Aliases this key may use; absent means all."""
+
+
+class AuthSettings(_Strict):
+    master_key: str | None = None
+    """Full access; from ``${GATEWAY_MASTER_KEY}`` in the default config."""
+    keys: list[StaticKey] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _key_strength(self) -> AuthSettings:
+        if self.master_key is not None and len(self.master_key) < 8:
+            raise ValueError("master_key must be at least 8 characters")
+        return self
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+    max_connections_per_upstream: Annotated[int, Field(ge=1)] = 1000
+
+
+class RouterSettings(_Strict):
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+
+
+class Settings(_Strict):
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    router: RouterSettings = RouterSettings()
+    models: dict[str, ModelAlias] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems: list[str] = []
+        for alias, spec in self.models.items():
+            for field in ("fallbacks", "context_window_fallbacks"):
+                for i, ref in enumerate(getattr(spec, field)):
+                    if ref not in self.models:
+                        problems.append(f"models.{alias}.{field}[{i}]: unknown model alias {ref!r}")
+                    elif ref == alias:
+                        problems.append(f"models.{alias}.{field}[{i}]: an alias cannot fall back to itself")
+                    elif self.models[ref].kind != spec.kind:
+                        problems.append(
+                            f"models.{alias}.{field}[{i}]: {ref!r} is a {self.models[ref].kind} model, not {spec.kind}"
+                        )
+            ids: set[str] = set()
+            for i, dep in enumerate(spec.deployments):
+                if spec.kind == "embedding" and dep.provider == "anthropic":
+                    problems.append(f"models.{alias}.deployments[{i}].provider: anthropic has no embeddings")
+                did = deployment_id(alias, i, dep)
+                if did in ids:
+                    problems.append(f"models.{alias}.deployments[{i}].id: duplicate deployment id {did!r}")
+                ids.add(did)
+        for i, key in enumerate(self.auth.keys):
+            for j, ref in enumerate(key.models or ()):
+                if ref not in self.models:
+                    problems.append(f"auth.keys[{i}].models[{j}]: unknown model alias {ref!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def deployment_id(alias: str, index: int, dep: Deployment) -> str:
+    """A deployment's stable name: its ``id``, else ``<alias>/<index>``."""
+    return dep.id or f"{alias}/{index}"
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(root)"
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{path}: environment variable {name} is not set")
+        return ""
+
+    whole = _ENV_RE.fullmatch(value)
+    result = _ENV_RE.sub(sub, value)
+    if whole and result:
+        try:
+            return yaml.safe_load(result)
+        except yaml.YAMLError:
+            return result
+    return result
+
+
+def _drop_disabled_aliases(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Remove aliases whose ``requires_env`` is not met, and references to them."""
+    models = raw.get("models")
+    if not isinstance(models, dict):
+        return []
+    disabled = []
+    for alias, spec in list(models.items()):
+        needs = spec.get("requires_env", []) if isinstance(spec, dict) else []
+        if isinstance(needs, list) and any(not env.get(str(n)) for n in needs):
+            disabled.append(str(alias))
+            del models[alias]
+    for spec in models.values():
+        if isinstance(spec, dict):
+            for field in ("fallbacks", "context_window_fallbacks"):
+                refs = spec.get(field)
+                if isinstance(refs, list):
+                    spec[field] = [r for r in refs if r not in disabled]
+    return disabled
+
+
+class LoadedConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    settings: Settings
+    disabled_aliases: list[str]
+    source: str
+
+
+def parse_config(text: str, *, env: Mapping[str, str] | None = None, source: str = "<string>") -> LoadedConfig:
+    env = os.environ if env is None else env
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping, got {type(raw).__name__}"])
+    disabled = _drop_disabled_aliases(raw, env)
+    problems: list[str] = []
+    raw = _interpolate(raw, "", env, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_validation_problems(exc)) from None
+    return LoadedConfig(settings=settings, disabled_aliases=disabled, source=source)
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = format_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if loc == "(root)":
+            problems.extend(msg.split("; "))
+        else:
+            problems.append(f"{loc}: {msg}")
+    return problems
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{p}: not UTF-8 text"]) from None
+    return parse_config(text, env=env, source=str(p))

@@ -1,0 +1,53 @@
+"""Fixtures: one mock upstream and one gateway for the session, reset between tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.mock import MockConfig
+from gateway.mock.testing import MockServer
+from tests.e2e.harness import GatewayProcess, e2e_config
+
+
+class Mock:
+    """The mock upstream plus helpers to script it and read its call counts."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+
+    def behave(self, model: str, **knobs: Any) -> None:
+        self.http.put(f"/_mock/behaviours/{model}", json=knobs).raise_for_status()
+
+    def calls(self, model: str) -> int:
+        return int(self.http.get("/_mock/stats").json()["by_model"].get(model, 0))
+
+    def reset(self) -> None:
+        self.http.post("/_mock/reset").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[Mock]:
+    with MockServer(MockConfig()) as server:
+        m = Mock(server)
+        yield m
+        m.http.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(e2e_config(mock.url), Path(tmp_path_factory.mktemp("gateway")))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mock(request: pytest.FixtureRequest) -> None:
+    if "mock" in request.fixturenames:
+        request.getfixturevalue("mock").reset()

@@ -1,0 +1,175 @@
+"""Real servers on loopback for end-to-end tests: the gateway as a subprocess
+(``python -m gateway serve``), the mock upstream as a uvicorn server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-e2e-master-key-0001"
+LIMITED_KEY = "sk-e2e-limited-key-0001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class GatewayProcess:
+    """A gateway subprocess on a free port; its log is kept for failure reports."""
+
+    def __init__(self, config_text: str, workdir: Path, *, extra_env: dict[str, str] | None = None) -> None:
+        self.config_path = workdir / "gateway.yaml"
+        self.config_path.write_text(config_text)
+        self.log_path = workdir / "gateway.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "info",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30, headers={"authorization": f"Bearer {MASTER_KEY}"})
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.http.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+
+    def client(self, key: str = MASTER_KEY, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+
+    def deployments(self) -> dict[str, dict[str, Any]]:
+        rows = self.http.get("/admin/deployments").json()["deployments"]
+        return {row["id"]: row for row in rows}
+
+    def sighup(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def e2e_config(mock_url: str, *, breaker: str | None = None) -> str:
+    """The standard test configuration: every alias answered by the mock; each
+    resilience scenario has its own upstream model names so tests do not share state."""
+    breaker = (
+        breaker or "{consecutive_failures: 1000, error_ratio: 1.0, window_s: 30, min_requests: 1000, cooldown_s: 1}"
+    )
+    v1 = f"{mock_url}/v1"
+
+    def oa(model: str, extra: str = "") -> str:
+        return f"{{provider: openai, model: {model}, base_url: '{v1}', api_key: k{extra}}}"
+
+    return f"""
+server: {{max_body_bytes: 65536}}
+auth:
+  master_key: "${{GATEWAY_MASTER_KEY}}"
+  keys:
+    - {{name: limited, sha256: {sha256_hex(LIMITED_KEY)}, models: [chat]}}
+router:
+  timeouts: {{connect_s: 2, first_byte_s: 5, idle_s: 5, total_s: 15}}
+  retry: {{max_retries: 1, backoff_initial_s: 0.01, backoff_max_s: 0.05, max_retry_after_s: 2, max_attempts: 8}}
+  breaker: {breaker}
+models:
+  chat: {{deployments: [{oa("mock-gpt")}]}}
+  claude:
+    deployments: [{{provider: anthropic, model: mock-claude, base_url: '{v1}', api_key: k}}]
+  gemini:
+    deployments: [{{provider: gemini, model: mock-gemini, base_url: '{mock_url}/v1beta', api_key: k}}]
+  embed: {{kind: embedding, deployments: [{oa("mock-embed")}]}}
+  gemini-embed:
+    kind: embedding
+    deployments: [{{provider: gemini, model: mock-gemini-embed, base_url: '{mock_url}/v1beta', api_key: k}}]
+  ratelimited: {{deployments: [{oa("rl-model")}]}}
+  retry-after: {{deployments: [{oa("ra-model")}]}}
+  failing: {{deployments: [{oa("fail-model")}]}}
+  failover:
+    deployments: [{oa("primary-a", ", priority: 0")}, {oa("backup-b", ", priority: 1")}]
+  flaky:
+    retry: {{max_retries: 2, backoff_initial_s: 0.01, backoff_max_s: 0.05}}
+    deployments: [{oa("flaky-model")}]
+  fb-primary: {{deployments: [{oa("fb-primary-model")}], fallbacks: [fb-secondary]}}
+  fb-secondary:
+    deployments: [{{provider: anthropic, model: fb-secondary-model, base_url: '{v1}', api_key: k}}]
+  badreq: {{deployments: [{oa("badreq-model")}], fallbacks: [chat]}}
+  slow:
+    deployments: [{oa("slow-model", ", timeouts: {first_byte_s: 0.3}")}]
+    fallbacks: [chat]
+  idle: {{deployments: [{oa("idle-model", ", timeouts: {idle_s: 0.3}")}]}}
+  garbage: {{deployments: [{oa("garbage-model", ", priority: 0")}, {oa("garbage-backup", ", priority: 1")}]}}
+  cut: {{deployments: [{oa("cut-model")}], fallbacks: [chat]}}
+  hold: {{deployments: [{oa("hold-model")}]}}
+  small-ctx:
+    context_window: 20
+    context_window_fallbacks: [big-ctx]
+    deployments: [{oa("small-model")}]
+  big-ctx: {{deployments: [{oa("big-model")}]}}
+  rr: {{strategy: round_robin, deployments: [{oa("rr-a")}, {oa("rr-b")}]}}
+  weighted:
+    strategy: weighted
+    deployments: [{oa("w-a", ", weight: 3")}, {oa("w-b", ", weight: 1")}]
+  breaker: {{deployments: [{oa("brk-model", ", priority: 0")}, {oa("brk-backup", ", priority: 1")}]}}
+"""
