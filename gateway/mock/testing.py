@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.request
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -20,6 +20,8 @@ from gateway.mock.app import create_mock_app
 from gateway.mock.behaviour import MockConfig
 
 _START_TIMEOUT_S = 10.0
+
+Fmt = Literal["openai", "anthropic", "gemini"]
 
 
 class MockServer:
@@ -104,3 +106,17 @@ def parse_sse(body: bytes) -> list[tuple[str, str]]:
             events.append((name, "\n".join(data)))
     return events
 
+
+def chat_request(fmt: Fmt, model: str = "m", stream: bool = False, text: str = "hi") -> tuple[str, dict[str, Any]]:
+    """Path and body of a minimal chat request in ``fmt`` (one user message)."""
+    if fmt == "openai":
+        return "/v1/chat/completions", {
+            "model": model,
+            "messages": [{"role": "user", "content": text}],
+            "stream": stream,
+        }
+    if fmt == "anthropic":
+        messages = [{"role": "user", "content": text}]
+        return "/v1/messages", {"model": model, "max_tokens": 50, "messages": messages, "stream": stream}
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"/v1beta/models/{model}:{method}", {"contents": [{"role": "user", "parts": [{"text": text}]}]}
