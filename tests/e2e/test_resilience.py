@@ -123,7 +123,7 @@ def test_garbage_without_alternative_is_502(gateway: GatewayProcess, mock: Mock)
 def test_context_window_fallback(gateway: GatewayProcess) -> None:
     short, _, _ = served_by(gateway, "small-ctx")
     assert short == "small-ctx/0"
-    long_prompt = [{"role": "user", "content": "word " * 200}]
+    long_prompt: Any = [{"role": "user", "content": "word " * 200}]
     raw = gateway.client().chat.completions.with_raw_response.create(model="small-ctx", messages=long_prompt)
     assert raw.headers["x-gateway-deployment"] == "big-ctx/0"
 
