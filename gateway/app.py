@@ -52,8 +52,11 @@ class Principal:
         self.name = name
         self.models = models
 
+    def may_use(self, alias: str) -> bool:
+        return self.models is None or alias in self.models
+
     def check_model(self, alias: str) -> None:
-        if self.models is not None and alias not in self.models:
+        if not self.may_use(alias):
             raise PermissionDenied(f"this key may not use model '{alias}'", code="model_not_allowed", param="model")
 
 

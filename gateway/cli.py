@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,6 +86,9 @@ def _check_config(path: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.mock_port:
+        # The default config's demo aliases point at ${MOCK_BASE_URL}: the mock we start.
+        os.environ.setdefault("MOCK_BASE_URL", f"http://127.0.0.1:{args.mock_port}")
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
@@ -92,8 +96,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     server = loaded.settings.server
     host = args.host or server.host
-    port = args.port if args.port is not None else int(os.environ.get("PORT", server.port))
+    port = args.port if args.port is not None else os.environ.get("PORT", server.port)
+    if not str(port).isdigit() or not 0 <= int(port) <= 65535:
+        print(f"PORT must be a number from 0 to 65535, got {port!r}", file=sys.stderr)
+        return 2
+    port = int(port)
     mock = _start_mock(args.mock_port) if args.mock_port else None
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that
+    # into SystemExit so the `finally` below still stops the mock.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         common = dict(
             host=host,
@@ -115,6 +126,10 @@ def _serve(args: argparse.Namespace) -> int:
             mock.terminate()
             mock.wait(timeout=10)
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_mock(port: int) -> subprocess.Popen[bytes]:

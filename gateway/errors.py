@@ -166,9 +166,9 @@ class UpstreamError(GatewayError):
         super().__init__(message, **kw)
         self.upstream_status = upstream_status
         self.retryable = upstream_status in RETRYABLE_STATUSES if retryable is None else retryable
-        self.fallback = (
-            (self.retryable or upstream_status in DEPLOYMENT_FAULT_STATUSES) if fallback is None else fallback
-        )
+        if fallback is None:
+            fallback = self.retryable or upstream_status in DEPLOYMENT_FAULT_STATUSES or upstream_status >= 500
+        self.fallback = fallback
         self.retry_after = retry_after
         self._type = error_type
         if upstream_status in DEPLOYMENT_FAULT_STATUSES:

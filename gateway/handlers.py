@@ -45,6 +45,8 @@ Headers = list[tuple[bytes, bytes]]
 
 
 class _Principal(Protocol):
+    def may_use(self, alias: str) -> bool: ...
+
     def check_model(self, alias: str) -> None: ...
 
 
@@ -166,20 +168,20 @@ class Handlers:
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope).encode()
         try:
-            self._app.authenticate(scope)
+            principal = self._app.authenticate(scope)
             service = self._service()
         except GatewayError as err:
             await send_error(send, err, [(b"x-request-id", rid)])
             return
-        data = [_model_card(alias, service.created) for alias in service.routes]
+        data = [_model_card(alias, service.created) for alias in service.routes if principal.may_use(alias)]
         await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), [(b"x-request-id", rid)])
 
     async def get_model(self, scope: Scope, receive: Receive, send: Send, model_id: str) -> None:
         rid = request_id(scope).encode()
         try:
-            self._app.authenticate(scope)
+            principal = self._app.authenticate(scope)
             service = self._service()
-            if model_id not in service.routes:
+            if model_id not in service.routes or not principal.may_use(model_id):
                 raise NotFound(f"The model '{model_id}' does not exist", code="model_not_found", param="model")
         except GatewayError as err:
             await send_error(send, err, [(b"x-request-id", rid)])

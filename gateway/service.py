@@ -28,10 +28,10 @@ from gateway.upstream.http import HTTPClient, UpstreamResponse
 MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 
 
-def apply_params(req: JSON, params: Params) -> JSON:
+def apply_params(req: JSON, params: Params, *, chat: bool = True) -> JSON:
     """The request as one deployment gets it: its defaults filled in, its
-    ranges clamped, its max-tokens cap applied. ``req`` is not modified."""
-    if not (params.defaults or params.ranges or params.max_tokens_cap):
+    ranges clamped, and (chat only) its max-tokens cap applied. ``req`` is not modified."""
+    if not (params.defaults or params.ranges or (chat and params.max_tokens_cap)):
         return req
     out = {**params.defaults, **req}
     for name, (low, high) in params.ranges.items():
@@ -39,7 +39,7 @@ def apply_params(req: JSON, params: Params) -> JSON:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = min(max(value, low), high)
     cap = params.max_tokens_cap
-    if cap is not None:
+    if cap is not None and chat:
         for name in MAX_TOKEN_PARAMS:
             value = out.get(name)
             if isinstance(value, int) and value > cap:
@@ -177,6 +177,7 @@ class Service:
             except BaseException:
                 resp.close()
                 raise
+            dep.observe_latency(time.monotonic() - lease.started)  # time to first chunk
             lease.keep()
             return stream
 
@@ -186,7 +187,7 @@ class Service:
         route = self.route_for(req["model"], "embedding")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
-            wire = dep.provider.embed_request(apply_params(req, dep.spec.params), dep.target)
+            wire = dep.provider.embed_request(apply_params(req, dep.spec.params, chat=False), dep.target)
             body = await self._exchange(dep, wire, deadline)
             return dep.provider.embed_response(_parse(body, "embeddings"), dep.target, req)
 

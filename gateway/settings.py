@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
 Strategy = Literal["priority", "weighted", "round_robin", "least_inflight", "lowest_latency", "lowest_cost"]
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NUMBER_RE = re.compile(r"[-+]?(\d+|\d*\.\d+([eE][-+]?\d+)?|\d+[eE][-+]?\d+)")
 
 
 class ConfigError(Exception):
@@ -43,6 +44,14 @@ class _Strict(BaseModel):
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _number_to_text(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Text = Annotated[str, BeforeValidator(_number_to_text)]
+"""A string field that also takes a number, as an all-digit ``${SECRET}`` yields."""
 
 
 class Timeouts(_Strict):
@@ -105,13 +114,13 @@ class Params(_Strict):
 class Deployment(_Strict):
     id: str | None = None
     provider: ProviderKind
-    model: Annotated[str, Field(min_length=1)]
+    model: Annotated[Text, Field(min_length=1)]
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: Text | None = None
     auth_header: str | None = None
     auth_scheme: str | None = None
-    api_version: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    api_version: Text | None = None
+    headers: dict[str, Text] = Field(default_factory=dict)
     drop_params: list[str] = Field(default_factory=list)
     weight: PositiveFloat = 1.0
     priority: int = 0
@@ -151,7 +160,7 @@ class StaticKey(_Strict):
 
 
 class AuthSettings(_Strict):
-    master_key: str | None = None
+    master_key: Text | None = None
     """Full access; from ``${GATEWAY_MASTER_KEY}`` in the default config."""
     keys: list[StaticKey] = Field(default_factory=list)
 
@@ -184,6 +193,7 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _references(self) -> Settings:
         problems: list[str] = []
+        ids: dict[str, str] = {}
         for alias, spec in self.models.items():
             for field in ("fallbacks", "context_window_fallbacks"):
                 for i, ref in enumerate(getattr(spec, field)):
@@ -195,14 +205,15 @@ class Settings(_Strict):
                         problems.append(
                             f"models.{alias}.{field}[{i}]: {ref!r} is a {self.models[ref].kind} model, not {spec.kind}"
                         )
-            ids: set[str] = set()
             for i, dep in enumerate(spec.deployments):
                 if spec.kind == "embedding" and dep.provider == "anthropic":
                     problems.append(f"models.{alias}.deployments[{i}].provider: anthropic has no embeddings")
                 did = deployment_id(alias, i, dep)
                 if did in ids:
-                    problems.append(f"models.{alias}.deployments[{i}].id: duplicate deployment id {did!r}")
-                ids.add(did)
+                    problems.append(
+                        f"models.{alias}.deployments[{i}].id: duplicate deployment id {did!r} (also in {ids[did]})"
+                    )
+                ids[did] = f"models.{alias}"
         for i, key in enumerate(self.auth.keys):
             for j, ref in enumerate(key.models or ()):
                 if ref not in self.models:
@@ -237,21 +248,31 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        if name in env:
-            return env[name]
+        value = env.get(name)
+        if value:  # like the shell's ${VAR:-default}: empty counts as unset
+            return value
         if default is not None:
             return default
+        if value is not None:
+            return value
         problems.append(f"{path}: environment variable {name} is not set")
         return ""
 
-    whole = _ENV_RE.fullmatch(value)
     result = _ENV_RE.sub(sub, value)
-    if whole and result:
-        try:
-            return yaml.safe_load(result)
-        except yaml.YAMLError:
-            return result
+    if _ENV_RE.fullmatch(value):
+        return _typed(result)
     return result
+
+
+def _typed(text: str) -> Any:
+    """A whole-scalar substitution: numbers and true/false become typed (so
+    ``port: ${PORT:-8080}`` is an int); anything else stays the exact text, so a
+    secret is never cut at ``#`` or turned into null."""
+    if _NUMBER_RE.fullmatch(text):
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text
 
 
 def _drop_disabled_aliases(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:
@@ -271,6 +292,11 @@ def _drop_disabled_aliases(raw: dict[str, Any], env: Mapping[str, str]) -> list[
                 refs = spec.get(field)
                 if isinstance(refs, list):
                     spec[field] = [r for r in refs if r not in disabled]
+    auth = raw.get("auth")
+    keys = auth.get("keys") if isinstance(auth, dict) else None
+    for key in keys if isinstance(keys, list) else ():
+        if isinstance(key, dict) and isinstance(key.get("models"), list):
+            key["models"] = [m for m in key["models"] if m not in disabled]
     return disabled
 
 

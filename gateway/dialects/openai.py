@@ -23,7 +23,7 @@ from gateway.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 # name -> (low, high, integer?)
 RANGES: dict[str, tuple[float, float, bool]] = {
@@ -143,21 +143,23 @@ def _message(msg: Any, param: str) -> None:
     role = msg.get("role")
     if role is None:
         raise _bad(f"{param}.role is required", f"{param}.role", "missing_required_parameter")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise _bad(f"{param}.role must be one of {sorted(ROLES)}, got {role!r}", f"{param}.role", "unsupported_value")
     content = msg.get("content")
     if content is None:
         if role != "assistant":
-            raise _bad(
-                f"{param}.content is required for role {role}", f"{param}.content", "missing_required_parameter"
-            )
+            raise _bad(f"{param}.content is required for role {role}", f"{param}.content", "missing_required_parameter")
     elif isinstance(content, list):
         for j, part in enumerate(content):
             _part(part, f"{param}.content[{j}]")
     else:
         _expect(content, str, f"{param}.content", "a string or an array of content parts")
     if role == "tool":
-        _expect(msg.get("tool_call_id"), str, f"{param}.tool_call_id", "a string")
+        if msg.get("tool_call_id") is None:
+            raise _bad(
+                f"{param}.tool_call_id is required for role tool", f"{param}.tool_call_id", "missing_required_parameter"
+            )
+        _expect(msg["tool_call_id"], str, f"{param}.tool_call_id", "a string")
     calls = msg.get("tool_calls")
     if calls is not None:
         _expect(calls, list, f"{param}.tool_calls", "an array")
@@ -168,7 +170,7 @@ def _message(msg: Any, param: str) -> None:
 def _part(part: Any, param: str) -> None:
     _expect(part, dict, param, "an object")
     kind = part.get("type")
-    if kind not in PART_TYPES:
+    if not isinstance(kind, str) or kind not in PART_TYPES:
         raise _bad(
             f"{param}.type must be one of {sorted(PART_TYPES)}, got {kind!r}", f"{param}.type", "unsupported_value"
         )
@@ -216,7 +218,7 @@ def _tools(tools: Any) -> set[str]:
         _expect(fn, dict, f"{param}.function", "an object")
         name = fn.get("name")
         _expect(name, str, f"{param}.function.name", "a string")
-        if not TOOL_NAME.match(name):
+        if not TOOL_NAME.fullmatch(name):
             raise _bad(f"{param}.function.name must match {TOOL_NAME.pattern}", f"{param}.function.name")
         if fn.get("parameters") is not None:
             _expect(fn["parameters"], dict, f"{param}.function.parameters", "a JSON schema object")

@@ -33,6 +33,10 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial = False
 
+    @property
+    def policy(self) -> BreakerPolicy:
+        return self._policy
+
     def allow(self, now: float) -> bool:
         """May a request go to this deployment now? In half-open, only one at a time."""
         if self.state is BreakerState.CLOSED:

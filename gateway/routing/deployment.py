@@ -58,8 +58,9 @@ class Route:
 def build_routes(
     settings: Settings, presets: dict[str, Preset], previous: dict[str, Route] | None = None
 ) -> dict[str, Route]:
-    """Routes for every alias. Deployments whose id and spec are unchanged from
-    ``previous`` (a config reload) keep their breaker and latency history."""
+    """Routes for every alias. Deployments whose id, alias, spec, timeouts and
+    breaker policy are unchanged from ``previous`` (a config reload) keep their
+    breaker and latency history; any change builds them afresh."""
     old: dict[str, LiveDeployment] = {}
     for prev_route in (previous or {}).values():
         for prev in prev_route.deployments:
@@ -69,8 +70,15 @@ def build_routes(
         live = []
         for i, dep in enumerate(spec.deployments):
             did = deployment_id(alias, i, dep)
+            timeouts = dep.timeouts.over(settings.router.timeouts)
             prior = old.get(did)
-            if prior is not None and prior.spec == dep:
+            if (
+                prior is not None
+                and prior.alias == alias
+                and prior.spec == dep
+                and prior.timeouts == timeouts
+                and prior.breaker.policy == settings.router.breaker
+            ):
                 live.append(prior)
                 continue
             preset = presets[dep.provider]
@@ -81,7 +89,7 @@ def build_routes(
                     provider=preset.provider,
                     target=build_target(dep, preset),
                     spec=dep,
-                    timeouts=dep.timeouts.over(settings.router.timeouts),
+                    timeouts=timeouts,
                     breaker=CircuitBreaker(settings.router.breaker),
                 )
             )

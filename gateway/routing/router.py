@@ -121,7 +121,7 @@ class Router:
             if pos > 0:
                 trace.fallbacks.append((chain[pos - 1], current.alias, _reason(trace)))
             try:
-                done, result, skips = await self._try_route(current, attempt, trace, deadline)
+                done, result, skips = await self._try_route(current, attempt, trace, deadline, route.retry.max_attempts)
             except _SwitchToContextFallback as switch:
                 chain = self._context_chain(self.routes[switch.alias], trace, "context_length_exceeded", switched)
                 pos = 0
@@ -141,35 +141,40 @@ class Router:
         raise AllDeploymentsFailed(trace.failures)
 
     def _context_chain(self, route: Route, trace: RequestTrace, reason: str, switched: set[str]) -> list[str]:
-        """The aliases to try once a prompt is too long for ``route``."""
-        chain = route.spec.context_window_fallbacks
-        if not chain or route.alias in switched:
+        """The aliases to try once a prompt is too long for ``route``; aliases
+        already found too small (``switched``) are not tried again."""
+        switched.add(route.alias)
+        chain = [a for a in route.spec.context_window_fallbacks if a not in switched]
+        if not chain:
             if trace.failures:
                 raise trace.failures[-1].error
             raise ContextWindowExceeded(
                 f"the prompt exceeds the context window of {route.alias!r} and it has no larger fallback",
                 param="messages",
             )
-        switched.add(route.alias)
         trace.fallbacks.append((route.alias, chain[0], reason))
-        return list(chain)
+        return chain
 
     async def _try_route(
-        self, route: Route, attempt: Attempt[T], trace: RequestTrace, deadline: float
+        self, route: Route, attempt: Attempt[T], trace: RequestTrace, deadline: float, max_attempts: int
     ) -> tuple[bool, T | None, int]:
-        """(True, result, 0) on success, or (False, None, deployments skipped)."""
+        """(True, result, 0) on success, or (False, None, deployments skipped).
+        ``max_attempts`` is the requested alias's bound, for the whole request."""
         skipped = 0
         policy = route.retry
         deps = route.deployments
         order = deps if len(deps) == 1 else STRATEGIES[route.spec.strategy](route, self._rng)
         for dep in order:
+            # Checked before allow(): in half-open, allow() takes the one trial slot.
+            if trace.attempts >= max_attempts:
+                return False, None, skipped
             if dep.saturated or not dep.breaker.allow(time.monotonic()):
                 skipped += 1
                 continue
             for retry_number in range(policy.max_retries + 1):
-                if trace.attempts >= policy.max_attempts:
-                    return False, None, skipped
                 if retry_number:
+                    if trace.attempts >= max_attempts:
+                        return False, None, skipped
                     wait = self._backoff(route, retry_number, trace, deadline)
                     if wait is None:
                         break
@@ -207,7 +212,8 @@ class Router:
                 raise UpstreamTimeout("the request's total timeout passed before this attempt")
             result = await attempt(dep, lease, min(deadline, lease.started + dep.timeouts.total_s))
         except UpstreamError as exc:
-            lease.settle(False)
+            # The client's own mistake says nothing about the deployment's health.
+            lease.settle(not exc.fallback)
             return self._after_failure(dep, exc, trace)
         except InvalidRequest as exc:
             # The request cannot be expressed for this provider; another may take it.

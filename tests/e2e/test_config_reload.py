@@ -128,3 +128,11 @@ def test_help_and_usage_errors() -> None:
     proc = run_cli("frobnicate")
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+def test_serve_refuses_a_bad_port(tmp_path: Path) -> None:
+    good = tmp_path / "ok.yaml"
+    good.write_text("models: {}\n")
+    proc = run_cli("serve", "--config", str(good), env={**os.environ, "PORT": "eighty"})
+    assert proc.returncode == 2
+    assert "PORT must be a number" in proc.stderr

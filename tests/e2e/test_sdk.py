@@ -216,6 +216,12 @@ def test_error_authentication(gateway: GatewayProcess) -> None:
     assert err.value.code == "invalid_api_key"
 
 
+def test_models_list_shows_only_what_the_key_may_use(gateway: GatewayProcess) -> None:
+    assert [m.id for m in gateway.client(key=LIMITED_KEY).models.list()] == ["chat"]
+    with pytest.raises(openai.NotFoundError):
+        gateway.client(key=LIMITED_KEY).models.retrieve("claude")
+
+
 def test_error_permission_denied_for_model_outside_key(gateway: GatewayProcess) -> None:
     limited = gateway.client(key=LIMITED_KEY)
     assert limited.chat.completions.create(model="chat", messages=HELLO).choices

@@ -1,0 +1,173 @@
+"""The gateway under test: its generated config, its process (pinned to the server
+core) and a one-request probe that shows what it answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from bench.procs import SERVER_CORE, MemSample, Pinning, free_port, http_ok, read_mem, spawn, stop, wait_until
+
+JSON_ALIAS = "bench-json"
+SSE_ALIAS = "bench-sse"
+UPSTREAM_MODEL = "gpt-4o-mini"
+KEY_ENV = "GATEWAY_MASTER_KEY"
+
+
+def master_key() -> str:
+    """The key clients send: ``$GATEWAY_MASTER_KEY`` when usable, else a fresh random one."""
+    key = os.environ.get(KEY_ENV, "")
+    return key if len(key) >= 8 else "bench-" + secrets.token_hex(16)
+
+
+def render_gateway_config(*, port: int, json_base_url: str, sse_base_url: str) -> dict[str, Any]:
+    """A gateway config with the two bench aliases (the master key comes from the environment)."""
+
+    def alias(base_url: str, description: str) -> dict[str, Any]:
+        deployment = {
+            "provider": "openai_compatible",
+            "model": UPSTREAM_MODEL,
+            "base_url": base_url,
+            "api_key": "bench-upstream-key",
+        }
+        return {"description": description, "deployments": [deployment]}
+
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "auth": {"master_key": "${" + KEY_ENV + "}"},
+        "models": {
+            JSON_ALIAS: alias(json_base_url, "bench: canned chat.completion from nginx"),
+            SSE_ALIAS: alias(sse_base_url, "bench: canned SSE stream from nginx"),
+        },
+    }
+
+
+@dataclass
+class Probe:
+    """One request through the gateway, to show what it answers before the load runs."""
+
+    model: str
+    stream: bool
+    status: int
+    content_type: str
+    body_sample: str
+    ok: bool
+    problem: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def chat_body(model: str, *, stream: bool) -> bytes:
+    """The same request body as ``wrk_post.lua`` sends."""
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10.0) -> Probe:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    req = urllib.request.Request(url, data=chat_body(model, stream=stream), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            status, ctype, raw = resp.status, resp.headers.get("content-type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        status, ctype, raw = exc.code, exc.headers.get("content-type", ""), exc.read()
+    except OSError as exc:
+        return Probe(model, stream, 0, "", "", False, f"no response: {exc}")
+    text = raw.decode("utf-8", errors="replace")
+    problem = ""
+    if not 200 <= status < 300:
+        problem = f"HTTP {status}"
+    elif stream and ("text/event-stream" not in ctype or "data: [DONE]" not in text):
+        problem = "not an SSE stream ending with data: [DONE]"
+    elif not stream and '"chat.completion"' not in text.replace(" ", ""):
+        problem = "not a chat.completion object"
+    return Probe(model, stream, status, ctype, text[:600], not problem, problem)
+
+
+class GatewayServer:
+    """``python -m gateway serve`` on a free port with the bench config, pinned to the server core."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        pinning: Pinning,
+        *,
+        json_base_url: str,
+        sse_base_url: str,
+        key: str,
+        extra_args: Sequence[str] = (),
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        self.workdir = workdir
+        self.pinning = pinning
+        self.port = free_port()
+        self.key = key
+        self.extra_args = list(extra_args)
+        self.startup_timeout_s = startup_timeout_s
+        self.config_path = workdir / "gateway.yaml"
+        self.log_path = workdir / "gateway.log"
+        self.config = render_gateway_config(port=self.port, json_base_url=json_base_url, sse_base_url=sse_base_url)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.command: list[str] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base}/v1/chat/completions"
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("the gateway is not running")
+        return self.proc.pid
+
+    def mem(self) -> MemSample | None:
+        return read_mem(self.pid) if self.proc is not None else None
+
+    def __enter__(self) -> GatewayServer:
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.command = [*self.pinning.prefix(SERVER_CORE), sys.executable, "-m", "gateway", "serve"]
+        self.command += ["--config", str(self.config_path), "--port", str(self.port), *self.extra_args]
+        env = {**os.environ, KEY_ENV: self.key, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self.proc = spawn(self.command, log=log, env=env)  # taskset execs: same pid as the gateway
+        try:
+            wait_until(
+                lambda: http_ok(f"{self.base}/health"),
+                proc=self.proc,
+                timeout_s=self.startup_timeout_s,
+                what="the gateway",
+                log_path=self.log_path,
+            )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout_s=15)
+            self.proc = None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
