@@ -1,15 +1,18 @@
 """Configuration: a strict schema over YAML with ``${ENV}`` interpolation.
 
-Loading is three steps, each of which can only fail with a :class:`ConfigError`
+Loading is four steps, each of which can only fail with a :class:`ConfigError`
 that names the path of the bad value (``models.gpt-4o.deployments[1].weight: ...``):
 
 1. parse the YAML;
-2. interpolate ``${VAR}`` / ``${VAR:-default}`` in string values. A scalar that
-   is exactly one ``${...}`` is re-read as YAML, so ``port: ${PORT:-8080}`` is an
-   int. A model alias listing ``requires_env`` is left out (not an error) when
-   one of those variables is unset: that is how the real providers' aliases sit
-   in the default config without keys;
-3. validate against the schema (unknown keys and wrong types rejected), then
+2. leave out every model alias listing ``requires_env`` with one of those
+   variables unset or empty (not an error: that is how the real providers'
+   aliases sit in the default config without keys), and drop references to it;
+3. interpolate ``${VAR}`` / ``${VAR:-default}`` (the default also when VAR is
+   empty, as in the shell) in string values. A scalar that is exactly one
+   ``${...}`` and looks like a number becomes a number that remembers its text,
+   so ``port: ${PORT:-8080}`` is an int while ``api_key: ${KEY}`` keeps every
+   character of ``KEY`` (leading zeros included); all other text stays text;
+4. validate against the schema (unknown keys and wrong types rejected), then
    check references between aliases.
 """
 
@@ -46,7 +49,21 @@ class _Strict(BaseModel):
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+class EnvInt(int):
+    """An int substituted from the environment, remembering its exact text."""
+
+    text: str
+
+
+class EnvFloat(float):
+    """A float substituted from the environment, remembering its exact text."""
+
+    text: str
+
+
 def _number_to_text(value: Any) -> Any:
+    if isinstance(value, (EnvInt, EnvFloat)):
+        return value.text
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
@@ -265,14 +282,15 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
 
 
 def _typed(text: str) -> Any:
-    """A whole-scalar substitution: numbers and true/false become typed (so
-    ``port: ${PORT:-8080}`` is an int); anything else stays the exact text, so a
-    secret is never cut at ``#`` or turned into null."""
-    if _NUMBER_RE.fullmatch(text):
-        return float(text) if any(c in text for c in ".eE") else int(text)
-    if text in ("true", "false"):
-        return text == "true"
-    return text
+    """A whole-scalar substitution: a number-like value becomes a number that
+    remembers its text (number fields take the number, text fields the exact
+    text); anything else stays the exact text, so a secret is never cut at
+    ``#``, turned into null, or stripped of leading zeros."""
+    if not _NUMBER_RE.fullmatch(text):
+        return text
+    number: EnvInt | EnvFloat = EnvFloat(text) if any(c in text for c in ".eE") else EnvInt(text)
+    number.text = text
+    return number
 
 
 def _drop_disabled_aliases(raw: dict[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -4,6 +4,9 @@ closed --(N consecutive failures, or error ratio over the window with enough
 requests)--> open --(cooldown passed)--> half_open: one trial request at a time
 --(success)--> closed, --(failure)--> open again with a fresh cooldown.
 
+The error ratio is counted in ``WINDOW_BUCKETS`` time buckets of
+``window_s / WINDOW_BUCKETS`` each, so memory stays constant at any request rate
+(a bucket leaves the window once its start is older than ``window_s``).
 Time is passed in (``now``) so the state machine is tested without sleeping.
 """
 
@@ -21,15 +24,30 @@ class BreakerState(Enum):
     HALF_OPEN = "half_open"
 
 
+WINDOW_BUCKETS = 10
+
+
 class CircuitBreaker:
-    __slots__ = ("_consecutive", "_events", "_failures_in_window", "_opened_at", "_policy", "_trial", "state")
+    __slots__ = (
+        "_buckets",
+        "_consecutive",
+        "_failures",
+        "_opened_at",
+        "_policy",
+        "_requests",
+        "_trial",
+        "_width",
+        "state",
+    )
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self._policy = policy
         self.state = BreakerState.CLOSED
         self._consecutive = 0
-        self._events: deque[tuple[float, bool]] = deque()
-        self._failures_in_window = 0
+        self._width = policy.window_s / WINDOW_BUCKETS
+        self._buckets: deque[list[float]] = deque()  # [start, requests, failures]
+        self._requests = 0
+        self._failures = 0
         self._opened_at = 0.0
         self._trial = False
 
@@ -66,7 +84,7 @@ class CircuitBreaker:
         self._consecutive += 1
         p = self._policy
         if self._consecutive >= p.consecutive_failures or (
-            len(self._events) >= p.min_requests and self._failures_in_window / len(self._events) >= p.error_ratio
+            self._requests >= p.min_requests and self._failures / self._requests >= p.error_ratio
         ):
             self._open(now)
 
@@ -75,25 +93,33 @@ class CircuitBreaker:
         self._trial = False
 
     def _window(self, ok: bool, now: float) -> None:
-        events = self._events
-        events.append((now, ok))
+        buckets = self._buckets
+        start = now - now % self._width
+        if not buckets or buckets[-1][0] != start:
+            buckets.append([start, 0, 0])
+        bucket = buckets[-1]
+        bucket[1] += 1
+        self._requests += 1
         if not ok:
-            self._failures_in_window += 1
+            bucket[2] += 1
+            self._failures += 1
         horizon = now - self._policy.window_s
-        while events and events[0][0] < horizon:
-            _, was_ok = events.popleft()
-            if not was_ok:
-                self._failures_in_window -= 1
+        while buckets[0][0] < horizon:
+            _, requests, failures = buckets.popleft()
+            self._requests -= int(requests)
+            self._failures -= int(failures)
 
     def _open(self, now: float) -> None:
         self.state = BreakerState.OPEN
         self._opened_at = now
-        self._consecutive = 0
-        self._events.clear()
-        self._failures_in_window = 0
+        self._reset_counts()
 
     def _close(self) -> None:
         self.state = BreakerState.CLOSED
+        self._reset_counts()
+
+    def _reset_counts(self) -> None:
         self._consecutive = 0
-        self._events.clear()
-        self._failures_in_window = 0
+        self._buckets.clear()
+        self._requests = 0
+        self._failures = 0

@@ -240,3 +240,11 @@ def test_closed_again_after_trial_judges_a_fresh_window() -> None:
     assert state(b) is BreakerState.CLOSED
     b.record(False, 2.3)  # 2 of 4 in the window since closing
     assert state(b) is BreakerState.OPEN
+
+
+def test_window_memory_is_constant_at_any_rate() -> None:
+    b = breaker(consecutive=10**9, ratio=1.0, min_requests=10**9, window=10.0)
+    for i in range(100_000):
+        b.record(i % 2 == 0, i * 0.001)  # 1000 requests a second for 100 s
+    assert len(b._buckets) <= 11
+    assert b._requests <= 11_000

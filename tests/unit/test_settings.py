@@ -756,3 +756,15 @@ def test_deployment_ids_are_unique_across_aliases() -> None:
 def test_empty_env_value_takes_the_default() -> None:
     cfg = parse_config('server: {port: "${PORT:-8099}"}', env={"PORT": ""})
     assert cfg.settings.server.port == 8099
+
+
+@pytest.mark.parametrize("secret", ["0123", "+7", "1.50", "1e5", "true", "null", "a #b"])
+def test_secrets_from_env_keep_every_character(secret: str) -> None:
+    text = 'models: {a: {deployments: [{provider: openai, model: m, api_key: "${K}"}]}}'
+    cfg = parse_config(text, env={"K": secret})
+    assert cfg.settings.models["a"].deployments[0].api_key == secret
+
+
+def test_number_fields_take_numbers_from_env() -> None:
+    cfg = parse_config('server: {port: "${P}", max_body_bytes: "${B}"}', env={"P": "0081", "B": "2048"})
+    assert (cfg.settings.server.port, cfg.settings.server.max_body_bytes) == (81, 2048)
