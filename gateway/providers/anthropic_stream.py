@@ -17,11 +17,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-import orjson
-
 from gateway.canonical import JSON, make_chunk, make_usage
 from gateway.errors import UpstreamBadResponse, UpstreamError
-from gateway.providers.base import SSEEvent, parse_retry_after
+from gateway.providers.base import SSEEvent, error_member, opaque_error, parse_event_json, parse_retry_after
 
 FINISH_REASONS: Mapping[str, str] = MappingProxyType(
     {
@@ -115,29 +113,10 @@ def anthropic_error(status: int, headers: Mapping[str, str], body: bytes) -> Ups
     """Anthropic's ``{"type": "error", "error": {type, message}, "request_id"}``
     (or anything else: a proxy's HTML page) -> UpstreamError."""
     retry_after = parse_retry_after(headers)
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    err = parsed.get("error") if isinstance(parsed, dict) else None
+    err = error_member(body)
     if isinstance(err, dict):
         return error_from_object(err, status, retry_after=retry_after)
-    snippet = body[:200].decode("utf-8", "replace").strip()
-    return UpstreamError(
-        f"anthropic answered HTTP {status}" + (f": {snippet}" if snippet else ""),
-        upstream_status=status,
-        retry_after=retry_after,
-    )
-
-
-def _parse(data: str) -> JSON:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamBadResponse("anthropic stream sent an event that is not JSON") from None
-    if not isinstance(payload, dict):
-        raise UpstreamBadResponse("anthropic stream sent an event that is not a JSON object")
-    return payload
+    return opaque_error(status, body, retry_after, "anthropic")
 
 
 class AnthropicStreamDecoder:
@@ -167,7 +146,7 @@ class AnthropicStreamDecoder:
         return canonical_usage(self._raw_usage) if self._raw_usage else None
 
     def on_event(self, event: SSEEvent) -> list[JSON]:
-        payload = _parse(event.data)
+        payload = parse_event_json(event.data, "anthropic")
         kind = payload.get("type")
         if kind == "error" or event.event == "error":
             err = payload.get("error")

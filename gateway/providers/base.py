@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from gateway.canonical import JSON
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamBadResponse, UpstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +142,34 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def error_member(body: bytes) -> Any:
+    """The ``error`` member of a JSON error body, or None when the body is not a
+    JSON object (a proxy's HTML page, an empty body)."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    return parsed.get("error") if isinstance(parsed, dict) else None
+
+
+def opaque_error(status: int, body: bytes, retry_after: float | None, who: str = "upstream") -> UpstreamError:
+    """An error answer with no recognisable envelope: status plus a short snippet."""
+    snippet = body[:200].decode("utf-8", "replace").strip()
+    return UpstreamError(
+        f"{who} answered HTTP {status}" + (f": {snippet}" if snippet else ""),
+        upstream_status=status,
+        retry_after=retry_after,
+    )
+
+
+def parse_event_json(data: str, who: str = "upstream") -> JSON:
+    """One stream event's data as a JSON object, or UpstreamBadResponse."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse(f"{who} stream sent an event that is not JSON") from None
+    if not isinstance(payload, dict):
+        raise UpstreamBadResponse(f"{who} stream sent an event that is not a JSON object")
+    return payload

@@ -30,7 +30,7 @@ import orjson
 
 from gateway.canonical import JSON, make_chunk, make_completion, make_usage
 from gateway.errors import UpstreamBadResponse, UpstreamError
-from gateway.providers.base import SSEEvent, parse_retry_after
+from gateway.providers.base import SSEEvent, error_member, opaque_error, parse_event_json, parse_retry_after
 
 _FILTERED = frozenset(
     {
@@ -225,21 +225,12 @@ def _count(meta: JSON, key: str) -> int:
 def gemini_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     """An HTTP error answer (envelope or anything else) -> UpstreamError."""
     retry_after = parse_retry_after(headers)
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    err = parsed.get("error") if isinstance(parsed, dict) else None
+    err = error_member(body)
     if isinstance(err, dict):
         return envelope_error(err, status, retry_after)
     if isinstance(err, str) and err:
         return UpstreamError(err, upstream_status=status, retry_after=retry_after)
-    snippet = body[:200].decode("utf-8", "replace").strip()
-    return UpstreamError(
-        f"upstream answered HTTP {status}" + (f": {snippet}" if snippet else ""),
-        upstream_status=status,
-        retry_after=retry_after,
-    )
+    return opaque_error(status, body, retry_after)
 
 
 def envelope_error(err: JSON, status: int | None, retry_after: float | None = None) -> UpstreamError:
@@ -332,12 +323,7 @@ class GeminiStreamDecoder:
 
     @staticmethod
     def _parse(data: str) -> JSON:
-        try:
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse("upstream stream sent an event that is not JSON") from None
-        if not isinstance(body, dict):
-            raise UpstreamBadResponse("upstream stream sent an event that is not a JSON object")
+        body = parse_event_json(data)
         if "error" in body:
             err = body["error"]
             if isinstance(err, dict):

@@ -10,13 +10,22 @@ on tool calls (Ollama), numeric error codes (OpenRouter).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
 from gateway.canonical import JSON, make_chunk
 from gateway.errors import UpstreamBadResponse, UpstreamError
-from gateway.providers.base import SSEEvent, Target, WireRequest, auth_headers, join_url, parse_retry_after
+from gateway.providers.base import (
+    SSEEvent,
+    Target,
+    WireRequest,
+    auth_headers,
+    error_member,
+    join_url,
+    opaque_error,
+    parse_event_json,
+    parse_retry_after,
+)
 
 
 class OpenAICompatProvider:
@@ -71,12 +80,7 @@ class OpenAICompatProvider:
 def openai_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     """An OpenAI-style error envelope (or anything else) -> UpstreamError."""
     retry_after = parse_retry_after(headers)
-    err: Any = None
-    try:
-        parsed = orjson.loads(body) if body else None
-        err = parsed.get("error") if isinstance(parsed, dict) else None
-    except orjson.JSONDecodeError:
-        pass
+    err = error_member(body)
     if isinstance(err, dict):
         message = str(err.get("message") or f"upstream answered HTTP {status}")
         code = err.get("code")
@@ -91,12 +95,7 @@ def openai_error(status: int, headers: Mapping[str, str], body: bytes) -> Upstre
         )
     if isinstance(err, str):
         return UpstreamError(err, upstream_status=status, retry_after=retry_after)
-    snippet = body[:200].decode("utf-8", "replace").strip()
-    return UpstreamError(
-        f"upstream answered HTTP {status}" + (f": {snippet}" if snippet else ""),
-        upstream_status=status,
-        retry_after=retry_after,
-    )
+    return opaque_error(status, body, retry_after)
 
 
 class OpenAIStreamDecoder:
@@ -125,12 +124,7 @@ class OpenAIStreamDecoder:
         if data == "[DONE]":
             self._done = True
             return []
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse("upstream stream sent an event that is not JSON") from None
-        if not isinstance(chunk, dict):
-            raise UpstreamBadResponse("upstream stream sent an event that is not a JSON object")
+        chunk = parse_event_json(data)
         if "error" in chunk:
             err = chunk["error"]
             msg = err.get("message") if isinstance(err, dict) else str(err)

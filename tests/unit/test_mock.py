@@ -32,23 +32,15 @@ OPENAI_TOOLS: Any = [
 ]
 
 
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockServer]:
-    with MockServer(CONFIG) as server:
-        yield server
-
-
-@pytest.fixture
-def http(mock: MockServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock.url, trust_env=False, timeout=10) as client:
-        client.post("/_mock/reset").raise_for_status()
-        yield client
-
-
 @pytest.fixture
 def sdk(mock: MockServer, http: httpx.Client) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=mock.url + "/v1", api_key="sk-test", max_retries=0) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def mock_config() -> MockConfig:
+    return CONFIG
 
 
 def user(text: str = QUESTION) -> Any:

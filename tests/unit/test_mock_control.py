@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,32 +14,18 @@ import openai
 import pytest
 
 from gateway.mock import Behaviour, MockConfig
-from gateway.mock.testing import Fmt, MockServer, chat_request
+from gateway.mock.testing import MockServer, chat_request
+from tests.unit.conftest import call
 
 CONFIG = MockConfig(models={"config-flaky": Behaviour(error_status=500, output_tokens=4)})
 
 
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockServer]:
-    with MockServer(CONFIG) as server:
-        yield server
-
-
-@pytest.fixture
-def http(mock: MockServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock.url, trust_env=False, timeout=10) as client:
-        client.post("/_mock/reset").raise_for_status()
-        yield client
-
-
-def call(
-    http: httpx.Client, fmt: Fmt, headers: dict[str, str] | None = None, model: str = "m", stream: bool = False
-) -> httpx.Response:
-    path, body = chat_request(fmt, model, stream)
-    return http.post(path, json=body, headers=headers or {})
-
-
 # --- auth -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mock_config() -> MockConfig:
+    return CONFIG
 
 
 def test_require_api_key_openai(mock: MockServer, http: httpx.Client) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -16,33 +15,12 @@ import httpx
 import openai
 import pytest
 
-from gateway.mock import MockConfig
 from gateway.mock.testing import Fmt, MockServer, chat_request, parse_sse
+from tests.unit.conftest import call
 
 FORMATS: tuple[Fmt, ...] = ("openai", "anthropic", "gemini")
-CONFIG = MockConfig()
 # uvloop (libuv) timers have millisecond granularity, so a sleep may end up to ~1 ms early
 TIMER_SLACK_S = 0.005
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockServer]:
-    with MockServer(CONFIG) as server:
-        yield server
-
-
-@pytest.fixture
-def http(mock: MockServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock.url, trust_env=False, timeout=10) as client:
-        client.post("/_mock/reset").raise_for_status()
-        yield client
-
-
-def call(
-    http: httpx.Client, fmt: Fmt, headers: dict[str, str] | None = None, model: str = "m", stream: bool = False
-) -> httpx.Response:
-    path, body = chat_request(fmt, model, stream)
-    return http.post(path, json=body, headers=headers or {})
 
 
 def is_content(fmt: Fmt, event: str, data: str) -> bool:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,30 +20,9 @@ from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target, WireRequest
 from gateway.providers.sse import SSEParser
+from tests.unit.fixtures import load_bytes, load_json, random_pieces
 
 # --- provider-neutral helpers ------------------------------------------------
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-
-
-def load_json(rel: str) -> Any:
-    return json.loads((FIXTURES / rel).read_text(encoding="utf-8"))
-
-
-def load_bytes(rel: str) -> bytes:
-    return (FIXTURES / rel).read_bytes()
-
-
-def random_pieces(raw: bytes, seed: int, max_size: int = 7) -> list[bytes]:
-    """``raw`` cut into pieces of 1..max_size bytes (deterministic per seed)."""
-    rng = random.Random(seed)
-    pieces: list[bytes] = []
-    pos = 0
-    while pos < len(raw):
-        size = rng.randint(1, max_size)
-        pieces.append(raw[pos : pos + size])
-        pos += size
-    return pieces
 
 
 def decode_events(decoder: StreamDecoder, events: Iterable[SSEEvent]) -> list[JSON]:

@@ -30,8 +30,8 @@ from gateway.providers.base import SSEEvent, Target, WireRequest
 from gateway.providers.gemini import SKIP_SIGNATURE, GeminiProvider
 from gateway.providers.gemini_stream import envelope_error, tool_call_signature
 from gateway.providers.sse import SSEParser
+from tests.unit.fixtures import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 GEMINI = FIXTURES / "gemini"
 CROSS = FIXTURES / "cross_provider"
 MODES = ["tool_choice_auto", "tool_choice_required", "tool_choice_none", "tool_choice_list_single"]

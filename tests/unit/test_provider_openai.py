@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,31 +20,12 @@ from gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStreamDe
 from gateway.providers.registry import build_target, presets
 from gateway.providers.sse import SSEParser
 from gateway.settings import parse_config
+from tests.unit.fixtures import FIXTURES, load_bytes, load_json, random_pieces
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 PROVIDER = OpenAICompatProvider()
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-def load_json(rel: str) -> Any:
-    return json.loads((FIXTURES / rel).read_text(encoding="utf-8"))
-
-
-def load_bytes(rel: str) -> bytes:
-    return (FIXTURES / rel).read_bytes()
-
-
-def random_pieces(raw: bytes, seed: int, max_size: int = 9) -> list[bytes]:
-    rng = random.Random(seed)
-    pieces: list[bytes] = []
-    pos = 0
-    while pos < len(raw):
-        size = rng.randint(1, max_size)
-        pieces.append(raw[pos : pos + size])
-        pos += size
-    return pieces
 
 
 def sse_events(pieces: Iterable[bytes]) -> list[SSEEvent]:

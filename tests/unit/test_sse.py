@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from gateway.providers.base import SSEEvent
 from gateway.providers.sse import SSEParser
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+from tests.unit.fixtures import FIXTURES, random_pieces
 
 
 def parse_pieces(pieces: list[bytes], *, close: bool = True) -> list[SSEEvent]:
@@ -32,17 +30,6 @@ def every_split(raw: bytes) -> list[list[bytes]]:
     splits = [[raw[:i], raw[i:]] for i in range(len(raw) + 1)]
     splits.append([raw[i : i + 1] for i in range(len(raw))])
     return splits
-
-
-def random_pieces(raw: bytes, seed: int, max_size: int = 5) -> list[bytes]:
-    rng = random.Random(seed)
-    pieces: list[bytes] = []
-    pos = 0
-    while pos < len(raw):
-        size = rng.randint(1, max_size)
-        pieces.append(raw[pos : pos + size])
-        pos += size
-    return pieces
 
 
 # --- line endings ----------------------------------------------------------------
