@@ -13,6 +13,8 @@ ingress dialect is mechanical and nothing escapes as a bare 500::
     ├── MethodNotAllowed              (405 method_not_allowed)
     ├── RequestTooLarge               (413 request_too_large)
     ├── RateLimited                   (429 rate_limit_exceeded, Retry-After)
+    ├── BudgetExceeded                (429 insufficient_quota, Retry-After: period end)
+    ├── BackendDegraded               (503 state_backend_unavailable: a fail-closed policy)
     ├── UpstreamError                 (status mapped from the upstream's answer)
     │   ├── UpstreamTimeout           (504 upstream_timeout)
     │   ├── UpstreamUnavailable       (502 upstream_connect_error)
@@ -117,6 +119,21 @@ class RateLimited(GatewayError):
         self.retry_after = retry_after
         if retry_after is not None:
             self.headers.setdefault("retry-after", str(max(1, round(retry_after))))
+
+
+class BudgetExceeded(RateLimited):
+    """A key's, team's or the gateway's budget for the period is spent."""
+
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class BackendDegraded(GatewayError):
+    """The state backend is unreachable and the policy is configured fail-closed."""
+
+    status = 503
+    type = "api_error"
+    default_code = "state_backend_unavailable"
 
 
 # Status codes of an upstream answer on which another attempt may succeed.

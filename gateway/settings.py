@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -69,6 +70,96 @@ def _number_to_text(value: Any) -> Any:
 
 Text = Annotated[str, BeforeValidator(_number_to_text)]
 """A string field that also takes a number, as an all-digit ``${SECRET}`` yields."""
+
+
+def _text_to_flag(value: Any) -> Any:
+    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+
+
+Flag = Annotated[bool, BeforeValidator(_text_to_flag)]
+"""A boolean that also takes the text ``true``/``false`` (from ``${VAR}``)."""
+PositiveInt = Annotated[int, Field(ge=1)]
+Mode = Literal["open", "closed"]
+
+
+class LimitSpec(_Strict):
+    """Rate limits of one scope; absent means unlimited."""
+
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    max_concurrent: PositiveInt | None = None
+
+
+class FailureModes(_Strict):
+    """What a policy does when the state backend cannot be reached: ``open``
+    lets the request through (and counts a degraded decision), ``closed``
+    refuses it with 503."""
+
+    limits: Mode = "open"
+    cache: Mode = "open"
+    budgets: Mode = "open"
+    keys: Mode = "closed"
+
+
+class StateSettings(_Strict):
+    backend: Literal["embedded", "redis"] = "embedded"
+    path: str = "data/gateway.db"
+    """SQLite file of the embedded backend (relative to the working directory)."""
+    url: str | None = None
+    """redis://, rediss://, redis+sentinel://host:port/service_name or redis+cluster://host:port"""
+    flush_interval_s: PositiveFloat = 1.0
+    """How often buffered spend is written to the backend."""
+    refresh_interval_s: PositiveFloat = 1.0
+    """How stale another replica's spend and key changes may be seen."""
+    failure_mode: FailureModes = FailureModes()
+
+    @model_validator(mode="after")
+    def _url(self) -> StateSettings:
+        if self.backend == "redis":
+            if not self.url:
+                raise ValueError("url is required for the redis backend")
+            if not re.match(r"^(redis|rediss|redis\+sentinel|redis\+cluster)://", self.url):
+                raise ValueError("url must start with redis://, rediss://, redis+sentinel:// or redis+cluster://")
+        return self
+
+
+class LimitsSettings(_Strict):
+    strategy: Literal["fixed_window", "moving_window", "sliding_window_counter"] = "sliding_window_counter"
+    max_concurrent: PositiveInt | None = 1000
+    """Gateway-wide concurrent requests (the operations manual's 1000)."""
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+
+
+class CacheSettings(_Strict):
+    enabled: Flag = True
+    ttl_s: PositiveFloat = 3600.0
+    max_bytes: PositiveInt = 64 * 1024 * 1024
+    """Memory bound of the embedded cache."""
+    max_entry_bytes: PositiveInt = 1024 * 1024
+    scope: Literal["team", "global"] = "team"
+    cache_sampled: Flag = False
+    """Also cache requests with temperature > 0 (aliases may override)."""
+
+
+class BudgetSettings(_Strict):
+    timezone: str = "UTC"
+    warn_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    daily_usd: Annotated[float, Field(gt=0)] | None = None
+    monthly_usd: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _zone(self) -> BudgetSettings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+
+class PricingSettings(_Strict):
+    file: str | None = "config/prices.yaml"
+    """Price table per upstream model; a deployment's own ``price`` wins."""
 
 
 class Timeouts(_Strict):
@@ -145,6 +236,8 @@ class Deployment(_Strict):
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     params: Params = Params()
     price: Price | None = None
+    limits: LimitSpec | None = None
+    """Stay under the provider account's quota: a deployment over its rpm/tpm is skipped."""
 
     @model_validator(mode="after")
     def _url(self) -> Deployment:
@@ -165,6 +258,8 @@ class ModelAlias(_Strict):
     context_window_fallbacks: list[str] = Field(default_factory=list)
     requires_env: list[str] = Field(default_factory=list)
     retry: RetryPolicy | None = None
+    limits: LimitSpec | None = None
+    cache_sampled: Flag | None = None
 
 
 class StaticKey(_Strict):
@@ -204,6 +299,11 @@ class RouterSettings(_Strict):
 class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
+    state: StateSettings = StateSettings()
+    limits: LimitsSettings = LimitsSettings()
+    cache: CacheSettings = CacheSettings()
+    budgets: BudgetSettings = BudgetSettings()
+    pricing: PricingSettings = PricingSettings()
     router: RouterSettings = RouterSettings()
     models: dict[str, ModelAlias] = Field(default_factory=dict)
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the OS programs the tests and the benchmark use, where missing:
-# nginx (benchmark upstream) and wrk (load generator).
+# nginx (benchmark upstream), wrk (load generator) and redis-server (state
+# backend tests start their own on a free loopback port).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

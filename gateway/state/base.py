@@ -1,0 +1,79 @@
+"""The state backend seam: everything the traffic-control policies keep.
+
+One small interface, two implementations:
+
+- ``embedded`` (the default): one process, no services. Records and spend live
+  in a local SQLite file (so keys, teams and spend survive a restart); the
+  response cache, rate-limit windows and concurrency slots live in memory.
+- ``redis``: standalone, Sentinel or Cluster. Everything is shared, so limits,
+  cache, spend and key revocation hold across any number of replicas.
+
+Every method may raise :class:`BackendUnavailable` when the backend cannot be
+reached; each policy then follows its configured failure mode (fail-open or
+fail-closed) and counts the degraded decision. Spend is never written straight
+through: :class:`gateway.state.ledger.SpendLedger` buffers increments and
+retries them, so a Redis outage loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from limits.aio.storage import Storage
+
+Record = dict[str, Any]
+
+
+class BackendUnavailable(Exception):
+    """The state backend could not be reached (or answered an error)."""
+
+
+class StateBackend(Protocol):
+    kind: str
+    """"embedded" or "redis"."""
+
+    # --- records: client keys, teams (JSON objects by table and id) ---------
+    async def get(self, table: str, id: str) -> Record | None: ...
+
+    async def put(self, table: str, id: str, record: Record) -> None: ...
+
+    async def delete(self, table: str, id: str) -> bool:
+        """True if the record existed."""
+        ...
+
+    async def scan(self, table: str) -> list[Record]:
+        """Every record of a table (admin listings; not on the request path)."""
+        ...
+
+    # --- spend: float counters, USD -----------------------------------------
+    async def incr_spend(self, increments: Mapping[str, float]) -> None:
+        """Add each amount to its counter, all or nothing as far as the backend
+        allows (SQLite: one transaction; Redis: one MULTI pipeline)."""
+        ...
+
+    async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
+        """Current totals; a counter never written reads 0.0."""
+        ...
+
+    # --- response cache --------------------------------------------------------
+    async def cache_get(self, key: str) -> bytes | None: ...
+
+    async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    # --- concurrency slots ---------------------------------------------------
+    async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
+        """Take one of ``limit`` slots; False when all are taken. ``ttl_s``
+        bounds how long a slot of a crashed holder can linger (Redis)."""
+        ...
+
+    async def release_slot(self, key: str) -> None: ...
+
+    # --- rate-limit windows ----------------------------------------------------
+    def limits_storage(self) -> Storage:
+        """The ``limits`` library storage these windows live in."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
