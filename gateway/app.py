@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import signal
 from pathlib import Path
@@ -26,12 +24,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.asgi import Receive, Scope, Send, header, send_error
-from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed, NotFound, PermissionDenied
+from gateway.admin.keys import KeysAPI, error_response
+from gateway.asgi import Receive, Scope, Send, send_error
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
 from gateway.handlers import Handlers
+from gateway.policies.auth import Authenticator, Principal
+from gateway.policies.keys import KeyStore
+from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
 from gateway.providers.registry import presets
 from gateway.service import Service
 from gateway.settings import ConfigError, LoadedConfig, load_config
+from gateway.state.base import StateBackend
+from gateway.state.factory import create_backend
+from gateway.state.ledger import SpendLedger
+from gateway.traffic import TrafficControl
 from gateway.upstream.http import AiohttpClient, HTTPClient
 
 log = logging.getLogger("gateway")
@@ -43,21 +49,9 @@ API_ROUTES = {
 }
 
 
-class Principal:
-    """Who is calling: the master key, or a static key with its allowed aliases."""
-
-    __slots__ = ("models", "name")
-
-    def __init__(self, name: str, models: frozenset[str] | None) -> None:
-        self.name = name
-        self.models = models
-
-    def may_use(self, alias: str) -> bool:
-        return self.models is None or alias in self.models
-
-    def check_model(self, alias: str) -> None:
-        if not self.may_use(alias):
-            raise PermissionDenied(f"this key may not use model '{alias}'", code="model_not_allowed", param="model")
+def load_price_table(loaded: LoadedConfig) -> PriceTable:
+    path = loaded.settings.pricing.file
+    return load_prices(path) if path else PriceTable.empty()
 
 
 class GatewayApp:
@@ -67,9 +61,12 @@ class GatewayApp:
         self._presets = presets()
         self.service: Service | None = None
         self.http: HTTPClient | None = None
+        self.backend: StateBackend | None = None
+        self.ledger: SpendLedger | None = None
+        self._keys: KeyStore | None = None
+        self._auth: Authenticator | None = None
+        self.unpriced = UnpricedModels()
         self.reloads = 0
-        self._keys: dict[bytes, Principal] = {}
-        self._master: bytes | None = None
         self._handlers = Handlers(self)
         self._exact = {
             ("POST", "/v1/chat/completions"): self._handlers.chat,
@@ -81,6 +78,7 @@ class GatewayApp:
                 Route("/health", self._health),
                 Route("/ready", self._ready),
                 Route("/admin/deployments", self._deployments),
+                *KeysAPI(self).routes(),
             ],
         )
 
@@ -111,50 +109,67 @@ class GatewayApp:
             return
         await send_error(send, NotFound(f"unknown API route {scope['method']} {path}", code="unknown_route"))
 
-    # --- auth -------------------------------------------------------------
+    # --- what the handlers and admin routes use --------------------------------
 
-    def authenticate(self, scope: Scope) -> Principal:
-        auth = header(scope, b"authorization")
-        if auth is not None and auth[:7].lower() == b"bearer ":
-            token = auth[7:].strip()
-        else:
-            token = header(scope, b"x-api-key") or b""
-        if not token:
-            raise AuthenticationFailed("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-        if self._master is not None and hmac.compare_digest(token, self._master):
-            return MASTER
-        principal = self._keys.get(hashlib.sha256(token).digest())
-        if principal is None:
-            raise AuthenticationFailed("the API key is not valid", code="invalid_api_key")
-        return principal
+    async def authenticate(self, scope: Scope) -> Principal:
+        if self._auth is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        return await self._auth.authenticate(scope)
 
-    def _install_keys(self, loaded: LoadedConfig) -> None:
-        auth = loaded.settings.auth
-        self._master = auth.master_key.encode() if auth.master_key else None
-        self._keys = {
-            bytes.fromhex(k.sha256): Principal(k.name, frozenset(k.models) if k.models is not None else None)
-            for k in auth.keys
-        }
+    async def require_admin(self, scope: Scope) -> None:
+        if self._auth is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        if not self._auth.is_master(scope):
+            await self._auth.authenticate(scope)  # 401 for a bad key, then:
+            raise PermissionDenied("the admin API needs the master key", code="admin_only")
+
+    @property
+    def keys(self) -> KeyStore:
+        if self._keys is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        return self._keys
+
+    def aliases(self) -> set[str]:
+        return set(self.service.routes) if self.service is not None else set()
 
     # --- lifecycle ----------------------------------------------------------
 
+    def _build(self, loaded: LoadedConfig, prices: PriceTable, previous: Service | None) -> Service:
+        assert self.http is not None and self.backend is not None and self.ledger is not None
+        traffic = TrafficControl(loaded.settings, self.backend, self.ledger, prices, self.unpriced)
+        return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic)
+
     async def startup(self) -> None:
         settings = self._loaded.settings
+        prices = load_price_table(self._loaded)
         self.http = AiohttpClient(max_connections_per_host=settings.server.max_connections_per_upstream)
-        self.service = Service(self._loaded, self.http, self._presets)
-        self._install_keys(self._loaded)
+        self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
+        self.ledger = SpendLedger(
+            self.backend,
+            flush_interval_s=settings.state.flush_interval_s,
+            refresh_interval_s=settings.state.refresh_interval_s,
+        )
+        await self.ledger.start()
+        self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
+        self._auth = Authenticator(settings.auth, self._keys, settings.state.failure_mode.keys)
+        self.service = self._build(self._loaded, prices, None)
         if self._loaded.disabled_aliases:
             log.info(
                 "model aliases left out (their required environment is not set): %s",
                 ", ".join(self._loaded.disabled_aliases),
             )
-        if self._master is None and not self._keys:
-            log.warning("no master key and no client keys are configured: every API request will be refused")
+        log.info("state backend: %s; prices: %s (%d models)", self.backend.kind, prices.version, len(prices))
         if self.config_path is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     async def shutdown(self) -> None:
+        if self.ledger is not None:
+            unwritten = await self.ledger.close()
+            if unwritten:
+                log.error("spend not written at shutdown (state backend unreachable): %s", unwritten)
+        if self.backend is not None:
+            await self.backend.aclose()
         if self.http is not None:
             await self.http.aclose()
 
@@ -162,18 +177,23 @@ class GatewayApp:
         asyncio.get_running_loop().create_task(self.reload())
 
     async def reload(self) -> bool:
-        """Load and apply the config file again; False (old config kept) if it is bad."""
+        """Load and apply the config file again; False (old config kept) if it is bad.
+        The state backend, keys and spend carry over; its own settings need a restart."""
         if self.config_path is None or self.http is None:
             return False
         try:
             loaded = await asyncio.to_thread(load_config, self.config_path)
-            service = Service(loaded, self.http, self._presets, previous=self.service)
+            prices = await asyncio.to_thread(load_price_table, loaded)
+            service = self._build(loaded, prices, self.service)
         except ConfigError as exc:
             log.error("config reload rejected; the previous config stays in force. %s", exc)
             return False
+        if loaded.settings.state != self._loaded.settings.state:
+            log.warning("state settings changed in the config file: they apply at the next restart")
+        assert self.backend is not None
         self.service = service
+        self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
         self._loaded = loaded
-        self._install_keys(loaded)
         self.reloads += 1
         log.info("config reloaded from %s (%d model aliases)", self.config_path, len(loaded.settings.models))
         return True
@@ -196,10 +216,9 @@ class GatewayApp:
     async def _deployments(self, request: Request) -> Response:
         """Live routing state of every deployment (master key only)."""
         try:
-            if self.authenticate(request.scope) is not MASTER:
-                raise PermissionDenied("the admin API needs the master key", code="admin_only")
+            await self.require_admin(request.scope)
         except GatewayError as err:
-            return Response(orjson.dumps(err.to_body()), status_code=err.http_status, media_type="application/json")
+            return error_response(err)
         service = self.service
         rows = (
             []
@@ -231,9 +250,6 @@ class GatewayApp:
             orjson.dumps({"status": "ready", "models": len(service.routes), "reloads": self.reloads}),
             media_type="application/json",
         )
-
-
-MASTER = Principal("master", None)
 
 
 def create_app(loaded: LoadedConfig, *, config_path: str | Path | None = None) -> GatewayApp:

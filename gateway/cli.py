@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
+from gateway import cli_keys
 from gateway.app import create_app
 from gateway.settings import ConfigError, load_config
 
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
 
+    cli_keys.add_parser(sub)
+
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8090)
@@ -63,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "keys":
+        return cli_keys.run(args)
     if args.command == "mock":
         from gateway.mock import run_mock  # the mock is a tool, not part of the serving path
 

@@ -1,6 +1,11 @@
 """Client API handlers (OpenAI dialect): chat completions, streams,
 embeddings and the model list, as plain ASGI callables.
 
+The path of a chat request: authenticate -> read and validate -> model
+allowed? -> traffic control admits it (rate limits, cache lookup, budgets) ->
+a cache hit is answered at once, a miss goes through the router -> the real
+usage is priced and recorded -> the answer is stored, slots released.
+
 Every failure reaches the client as an OpenAI-shaped error with a stable
 ``code``; an unexpected exception is logged with its traceback and answered
 with a generic 500 that leaks nothing. A stream that fails after its first
@@ -28,33 +33,30 @@ from gateway.asgi import (
     send_error,
 )
 from gateway.canonical import JSON
-from gateway.dialects.openai import (
-    SSE_DONE,
-    encode_embeddings,
-    parse_json_body,
-    validate_chat,
-    validate_embeddings,
-)
+from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
 from gateway.errors import GatewayError, NotFound, UpstreamError
+from gateway.policies.auth import Principal
+from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.routing.router import RequestTrace
 from gateway.service import OpenStream, Service
+from gateway.traffic import Ticket, TrafficControl
 
 log = logging.getLogger("gateway.requests")
 
 Headers = list[tuple[bytes, bytes]]
-
-
-class _Principal(Protocol):
-    def may_use(self, alias: str) -> bool: ...
-
-    def check_model(self, alias: str) -> None: ...
+CLIENT_CACHE_HEADERS = (b"cache-control", b"x-gateway-cache")
 
 
 class AppState(Protocol):
     @property
     def service(self) -> Service | None: ...
 
-    def authenticate(self, scope: Scope) -> _Principal: ...
+    async def authenticate(self, scope: Scope) -> Principal: ...
+
+
+def client_headers(scope: Scope) -> dict[str, str]:
+    """The request headers traffic control reads (cache directives)."""
+    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in CLIENT_CACHE_HEADERS}
 
 
 def trace_headers(rid: bytes, trace: RequestTrace) -> Headers:
@@ -77,6 +79,38 @@ def render_chunks(chunks: list[JSON], include_usage: bool) -> bytes:
     return b"".join(out)
 
 
+class _Exchange:
+    """Per-request state shared between a handler and its guard."""
+
+    __slots__ = ("rid", "send", "started", "ticket", "trace", "traffic", "watch")
+
+    def __init__(self, send: Send, rid: bytes) -> None:
+        self.send = send
+        self.rid = rid
+        self.trace = RequestTrace()
+        self.started = False
+        self.watch: DisconnectWatch | None = None
+        self.ticket: Ticket | None = None
+        self.traffic: TrafficControl | None = None
+
+    def stop_watch(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+
+    def headers(self) -> Headers:
+        extra = self.ticket.headers() if self.ticket is not None else []
+        return trace_headers(self.rid, self.trace) + extra
+
+    async def release(self) -> None:
+        """Concurrency slots go back whatever happened (idempotent)."""
+        if self.ticket is not None and self.traffic is not None:
+            await self.traffic.release(self.ticket)
+
+
+class _Work(Protocol):
+    async def __call__(self, scope: Scope, receive: Receive, ex: _Exchange) -> None: ...
+
+
 class Handlers:
     def __init__(self, app: AppState) -> None:
         self._app = app
@@ -94,81 +128,123 @@ class Handlers:
         await self._guarded(scope, receive, send, self._embeddings)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, work: _Work) -> None:
-        rid = request_id(scope).encode()
-        trace = RequestTrace()
-        state = _Exchange(send)
+        ex = _Exchange(send, request_id(scope).encode())
         try:
-            await work(scope, receive, state, rid, trace)
+            try:
+                await work(scope, receive, ex)
+            finally:
+                await ex.release()
         except GatewayError as err:
-            state.stop_watch()
-            if not state.started:
-                await send_error(send, err, trace_headers(rid, trace))
+            ex.stop_watch()
+            if not ex.started:
+                await send_error(send, err, ex.headers())
         except asyncio.CancelledError:
-            if state.watch is None or not state.watch.disconnected:
+            if ex.watch is None or not ex.watch.disconnected:
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            log.info("client disconnected; upstream call cancelled (request %s)", rid.decode())
+            log.info("client disconnected; upstream call cancelled (request %s)", ex.rid.decode())
         except Exception:
-            state.stop_watch()
-            log.exception("unexpected error handling request %s", rid.decode())
-            if not state.started:
-                await send_error(send, GatewayError("internal error; see the gateway log"), trace_headers(rid, trace))
+            ex.stop_watch()
+            log.exception("unexpected error handling request %s", ex.rid.decode())
+            if not ex.started:
+                await send_error(send, GatewayError("internal error; see the gateway log"), ex.headers())
         finally:
-            state.stop_watch()
+            ex.stop_watch()
 
-    async def _chat(self, scope: Scope, receive: Receive, ex: _Exchange, rid: bytes, trace: RequestTrace) -> None:
-        principal = self._app.authenticate(scope)
+    async def _admit(self, scope: Scope, receive: Receive, ex: _Exchange, *, embedding: bool) -> tuple[Service, JSON]:
+        """Authenticate, read, validate, check the model and admit: the steps
+        chat and embeddings share."""
+        principal = await self._app.authenticate(scope)
         service = self._service()
-        req = validate_chat(parse_json_body(await read_body(scope, receive, service.settings.server.max_body_bytes)))
+        raw = await read_body(scope, receive, service.settings.server.max_body_bytes)
+        req = validate_embeddings(parse_json_body(raw)) if embedding else validate_chat(parse_json_body(raw))
         principal.check_model(req["model"])
+        route = service.route_for(req["model"], "embedding" if embedding else "chat")
+        ex.traffic = service.traffic
+        ex.ticket = await service.traffic.begin(principal, route, req, client_headers(scope), embedding=embedding)
         ex.watch = DisconnectWatch(receive)
-        if req.get("stream"):
-            stream = await service.open_stream(req, trace)
-            await self._stream(ex, stream, req, rid, trace)
-            return
-        result = await service.chat(req, trace)
-        ex.stop_watch()
-        await send_bytes(ex.send, 200, orjson.dumps(result), trace_headers(rid, trace))
+        return service, req
 
-    async def _stream(self, ex: _Exchange, stream: OpenStream, req: JSON, rid: bytes, trace: RequestTrace) -> None:
+    async def _chat(self, scope: Scope, receive: Receive, ex: _Exchange) -> None:
+        service, req = await self._admit(scope, receive, ex, embedding=False)
+        ticket, traffic = ex.ticket, service.traffic
+        assert ticket is not None
+        wants_stream = bool(req.get("stream"))
+        if ticket.hit is not None:
+            if wants_stream:
+                await self._replay(ex, completion_to_chunks(ticket.hit), req)
+            else:
+                await self._send_json(ex, ticket.hit)
+            return
+        if wants_stream:
+            await self._stream(ex, await service.open_stream(req, ex.trace, traffic.gate(ticket)), req, traffic)
+            return
+        result = await service.chat(req, ex.trace, traffic.gate(ticket))
+        traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
+        await self._send_json(ex, result)
+        await traffic.end(ticket, usage=result.get("usage"), answer=result)
+
+    async def _embeddings(self, scope: Scope, receive: Receive, ex: _Exchange) -> None:
+        service, req = await self._admit(scope, receive, ex, embedding=True)
+        ticket, traffic = ex.ticket, service.traffic
+        assert ticket is not None
+        fmt = req.get("encoding_format") or "float"
+        if ticket.hit is not None:
+            await self._send_json(ex, encode_embeddings(ticket.hit, fmt))
+            return
+        result = await service.embed(req, ex.trace, traffic.gate(ticket))
+        traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
+        await self._send_json(ex, encode_embeddings(result, fmt))
+        await traffic.end(ticket, usage=result.get("usage"), answer=result)
+
+    async def _send_json(self, ex: _Exchange, body: JSON) -> None:
+        ex.stop_watch()
+        await send_bytes(ex.send, 200, orjson.dumps(body), ex.headers())
+
+    async def _replay(self, ex: _Exchange, chunks: list[JSON], req: JSON) -> None:
+        """A whole stream at once: a cached answer replayed."""
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        ex.started = True
+        ex.stop_watch()
+        await ex.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
+        await ex.send({"type": "http.response.body", "body": render_chunks(chunks, include_usage) + SSE_DONE})
+
+    async def _stream(self, ex: _Exchange, stream: OpenStream, req: JSON, traffic: TrafficControl) -> None:
+        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        ticket = ex.ticket
+        assert ticket is not None
+        keep = ChunkAssembler() if ticket.cache_mode.store else None
         send = ex.send
         ex.started = True
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + trace_headers(rid, trace)})
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
         await send(
             {"type": "http.response.body", "body": render_chunks(stream.first, include_usage), "more_body": True}
         )
-        tail = SSE_DONE
+        if keep is not None:
+            keep.extend(stream.first)
+        tail, ok = SSE_DONE, True
         try:
             async for batch in stream.rest():
+                if keep is not None:
+                    keep.extend(batch)
                 data = render_chunks(batch, include_usage)
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
         except UpstreamError as err:
-            log.warning("stream %s broke after its first byte: %s", rid.decode(), err.message)
-            tail = b"data: " + orjson.dumps(err.to_body()) + b"\n\n"
+            log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
+            tail, ok = b"data: " + orjson.dumps(err.to_body()) + b"\n\n", False
         ex.stop_watch()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-    async def _embeddings(self, scope: Scope, receive: Receive, ex: _Exchange, rid: bytes, trace: RequestTrace) -> None:
-        principal = self._app.authenticate(scope)
-        service = self._service()
-        req = validate_embeddings(
-            parse_json_body(await read_body(scope, receive, service.settings.server.max_body_bytes))
-        )
-        principal.check_model(req["model"])
-        ex.watch = DisconnectWatch(receive)
-        result = await service.embed(req, trace)
-        result = encode_embeddings(result, req.get("encoding_format") or "float")
-        ex.stop_watch()
-        await send_bytes(ex.send, 200, orjson.dumps(result), trace_headers(rid, trace))
+        usage = stream.decoder.usage
+        traffic.charge(ticket, ex.trace.deployment, usage)
+        await traffic.end(ticket, usage=usage, answer=keep.completion() if keep is not None and ok else None)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope).encode()
         try:
-            principal = self._app.authenticate(scope)
+            principal = await self._app.authenticate(scope)
             service = self._service()
         except GatewayError as err:
             await send_error(send, err, [(b"x-request-id", rid)])
@@ -179,7 +255,7 @@ class Handlers:
     async def get_model(self, scope: Scope, receive: Receive, send: Send, model_id: str) -> None:
         rid = request_id(scope).encode()
         try:
-            principal = self._app.authenticate(scope)
+            principal = await self._app.authenticate(scope)
             service = self._service()
             if model_id not in service.routes or not principal.may_use(model_id):
                 raise NotFound(f"The model '{model_id}' does not exist", code="model_not_found", param="model")
@@ -191,24 +267,3 @@ class Handlers:
 
 def _model_card(alias: str, created: int) -> JSON:
     return {"id": alias, "object": "model", "created": created, "owned_by": "llm-gateway"}
-
-
-class _Exchange:
-    """Per-request response state shared between a handler and its guard."""
-
-    __slots__ = ("send", "started", "watch")
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.started = False
-        self.watch: DisconnectWatch | None = None
-
-    def stop_watch(self) -> None:
-        if self.watch is not None:
-            self.watch.stop()
-
-
-class _Work(Protocol):
-    async def __call__(
-        self, scope: Scope, receive: Receive, ex: _Exchange, rid: bytes, trace: RequestTrace
-    ) -> None: ...

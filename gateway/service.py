@@ -21,8 +21,9 @@ from gateway.providers.base import StreamDecoder, WireRequest
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
-from gateway.routing.router import Lease, RequestTrace, Router
+from gateway.routing.router import Gate, Lease, RequestTrace, Router
 from gateway.settings import LoadedConfig, Params
+from gateway.traffic import TrafficControl
 from gateway.upstream.http import HTTPClient, UpstreamResponse
 
 MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
@@ -117,8 +118,11 @@ class Service:
         presets: dict[str, Preset],
         previous: Service | None = None,
         rng: random.Random | None = None,
+        *,
+        traffic: TrafficControl,
     ) -> None:
         self.config = loaded
+        self.traffic = traffic
         self.settings = loaded.settings
         self.http = http
         self.routes: dict[str, Route] = build_routes(self.settings, presets, previous.routes if previous else None)
@@ -141,7 +145,7 @@ class Service:
             )
         return route
 
-    async def chat(self, req: JSON, trace: RequestTrace) -> JSON:
+    async def chat(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
         route = self.route_for(req["model"], "chat")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
@@ -149,9 +153,9 @@ class Service:
             body = await self._exchange(dep, wire, deadline)
             return dep.provider.chat_response(_parse(body, "a chat completion"), dep.target)
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req))
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
 
-    async def open_stream(self, req: JSON, trace: RequestTrace) -> OpenStream:
+    async def open_stream(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> OpenStream:
         route = self.route_for(req["model"], "chat")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
@@ -181,9 +185,9 @@ class Service:
             lease.keep()
             return stream
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req))
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
 
-    async def embed(self, req: JSON, trace: RequestTrace) -> JSON:
+    async def embed(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
         route = self.route_for(req["model"], "embedding")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
@@ -191,7 +195,7 @@ class Service:
             body = await self._exchange(dep, wire, deadline)
             return dep.provider.embed_response(_parse(body, "embeddings"), dep.target, req)
 
-        return await self.router.run(route.alias, attempt, trace)
+        return await self.router.run(route.alias, attempt, trace, gate=gate)
 
     async def _exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
         """Send a non-streaming request; the 2xx JSON body, or the mapped error."""

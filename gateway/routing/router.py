@@ -92,6 +92,9 @@ class RequestTrace:
 Attempt = Callable[[LiveDeployment, Lease, float], Awaitable[T]]
 """(deployment, lease, deadline as loop-independent monotonic time) -> result."""
 
+Gate = Callable[[LiveDeployment], Awaitable[bool]]
+"""May this deployment take the request now (its own rate limits)? False skips it."""
+
 
 class Router:
     def __init__(self, routes: dict[str, Route], *, total_timeout_s: float, rng: random.Random | None = None):
@@ -106,6 +109,7 @@ class Router:
         trace: RequestTrace,
         *,
         prompt_tokens: int | None = None,
+        gate: Gate | None = None,
     ) -> T:
         route = self.routes[alias]
         deadline = time.monotonic() + self.total_timeout_s
@@ -121,7 +125,9 @@ class Router:
             if pos > 0:
                 trace.fallbacks.append((chain[pos - 1], current.alias, _reason(trace)))
             try:
-                done, result, skips = await self._try_route(current, attempt, trace, deadline, route.retry.max_attempts)
+                done, result, skips = await self._try_route(
+                    current, attempt, trace, deadline, route.retry.max_attempts, gate
+                )
             except _SwitchToContextFallback as switch:
                 chain = self._context_chain(self.routes[switch.alias], trace, "context_length_exceeded", switched)
                 pos = 0
@@ -156,7 +162,13 @@ class Router:
         return chain
 
     async def _try_route(
-        self, route: Route, attempt: Attempt[T], trace: RequestTrace, deadline: float, max_attempts: int
+        self,
+        route: Route,
+        attempt: Attempt[T],
+        trace: RequestTrace,
+        deadline: float,
+        max_attempts: int,
+        gate: Gate | None = None,
     ) -> tuple[bool, T | None, int]:
         """(True, result, 0) on success, or (False, None, deployments skipped).
         ``max_attempts`` is the requested alias's bound, for the whole request."""
@@ -169,6 +181,10 @@ class Router:
             if trace.attempts >= max_attempts:
                 return False, None, skipped
             if dep.saturated or not dep.breaker.allow(time.monotonic()):
+                skipped += 1
+                continue
+            if gate is not None and not await gate(dep):
+                dep.breaker.release_trial()  # allow() may have taken the half-open trial
                 skipped += 1
                 continue
             for retry_number in range(policy.max_retries + 1):

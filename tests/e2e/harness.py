@@ -36,6 +36,8 @@ class GatewayProcess:
 
     def __init__(self, config_text: str, workdir: Path, *, extra_env: dict[str, str] | None = None) -> None:
         self.config_path = workdir / "gateway.yaml"
+        if "\nstate:" not in config_text:  # every test gateway gets its own embedded state
+            config_text = f"state: {{path: '{workdir / 'state.db'}'}}\n" + config_text
         self.config_path.write_text(config_text)
         self.log_path = workdir / "gateway.log"
         self.port = free_port()
@@ -61,6 +63,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
         )
         self.http = httpx.Client(base_url=self.url, timeout=30, headers={"authorization": f"Bearer {MASTER_KEY}"})
+        self._clients: dict[str, openai.OpenAI] = {}
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -77,8 +80,11 @@ class GatewayProcess:
         self.stop()
         raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
 
-    def client(self, key: str = MASTER_KEY, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
+    def client(self, key: str = MASTER_KEY) -> openai.OpenAI:
+        """An openai SDK client for ``key`` (one per key, closed by :meth:`stop`)."""
+        if key not in self._clients:
+            self._clients[key] = openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+        return self._clients[key]
 
     def deployments(self) -> dict[str, dict[str, Any]]:
         rows = self.http.get("/admin/deployments").json()["deployments"]
@@ -93,6 +99,8 @@ class GatewayProcess:
 
     def stop(self) -> None:
         self.http.close()
+        for client in self._clients.values():
+            client.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -1,0 +1,166 @@
+"""Admin API for client keys and teams (Starlette routes, master key only).
+
+``POST /admin/keys`` answers 201 with the record and, this once, ``key``.
+``DELETE /admin/keys/{id}`` revokes (the record stays, for audit); ``POST
+/admin/keys/{id}/rotate`` issues a new secret for the same id. Teams: ``POST``
+creates or replaces, ``PATCH`` edits, ``DELETE`` removes. Every invalid field
+gets a 400 that names it; unknown aliases in ``models`` are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.asgi import Scope
+from gateway.errors import GatewayError, InvalidRequest, PermissionDenied
+from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
+from gateway.state.base import Record
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class AdminHost(Protocol):
+    """What the admin routes need from the app."""
+
+    @property
+    def keys(self) -> KeyStore: ...
+
+    def aliases(self) -> set[str]: ...
+
+    async def require_admin(self, scope: Scope) -> None: ...
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(err: GatewayError) -> Response:
+    return Response(
+        orjson.dumps(err.to_body()), status_code=err.http_status, media_type="application/json", headers=err.headers
+    )
+
+
+def guarded(host: AdminHost, work: Callable[[Request], Awaitable[Response]]) -> Handler:
+    """Admin-only, with every GatewayError answered in the OpenAI error shape."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            await host.require_admin(request.scope)
+            return await work(request)
+        except GatewayError as err:
+            return error_response(err)
+
+    return endpoint
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON", param="body", code="invalid_json") from None
+
+
+class KeysAPI:
+    def __init__(self, host: AdminHost) -> None:
+        self._host = host
+
+    def routes(self) -> list[Route]:
+        g = self._guard
+        return [
+            Route("/admin/keys", g(self.create_key), methods=["POST"]),
+            Route("/admin/keys", g(self.list_keys), methods=["GET"]),
+            Route("/admin/keys/{id}", g(self.get_key), methods=["GET"]),
+            Route("/admin/keys/{id}", g(self.patch_key), methods=["PATCH"]),
+            Route("/admin/keys/{id}", g(self.revoke_key), methods=["DELETE"]),
+            Route("/admin/keys/{id}/rotate", g(self.rotate_key), methods=["POST"]),
+            Route("/admin/teams", g(self.put_team), methods=["POST"]),
+            Route("/admin/teams", g(self.list_teams), methods=["GET"]),
+            Route("/admin/teams/{id}", g(self.get_team), methods=["GET"]),
+            Route("/admin/teams/{id}", g(self.patch_team), methods=["PATCH"]),
+            Route("/admin/teams/{id}", g(self.delete_team), methods=["DELETE"]),
+        ]
+
+    def _guard(self, work: Handler) -> Handler:
+        return guarded(self._host, work)
+
+    def _check_models(self, fields: dict[str, Any]) -> None:
+        unknown = [m for m in fields.get("models") or () if m not in self._host.aliases()]
+        if unknown:
+            raise InvalidRequest(f"unknown model alias(es): {', '.join(unknown)}", param="models", code="unknown_model")
+
+    async def _check_team(self, fields: dict[str, Any]) -> None:
+        if fields.get("team"):
+            await self._host.keys.get_team(fields["team"])  # NotFound names the team
+
+    # --- keys ---------------------------------------------------------------
+
+    async def create_key(self, request: Request) -> Response:
+        fields = parse_body(KeyFields, await read_json(request))
+        self._check_models(fields)
+        await self._check_team(fields)
+        record, token = await self._host.keys.create(fields)
+        return json_response({**public(record), "key": token}, 201)
+
+    async def list_keys(self, request: Request) -> Response:
+        return json_response({"object": "list", "data": [public(r) for r in await self._host.keys.all()]})
+
+    async def get_key(self, request: Request) -> Response:
+        return json_response(public(await self._host.keys.get(request.path_params["id"])))
+
+    async def patch_key(self, request: Request) -> Response:
+        store = self._host.keys
+        current = await store.get(request.path_params["id"])
+        changes = await read_json(request)
+        if not isinstance(changes, dict):
+            raise InvalidRequest("the request body must be a JSON object", param="body", code="invalid_json")
+        fields = parse_body(KeyFields, {**editable(KeyFields, current), **changes})
+        self._check_models(fields)
+        await self._check_team(fields)
+        return json_response(public(await store.update(current["id"], fields)))
+
+    async def revoke_key(self, request: Request) -> Response:
+        return json_response(public(await self._host.keys.revoke(request.path_params["id"])))
+
+    async def rotate_key(self, request: Request) -> Response:
+        record, token = await self._host.keys.rotate(request.path_params["id"])
+        return json_response({**public(record), "key": token})
+
+    # --- teams --------------------------------------------------------------
+
+    async def put_team(self, request: Request) -> Response:
+        fields = parse_body(TeamFields, await read_json(request))
+        self._check_models(fields)
+        return json_response(await self._host.keys.put_team(fields), 201)
+
+    async def list_teams(self, request: Request) -> Response:
+        return json_response({"object": "list", "data": await self._host.keys.list_teams()})
+
+    async def get_team(self, request: Request) -> Response:
+        return json_response(await self._host.keys.get_team(request.path_params["id"]))
+
+    async def patch_team(self, request: Request) -> Response:
+        store = self._host.keys
+        current: Record = await store.get_team(request.path_params["id"])
+        changes = await read_json(request)
+        if not isinstance(changes, dict):
+            raise InvalidRequest("the request body must be a JSON object", param="body", code="invalid_json")
+        if "id" in changes and changes["id"] != current["id"]:
+            raise InvalidRequest("a team's id cannot change", param="id", code="invalid_field")
+        fields = parse_body(TeamFields, {**editable(TeamFields, current), **changes})
+        self._check_models(fields)
+        return json_response(await store.put_team(fields))
+
+    async def delete_team(self, request: Request) -> Response:
+        await self._host.keys.delete_team(request.path_params["id"])
+        return json_response({"id": request.path_params["id"], "deleted": True})
+
+
+def admin_only() -> PermissionDenied:
+    return PermissionDenied("the admin API needs the master key", code="admin_only")

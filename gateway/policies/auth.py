@@ -1,0 +1,128 @@
+"""Who is calling: the master key, a static key from the config file, or a
+client key from the key store (with its team).
+
+A principal carries what the other policies need: the aliases it may use (the
+key's list intersected with its team's), its own and its team's rate limits and
+budgets. A key that is unknown, revoked, disabled or expired is a 401 with a
+code saying which; a model outside the principal's list is a 403.
+
+When the state backend is unreachable, a key seen recently is served from the
+replica's cache; an unknown key is never admitted. With ``keys: closed`` (the
+default) a key that cannot be checked is a 503, with ``open`` a 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from gateway.asgi import Scope, header
+from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
+from gateway.policies.keys import KeyStore, hash_key, key_state
+from gateway.settings import AuthSettings, LimitSpec, Mode
+from gateway.state.base import BackendUnavailable, Record
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: str
+    """"master", "static" or "key"."""
+    key_id: str
+    team: str | None = None
+    models: frozenset[str] | None = None
+    limits: LimitSpec | None = None
+    team_limits: LimitSpec | None = None
+    budget_daily_usd: float | None = None
+    budget_monthly_usd: float | None = None
+    team_budget_daily_usd: float | None = None
+    team_budget_monthly_usd: float | None = None
+
+    def may_use(self, alias: str) -> bool:
+        return self.models is None or alias in self.models
+
+    def check_model(self, alias: str) -> None:
+        if not self.may_use(alias):
+            raise PermissionDenied(f"this key may not use model '{alias}'", code="model_not_allowed", param="model")
+
+
+MASTER = Principal("master", "master")
+
+
+def _limits(record: Record | None) -> LimitSpec | None:
+    if not record or not any(record.get(k) for k in ("rpm", "tpm", "max_concurrent")):
+        return None
+    return LimitSpec(rpm=record.get("rpm"), tpm=record.get("tpm"), max_concurrent=record.get("max_concurrent"))
+
+
+def _models(key: Record, team: Record | None) -> frozenset[str] | None:
+    allowed = [set(m) for m in (key.get("models"), (team or {}).get("models")) if m is not None]
+    if not allowed:
+        return None
+    return frozenset(set.intersection(*allowed))
+
+
+def bearer_token(scope: Scope) -> bytes:
+    auth = header(scope, b"authorization")
+    if auth is not None and auth[:7].lower() == b"bearer ":
+        return auth[7:].strip()
+    return header(scope, b"x-api-key") or b""
+
+
+class Authenticator:
+    def __init__(self, settings: AuthSettings, keys: KeyStore | None, failure_mode: Mode) -> None:
+        self._master = settings.master_key.encode() if settings.master_key else None
+        self._static = {
+            bytes.fromhex(k.sha256): Principal("static", k.name, models=frozenset(k.models) if k.models else None)
+            for k in settings.keys
+        }
+        self._keys = keys
+        self._failure_mode = failure_mode
+
+    @property
+    def has_credentials(self) -> bool:
+        return self._master is not None or bool(self._static) or self._keys is not None
+
+    async def authenticate(self, scope: Scope) -> Principal:
+        token = bearer_token(scope)
+        if not token:
+            raise AuthenticationFailed("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+        if self._master is not None and hmac.compare_digest(token, self._master):
+            return MASTER
+        static = self._static.get(hashlib.sha256(token).digest())
+        if static is not None:
+            return static
+        if self._keys is None:
+            raise AuthenticationFailed("the API key is not valid", code="invalid_api_key")
+        return await self._stored(token)
+
+    def is_master(self, scope: Scope) -> bool:
+        token = bearer_token(scope)
+        return bool(token) and self._master is not None and hmac.compare_digest(token, self._master)
+
+    async def _stored(self, token: bytes) -> Principal:
+        assert self._keys is not None
+        try:
+            record = await self._keys.lookup(hash_key(token))
+            team = await self._keys.team(record["team"]) if record and record.get("team") else None
+        except BackendUnavailable:
+            if self._failure_mode == "closed":
+                raise BackendDegraded("cannot check the API key: the state backend is unreachable") from None
+            raise AuthenticationFailed("the API key cannot be checked right now", code="invalid_api_key") from None
+        if record is None:
+            raise AuthenticationFailed("the API key is not valid", code="invalid_api_key")
+        problem = key_state(record)
+        if problem is not None:
+            raise AuthenticationFailed(f"the API key is {problem}", code=f"key_{problem}")
+        return Principal(
+            "key",
+            record["id"],
+            team=record.get("team"),
+            models=_models(record, team),
+            limits=_limits(record),
+            team_limits=_limits(team),
+            budget_daily_usd=record.get("budget_daily_usd"),
+            budget_monthly_usd=record.get("budget_monthly_usd"),
+            team_budget_daily_usd=(team or {}).get("budget_daily_usd"),
+            team_budget_monthly_usd=(team or {}).get("budget_monthly_usd"),
+        )
