@@ -1,0 +1,352 @@
+"""Rate limits: requests and tokens per window, and concurrency, per scope.
+
+A request is checked against each limited scope it belongs to (global, team,
+key, model alias) and, as the router picks one, against the deployment's
+provider quota (:meth:`RateLimiter.try_deployment`). Windows live in the state
+backend's ``limits`` storage, with the configured strategy.
+
+**Check, then hit.** ``admit`` reads every window first (``get_window_stats``:
+the same answer as ``test``, plus the reset time for the headers), then takes
+the concurrency slots, then hits every window; so a refusal by one scope
+consumes nothing of another's quota, and a refusal for concurrency no rate
+quota. ``limits`` has no multi-key transaction: on Redis a concurrent request
+may take the last unit between check and hit. The hit is authoritative (a
+scope never goes over its limit): the request is refused and its other hits
+rolled back where the strategy can refund. Where it cannot, the race costs the
+other scopes one unit per racing request, only while a scope is at its limit;
+near its limit the tightest window is hit alone first to keep that rare. On the
+embedded backend nothing yields between check and hit (``limits`` 5.8's
+``MemoryStorage``, in-memory slots), so there is no race.
+
+**Token estimates** are charged up front; :meth:`RateLimiter.settle` corrects
+them. More than estimated: charged in full even past the limit (fixed window;
+sliding counter on ``MemoryStorage``), else as much as fits (the ``hit`` of the
+moving window and of the sliding counter on Redis refuses what does not fit).
+Less than estimated, refunds as far as the ``limits`` storage API allows:
+
+- fixed window: ``Storage.incr`` with a negative amount on the window's key
+  (``MemoryStorage`` and Redis ``INCRBY`` take one), only while the charged
+  window is current (its end is known from the stats), so never into the next;
+- sliding window counter on ``MemoryStorage`` (embedded): ``decr`` of the
+  timestamped bucket charged (``sliding_window_keys``), while it still counts;
+- moving window: **impossible**, its window is a list of timestamped entries
+  with no API to remove one; sliding window counter on Redis: **impossible**,
+  its keys are private and shift inside the library's Lua scripts, so an outside
+  decrement could hit the wrong window. The over-estimate then stays charged
+  until it ages out (moving: one window after the request; sliding: full weight
+  to the end of its window, fading over the next). Later windows are unaffected.
+
+The moving window keeps one entry per unit, so for TPM one per token: memory
+and time per hit grow with the limit and the request (``limits`` 5.8, both
+storages). The default sliding window counter is the one to use for tokens.
+
+Backend errors (``BackendUnavailable``, ``limits`` storage and connection
+errors) follow the failure mode: ``open`` admits and counts ``degraded[kind]``,
+``closed`` raises :class:`~gateway.errors.BackendDegraded` (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, NamedTuple, TypeVar, cast
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import STRATEGIES
+from limits.aio.strategies import RateLimiter as _Strategy
+from limits.errors import StorageError
+from limits.util import WindowStats
+
+from gateway.errors import BackendDegraded, RateLimited
+from gateway.settings import LimitSpec, LimitsSettings
+from gateway.state.base import BackendUnavailable, StateBackend
+
+T = TypeVar("T")
+_ORDER = MappingProxyType({"global": 0, "team": 1, "key": 2, "model": 3, "deployment": 4})
+_REFUND_MARGIN_S = 0.25  # a fixed window's end is known to ~1 s on Redis (TTL); stay clear of it
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: str
+    """"global", "team", "key", "model" or "deployment"."""
+    id: str
+    spec: LimitSpec
+
+
+class _Check(NamedTuple):
+    scope: Scope
+    unit: str  # "requests" | "tokens"
+    item: RateLimitItem
+    cost: int
+
+    @property
+    def ids(self) -> tuple[str, str, str]:
+        return (self.scope.kind, self.scope.id, self.unit)
+
+
+class _Charge(NamedTuple):
+    check: _Check
+    at: float  # when it was hit
+    window_end: float  # fixed window: when the charged window ends
+
+
+class Admission:
+    """An admitted request: its headers, and what :meth:`RateLimiter.settle`
+    and :meth:`RateLimiter.release` undo or correct."""
+
+    __slots__ = ("_charges", "_settled", "_slots", "headers")
+
+    def __init__(self, headers: dict[str, str] | None = None, slots: list[str] | None = None) -> None:
+        self.headers: dict[str, str] = headers if headers is not None else {}
+        self._slots = slots or []
+        self._charges: list[_Charge] = []
+        self._settled = False
+
+
+def format_duration(seconds: float) -> str:
+    """A reset time as OpenAI writes it (Go duration style): 20ms, 1s, 59.5s, 6m0s, 1h2m3s."""
+    ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs = str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:.3f}".rstrip("0")
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
+
+
+class RateLimiter:
+    """One per app. The global scope (from ``settings``) is added here: callers
+    pass the team, key and model scopes."""
+
+    def __init__(
+        self,
+        backend: StateBackend,
+        settings: LimitsSettings,
+        failure_mode: Literal["open", "closed"],
+        *,
+        period_s: int = 60,
+        slot_ttl_s: float = 600.0,
+    ) -> None:
+        self._backend = backend
+        self._storage = backend.limits_storage()
+        self._strategy = settings.strategy
+        strategy = cast(Callable[[Storage], _Strategy], STRATEGIES[settings.strategy.replace("_", "-")])
+        self._limiter = strategy(self._storage)
+        self._open = failure_mode == "open"
+        self._period_s = period_s  # rpm/tpm windows; tests use 1
+        self._slot_ttl_s = slot_ttl_s
+        self._parallel = backend.kind != "embedded"  # overlap network round trips; in memory, just await
+        errors: tuple[type[BaseException], ...] = (BackendUnavailable, StorageError, OSError)
+        if not isinstance(self._storage, MemoryStorage):  # whose base exception, ValueError, means a bug
+            base = self._storage.base_exceptions
+            errors += base if isinstance(base, tuple) else (base,)
+        self._errors = errors
+        self._items: dict[int, RateLimitItem] = {}  # one per amount: no parsing per request
+        spec = LimitSpec(rpm=settings.rpm, tpm=settings.tpm, max_concurrent=settings.max_concurrent)
+        self._global = (Scope("global", "*", spec),) if settings.rpm or settings.tpm or settings.max_concurrent else ()
+        self.degraded: Counter[str] = Counter()  # decisions taken in failure mode, by scope kind
+        self.rejections: Counter[str] = Counter()  # 429s by scope kind (deployment: skips)
+
+    async def admit(self, scopes: Sequence[Scope], est_tokens: int) -> Admission:
+        ordered = sorted((*self._global, *scopes), key=lambda s: _ORDER.get(s.kind, 9))
+        checks = self._checks(ordered, est_tokens)
+        limited = [s for s in ordered if s.spec.max_concurrent]
+        if not checks and not limited:
+            return Admission()
+        taken: list[str] = []
+        try:
+            stats, failing, now = await self._read(checks)
+            if failing:
+                raise self._rejection(failing, checks, stats, now)
+            for scope in limited:
+                key = f"concurrency/{scope.kind}/{scope.id}"
+                if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
+                    self.rejections[scope.kind] += 1
+                    what = f"{scope.spec.max_concurrent} concurrent requests"
+                    raise RateLimited(_message(scope, what), retry_after=1.0, headers=_headers(checks, stats, now))
+                taken.append(key)
+            charges, refused = await self._hit(checks, stats)
+            if refused:
+                raise self._rejection(refused, checks, stats, time.time())
+        except self._errors:
+            await self._release_keys(taken)
+            self._degrade({c.scope.kind for c in checks} | {s.kind for s in limited})
+            return Admission()
+        except RateLimited:
+            await self._release_keys(taken)
+            raise
+        admission = Admission(_headers(checks, stats, now, spent=True), taken)
+        admission._charges = [ch for ch in charges if ch.check.unit == "tokens"]
+        return admission
+
+    async def try_deployment(
+        self, dep_id: str, spec: LimitSpec, est_tokens: int, admission: Admission | None = None
+    ) -> bool:
+        """Charge a deployment's rpm/tpm, or False (nothing charged) at its limit:
+        the router skips it. With ``admission``, ``settle`` corrects its tokens
+        too. (Deployment concurrency is its ``max_concurrency``, the router's.)"""
+        checks = self._checks((Scope("deployment", dep_id, spec),), est_tokens)
+        if not checks:
+            return True
+        try:
+            stats, failing, _ = await self._read(checks)
+            charges, refused = ([], failing) if failing else await self._hit(checks, stats)
+        except self._errors:
+            self._degrade({"deployment"})
+            return True
+        if refused:
+            self.rejections["deployment"] += 1
+            return False
+        if admission is not None:
+            admission._charges += [ch for ch in charges if ch.check.unit == "tokens"]
+        return True
+
+    async def settle(self, admission: Admission, actual_tokens: int) -> None:
+        """Correct the token charges by the actual count (once; later calls do nothing)."""
+        if admission._settled:
+            return
+        admission._settled = True
+        for charge in admission._charges:
+            if delta := max(0, actual_tokens) - charge.check.cost:
+                try:
+                    await self._adjust(charge, delta)
+                except self._errors:
+                    self.degraded[charge.check.scope.kind] += 1
+
+    async def release(self, admission: Admission) -> None:
+        """Give back the concurrency slots; idempotent."""
+        keys, admission._slots = admission._slots, []
+        await self._release_keys(keys)
+
+    # --- internals -------------------------------------------------------------
+    def _checks(self, scopes: Iterable[Scope], est_tokens: int) -> list[_Check]:
+        checks = []
+        for scope in scopes:
+            for unit, amount, cost in (("requests", scope.spec.rpm, 1), ("tokens", scope.spec.tpm, est_tokens)):
+                if amount:
+                    item = self._items.get(amount) or self._items.setdefault(
+                        amount, RateLimitItemPerSecond(amount, self._period_s)
+                    )
+                    checks.append(_Check(scope, unit, item, max(0, cost)))
+        return checks
+
+    async def _read(self, checks: list[_Check]) -> tuple[list[WindowStats], list[tuple[_Check, WindowStats]], float]:
+        """Every window's stats, and those that cannot take the request (an
+        exhausted window refuses even a zero-token estimate)."""
+        stats = await self._each(self._limiter.get_window_stats(c.item, *c.ids) for c in checks)
+        failing = [(c, s) for c, s in zip(checks, stats, strict=True) if s.remaining < max(c.cost, 1)]
+        return stats, failing, time.time()
+
+    async def _each(self, aws: Iterable[Awaitable[T]]) -> list[T]:
+        """Await in turn (lazily: an error leaves nothing un-awaited), or all at once on a network backend."""
+        if not self._parallel:
+            return [await aw for aw in aws]
+        results = await asyncio.gather(*aws, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results  # type: ignore[return-value]  # no exceptions left
+
+    async def _hit(
+        self, checks: list[_Check], stats: list[WindowStats]
+    ) -> tuple[list[_Charge], list[tuple[_Check, WindowStats]]]:
+        """Hit every window; if one refuses (raced since the check), roll back
+        the others where possible and return the refused ones."""
+        todo = [(c, s) for c, s in zip(checks, stats, strict=True) if c.cost > 0]
+        head = 0
+        if self._parallel and len(todo) > 1:  # near its limit, the tightest window alone first
+            todo.sort(key=lambda cs: (cs[1].remaining - cs[0].cost) / cs[0].item.amount)
+            head = int((todo[0][1].remaining - todo[0][0].cost) * 10 < todo[0][0].item.amount)
+        at = time.time()
+        results: list[bool] = []
+        for batch in (todo[:head], todo[head:]):
+            if all(results):
+                results += await self._each(self._limiter.hit(c.item, *c.ids, cost=c.cost) for c, _ in batch)
+        charges = [  # a fixed window's end: from its stats; a window this hit opens ends one period from now
+            _Charge(
+                c, at, at + c.item.get_expiry() if s.reset_time <= at and s.remaining == c.item.amount else s.reset_time
+            )
+            for (c, s), ok in zip(todo, results, strict=False)
+            if ok or self._strategy == "fixed_window"  # a fixed window counts even a refused hit
+        ]
+        refused = [cs for cs, ok in zip(todo, results, strict=False) if not ok]
+        if refused:
+            with suppress(*self._errors):  # best effort: the refusal stands either way
+                for charge in charges:
+                    await self._adjust(charge, -charge.check.cost)
+            return [], refused
+        return charges, []
+
+    async def _adjust(self, charge: _Charge, delta: int) -> None:
+        """Charge ``delta`` more tokens (> 0) or refund them (< 0) where possible; see the module doc."""
+        c = charge.check
+        key, expiry, now = c.item.key_for(*c.ids), c.item.get_expiry(), time.time()
+        if self._strategy == "fixed_window":
+            if delta > 0 or now < charge.window_end - _REFUND_MARGIN_S:
+                await self._storage.incr(key, expiry, delta)
+        elif self._strategy == "sliding_window_counter" and isinstance(self._storage, MemoryStorage):
+            if delta > 0:
+                await self._storage.incr(self._storage.sliding_window_keys(key, expiry, now)[1], 2 * expiry, delta)
+            else:
+                bucket = self._storage.sliding_window_keys(key, expiry, charge.at)[1]
+                if bucket in self._storage.sliding_window_keys(key, expiry, now):
+                    await self._storage.decr(bucket, -delta)
+        elif delta > 0 and not await self._limiter.hit(c.item, *c.ids, cost=delta):
+            fits = (await self._limiter.get_window_stats(c.item, *c.ids)).remaining
+            if fits > 0:
+                await self._limiter.hit(c.item, *c.ids, cost=min(fits, delta))
+
+    async def _release_keys(self, keys: list[str]) -> None:
+        for key in reversed(keys):
+            try:
+                await self._backend.release_slot(key)
+            except self._errors:  # the slot's TTL frees it
+                self.degraded[key.split("/")[1]] += 1
+
+    def _rejection(
+        self, failing: list[tuple[_Check, WindowStats]], checks: list[_Check], stats: list[WindowStats], now: float
+    ) -> RateLimited:
+        c = failing[0][0]
+        self.rejections[c.scope.kind] += 1
+        per = {60: "minute", 1: "second"}.get(self._period_s, f"{self._period_s}s")
+        if c.cost > c.item.amount:  # can never fit: no Retry-After
+            what = f"request too large: {c.cost} tokens requested, limit {c.item.amount} tokens per {per}"
+            return RateLimited(_message(c.scope, what), headers=_headers(checks, stats, now))
+        retry_after = max(max(1.0, s.reset_time - now) for _, s in failing)
+        what = f"{c.item.amount} {c.unit} per {per}"
+        return RateLimited(_message(c.scope, what), retry_after=retry_after, headers=_headers(checks, stats, now))
+
+    def _degrade(self, kinds: set[str]) -> None:
+        if not self._open:
+            raise BackendDegraded("rate limits cannot be checked: the state backend is unavailable")
+        for kind in kinds:
+            self.degraded[kind] += 1
+
+
+def _message(scope: Scope, what: str) -> str:
+    name = scope.kind if scope.kind in ("global", "key") else f"{scope.kind} {scope.id}"  # key ids stay private
+    return f"rate limit exceeded for {name}: {what}"
+
+
+def _headers(checks: list[_Check], stats: list[WindowStats], now: float, *, spent: bool = False) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, per unit from the scope with the fewest remaining."""
+    tightest: dict[str, tuple[int, _Check, WindowStats]] = {}
+    for c, s in zip(checks, stats, strict=True):
+        remaining = max(0, s.remaining - c.cost) if spent else s.remaining
+        if c.unit not in tightest or remaining < tightest[c.unit][0]:
+            tightest[c.unit] = (remaining, c, s)
+    headers = {}
+    for unit, (remaining, c, s) in tightest.items():
+        headers[f"x-ratelimit-limit-{unit}"] = str(c.item.amount)
+        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
+        reset_in = s.reset_time - now if s.reset_time > now else c.item.get_expiry()
+        headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset_in)
+    return headers

@@ -1,0 +1,250 @@
+"""The embedded state backend: one process, no services.
+
+- Records (client keys, teams) and spend live in one SQLite file (WAL mode,
+  ``synchronous=NORMAL``: a committed write survives a process crash or restart;
+  an OS crash or power cut may lose the last transactions). The file and its
+  parent directories are created on first use.
+- Every SQLite call runs on ONE dedicated worker thread (a single-thread
+  executor), so the event loop never blocks on disk and the connection is
+  never shared between threads.
+- Record reads are served from an in-memory mirror of the ``records`` table,
+  loaded once on first use and updated by the worker thread right after each
+  commit, so ``put``/``delete`` return only once the write is durable and a
+  ``get`` never waits on disk. The mirror assumes this process is the only
+  writer of the file (that is what "embedded" means).
+- The response cache is an in-memory LRU bounded in bytes, with per-entry
+  expiry; concurrency slots are in-memory counters (a crashed holder takes its
+  slots with it, so ``ttl_s`` is not needed); rate-limit windows live in one
+  ``limits`` :class:`~limits.aio.storage.MemoryStorage` per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar, cast
+
+import orjson
+from limits.aio.storage import MemoryStorage, Storage
+
+from gateway.state.base import BackendUnavailable, Record
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (tbl TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL,"
+    " PRIMARY KEY (tbl, id))",
+    "CREATE TABLE IF NOT EXISTS spend (key TEXT PRIMARY KEY, usd REAL NOT NULL)",
+)
+_UPSERT_RECORD = (
+    "INSERT INTO records (tbl, id, json) VALUES (?, ?, ?) ON CONFLICT (tbl, id) DO UPDATE SET json = excluded.json"
+)
+_UPSERT_SPEND = "INSERT INTO spend (key, usd) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET usd = usd + excluded.usd"
+_SQL_VARS = 500  # stay well under SQLite's bound-parameter limit per statement
+
+
+def _load(text: str) -> Record:
+    return cast(Record, orjson.loads(text))
+
+
+class ByteLRU:
+    """An LRU map of bytes bounded by total size (key length + value bytes), each
+    entry with its own expiry. Not thread-safe: use it from the event loop."""
+
+    def __init__(self, max_bytes: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def set(self, key: str, value: bytes, ttl_s: float) -> None:
+        if key in self._entries:
+            self._drop(key)
+        cost = len(key) + len(value)
+        if cost > self.max_bytes or ttl_s <= 0:
+            return
+        self._entries[key] = (value, self._clock() + ttl_s)
+        self.size += cost
+        while self.size > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        value, _ = self._entries.pop(key)
+        self.size -= len(key) + len(value)
+
+
+class _Db:
+    """The SQLite side; every method runs on the backend's worker thread."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+        self.mirror: dict[str, dict[str, str]] = {}
+
+    def open(self) -> None:
+        if self.conn is not None:
+            return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        for ddl in _SCHEMA:
+            conn.execute(ddl)
+        for tbl, id_, text in conn.execute("SELECT tbl, id, json FROM records"):
+            self.mirror.setdefault(tbl, {})[id_] = text
+        self.conn = conn
+
+    def _conn(self) -> sqlite3.Connection:
+        self.open()
+        assert self.conn is not None
+        return self.conn
+
+    def put(self, tbl: str, id_: str, text: str) -> None:
+        self._conn().execute(_UPSERT_RECORD, (tbl, id_, text))
+        self.mirror.setdefault(tbl, {})[id_] = text
+
+    def delete(self, tbl: str, id_: str) -> bool:
+        gone = self._conn().execute("DELETE FROM records WHERE tbl = ? AND id = ?", (tbl, id_)).rowcount > 0
+        self.mirror.get(tbl, {}).pop(id_, None)
+        return gone
+
+    def scan(self, tbl: str) -> list[str]:
+        self.open()
+        return list(self.mirror.get(tbl, {}).values())
+
+    def incr_spend(self, items: list[tuple[str, float]]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT_SPEND, items)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read_spend(self, keys: list[str]) -> dict[str, float]:
+        conn = self._conn()
+        out = dict.fromkeys(keys, 0.0)
+        for i in range(0, len(keys), _SQL_VARS):
+            chunk = keys[i : i + _SQL_VARS]
+            marks = ",".join("?" * len(chunk))
+            for key, usd in conn.execute(f"SELECT key, usd FROM spend WHERE key IN ({marks})", chunk):
+                out[key] = float(usd)
+        return out
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class EmbeddedBackend:
+    """The single-process state backend: SQLite for records and spend, memory
+    for the cache, slots and rate-limit windows (see the module docstring)."""
+
+    kind = "embedded"
+
+    def __init__(
+        self, path: str, *, cache_max_bytes: int = 64 * 1024 * 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self._db = _Db(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-sqlite")
+        self._opened = False
+        self._closed = False
+        self._cache = ByteLRU(cache_max_bytes, clock=clock)
+        self._slots: dict[str, int] = {}
+        self._limits: MemoryStorage | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise BackendUnavailable("embedded backend is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"sqlite: {exc}") from exc
+
+    async def _ready(self) -> None:
+        if not self._opened:
+            await self._run(self._db.open)
+            self._opened = True
+
+    # --- records ---------------------------------------------------------------
+    async def get(self, table: str, id: str) -> Record | None:
+        await self._ready()
+        text = self._db.mirror.get(table, {}).get(id)
+        return None if text is None else _load(text)
+
+    async def put(self, table: str, id: str, record: Record) -> None:
+        await self._run(self._db.put, table, id, orjson.dumps(record).decode())
+
+    async def delete(self, table: str, id: str) -> bool:
+        return await self._run(self._db.delete, table, id)
+
+    async def scan(self, table: str) -> list[Record]:
+        return [_load(text) for text in await self._run(self._db.scan, table)]
+
+    # --- spend -----------------------------------------------------------------
+    async def incr_spend(self, increments: Mapping[str, float]) -> None:
+        if increments:
+            await self._run(self._db.incr_spend, [(k, float(v)) for k, v in increments.items()])
+
+    async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
+        return await self._run(self._db.read_spend, list(keys)) if keys else {}
+
+    # --- response cache ------------------------------------------------------------
+    async def cache_get(self, key: str) -> bytes | None:
+        return self._cache.get(key)
+
+    async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._cache.set(key, value, ttl_s)
+
+    # --- concurrency slots -------------------------------------------------------
+    async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
+        held = self._slots.get(key, 0)
+        if held >= limit:
+            return False
+        self._slots[key] = held + 1
+        return True
+
+    async def release_slot(self, key: str) -> None:
+        held = self._slots.get(key, 0)
+        if held <= 1:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = held - 1
+
+    # --- rate-limit windows --------------------------------------------------------
+    def limits_storage(self) -> Storage:
+        if self._limits is None:
+            self._limits = MemoryStorage()
+        return self._limits
+
+    async def ping(self) -> bool:
+        return not self._closed
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
+        self._executor.shutdown(wait=False)

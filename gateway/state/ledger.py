@@ -1,0 +1,176 @@
+"""Buffered spend: the request path adds costs in memory; a background task
+writes them to the state backend in batches.
+
+Guarantees:
+
+- No increment is lost or counted twice by the ledger: a flush takes a
+  snapshot of the pending amounts, clears them, writes the snapshot with ONE
+  ``incr_spend`` and, if that fails, merges the snapshot back into whatever
+  was added meanwhile, to be retried on the next flush. (The one ambiguity the
+  ledger cannot see: a Redis timeout after the transaction was applied but
+  before its reply arrived is retried, and so counted twice. The flush task is
+  never cancelled mid-write, so shutdown does not add to that.)
+- Spend survives a graceful restart: :meth:`close` stops the task and makes a
+  final flush, retried a few times (embedded: the totals are in SQLite).
+- Spend survives a Redis outage: increments stay buffered and are retried every
+  flush interval until Redis answers again.
+- A crash loses at most what was buffered: about one flush interval of spend.
+
+Reads are cheap and never do I/O on the request path: :meth:`known` returns
+the last fetched backend totals plus what this process wrote since plus what
+it has buffered; :meth:`refresh` fetches totals (spend of other replicas) at
+most once per ``refresh_interval_s`` per key. Flush and refresh take turns
+(one lock), so a fetched total and the local estimate never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from gateway.state.base import BackendUnavailable, StateBackend
+
+log = logging.getLogger("gateway.state.ledger")
+
+
+def _merge(into: dict[str, float], amounts: Mapping[str, float]) -> None:
+    for key, usd in amounts.items():
+        into[key] = into.get(key, 0.0) + usd
+
+
+class SpendLedger:
+    """Spend counters buffered in memory and flushed to a :class:`StateBackend`
+    (see the module docstring for the guarantees)."""
+
+    def __init__(
+        self,
+        backend: StateBackend,
+        *,
+        flush_interval_s: float,
+        refresh_interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.flush_interval_s = flush_interval_s
+        self.refresh_interval_s = refresh_interval_s
+        self.flush_failures = 0
+        self._clock = clock
+        self._pending: dict[str, float] = {}
+        self._inflight: dict[str, float] = {}
+        self._base: dict[str, float] = {}
+        self._next_fetch: dict[str, float] = {}
+        self._failed_until: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- request path (synchronous, no I/O) ----------------------------------
+    def add(self, increments: Mapping[str, float]) -> None:
+        """Buffer amounts (USD) to add to their counters."""
+        for key, usd in increments.items():
+            if usd:
+                self._pending[key] = self._pending.get(key, 0.0) + usd
+
+    def pending(self) -> dict[str, float]:
+        """What is not yet confirmed written (buffered plus a flush in flight)."""
+        out = dict(self._inflight)
+        _merge(out, self._pending)
+        return out
+
+    def known(self, keys: Iterable[str]) -> dict[str, float]:
+        """Best local view of each total: last fetched + written since + pending."""
+        base, inflight, pending = self._base, self._inflight, self._pending
+        return {k: base.get(k, 0.0) + inflight.get(k, 0.0) + pending.get(k, 0.0) for k in keys}
+
+    # --- I/O -------------------------------------------------------------------------
+    async def flush(self) -> bool:
+        """Write the buffered increments; False (and kept) if the backend is down."""
+        async with self._lock:
+            if not self._pending:
+                return True
+            batch, self._pending = self._pending, {}
+            self._inflight = batch
+            try:
+                await self.backend.incr_spend(batch)
+            except BackendUnavailable as exc:
+                self.flush_failures += 1
+                log.warning("spend flush failed (%d keys kept for retry): %s", len(batch), exc)
+                return False
+            except BaseException:
+                self.flush_failures += 1
+                raise
+            else:
+                _merge(self._base, batch)
+                batch = {}
+                return True
+            finally:
+                self._inflight = {}
+                _merge(self._pending, batch)  # a failed batch goes back, merged with newer amounts
+
+    async def refresh(self, keys: Iterable[str]) -> None:
+        """Fetch backend totals of the keys not fetched in the last
+        ``refresh_interval_s``. Raises :class:`BackendUnavailable` (old values
+        kept); after a failure, those keys fail fast without I/O for one
+        interval, so an outage does not stall every request."""
+        wanted = list(dict.fromkeys(keys))
+        if not self._due(wanted):  # the common case: no lock, no I/O
+            return
+        async with self._lock:
+            due = self._due(wanted)
+            if not due:
+                return
+            now = self._clock()
+            try:
+                totals = await self.backend.read_spend(due)
+            except BackendUnavailable:
+                self._failed_until.update(dict.fromkeys(due, now + self.refresh_interval_s))
+                raise
+            self._base.update(totals)
+            self._next_fetch.update(dict.fromkeys(due, now + self.refresh_interval_s))
+            for key in due:
+                self._failed_until.pop(key, None)
+
+    def _due(self, keys: list[str]) -> list[str]:
+        """The keys to fetch now; raises if one of them failed within the interval."""
+        now = self._clock()
+        due = [k for k in keys if self._next_fetch.get(k, 0.0) <= now]
+        if any(self._failed_until.get(k, 0.0) > now for k in due):
+            raise BackendUnavailable("spend refresh failed recently; retrying after the refresh interval")
+        return due
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the background task that flushes every ``flush_interval_s``."""
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="spend-ledger-flush")
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
+            if self._stop.is_set():
+                return
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("spend flush failed unexpectedly; amounts kept for retry")
+
+    async def close(self, *, attempts: int = 3, retry_wait_s: float = 0.2) -> dict[str, float]:
+        """Stop the task (never mid-write), then flush, retrying up to
+        ``attempts`` times. Returns what could not be written (logged too)."""
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+        for attempt in range(attempts):
+            if await self.flush():
+                return {}
+            if attempt + 1 < attempts:
+                await asyncio.sleep(retry_wait_s)
+        lost = self.pending()
+        log.error("spend not written at shutdown (USD by counter): %s", lost)
+        return lost

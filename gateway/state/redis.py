@@ -1,0 +1,271 @@
+"""The Redis state backend: standalone, Sentinel or Cluster, so every replica
+shares limits, cache, spend and key revocation.
+
+URLs: ``redis://`` / ``rediss://`` (``Redis.from_url``),
+``redis+sentinel://[:password@]h1:p1,h2:p2/service_name[/db]`` (the master of
+``service_name``, found through the sentinels) and
+``redis+cluster://[:password@]h1:p1[,h2:p2]`` (``RedisCluster``).
+
+Keys (all under ``gw:``; the ``{...}`` part is a Cluster hash tag, so every
+multi-key command below stays on one slot):
+
+- records: ``gw:rec:{<table>}:<id>`` (a JSON string) plus the set index
+  ``gw:idx:{<table>}``; put/delete update both in one MULTI;
+- spend: ``gw:spend:{s}:<key>``, INCRBYFLOAT in one MULTI, read with MGET;
+- cache: ``gw:cache:<key>`` (SET PX / GET); slots: ``gw:slot:<key>`` (Lua);
+- rate-limit windows: ``gw:limits:...`` (written by the ``limits`` library).
+
+Failures: every Redis error (connection refused, timeout, ``ResponseError``,
+``ClusterDown``...) becomes :class:`BackendUnavailable`. Socket and connect
+timeouts are ``socket_timeout_s`` and a timeout is not retried (a dropped
+connection is, once, at once), so a hung or unreachable Redis costs a call
+about ``socket_timeout_s``; a hard deadline of ``4 * socket_timeout_s`` per
+call bounds every other path (Sentinel discovery, Cluster re-discovery).
+The connection pool reconnects by itself when Redis comes back. A request
+holds at most one connection at a time, so ``max_connections`` (per node)
+should be at least the gateway's concurrency; beyond it a call fails with
+:class:`BackendUnavailable` instead of queueing.
+
+Rate limits: one client library. ``limits`` 5.8 can drive redis-py instead of
+its default coredis (``implementation="redispy"``). For standalone and
+Sentinel the ``limits`` storage is built on *this* backend's connection pool
+(its documented ``connection_pool`` option), so windows share our timeouts,
+retry policy, auth and Sentinel failover handling, and are always read from the
+master (``limits``' own Sentinel mode would read windows from replicas). For
+Cluster, ``limits`` builds its own ``RedisCluster`` from the same URL and
+timeouts. The storage is created with ``wrap_exceptions=True``: when Redis is
+down, a limiter call raises :class:`limits.errors.StorageError` (the library's
+own error, not :class:`BackendUnavailable`); the rate-limit policy must treat
+both as "backend unavailable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote
+
+import orjson
+from limits.aio.storage import RedisStorage, Storage
+from limits.storage import storage_from_string
+from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.state.base import BackendUnavailable, Record
+
+T = TypeVar("T")
+Client = Redis | RedisCluster
+
+_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+_PREFIX = "gw:"
+_LIMITS_PREFIX = "gw:limits"
+_MGET_CHUNK = 1000
+
+# KEYS[1] slot counter; ARGV[1] limit, ARGV[2] ttl in ms. 1 = taken, 0 = full.
+_ACQUIRE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+local ok = 1
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  ok = 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return ok
+"""
+# Never below 0: a counter that expired (crashed holders) must not go negative.
+_RELEASE_LUA = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 1 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
+
+def _parse_hosts(url: str, default_port: int) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
+    """``scheme://[user:password@]h1:p1,h2:p2/a/b`` -> (auth, hosts, path parts)."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    netloc, _, path = rest.partition("/")
+    auth: dict[str, str] = {}
+    if "@" in netloc:
+        creds, netloc = netloc.rsplit("@", 1)
+        user, _, password = creds.partition(":")
+        auth = {k: unquote(v) for k, v in (("username", user), ("password", password)) if v}
+    hosts = []
+    for loc in netloc.split(","):
+        host, _, port = loc.rpartition(":") if ":" in loc else (loc, "", "")
+        hosts.append((host, int(port or default_port)))
+    return auth, hosts, [p for p in path.split("/") if p]
+
+
+class RedisBackend:
+    """State on Redis (standalone, Sentinel or Cluster); see the module docstring."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, *, socket_timeout_s: float = 0.5, max_connections: int = 1000) -> None:
+        self.url = url
+        self._timeout_s = socket_timeout_s
+        self._max_connections = max_connections
+        self._deadline_s = 4 * socket_timeout_s
+        self._sentinel: Sentinel | None = None
+        self._client: Client = self._connect(url)
+        self._acquire = self._client.register_script(_ACQUIRE_LUA)
+        self._release = self._client.register_script(_RELEASE_LUA)
+        self._limits: RedisStorage | None = None
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self._timeout_s,
+            "socket_connect_timeout": self._timeout_s,
+            "max_connections": self._max_connections,
+            # One quick retry for a dropped connection (a pooled socket that died
+            # with a Redis restart); never on a timeout, which would double the wait.
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(RedisConnectionError,)),
+        }
+
+    def _connect(self, url: str) -> Client:
+        if url.startswith("redis+sentinel://"):
+            auth, hosts, path = _parse_hosts(url, 26379)
+            if not path:
+                raise ValueError("redis+sentinel:// needs a service name: redis+sentinel://host:port/service_name")
+            options = self._options()  # for the sentinels too: a burst of new connections asks them
+            self._sentinel = Sentinel(hosts, sentinel_kwargs=options, **options, **auth)  # type: ignore[no-untyped-call]
+            db = int(path[1]) if len(path) > 1 else 0
+            return cast(Redis, self._sentinel.master_for(path[0], db=db))
+        if url.startswith("redis+cluster://"):
+            auth, hosts, _ = _parse_hosts(url, 6379)
+            nodes = [ClusterNode(host, port) for host, port in hosts]
+            user, password = auth.get("username"), auth.get("password")
+            return RedisCluster(startup_nodes=nodes, username=user, password=password, **self._options())
+        return Redis.from_url(url, **self._options())
+
+    async def _do(self, aw: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return await aw
+        except _ERRORS as exc:
+            raise BackendUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def _multi(self, fill: Callable[[Any], object]) -> list[Any]:
+        """Run the commands ``fill`` queues on a pipeline as one MULTI/EXEC."""
+        if isinstance(self._client, RedisCluster):
+            # redis-py 8.1: a pipeline created before the slot map is loaded fails
+            # ("attached to a different loop"); initialize() is a no-op once loaded.
+            await self._client.initialize()
+        pipe = self._client.pipeline(transaction=True)
+        fill(pipe)
+        result: list[Any] = await pipe.execute()
+        return result
+
+    # --- records ---------------------------------------------------------------
+    @staticmethod
+    def _rec(table: str, id: str) -> str:
+        return f"{_PREFIX}rec:{{{table}}}:{id}"
+
+    @staticmethod
+    def _idx(table: str) -> str:
+        return f"{_PREFIX}idx:{{{table}}}"
+
+    async def get(self, table: str, id: str) -> Record | None:
+        raw = await self._do(self._client.get(self._rec(table, id)))
+        return None if raw is None else _load(raw)
+
+    async def put(self, table: str, id: str, record: Record) -> None:
+        rec, idx, text = self._rec(table, id), self._idx(table), orjson.dumps(record)
+        await self._do(self._multi(lambda p: (p.set(rec, text), p.sadd(idx, id))))
+
+    async def delete(self, table: str, id: str) -> bool:
+        rec, idx = self._rec(table, id), self._idx(table)
+        deleted, _ = await self._do(self._multi(lambda p: (p.delete(rec), p.srem(idx, id))))
+        return bool(deleted)
+
+    async def scan(self, table: str) -> list[Record]:
+        ids = sorted(_text(m) for m in await self._do(self._client.smembers(self._idx(table))))
+        out: list[Record] = []
+        for i in range(0, len(ids), _MGET_CHUNK):
+            keys = [self._rec(table, id_) for id_ in ids[i : i + _MGET_CHUNK]]
+            out.extend(_load(raw) for raw in await self._do(self._client.mget(keys)) if raw is not None)
+        return out
+
+    # --- spend -----------------------------------------------------------------
+    @staticmethod
+    def _spend(key: str) -> str:
+        return f"{_PREFIX}spend:{{s}}:{key}"
+
+    async def incr_spend(self, increments: Mapping[str, float]) -> None:
+        if not increments:
+            return
+
+        def fill(pipe: Any) -> None:
+            for key, usd in increments.items():
+                pipe.incrbyfloat(self._spend(key), float(usd))
+
+        await self._do(self._multi(fill))
+
+    async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
+        if not keys:
+            return {}
+        values = await self._do(self._client.mget([self._spend(k) for k in keys]))
+        return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, values, strict=True)}
+
+    # --- response cache ------------------------------------------------------------
+    async def cache_get(self, key: str) -> bytes | None:
+        value = await self._do(self._client.get(f"{_PREFIX}cache:{key}"))
+        return value.encode() if isinstance(value, str) else value
+
+    async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._do(self._client.set(f"{_PREFIX}cache:{key}", value, px=max(1, int(ttl_s * 1000))))
+
+    # --- concurrency slots -------------------------------------------------------
+    async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
+        taken = await self._do(self._acquire(keys=[f"{_PREFIX}slot:{key}"], args=[limit, max(1, int(ttl_s * 1000))]))
+        return bool(taken)
+
+    async def release_slot(self, key: str) -> None:
+        await self._do(self._release(keys=[f"{_PREFIX}slot:{key}"]))
+
+    # --- rate-limit windows --------------------------------------------------------
+    def limits_storage(self) -> Storage:
+        if self._limits is None:
+            self._limits = self._make_limits()
+        return self._limits
+
+    def _make_limits(self) -> RedisStorage:
+        common: dict[str, Any] = {"implementation": "redispy", "wrap_exceptions": True, "key_prefix": _LIMITS_PREFIX}
+        if isinstance(self._client, RedisCluster):
+            uri = "async+" + self.url.split("?", 1)[0]
+            storage = storage_from_string(uri, **common, **self._options())
+            assert isinstance(storage, RedisStorage)
+            return storage
+        common["connection_pool"] = self._client.connection_pool
+        return RedisStorage("async+redis://", **common)
+
+    async def ping(self) -> bool:
+        return bool(await self._do(self._client.ping()))
+
+    async def aclose(self) -> None:
+        if self._limits is not None and isinstance(self._client, RedisCluster):
+            own = getattr(self._limits.bridge, "storage", None)
+            if isinstance(own, RedisCluster):
+                await own.aclose()
+        await self._client.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+
+
+def _load(raw: bytes | str) -> Record:
+    record: Record = orjson.loads(raw)
+    return record
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
