@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,7 +37,7 @@ class GatewayProcess:
 
     def __init__(self, config_text: str, workdir: Path, *, extra_env: dict[str, str] | None = None) -> None:
         self.config_path = workdir / "gateway.yaml"
-        if "\nstate:" not in config_text:  # every test gateway gets its own embedded state
+        if not re.search(r"^state:", config_text, re.M):  # every test gateway gets its own embedded state
             config_text = f"state: {{path: '{workdir / 'state.db'}'}}\n" + config_text
         self.config_path.write_text(config_text)
         self.log_path = workdir / "gateway.log"
