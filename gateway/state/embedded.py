@@ -180,10 +180,12 @@ class EmbeddedBackend:
             raise BackendUnavailable("embedded backend is closed")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise BackendUnavailable(f"sqlite: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendUnavailable(f"sqlite {self.path}: {exc}") from exc
 
     async def _ready(self) -> None:
+        if self._closed:
+            raise BackendUnavailable("embedded backend is closed")
         if not self._opened:
             await self._run(self._db.open)
             self._opened = True
@@ -240,7 +242,9 @@ class EmbeddedBackend:
         return self._limits
 
     async def ping(self) -> bool:
-        return not self._closed
+        """True once the database is open; raises BackendUnavailable if it cannot be."""
+        await self._ready()
+        return True
 
     async def aclose(self) -> None:
         if self._closed:

@@ -57,6 +57,7 @@ class SpendLedger:
         self.flush_interval_s = flush_interval_s
         self.refresh_interval_s = refresh_interval_s
         self.flush_failures = 0
+        self._failing = False
         self._clock = clock
         self._pending: dict[str, float] = {}
         self._inflight: dict[str, float] = {}
@@ -97,12 +98,17 @@ class SpendLedger:
                 await self.backend.incr_spend(batch)
             except BackendUnavailable as exc:
                 self.flush_failures += 1
-                log.warning("spend flush failed (%d keys kept for retry): %s", len(batch), exc)
+                if not self._failing:  # once per outage, not once per interval
+                    log.warning("spend flush failed; buffering and retrying: %s", exc)
+                self._failing = True
                 return False
-            except BaseException:
+            except Exception:
                 self.flush_failures += 1
                 raise
             else:
+                if self._failing:
+                    log.info("spend flush succeeded again after %d failures", self.flush_failures)
+                self._failing = False
                 _merge(self._base, batch)
                 batch = {}
                 return True

@@ -4,7 +4,9 @@ shares limits, cache, spend and key revocation.
 URLs: ``redis://`` / ``rediss://`` (``Redis.from_url``),
 ``redis+sentinel://[:password@]h1:p1,h2:p2/service_name[/db]`` (the master of
 ``service_name``, found through the sentinels) and
-``redis+cluster://[:password@]h1:p1[,h2:p2]`` (``RedisCluster``).
+``redis+cluster://[:password@]h1:p1[,h2:p2]`` (``RedisCluster``). Query
+parameters (``?ssl_cert_reqs=...``) are honoured for ``redis://`` and
+``rediss://`` only.
 
 Keys (all under ``gw:``; the ``{...}`` part is a Cluster hash tag, so every
 multi-key command below stays on one slot):
@@ -27,7 +29,8 @@ should be at least the gateway's concurrency; beyond it a call fails with
 :class:`BackendUnavailable` instead of queueing.
 
 Rate limits: one client library. ``limits`` 5.8 can drive redis-py instead of
-its default coredis (``implementation="redispy"``). For standalone and
+its default coredis (``implementation="redispy"``), so coredis is not needed
+(``limits`` imports it when installed, but never uses it here). For standalone and
 Sentinel the ``limits`` storage is built on *this* backend's connection pool
 (its documented ``connection_pool`` option), so windows share our timeouts,
 retry policy, auth and Sentinel failover handling, and are always read from the

@@ -1,0 +1,328 @@
+"""The Redis state backend against real redis-server processes: the shared
+contract (standalone, Sentinel, Cluster, and the embedded backend for
+comparison), replicas sharing state, outages (fail fast, recover without a new
+backend), the spend ledger across an outage, and the ``limits`` storage."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
+
+from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.embedded import EmbeddedBackend
+from gateway.state.ledger import SpendLedger
+from gateway.state.redis import RedisBackend
+from tests.redis_server import RedisServer, _free_port
+
+pytest.register_assert_rewrite("tests.state_contract")
+from tests import state_contract as contract  # noqa: E402
+
+FAST = 3.0  # seconds: "an outage never hangs a request" (the real bound is ~socket_timeout_s)
+
+
+class Proc:
+    """A redis-server (or sentinel) started with extra arguments; waits for PONG."""
+
+    def __init__(self, args: list[str], port: int) -> None:
+        self.args, self.port = args, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"{self.args[0]} did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def cli(self, *args: str) -> bytes:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, check=True).stdout
+
+
+def cluster_node(tmp: Path) -> Proc:
+    """A one-node Redis Cluster owning every slot (its bus port picked free too)."""
+    port = _free_port()
+    base = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", ""]
+    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(_free_port())]
+    node = Proc([*base, *cluster], port)
+    node.start()
+    node.cli("cluster", "addslotsrange", "0", "16383")
+    wait_for(lambda: b"cluster_state:ok" in node.cli("cluster", "info"))
+    return node
+
+
+def sentinel_for(master: RedisServer, tmp: Path) -> Proc:
+    port = _free_port()
+    conf = tmp / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp}\nsentinel monitor gw 127.0.0.1 {master.port} 1\n")
+    sentinel = Proc(["redis-server", str(conf), "--sentinel"], port)
+    sentinel.start()
+    return sentinel
+
+
+def wait_for(ok: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ok():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+async def fails_fast(call: Callable[[], Awaitable[object]], error: type[Exception] = BackendUnavailable) -> None:
+    start = time.monotonic()
+    with pytest.raises(error):
+        await call()
+    assert time.monotonic() - start < FAST
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def backend(server: RedisServer) -> AsyncIterator[RedisBackend]:
+    b = RedisBackend(server.url, socket_timeout_s=0.2)
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """One cluster node for the module (a master is writable only ~2 s after it starts)."""
+    node = cluster_node(tmp_path_factory.mktemp("cluster"))
+    yield node
+    node.kill()
+
+
+@pytest.fixture(params=["embedded", "redis", "sentinel", "cluster"])
+async def any_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
+    procs: list[Proc] = []
+    with RedisServer() as srv:
+        if request.param == "embedded":
+            b: StateBackend = EmbeddedBackend(str(tmp_path / "gw.db"))
+        elif request.param == "redis":
+            b = RedisBackend(srv.url)
+        elif request.param == "sentinel":
+            procs.append(sentinel_for(srv, tmp_path))
+            b = RedisBackend(f"redis+sentinel://127.0.0.1:{procs[0].port}/gw/2")
+        else:
+            node: Proc = request.getfixturevalue("cluster")
+            node.cli("flushall")
+            b = RedisBackend(f"redis+cluster://127.0.0.1:{node.port}")
+        try:
+            yield b
+        finally:
+            await b.aclose()
+            for proc in procs:
+                proc.kill()
+
+
+# --- the contract --------------------------------------------------------------------------------
+
+
+async def test_contract(any_backend: StateBackend) -> None:
+    await contract.check_all(any_backend)
+
+
+async def test_sentinel_url_selects_the_database(tmp_path: Path) -> None:
+    with RedisServer() as srv:
+        sentinel = sentinel_for(srv, tmp_path)
+        b = RedisBackend(f"redis+sentinel://127.0.0.1:{sentinel.port}/gw/3")
+        try:
+            await b.put("keys", "k", {})
+            with redis.Redis(port=srv.port, db=3) as raw:
+                assert raw.exists("gw:rec:{keys}:k") == 1
+        finally:
+            await b.aclose()
+            sentinel.kill()
+
+
+async def test_replicas_share_state(server: RedisServer) -> None:
+    a, b = RedisBackend(server.url), RedisBackend(server.url)
+    try:
+        await a.put("keys", "k1", {"team": "t"})
+        assert await b.get("keys", "k1") == {"team": "t"}
+        assert await b.delete("keys", "k1") is True
+        assert await a.get("keys", "k1") is None
+        await a.incr_spend({"team:t": 0.5})
+        await b.incr_spend({"team:t": 0.25})
+        assert await a.read_spend(["team:t"]) == await b.read_spend(["team:t"]) == {"team:t": 0.75}
+        await a.cache_set("c", b"shared", 60)
+        assert await b.cache_get("c") == b"shared"
+        assert await a.acquire_slot("s", 1, 30) is True
+        assert await b.acquire_slot("s", 1, 30) is False
+        await a.release_slot("s")
+        assert await b.acquire_slot("s", 1, 30) is True
+        item = RateLimitItemPerMinute(1)
+        assert await FixedWindowRateLimiter(a.limits_storage()).hit(item, "k") is True
+        assert await FixedWindowRateLimiter(b.limits_storage()).hit(item, "k") is False
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_slot_of_a_crashed_holder_expires(backend: RedisBackend) -> None:
+    assert await backend.acquire_slot("s", 1, 0.03) is True  # the holder "crashes": never releases
+    assert await backend.acquire_slot("s", 1, 0.03) is False
+    await asyncio.sleep(0.05)
+    assert await backend.acquire_slot("s", 1, 30) is True
+
+
+# --- outages ---------------------------------------------------------------------------------------
+
+
+async def test_outage_fails_fast_then_recovers(server: RedisServer, backend: RedisBackend) -> None:
+    """Every call fails fast while Redis is down; the same backend works again after."""
+    limiter = FixedWindowRateLimiter(backend.limits_storage())
+    item = RateLimitItemPerMinute(100)
+    await backend.put("keys", "k", {"v": 1})
+    assert await limiter.hit(item, "x") is True
+    server.kill()
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: backend.get("keys", "k"),
+        lambda: backend.put("keys", "k", {}),
+        lambda: backend.delete("keys", "k"),
+        lambda: backend.scan("keys"),
+        lambda: backend.incr_spend({"a": 1.0}),
+        lambda: backend.read_spend(["a"]),
+        lambda: backend.cache_get("c"),
+        lambda: backend.cache_set("c", b"v", 60),
+        lambda: backend.acquire_slot("s", 1, 30),
+        lambda: backend.release_slot("s"),
+        backend.ping,
+    ]
+    for call in calls:
+        await fails_fast(call)
+    await fails_fast(lambda: limiter.hit(item, "x"), StorageError)  # the limits library's own error
+
+    server.start()
+    assert await backend.ping() is True
+    await backend.put("keys", "k", {"v": 2})
+    assert await backend.get("keys", "k") == {"v": 2}
+    await backend.incr_spend({"a": 1.0})
+    assert await backend.read_spend(["a"]) == {"a": 1.0}
+    assert await limiter.hit(item, "x") is True
+
+
+async def test_hung_redis_times_out(server: RedisServer, backend: RedisBackend) -> None:
+    await backend.ping()
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        await fails_fast(lambda: backend.get("keys", "k"))
+        await fails_fast(lambda: backend.incr_spend({"a": 1.0}))
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert await backend.ping() is True
+
+
+async def test_cluster_outage_and_recovery(cluster: Proc) -> None:
+    node = cluster
+    b = RedisBackend(f"redis+cluster://127.0.0.1:{node.port}", socket_timeout_s=0.2)
+    try:
+        node.cli("flushall")
+        await b.incr_spend({"a": 0.5})
+        node.kill()
+        await fails_fast(lambda: b.incr_spend({"a": 0.5}))
+        await fails_fast(lambda: b.read_spend(["a"]))
+        node.start()  # same directory: it reloads nodes.conf and owns every slot again
+        wait_for(lambda: b"cluster_state:ok" in node.cli("cluster", "info"))
+        await b.incr_spend({"a": 0.25})
+        assert await b.read_spend(["a"]) == {"a": 0.25}  # no persistence configured: a fresh dataset
+    finally:
+        await b.aclose()
+
+
+# --- the spend ledger on Redis -----------------------------------------------------------------------
+
+
+async def test_ledger_survives_an_outage(server: RedisServer, backend: RedisBackend) -> None:
+    ledger = SpendLedger(backend, flush_interval_s=60, refresh_interval_s=1)
+    ledger.add({"team:a": 0.5, "key:k": 0.5})
+    assert await ledger.flush() is True
+    ledger.add({"team:a": 0.25})
+    server.kill()
+    ledger.add({"team:a": 1.0, "key:k": 0.125})
+    assert await ledger.flush() is False
+    ledger.add({"team:a": 2.0})
+    assert await ledger.flush() is False
+    assert ledger.flush_failures == 2
+    assert ledger.pending() == {"team:a": 3.25, "key:k": 0.125}
+    server.start()  # the dataset is empty again (no persistence): count from here
+    assert await ledger.flush() is True
+    assert ledger.pending() == {}
+    assert await backend.read_spend(["team:a", "key:k"]) == {"team:a": 3.25, "key:k": 0.125}
+
+
+async def test_ledger_totals_exact_across_an_outage_with_persistence() -> None:
+    with RedisServer(persist=True) as srv:
+        b = RedisBackend(srv.url, socket_timeout_s=0.2)
+        ledger = SpendLedger(b, flush_interval_s=60, refresh_interval_s=1)
+        try:
+            expected = 0.0
+            for i in range(20):
+                amount = 0.125 * (i + 1)
+                ledger.add({"team:a": amount})
+                expected += amount
+                if i == 5:
+                    assert await ledger.flush() is True
+                    srv.kill()
+                if i in (8, 12):
+                    assert await ledger.flush() is False
+                if i == 15:
+                    srv.start()  # appendonly: the flushed part is still there
+            assert await ledger.close() == {}
+            assert await b.read_spend(["team:a"]) == {"team:a": expected}
+        finally:
+            await b.aclose()
+
+
+async def test_ledger_close_flushes(backend: RedisBackend) -> None:
+    ledger = SpendLedger(backend, flush_interval_s=60, refresh_interval_s=1)
+    await ledger.start()
+    ledger.add({"team:a": 1.5})
+    assert await ledger.close() == {}
+    assert await backend.read_spend(["team:a"]) == {"team:a": 1.5}
+
+
+async def test_ledger_refresh_sees_other_replicas(server: RedisServer) -> None:
+    a, b = RedisBackend(server.url), RedisBackend(server.url, socket_timeout_s=0.2)
+    mine = SpendLedger(a, flush_interval_s=60, refresh_interval_s=60)
+    other = SpendLedger(b, flush_interval_s=60, refresh_interval_s=60)
+    try:
+        other.add({"team:a": 4.0})
+        await other.flush()
+        mine.add({"team:a": 0.5})
+        assert mine.known(["team:a"]) == {"team:a": 0.5}
+        await mine.refresh(["team:a"])
+        assert mine.known(["team:a"]) == {"team:a": 4.5}
+        server.kill()
+        await mine.refresh(["team:a"])  # fetched within the interval: no I/O, no error
+        assert mine.known(["team:a"]) == {"team:a": 4.5}
+    finally:
+        await a.aclose()
+        await b.aclose()

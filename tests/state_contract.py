@@ -1,0 +1,100 @@
+"""The StateBackend contract: assertions every backend must pass, shared by the
+embedded unit tests and the Redis end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from limits import RateLimitItemPerMinute
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+from gateway.state.base import StateBackend
+
+
+async def check_records(b: StateBackend) -> None:
+    assert await b.get("keys", "k1") is None
+    assert await b.scan("keys") == []
+    await b.put("keys", "k1", {"id": "k1", "team": "a", "roles": ["user"], "n": 1.5})
+    await b.put("keys", "k2", {"id": "k2", "team": "b"})
+    await b.put("teams", "k1", {"id": "team-record"})
+    assert await b.get("keys", "k1") == {"id": "k1", "team": "a", "roles": ["user"], "n": 1.5}
+    await b.put("keys", "k1", {"id": "k1", "team": "c"})
+    assert await b.get("keys", "k1") == {"id": "k1", "team": "c"}
+    assert sorted(r["id"] for r in await b.scan("keys")) == ["k1", "k2"]
+    assert await b.scan("teams") == [{"id": "team-record"}]
+    assert await b.delete("keys", "k1") is True
+    assert await b.delete("keys", "k1") is False
+    assert await b.get("keys", "k1") is None
+    assert await b.scan("keys") == [{"id": "k2", "team": "b"}]
+    assert await b.get("teams", "k1") == {"id": "team-record"}
+
+
+async def check_records_are_copies(b: StateBackend) -> None:
+    await b.put("keys", "k", {"roles": ["user"]})
+    got = await b.get("keys", "k")
+    assert got is not None
+    got["roles"].append("admin")
+    assert await b.get("keys", "k") == {"roles": ["user"]}
+
+
+async def check_spend(b: StateBackend) -> None:
+    assert await b.read_spend([]) == {}
+    assert await b.read_spend(["team:a"]) == {"team:a": 0.0}
+    await b.incr_spend({})
+    await b.incr_spend({"team:a": 0.25, "key:x": 1.5})
+    await b.incr_spend({"team:a": 0.5})
+    assert await b.read_spend(["team:a", "key:x", "never"]) == {"team:a": 0.75, "key:x": 1.5, "never": 0.0}
+
+
+async def check_spend_concurrent(b: StateBackend, n: int = 200) -> None:
+    await asyncio.gather(*(b.incr_spend({"team:c": 0.125, f"key:{i % 4}": 0.5}) for i in range(n)))
+    totals = await b.read_spend(["team:c", "key:0", "key:3"])
+    assert totals == {"team:c": n * 0.125, "key:0": n / 4 * 0.5, "key:3": n / 4 * 0.5}
+
+
+async def check_cache(b: StateBackend) -> None:
+    assert await b.cache_get("c1") is None
+    await b.cache_set("c1", b"\x00payload\xff", 60)
+    assert await b.cache_get("c1") == b"\x00payload\xff"
+    await b.cache_set("c1", b"v2", 60)
+    assert await b.cache_get("c1") == b"v2"
+    await b.cache_set("short", b"v", 0.02)
+    assert await b.cache_get("short") == b"v"
+    await asyncio.sleep(0.05)
+    assert await b.cache_get("short") is None
+    assert await b.cache_get("c1") == b"v2"
+
+
+async def check_slots(b: StateBackend) -> None:
+    assert [await b.acquire_slot("s", 2, 30) for _ in range(3)] == [True, True, False]
+    await b.release_slot("s")
+    assert await b.acquire_slot("s", 2, 30) is True
+    assert await b.acquire_slot("s", 2, 30) is False
+    assert await b.acquire_slot("other", 1, 30) is True  # slots are per key
+    for _ in range(5):  # more releases than holders: never below zero
+        await b.release_slot("s")
+    assert [await b.acquire_slot("s", 1, 30) for _ in range(2)] == [True, False]
+
+
+async def check_limits(b: StateBackend) -> None:
+    storage = b.limits_storage()
+    assert b.limits_storage() is storage
+    item = RateLimitItemPerMinute(2)
+    for strategy in (FixedWindowRateLimiter, SlidingWindowCounterRateLimiter, MovingWindowRateLimiter):
+        limiter = strategy(storage)
+        key = strategy.__name__
+        assert await limiter.test(item, key) is True
+        assert [await limiter.hit(item, key) for _ in range(3)] == [True, True, False]
+        assert await limiter.test(item, key) is False
+        assert await limiter.test(item, key + "-other") is True
+
+
+async def check_all(b: StateBackend) -> None:
+    assert await b.ping() is True
+    await check_records(b)
+    await check_records_are_copies(b)
+    await check_spend(b)
+    await check_spend_concurrent(b)
+    await check_cache(b)
+    await check_slots(b)
+    await check_limits(b)
