@@ -28,6 +28,7 @@ from gateway.admin.keys import KeysAPI, error_response
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
 from gateway.handlers import Handlers
+from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
@@ -66,6 +67,7 @@ class GatewayApp:
         self._keys: KeyStore | None = None
         self._auth: Authenticator | None = None
         self.unpriced = UnpricedModels()
+        self.metrics = Metrics()
         self.reloads = 0
         self._handlers = Handlers(self)
         self._exact = {
@@ -78,6 +80,7 @@ class GatewayApp:
                 Route("/health", self._health),
                 Route("/ready", self._ready),
                 Route("/admin/deployments", self._deployments),
+                Route("/metrics", self._metrics),
                 *KeysAPI(self).routes(),
             ],
         )
@@ -136,7 +139,7 @@ class GatewayApp:
 
     def _build(self, loaded: LoadedConfig, prices: PriceTable, previous: Service | None) -> Service:
         assert self.http is not None and self.backend is not None and self.ledger is not None
-        traffic = TrafficControl(loaded.settings, self.backend, self.ledger, prices, self.unpriced)
+        traffic = TrafficControl(loaded.settings, self.backend, self.ledger, prices, self.unpriced, self.metrics)
         return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic)
 
     async def startup(self) -> None:
@@ -238,6 +241,10 @@ class GatewayApp:
             ]
         )
         return Response(orjson.dumps({"deployments": rows}), media_type="application/json")
+
+    async def _metrics(self, request: Request) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from gateway.canonical import JSON
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import BackendDegraded
+from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
 from gateway.policies.budget import BudgetEvent, BudgetLimits, BudgetPolicy
 from gateway.policies.cache import (
@@ -87,10 +88,14 @@ class TrafficControl:
         ledger: SpendLedger,
         prices: PriceTable,
         unpriced: UnpricedModels,
+        metrics: Metrics,
     ) -> None:
         modes = settings.state.failure_mode
+        self.metrics = metrics
         self.limiter = RateLimiter(backend, settings.limits, modes.limits)
-        self.budgets = BudgetPolicy(ledger, settings.budgets, on_event=self._budget_event)
+        self.budgets = BudgetPolicy(
+            ledger, settings.budgets, on_event=self._budget_event, on_level=metrics.budget_level
+        )
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
@@ -209,8 +214,8 @@ class TrafficControl:
     async def release(self, ticket: Ticket) -> None:
         await self.limiter.release(ticket.admission)
 
-    @staticmethod
-    def _budget_event(event: BudgetEvent) -> None:
+    def _budget_event(self, event: BudgetEvent) -> None:
+        self.metrics.budget_event(event)
         audit.warning(
             "budget %s: %s %r has spent %.4f of its %s budget of %.2f USD (%s)",
             event.kind,

@@ -173,12 +173,15 @@ class BudgetPolicy:
         *,
         clock: Callable[[], datetime] = _utc_now,
         on_event: Callable[[BudgetEvent], None] | None = None,
+        on_level: Callable[[BudgetLimits, Period, float, float], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
         self.clock = clock
         self.on_event = on_event
+        self.on_level = on_level
+        """Called after each record with (limits, period, spent, limit): for gauges."""
         self.global_limits = BudgetLimits("global", GLOBAL_ID, settings.daily_usd, settings.monthly_usd)
         self._fired: set[tuple[str, str, str, str]] = set()
         """(scope, id, period_id, kind) of events emitted in the current periods."""
@@ -260,6 +263,8 @@ class BudgetPolicy:
         totals = self.ledger.known(list(dict.fromkeys(c.key for c in checks)))
         for c in checks:
             spent = totals.get(c.key, 0.0)
+            if self.on_level is not None:
+                self.on_level(c.limits, c.period, spent, c.limit)
             kinds: list[EventKind] = []
             if spent >= c.limit * self.settings.warn_ratio:
                 kinds.append("threshold")

@@ -275,6 +275,13 @@ def test_team_budget_refuses_with_insufficient_quota(gateway: GatewayProcess) ->
     assert int(refused.headers["retry-after"]) > 0
     assert wait_until(lambda: f"budget exhausted: team {team!r}" in gateway.log(), timeout=2)
     assert f"budget threshold: team {team!r}" in gateway.log()
+    metrics = gateway.http.get("/metrics").text
+    assert f'gateway_budget_limit_usd{{period="daily",scope="team",team="{team}"}} 1e-06' in metrics
+    spent = [line for line in metrics.splitlines()
+             if line.startswith(f'gateway_budget_spent_usd{{period="daily",scope="team",team="{team}"}}')]
+    assert spent and float(spent[0].split()[-1]) > 1e-06
+    for kind in ("threshold", "exhausted"):
+        assert f'gateway_budget_events_total{{kind="{kind}",period="daily",scope="team"}}' in metrics
 
 
 def test_keys_and_spend_survive_a_restart(mock: Mock, tmp_path: Path) -> None:
