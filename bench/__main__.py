@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.procs import BenchError, exit_cleanly_on_signals
 from bench.runner import SCENARIO_NAMES, Options, run
+from bench.scenarios import CACHED_SCENARIO
 
 DEFAULT_SOAK = 100_000
 
@@ -33,8 +34,15 @@ def parser() -> argparse.ArgumentParser:
         "--only",
         action="append",
         default=[],
-        choices=[*SCENARIO_NAMES, "soak"],
-        help="run only this scenario (repeatable); 'soak' runs only the soak",
+        choices=[*SCENARIO_NAMES, CACHED_SCENARIO, "soak"],
+        help=f"run only this scenario (repeatable); 'soak' runs only the soak; '{CACHED_SCENARIO}' only with --traffic",
+    )
+    p.add_argument(
+        "--traffic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the bare gateway, measure it again with traffic control on (limits, budgets, prices, cache; "
+        "a client key), with the embedded state backend, then Redis (default: on)",
     )
     p.add_argument(
         "--soak",
@@ -67,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_s=args.warmup,
         gateway_args=args.gateway_arg,
         json_out=args.json_out,
+        traffic=args.traffic,
     )
     exit_cleanly_on_signals()
     try:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,8 +32,12 @@ def master_key() -> str:
     return key if len(key) >= 8 else "bench-" + secrets.token_hex(16)
 
 
-def render_gateway_config(*, port: int, json_base_url: str, sse_base_url: str) -> dict[str, Any]:
-    """A gateway config with the two bench aliases (the master key comes from the environment)."""
+def render_gateway_config(
+    *, port: int, json_base_url: str, sse_base_url: str, state_path: str = "gateway-state.db"
+) -> dict[str, Any]:
+    """The bare gateway: the two bench aliases, traffic control off (no global
+    concurrency limit, no cache, no prices: nothing is costed), its state file
+    at ``state_path``. The master key comes from the environment."""
 
     def alias(base_url: str, description: str) -> dict[str, Any]:
         deployment = {
@@ -47,6 +51,10 @@ def render_gateway_config(*, port: int, json_base_url: str, sse_base_url: str) -
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "auth": {"master_key": "${" + KEY_ENV + "}"},
+        "state": {"backend": "embedded", "path": state_path},
+        "limits": {"max_concurrent": None},
+        "cache": {"enabled": False},
+        "pricing": {"file": None},
         "models": {
             JSON_ALIAS: alias(json_base_url, "bench: canned chat.completion from nginx"),
             SSE_ALIAS: alias(sse_base_url, "bench: canned SSE stream from nginx"),
@@ -70,9 +78,11 @@ class Probe:
         return asdict(self)
 
 
-def chat_body(model: str, *, stream: bool) -> bytes:
+def chat_body(model: str, *, stream: bool, temperature: int | None = None) -> bytes:
     """The same request body as ``wrk_post.lua`` sends."""
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
+    if temperature is not None:
+        body["temperature"] = temperature
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
     return json.dumps(body, separators=(",", ":")).encode()
@@ -100,7 +110,11 @@ def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10
 
 
 class GatewayServer:
-    """``python -m gateway serve`` on a free port with the bench config, pinned to the server core."""
+    """``python -m gateway serve`` on a free port with the bench config, pinned to the server core.
+
+    ``name`` names its files in ``workdir`` (config, log, state); ``transform``
+    turns the bare config into another (traffic control on). ``key`` is what the
+    load sends: the master key, unless it is changed once the gateway is up."""
 
     def __init__(
         self,
@@ -112,16 +126,25 @@ class GatewayServer:
         key: str,
         extra_args: Sequence[str] = (),
         startup_timeout_s: float = 60.0,
+        name: str = "gateway",
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.workdir = workdir
         self.pinning = pinning
         self.port = free_port()
+        self.master_key = key
         self.key = key
         self.extra_args = list(extra_args)
         self.startup_timeout_s = startup_timeout_s
-        self.config_path = workdir / "gateway.yaml"
-        self.log_path = workdir / "gateway.log"
-        self.config = render_gateway_config(port=self.port, json_base_url=json_base_url, sse_base_url=sse_base_url)
+        self.config_path = workdir / f"{name}.yaml"
+        self.log_path = workdir / f"{name}.log"
+        config = render_gateway_config(
+            port=self.port,
+            json_base_url=json_base_url,
+            sse_base_url=sse_base_url,
+            state_path=str(workdir / f"{name}-state.db"),
+        )
+        self.config = transform(config) if transform is not None else config
         self.proc: subprocess.Popen[bytes] | None = None
         self.command: list[str] = []
 
@@ -146,7 +169,7 @@ class GatewayServer:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         self.command = [*self.pinning.prefix(SERVER_CORE), sys.executable, "-m", "gateway", "serve"]
         self.command += ["--config", str(self.config_path), "--port", str(self.port), *self.extra_args]
-        env = {**os.environ, KEY_ENV: self.key, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.proc = spawn(self.command, log=log, env=env)  # taskset execs: same pid as the gateway
         try:

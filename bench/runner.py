@@ -11,38 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import report, traffic_report
 from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer, Probe, master_key, probe
 from bench.nginx import NginxServer, nginx_version
 from bench.procs import Pinning
 from bench.report import GATEWAY, NGINX, MemoryReport
+from bench.scenarios import CACHED_SCENARIO, SCENARIO_NAMES, Scenario, cached_scenario, scenarios, selected
 from bench.soak import SoakResult, run_soak
+from bench.traffic_run import Load, TrafficOutcome, preflight, run_traffic
 from bench.wrk import WrkResult, run_wrk, wrk_version
 
+__all__ = ["SCENARIO_NAMES", "Options", "Outcome", "run"]
+
 Out = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    stream: bool
-    connections: int
-
-    @property
-    def alias(self) -> str:
-        return SSE_ALIAS if self.stream else JSON_ALIAS
-
-
-SCENARIO_NAMES = ("json", "json-1conn", "sse")
-
-
-def scenarios(connections: int) -> list[Scenario]:
-    return [
-        Scenario("json", f"non-streaming, {connections} connections (requests/s)", False, connections),
-        Scenario("json-1conn", "non-streaming, 1 connection (added latency)", False, 1),
-        Scenario("sse", f"streaming, {connections} connections (streams/s)", True, connections),
-    ]
 
 
 @dataclass
@@ -55,6 +36,7 @@ class Options:
     warmup_s: int = 3
     gateway_args: Sequence[str] = ()
     json_out: Path | None = None
+    traffic: bool = False  # then again with traffic control on (embedded, then redis)
 
 
 @dataclass
@@ -64,6 +46,7 @@ class Outcome:
     probes: list[Probe] = field(default_factory=list)
     memory: MemoryReport | None = None
     soak: SoakResult | None = None
+    traffic: TrafficOutcome | None = None
 
     @property
     def failed(self) -> bool:
@@ -72,12 +55,22 @@ class Outcome:
             any(r.has_errors for r in measured)
             or any(not p.ok for p in self.probes)
             or bool(self.soak and self.soak.errors)
+            or bool(self.traffic and self.traffic.failed)
         )
+
+    @property
+    def all_runs(self) -> list[WrkResult]:
+        return [*self.runs, *(self.traffic.runs if self.traffic else [])]
 
 
 def _selected(opts: Options) -> list[Scenario]:
-    wanted = set(opts.only)
-    return [s for s in scenarios(opts.connections) if not wanted or s.name in wanted]
+    return selected(scenarios(opts.connections), opts.only)
+
+
+def _traffic_scenarios(opts: Options) -> list[Scenario]:
+    """The bare gateway's scenarios, plus the cache-hit one (also when ``--only`` names it)."""
+    extra = [cached_scenario(opts.connections)] if not opts.only or CACHED_SCENARIO in opts.only else []
+    return [*_selected(opts), *extra]
 
 
 def _line(res: WrkResult) -> str:
@@ -138,7 +131,10 @@ def _gateway_phase(gw: GatewayServer, opts: Options, pinning: Pinning, outcome: 
 
 
 def run(opts: Options, out: Out = print) -> Outcome:
-    """nginx direct for each scenario, then the gateway (probe, warm-up, scenarios, soak)."""
+    """nginx direct for each scenario, then the gateway (probe, warm-up, scenarios, soak),
+    then with ``traffic`` the gateway with traffic control on, per state backend."""
+    if opts.traffic and _traffic_scenarios(opts):
+        preflight()
     pinning = Pinning.detect()
     out(f"bench: {pinning.reason}")
     out(f"bench: {nginx_version()}, {wrk_version()}, {opts.duration_s}s per run")
@@ -169,7 +165,21 @@ def run(opts: Options, out: Out = print) -> Outcome:
             extra_args=opts.gateway_args,
         ) as gw:
             _gateway_phase(gw, opts, pinning, outcome, out)
+        if opts.traffic and _traffic_scenarios(opts):
+            load = Load(
+                _traffic_scenarios(opts),
+                opts.duration_s,
+                opts.connections,
+                opts.warmup_s,
+                opts.gateway_args,
+                master_key(),
+            )
+            outcome.traffic = run_traffic(Path(tmp), nginx, load, pinning, out, _line)
     out(report.summary(outcome.runs, outcome.memory))
+    if outcome.traffic is not None:
+        out("\ntraffic control on (client key; team, key and alias limits; budgets; prices; cache):")
+        out(report.runs_table(outcome.traffic.runs))
+        out(traffic_report.summary(outcome.all_runs))
     if outcome.soak is not None:
         out("")
         for text in outcome.soak.lines():
@@ -193,6 +203,7 @@ def write_json(path: Path, opts: Options, pinning: Pinning, outcome: Outcome) ->
             "duration_s": opts.duration_s,
             "connections": opts.connections,
             "gateway_args": list(opts.gateway_args),
+            "traffic": opts.traffic,
         },
         "runs": [r.to_json() for r in outcome.runs],
         "warmups": [r.to_json() for r in outcome.warmups],
@@ -201,6 +212,9 @@ def write_json(path: Path, opts: Options, pinning: Pinning, outcome: Outcome) ->
         "added_latency_p50_1conn_ms": report.added_latency_one_conn(comps),
         "memory": outcome.memory.to_json() if outcome.memory else None,
         "soak": outcome.soak.to_json() if outcome.soak else None,
+        "traffic": (
+            {**outcome.traffic.to_json(), **traffic_report.to_json(outcome.all_runs)} if outcome.traffic else None
+        ),
         "failed": outcome.failed,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -171,14 +171,17 @@ def run_wrk(
     model: str,
     stream: bool,
     api_key: str = "",
+    temperature: int | None = None,
     timeout_s: int = 10,
 ) -> WrkResult:
-    """One wrk run (one thread) against ``url``; raises :class:`BenchError` if wrk fails."""
+    """One wrk run (one thread) against ``url``; raises :class:`BenchError` if wrk fails.
+    ``temperature`` (absent when None) is added to the request body."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
     cmd = [*pinning.prefix(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
     cmd += ["--timeout", f"{timeout_s}s", "-s", str(SCRIPT), url]
     env = {**os.environ, "BENCH_MODEL": model, "BENCH_STREAM": "1" if stream else "0", "BENCH_API_KEY": api_key}
+    env["BENCH_TEMPERATURE"] = "" if temperature is None else str(temperature)
     try:
         proc = subprocess.run(
             cmd,

@@ -2,7 +2,8 @@
 -- response, and print one machine-readable line from done().
 --
 -- Environment: BENCH_MODEL (alias), BENCH_STREAM=1 (stream with include_usage),
--- BENCH_API_KEY (sent as "Authorization: Bearer ...", when set).
+-- BENCH_API_KEY (sent as "Authorization: Bearer ...", when set), BENCH_TEMPERATURE
+-- (added as "temperature" when set: 0 makes the request cacheable by the gateway).
 -- Output: a line "BENCH_JSON {...}" with requests, duration and bytes, wrk's
 -- error counters, latency (microseconds, as wrk measures it), a histogram of
 -- the HTTP statuses and the count of 2xx responses whose body looked wrong.
@@ -10,8 +11,12 @@
 local model = os.getenv("BENCH_MODEL") or "bench-json"
 local stream = os.getenv("BENCH_STREAM") == "1"
 local key = os.getenv("BENCH_API_KEY") or ""
+local temperature = os.getenv("BENCH_TEMPERATURE") or ""
 
 local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16'
+if temperature ~= "" then
+  body = body .. ',"temperature":' .. temperature
+end
 if stream then
   body = body .. ',"stream":true,"stream_options":{"include_usage":true}'
 end

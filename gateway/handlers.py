@@ -201,6 +201,7 @@ class Handlers:
 
     async def _send_json(self, ex: _Exchange, body: JSON) -> None:
         ex.stop_watch()
+        ex.started = True
         await send_bytes(ex.send, 200, orjson.dumps(body), ex.headers())
 
     async def _replay(self, ex: _Exchange, chunks: list[JSON], req: JSON) -> None:
@@ -235,6 +236,10 @@ class Handlers:
         except UpstreamError as err:
             log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
             tail, ok = b"data: " + orjson.dumps(err.to_body()) + b"\n\n", False
+        except asyncio.CancelledError:
+            # The client went away: charge whatever usage the upstream reported.
+            traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
+            raise
         ex.stop_watch()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         usage = stream.decoder.usage
