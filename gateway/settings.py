@@ -124,7 +124,8 @@ class StateSettings(_Strict):
 
 
 class LimitsSettings(_Strict):
-    strategy: Literal["fixed_window", "moving_window", "sliding_window_counter"] = "sliding_window_counter"
+    strategy: Literal["fixed_window", "moving_window", "sliding_window_counter"] = "fixed_window"
+    """fixed_window: one atomic increment per window (fastest; refunds on memory and Redis)."""
     max_concurrent: PositiveInt | None = 1000
     """Gateway-wide concurrent requests (the operations manual's 1000)."""
     rpm: PositiveInt | None = None

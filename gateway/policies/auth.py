@@ -62,6 +62,11 @@ def _models(key: Record, team: Record | None) -> frozenset[str] | None:
     return frozenset(set.intersection(*allowed))
 
 
+def _static_models(models: list[str] | None) -> frozenset[str] | None:
+    """``None`` means every alias; an empty list (all its aliases left out) means none."""
+    return None if models is None else frozenset(models)
+
+
 def bearer_token(scope: Scope) -> bytes:
     auth = header(scope, b"authorization")
     if auth is not None and auth[:7].lower() == b"bearer ":
@@ -73,8 +78,7 @@ class Authenticator:
     def __init__(self, settings: AuthSettings, keys: KeyStore | None, failure_mode: Mode) -> None:
         self._master = settings.master_key.encode() if settings.master_key else None
         self._static = {
-            bytes.fromhex(k.sha256): Principal("static", k.name, models=frozenset(k.models) if k.models else None)
-            for k in settings.keys
+            bytes.fromhex(k.sha256): Principal("static", k.name, models=_static_models(k.models)) for k in settings.keys
         }
         self._keys = keys
         self._failure_mode = failure_mode

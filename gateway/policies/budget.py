@@ -186,6 +186,8 @@ class BudgetPolicy:
         self._fired: set[tuple[str, str, str, str]] = set()
         """(scope, id, period_id, kind) of events emitted in the current periods."""
         self._fired_periods: tuple[str, str] = ("", "")
+        self._periods_at: tuple[int, tuple[str, str]] = (-1, ("", ""))
+        """Period ids of the current second (computing them is the costly part)."""
 
     def _checks(self, limits: Sequence[BudgetLimits], day: str, month: str) -> list[_Check]:
         all_limits = list(limits)
@@ -205,7 +207,7 @@ class BudgetPolicy:
         the request cannot pass before then. Raises ``BackendUnavailable``
         when the counters cannot be refreshed."""
         now = self.clock()
-        checks = self._checks(limits, *period_ids(now, self.tz))
+        checks = self._checks(limits, *self._period_ids(now))
         if not checks:
             return
         keys = list(dict.fromkeys(c.key for c in checks))
@@ -240,8 +242,7 @@ class BudgetPolicy:
         nothing."""
         if not cost_usd > 0:  # also refuses NaN
             return
-        now = self.clock()
-        day, month = period_ids(now, self.tz)
+        day, month = self._period_ids(self.clock())
         keys: list[str] = [spend_key("global", GLOBAL_ID, day), spend_key("global", GLOBAL_ID, month)]
         if key_id is not None:
             keys += [spend_key("key", key_id, day), spend_key("key", key_id, month)]
@@ -253,6 +254,12 @@ class BudgetPolicy:
                 keys.append(team_model_spend_key(team, alias, day))
         self.ledger.add(dict.fromkeys(keys, cost_usd))
         self._emit_events(self._checks(limits, day, month), day, month)
+
+    def _period_ids(self, now: datetime) -> tuple[str, str]:
+        second = int(now.timestamp())
+        if self._periods_at[0] != second:
+            self._periods_at = (second, period_ids(now, self.tz))
+        return self._periods_at[1]
 
     def _emit_events(self, checks: Sequence[_Check], day: str, month: str) -> None:
         if self._fired_periods != (day, month):

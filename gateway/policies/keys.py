@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import InvalidRequest, NotFound
@@ -69,7 +70,9 @@ def parse_body(model: type[_Body], body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param="body", code="invalid_json")
     try:
-        return model.model_validate(body, strict=False).model_dump(mode="json")
+        # JSON-mode strict validation: no coercion of JSON types (true is not 1,
+        # "10" is not 10), while ISO 8601 strings still parse as datetimes.
+        return model.model_validate_json(orjson.dumps(body), strict=True).model_dump(mode="json")
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         problems = [

@@ -65,6 +65,7 @@ from limits.errors import StorageError
 from limits.util import WindowStats
 
 from gateway.errors import BackendDegraded, RateLimited
+from gateway.policies.windows import Counted, FixedWindows
 from gateway.settings import LimitSpec, LimitsSettings
 from gateway.state.base import BackendUnavailable, StateBackend
 
@@ -102,12 +103,13 @@ class Admission:
     """An admitted request: its headers, and what :meth:`RateLimiter.settle`
     and :meth:`RateLimiter.release` undo or correct."""
 
-    __slots__ = ("_charges", "_settled", "_slots", "headers")
+    __slots__ = ("_charges", "_counted", "_settled", "_slots", "headers")
 
     def __init__(self, headers: dict[str, str] | None = None, slots: list[str] | None = None) -> None:
         self.headers: dict[str, str] = headers if headers is not None else {}
         self._slots = slots or []
         self._charges: list[_Charge] = []
+        self._counted: list[tuple[_Check, Counted]] = []  # fixed windows: token charges
         self._settled = False
 
 
@@ -150,6 +152,7 @@ class RateLimiter:
             errors += base if isinstance(base, tuple) else (base,)
         self._errors = errors
         self._items: dict[int, RateLimitItem] = {}  # one per amount: no parsing per request
+        self._fixed = FixedWindows(self._storage) if settings.strategy == "fixed_window" else None
         spec = LimitSpec(rpm=settings.rpm, tpm=settings.tpm, max_concurrent=settings.max_concurrent)
         self._global = (Scope("global", "*", spec),) if settings.rpm or settings.tpm or settings.max_concurrent else ()
         self.degraded: Counter[str] = Counter()  # decisions taken in failure mode, by scope kind
@@ -161,6 +164,8 @@ class RateLimiter:
         limited = [s for s in ordered if s.spec.max_concurrent]
         if not checks and not limited:
             return Admission()
+        if self._fixed is not None:
+            return await self._admit_fixed(self._fixed, checks, limited)
         taken: list[str] = []
         try:
             stats, failing, now = await self._read(checks)
@@ -196,6 +201,8 @@ class RateLimiter:
         checks = self._checks((Scope("deployment", dep_id, spec),), est_tokens)
         if not checks:
             return True
+        if self._fixed is not None:
+            return await self._deployment_fixed(self._fixed, checks, admission)
         try:
             stats, failing, _ = await self._read(checks)
             charges, refused = ([], failing) if failing else await self._hit(checks, stats)
@@ -214,6 +221,14 @@ class RateLimiter:
         if admission._settled:
             return
         admission._settled = True
+        if self._fixed is not None:
+            for check, counted in admission._counted:
+                delta = max(0, actual_tokens) - check.cost
+                if delta:
+                    try:
+                        await self._fixed.adjust(counted, delta, _REFUND_MARGIN_S)
+                    except self._errors:
+                        self.degraded[check.scope.kind] += 1
         for charge in admission._charges:
             if delta := max(0, actual_tokens) - charge.check.cost:
                 try:
@@ -303,6 +318,82 @@ class RateLimiter:
             fits = (await self._limiter.get_window_stats(c.item, *c.ids)).remaining
             if fits > 0:
                 await self._limiter.hit(c.item, *c.ids, cost=min(fits, delta))
+
+    # --- fixed windows: one atomic increment per window (see windows.py) --------
+    async def _admit_fixed(self, fw: FixedWindows, checks: list[_Check], limited: list[Scope]) -> Admission:
+        windows = [fw.window(c.item, c.ids, c.cost) for c in checks]
+        taken: list[str] = []
+        try:
+            counted, refused = await fw.charge(windows)
+            if refused is not None:
+                raise await self._refusal_fixed(fw, checks, counted, refused)
+            for scope in limited:
+                key = f"concurrency/{scope.kind}/{scope.id}"
+                if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
+                    await fw.refund(counted)
+                    self.rejections[scope.kind] += 1
+                    what = f"{scope.spec.max_concurrent} concurrent requests"
+                    raise RateLimited(
+                        _message(scope, what), retry_after=1.0, headers=await self._headers_fixed(fw, checks, counted)
+                    )
+                taken.append(key)
+            headers = await self._headers_fixed(fw, checks, counted)
+        except self._errors:
+            await self._release_keys(taken)
+            self._degrade({c.scope.kind for c in checks} | {s.kind for s in limited})
+            return Admission()
+        except RateLimited:
+            await self._release_keys(taken)
+            raise
+        admission = Admission(headers, taken)
+        admission._counted = [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
+        return admission
+
+    async def _deployment_fixed(self, fw: FixedWindows, checks: list[_Check], admission: Admission | None) -> bool:
+        try:
+            counted, refused = await fw.charge([fw.window(c.item, c.ids, c.cost) for c in checks])
+        except self._errors:
+            self._degrade({"deployment"})
+            return True
+        if refused is not None:
+            self.rejections["deployment"] += 1
+            return False
+        if admission is not None:
+            admission._counted += [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
+        return True
+
+    async def _refusal_fixed(
+        self, fw: FixedWindows, checks: list[_Check], counted: list[Counted], refused: Counted
+    ) -> RateLimited:
+        check = checks[len(counted)]
+        self.rejections[check.scope.kind] += 1
+        per = {60: "minute", 1: "second"}.get(self._period_s, f"{self._period_s}s")
+        before = Counted(refused.window, refused.count - max(0, refused.window.cost), refused.at)  # rolled back
+        headers = await self._headers_fixed(fw, [*checks[: len(counted)], check], [*counted, before])
+        if check.cost > check.item.amount:  # can never fit: no Retry-After
+            what = f"request too large: {check.cost} tokens requested, limit {check.item.amount} tokens per {per}"
+            return RateLimited(_message(check.scope, what), headers=headers)
+        retry_after = max(1.0, await fw.reset_in(refused.window))
+        return RateLimited(
+            _message(check.scope, f"{check.item.amount} {check.unit} per {per}"),
+            retry_after=retry_after,
+            headers=headers,
+        )
+
+    @staticmethod
+    async def _headers_fixed(fw: FixedWindows, checks: list[_Check], counted: list[Counted]) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers, per unit from the window with the fewest remaining."""
+        tightest: dict[str, Counted] = {}
+        for check, n in zip(checks, counted, strict=True):
+            best = tightest.get(check.unit)
+            if best is None or n.remaining < best.remaining:
+                tightest[check.unit] = n
+        headers = {}
+        for unit, n in tightest.items():
+            headers[f"x-ratelimit-limit-{unit}"] = str(n.window.limit)
+            headers[f"x-ratelimit-remaining-{unit}"] = str(n.remaining)
+            headers[f"x-ratelimit-reset-{unit}"] = format_duration(await fw.reset_in(n.window))
+        return headers
 
     async def _release_keys(self, keys: list[str]) -> None:
         for key in reversed(keys):

@@ -277,8 +277,11 @@ def test_team_budget_refuses_with_insufficient_quota(gateway: GatewayProcess) ->
     assert f"budget threshold: team {team!r}" in gateway.log()
     metrics = gateway.http.get("/metrics").text
     assert f'gateway_budget_limit_usd{{period="daily",scope="team",team="{team}"}} 1e-06' in metrics
-    spent = [line for line in metrics.splitlines()
-             if line.startswith(f'gateway_budget_spent_usd{{period="daily",scope="team",team="{team}"}}')]
+    spent = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(f'gateway_budget_spent_usd{{period="daily",scope="team",team="{team}"}}')
+    ]
     assert spent and float(spent[0].split()[-1]) > 1e-06
     for kind in ("threshold", "exhausted"):
         assert f'gateway_budget_events_total{{kind="{kind}",period="daily",scope="team"}}' in metrics
