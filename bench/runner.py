@@ -67,7 +67,7 @@ def _selected(opts: Options) -> list[Scenario]:
     return selected(scenarios(opts.connections), opts.only)
 
 
-def _traffic_scenarios(opts: Options) -> list[Scenario]:
+def traffic_scenarios(opts: Options) -> list[Scenario]:
     """The bare gateway's scenarios, plus the cache-hit one (also when ``--only`` names it)."""
     extra = [cached_scenario(opts.connections)] if not opts.only or CACHED_SCENARIO in opts.only else []
     return [*_selected(opts), *extra]
@@ -133,7 +133,7 @@ def _gateway_phase(gw: GatewayServer, opts: Options, pinning: Pinning, outcome: 
 def run(opts: Options, out: Out = print) -> Outcome:
     """nginx direct for each scenario, then the gateway (probe, warm-up, scenarios, soak),
     then with ``traffic`` the gateway with traffic control on, per state backend."""
-    if opts.traffic and _traffic_scenarios(opts):
+    if opts.traffic and traffic_scenarios(opts):
         preflight()
     pinning = Pinning.detect()
     out(f"bench: {pinning.reason}")
@@ -165,9 +165,9 @@ def run(opts: Options, out: Out = print) -> Outcome:
             extra_args=opts.gateway_args,
         ) as gw:
             _gateway_phase(gw, opts, pinning, outcome, out)
-        if opts.traffic and _traffic_scenarios(opts):
+        if opts.traffic and traffic_scenarios(opts):
             load = Load(
-                _traffic_scenarios(opts),
+                traffic_scenarios(opts),
                 opts.duration_s,
                 opts.connections,
                 opts.warmup_s,
