@@ -106,6 +106,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"PORT must be a number from 0 to 65535, got {port!r}", file=sys.stderr)
         return 2
     port = int(port)
+    if args.workers > 1 and loaded.settings.state.backend == "embedded":
+        print(
+            "--workers > 1 needs the redis state backend: with the embedded one each worker process would keep "
+            "its own keys, limits, cache and spend (a key revoked through one worker would stay valid in the "
+            "others). Set state.backend: redis, or run one worker.",
+            file=sys.stderr,
+        )
+        return 2
     mock = _start_mock(args.mock_port) if args.mock_port else None
     # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that
     # into SystemExit so the `finally` below still stops the mock.

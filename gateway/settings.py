@@ -242,6 +242,8 @@ class Deployment(_Strict):
 
     @model_validator(mode="after")
     def _url(self) -> Deployment:
+        if self.limits is not None and self.limits.max_concurrent is not None:
+            raise ValueError("limits.max_concurrent is not used on a deployment: set max_concurrency instead")
         if self.base_url is not None and not re.match(r"^https?://[^/\s]+", self.base_url):
             raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
         if self.provider == "openai_compatible" and not self.base_url:

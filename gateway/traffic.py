@@ -99,6 +99,8 @@ class TrafficControl:
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
+        self.unmetered = UnpricedModels()
+        """Answers that came without usage, by model (same counting as unpriced)."""
         self._settings = settings
         self._budgets_open = modes.budgets == "open"
         self.degraded_budget_checks = 0
@@ -176,9 +178,17 @@ class TrafficControl:
 
     def charge(self, ticket: Ticket, dep: LiveDeployment | None, usage: JSON | None) -> None:
         """Price the real usage and record it as spend (key, team, global, alias)."""
-        if dep is None or not usage:
+        if dep is None:
             return
         target = dep.target
+        if not usage:
+            if self.unmetered.note(target.provider, target.model):
+                log.warning(
+                    "%s model %r answered without usage: such answers cannot be costed (counted as unmetered)",
+                    target.provider,
+                    target.model,
+                )
+            return
         price = self.prices.price_for(target.provider, target.model, dep.spec.price)
         if price is None:
             if self.unpriced.note(target.provider, target.model):

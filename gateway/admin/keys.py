@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.asgi import Scope
-from gateway.errors import GatewayError, InvalidRequest, PermissionDenied
+from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
-from gateway.state.base import Record
+from gateway.state.base import BackendUnavailable, Record
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -55,6 +55,8 @@ def guarded(host: AdminHost, work: Callable[[Request], Awaitable[Response]]) -> 
             return await work(request)
         except GatewayError as err:
             return error_response(err)
+        except BackendUnavailable:
+            return error_response(BackendDegraded("the state backend is unreachable; try again shortly"))
 
     return endpoint
 

@@ -183,8 +183,7 @@ class Router:
             if dep.saturated or not dep.breaker.allow(time.monotonic()):
                 skipped += 1
                 continue
-            if gate is not None and not await gate(dep):
-                dep.breaker.release_trial()  # allow() may have taken the half-open trial
+            if gate is not None and not await self._passes(gate, dep):
                 skipped += 1
                 continue
             for retry_number in range(policy.max_retries + 1):
@@ -204,6 +203,19 @@ class Router:
                     break
                 return True, outcome, 0  # type: ignore[return-value]
         return False, None, skipped
+
+    @staticmethod
+    async def _passes(gate: Gate, dep: LiveDeployment) -> bool:
+        """The deployment's own limits; on a refusal or an error, give back the
+        half-open trial that allow() may have taken."""
+        try:
+            ok = await gate(dep)
+        except BaseException:
+            dep.breaker.release_trial()
+            raise
+        if not ok:
+            dep.breaker.release_trial()
+        return ok
 
     def _backoff(self, route: Route, retry_number: int, trace: RequestTrace, deadline: float) -> float | None:
         last = trace.failures[-1].error

@@ -136,3 +136,11 @@ def test_serve_refuses_a_bad_port(tmp_path: Path) -> None:
     proc = run_cli("serve", "--config", str(good), env={**os.environ, "PORT": "eighty"})
     assert proc.returncode == 2
     assert "PORT must be a number" in proc.stderr
+
+
+def test_serve_refuses_workers_on_the_embedded_backend(tmp_path: Path) -> None:
+    good = tmp_path / "ok.yaml"
+    good.write_text("models: {}\n")
+    proc = run_cli("serve", "--config", str(good), "--workers", "2")
+    assert proc.returncode == 2
+    assert "--workers > 1 needs the redis state backend" in proc.stderr

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from gateway.admin.keys import KeysAPI, admin_only
 from gateway.asgi import Scope, header
 from gateway.policies.keys import KeyStore
+from gateway.state.base import BackendUnavailable, Record
 from gateway.state.embedded import EmbeddedBackend
 
 ADMIN = {"x-admin": "yes"}
@@ -274,3 +275,16 @@ def test_non_admin_is_403(client: TestClient, method: str, path: str) -> None:
 def test_non_admin_creates_nothing(client: TestClient) -> None:
     assert client.post("/admin/keys", json={"name": "a"}, headers={"x-admin": "nope"}).status_code == 403
     assert client.get("/admin/keys").json()["data"] == []
+
+
+def test_backend_outage_is_a_503_not_a_bare_500(tmp_path: Path) -> None:
+    class Down(EmbeddedBackend):
+        async def scan(self, table: str) -> list[Record]:
+            raise BackendUnavailable("down")
+
+    backend = Down(str(tmp_path / "down.db"))
+    app = Starlette(routes=KeysAPI(Host(KeyStore(backend))).routes())
+    with TestClient(app, headers=ADMIN) as c:
+        resp = c.get("/admin/keys")
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "state_backend_unavailable"

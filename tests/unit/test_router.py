@@ -910,3 +910,26 @@ async def test_generic_result_type(sleeps: list[float]) -> None:
 def test_gateway_errors_are_what_router_raises() -> None:
     assert issubclass(AllDeploymentsFailed, GatewayError)
     assert issubclass(NoDeploymentAvailable, GatewayError)
+
+
+async def test_gate_refusal_and_error_give_back_the_half_open_trial() -> None:
+    router = make_router(TWO, breaker="{consecutive_failures: 1, cooldown_s: 1}")
+    a1 = dep(router, "a1")
+    a1.breaker.record(False, time.monotonic() - 5)  # open, cooldown long over: next allow() takes the trial
+
+    async def ok(d: LiveDeployment, lease: Lease, deadline: float) -> str:
+        return d.id
+
+    async def refuse(d: LiveDeployment) -> bool:
+        return d.id != "a1"
+
+    assert await router.run("a", ok, RequestTrace(), gate=refuse) == "a2"
+    assert a1.breaker.allow(time.monotonic()), "the refused deployment's trial slot was given back"
+    a1.breaker.release_trial()
+
+    async def broken(d: LiveDeployment) -> bool:
+        raise RuntimeError("limits store down (fail-closed)")
+
+    with pytest.raises(RuntimeError):
+        await router.run("a", ok, RequestTrace(), gate=broken)
+    assert a1.breaker.allow(time.monotonic()), "an error in the gate does not keep the trial slot"

@@ -768,3 +768,17 @@ def test_secrets_from_env_keep_every_character(secret: str) -> None:
 def test_number_fields_take_numbers_from_env() -> None:
     cfg = parse_config('server: {port: "${P}", max_body_bytes: "${B}"}', env={"P": "0081", "B": "2048"})
     assert (cfg.settings.server.port, cfg.settings.server.max_body_bytes) == (81, 2048)
+
+
+def test_deployment_limits_refuse_max_concurrent() -> None:
+    errs = problems(
+        """
+        models:
+          a:
+            deployments:
+              - {provider: openai, model: m, limits: {rpm: 5, max_concurrent: 2}}
+        """
+    )
+    assert errs == [
+        "models.a.deployments[0]: limits.max_concurrent is not used on a deployment: set max_concurrency instead"
+    ]

@@ -509,3 +509,17 @@ async def test_gate_refuses_a_deployment_over_its_rpm(rig: Rig) -> None:
     assert await gate(free) is True
     assert rig.tc.limiter.rejections["deployment"] == 1
     await rig.tc.end(t, usage=None, answer=None)
+
+
+async def test_answer_without_usage_is_counted_unmetered_and_logged_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    route = rig.routes["chat"]
+    for _ in range(3):
+        t = await _begin(rig, Principal("key", "key_nousage"), chat())
+        rig.tc.charge(t, route.deployments[0], None)
+        assert t.cost_usd is None
+        await rig.tc.end(t, usage=None, answer=None)
+    assert rig.tc.unmetered.total == 3
+    assert sum("answered without usage" in r.message for r in caplog.records) == 1
+    assert rig.ledger.pending() == {}, "nothing was recorded as spend"
