@@ -38,13 +38,20 @@ class Metrics:
             ["scope", "period", "kind"],
             registry=self.registry,
         )
+        self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
 
     def budget_level(self, limits: BudgetLimits, period: str, spent: float, limit: float) -> None:
         if limits.scope == "key":  # key ids are unbounded: no per-key series
             return
-        team = limits.id if limits.scope == "team" else ""
-        self.budget_spent.labels(limits.scope, team, period).set(spent)
-        self.budget_limit.labels(limits.scope, team, period).set(limit)
+        labels = (limits.scope, limits.id if limits.scope == "team" else "", period)
+        children = self._budget_children.get(labels)
+        if children is None:
+            children = self._budget_children[labels] = (
+                self.budget_spent.labels(*labels),
+                self.budget_limit.labels(*labels),
+            )
+        children[0].set(spent)
+        children[1].set(limit)
 
     def budget_event(self, event: BudgetEvent) -> None:
         self.budget_events.labels(event.scope, event.period, event.kind).inc()

@@ -82,6 +82,8 @@ class Authenticator:
         }
         self._keys = keys
         self._failure_mode = failure_mode
+        self._principals: dict[str, tuple[Record, Record | None, Principal]] = {}
+        """Principal per key id, reused while the store serves the same records."""
 
     @property
     def has_credentials(self) -> bool:
@@ -118,6 +120,17 @@ class Authenticator:
         problem = key_state(record)
         if problem is not None:
             raise AuthenticationFailed(f"the API key is {problem}", code=f"key_{problem}")
+        cached = self._principals.get(record["id"])
+        if cached is not None and cached[0] is record and cached[1] is team:
+            return cached[2]
+        principal = self._principal(record, team)
+        if len(self._principals) > 100_000:
+            self._principals.clear()
+        self._principals[record["id"]] = (record, team, principal)
+        return principal
+
+    @staticmethod
+    def _principal(record: Record, team: Record | None) -> Principal:
         return Principal(
             "key",
             record["id"],

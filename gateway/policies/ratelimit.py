@@ -152,7 +152,7 @@ class RateLimiter:
             errors += base if isinstance(base, tuple) else (base,)
         self._errors = errors
         self._items: dict[int, RateLimitItem] = {}  # one per amount: no parsing per request
-        self._fixed = FixedWindows(self._storage) if settings.strategy == "fixed_window" else None
+        self._fixed = FixedWindows(backend) if settings.strategy == "fixed_window" else None
         spec = LimitSpec(rpm=settings.rpm, tpm=settings.tpm, max_concurrent=settings.max_concurrent)
         self._global = (Scope("global", "*", spec),) if settings.rpm or settings.tpm or settings.max_concurrent else ()
         self.degraded: Counter[str] = Counter()  # decisions taken in failure mode, by scope kind
@@ -226,7 +226,7 @@ class RateLimiter:
                 delta = max(0, actual_tokens) - check.cost
                 if delta:
                     try:
-                        await self._fixed.adjust(counted, delta, _REFUND_MARGIN_S)
+                        await self._fixed.adjust(counted, delta)
                     except self._errors:
                         self.degraded[check.scope.kind] += 1
         for charge in admission._charges:
@@ -319,25 +319,24 @@ class RateLimiter:
             if fits > 0:
                 await self._limiter.hit(c.item, *c.ids, cost=min(fits, delta))
 
-    # --- fixed windows: one atomic increment per window (see windows.py) --------
+    # --- fixed windows: every window charged at once by the backend (windows.py) ---
     async def _admit_fixed(self, fw: FixedWindows, checks: list[_Check], limited: list[Scope]) -> Admission:
         windows = [fw.window(c.item, c.ids, c.cost) for c in checks]
         taken: list[str] = []
         try:
-            counted, refused = await fw.charge(windows)
-            if refused is not None:
-                raise await self._refusal_fixed(fw, checks, counted, refused)
+            counted, refused = await fw.charge(windows, time.time()) if windows else ([], -1)
+            if refused >= 0:
+                raise self._refusal_fixed(checks, counted, refused)
             for scope in limited:
                 key = f"concurrency/{scope.kind}/{scope.id}"
                 if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
-                    await fw.refund(counted)
+                    for n in counted:
+                        if n.window.cost > 0:
+                            await fw.adjust(n, -n.window.cost)
                     self.rejections[scope.kind] += 1
                     what = f"{scope.spec.max_concurrent} concurrent requests"
-                    raise RateLimited(
-                        _message(scope, what), retry_after=1.0, headers=await self._headers_fixed(fw, checks, counted)
-                    )
+                    raise RateLimited(_message(scope, what), retry_after=1.0, headers=_headers_fixed(checks, counted))
                 taken.append(key)
-            headers = await self._headers_fixed(fw, checks, counted)
         except self._errors:
             await self._release_keys(taken)
             self._degrade({c.scope.kind for c in checks} | {s.kind for s in limited})
@@ -345,55 +344,36 @@ class RateLimiter:
         except RateLimited:
             await self._release_keys(taken)
             raise
-        admission = Admission(headers, taken)
+        admission = Admission(_headers_fixed(checks, counted), taken)
         admission._counted = [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
         return admission
 
     async def _deployment_fixed(self, fw: FixedWindows, checks: list[_Check], admission: Admission | None) -> bool:
         try:
-            counted, refused = await fw.charge([fw.window(c.item, c.ids, c.cost) for c in checks])
+            counted, refused = await fw.charge([fw.window(c.item, c.ids, c.cost) for c in checks], time.time())
         except self._errors:
             self._degrade({"deployment"})
             return True
-        if refused is not None:
+        if refused >= 0:
             self.rejections["deployment"] += 1
             return False
         if admission is not None:
             admission._counted += [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
         return True
 
-    async def _refusal_fixed(
-        self, fw: FixedWindows, checks: list[_Check], counted: list[Counted], refused: Counted
-    ) -> RateLimited:
-        check = checks[len(counted)]
+    def _refusal_fixed(self, checks: list[_Check], counted: list[Counted], refused: int) -> RateLimited:
+        check = checks[refused]
         self.rejections[check.scope.kind] += 1
         per = {60: "minute", 1: "second"}.get(self._period_s, f"{self._period_s}s")
-        before = Counted(refused.window, refused.count - max(0, refused.window.cost), refused.at)  # rolled back
-        headers = await self._headers_fixed(fw, [*checks[: len(counted)], check], [*counted, before])
+        headers = _headers_fixed(checks, counted)
         if check.cost > check.item.amount:  # can never fit: no Retry-After
             what = f"request too large: {check.cost} tokens requested, limit {check.item.amount} tokens per {per}"
             return RateLimited(_message(check.scope, what), headers=headers)
-        retry_after = max(1.0, await fw.reset_in(refused.window))
         return RateLimited(
             _message(check.scope, f"{check.item.amount} {check.unit} per {per}"),
-            retry_after=retry_after,
+            retry_after=max(1.0, counted[refused].reset_s),
             headers=headers,
         )
-
-    @staticmethod
-    async def _headers_fixed(fw: FixedWindows, checks: list[_Check], counted: list[Counted]) -> dict[str, str]:
-        """OpenAI's x-ratelimit-* headers, per unit from the window with the fewest remaining."""
-        tightest: dict[str, Counted] = {}
-        for check, n in zip(checks, counted, strict=True):
-            best = tightest.get(check.unit)
-            if best is None or n.remaining < best.remaining:
-                tightest[check.unit] = n
-        headers = {}
-        for unit, n in tightest.items():
-            headers[f"x-ratelimit-limit-{unit}"] = str(n.window.limit)
-            headers[f"x-ratelimit-remaining-{unit}"] = str(n.remaining)
-            headers[f"x-ratelimit-reset-{unit}"] = format_duration(await fw.reset_in(n.window))
-        return headers
 
     async def _release_keys(self, keys: list[str]) -> None:
         for key in reversed(keys):
@@ -425,6 +405,21 @@ class RateLimiter:
 def _message(scope: Scope, what: str) -> str:
     name = scope.kind if scope.kind in ("global", "key") else f"{scope.kind} {scope.id}"  # key ids stay private
     return f"rate limit exceeded for {name}: {what}"
+
+
+def _headers_fixed(checks: list[_Check], counted: list[Counted]) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, per unit from the window with the fewest remaining."""
+    tightest: dict[str, Counted] = {}
+    for check, n in zip(checks, counted, strict=True):
+        best = tightest.get(check.unit)
+        if best is None or n.remaining < best.remaining:
+            tightest[check.unit] = n
+    headers = {}
+    for unit, n in tightest.items():
+        headers[f"x-ratelimit-limit-{unit}"] = str(n.window.limit)
+        headers[f"x-ratelimit-remaining-{unit}"] = str(n.remaining)
+        headers[f"x-ratelimit-reset-{unit}"] = format_duration(n.reset_s)
+    return headers
 
 
 def _headers(checks: list[_Check], stats: list[WindowStats], now: float, *, spent: bool = False) -> dict[str, str]:

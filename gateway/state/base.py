@@ -18,6 +18,7 @@ retries them, so a Redis outage loses nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from limits.aio.storage import Storage
@@ -27,6 +28,27 @@ Record = dict[str, Any]
 
 class BackendUnavailable(Exception):
     """The state backend could not be reached (or answered an error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSpec:
+    """One fixed-window counter to charge: it resets ``period_s`` after its
+    first charge; ``amount`` more must keep it within ``limit``."""
+
+    key: str
+    period_s: float
+    amount: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowHit:
+    refused: int
+    """Index of the first window that could not take its amount; -1 when all did."""
+    counts: list[int]
+    """Each window's count: after this charge when admitted, unchanged when refused."""
+    resets_s: list[float]
+    """Seconds until each window resets (its period for a window not started)."""
 
 
 class StateBackend(Protocol):
@@ -70,6 +92,18 @@ class StateBackend(Protocol):
     async def release_slot(self, key: str) -> None: ...
 
     # --- rate-limit windows ----------------------------------------------------
+    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        """Charge every window or none, atomically (Redis: one Lua script, one
+        round trip). A window refuses when ``count + amount > limit`` (an amount
+        of 0 refuses only a full window)."""
+        ...
+
+    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+        """Add ``delta`` tokens: more is charged to the current window; a refund
+        (``delta`` < 0) applies only while the window that ends at ``window_end``
+        (epoch seconds, as hit_windows implied) is still the current one."""
+        ...
+
     def limits_storage(self) -> Storage:
         """The ``limits`` library storage these windows live in."""
         ...

@@ -32,7 +32,8 @@ from typing import TypeVar, cast
 import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
-from gateway.state.base import BackendUnavailable, Record
+from gateway.state.base import BackendUnavailable, Record, WindowHit, WindowSpec
+from gateway.state.memory import MemoryWindows
 
 T = TypeVar("T")
 
@@ -173,6 +174,7 @@ class EmbeddedBackend:
         self._closed = False
         self._cache = ByteLRU(cache_max_bytes, clock=clock)
         self._slots: dict[str, int] = {}
+        self._memory_windows = MemoryWindows()
         self._limits: MemoryStorage | None = None
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
@@ -236,6 +238,12 @@ class EmbeddedBackend:
             self._slots[key] = held - 1
 
     # --- rate-limit windows --------------------------------------------------------
+    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        return await self._memory_windows.hit_windows(windows)
+
+    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+        await self._memory_windows.adjust_window(key, period_s, delta, window_end)
+
     def limits_storage(self) -> Storage:
         if self._limits is None:
             self._limits = MemoryStorage()

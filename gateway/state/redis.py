@@ -15,7 +15,9 @@ multi-key command below stays on one slot):
   ``gw:idx:{<table>}``; put/delete update both in one MULTI;
 - spend: ``gw:spend:{s}:<key>``, INCRBYFLOAT in one MULTI, read with MGET;
 - cache: ``gw:cache:<key>`` (SET PX / GET); slots: ``gw:slot:<key>`` (Lua);
-- rate-limit windows: ``gw:limits:...`` (written by the ``limits`` library).
+- rate-limit windows: fixed windows ``gw:win:{w}:<key>`` (one Lua script charges
+  every window of a request in one round trip); the other strategies'
+  ``gw:limits:...`` keys are written by the ``limits`` library.
 
 Failures: every Redis error (connection refused, timeout, ``ResponseError``,
 ``ClusterDown``...) becomes :class:`BackendUnavailable`. Socket and connect
@@ -45,6 +47,7 @@ both as "backend unavailable".
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote
@@ -59,7 +62,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.state.base import BackendUnavailable, Record
+from gateway.state.base import BackendUnavailable, Record, WindowHit, WindowSpec
 
 T = TypeVar("T")
 Client = Redis | RedisCluster
@@ -79,6 +82,49 @@ if n > tonumber(ARGV[1]) then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return ok
+"""
+# Fixed windows, all or none in one round trip. ARGV per key: period_ms, amount,
+# limit. Returns {refused index (0 = none), counts, pttls}.
+_HIT_WINDOWS_LUA = """
+local counts, ttls = {}, {}
+for i = 1, #KEYS do
+  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  ttls[i] = redis.call('PTTL', KEYS[i])
+end
+for i = 1, #KEYS do
+  local amount, limit = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local over
+  if amount > 0 then over = counts[i] + amount > limit else over = counts[i] >= limit end
+  if over then return {i, counts, ttls} end
+end
+for i = 1, #KEYS do
+  local amount = tonumber(ARGV[3 * i - 1])
+  if amount > 0 then
+    counts[i] = redis.call('INCRBY', KEYS[i], amount)
+    if ttls[i] < 0 then
+      redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 2])
+      ttls[i] = tonumber(ARGV[3 * i - 2])
+    end
+  end
+end
+return {0, counts, ttls}
+"""
+# ARGV: period_ms, delta, the ms left of the charged window as the caller sees
+# it. A refund applies only if the key's PTTL matches (the same window).
+_ADJUST_WINDOW_LUA = """
+local delta = tonumber(ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if delta > 0 then
+  redis.call('INCRBY', KEYS[1], delta)
+  if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+  return 1
+end
+if ttl > 0 and math.abs(ttl - tonumber(ARGV[3])) < 250 then
+  local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+  redis.call('SET', KEYS[1], math.max(0, n + delta), 'KEEPTTL')
+  return 1
+end
+return 0
 """
 # Never below 0: a counter that expired (crashed holders) must not go negative.
 _RELEASE_LUA = """
@@ -121,6 +167,8 @@ class RedisBackend:
         self._sentinel: Sentinel | None = None
         self._client: Client = self._connect(url)
         self._acquire = self._client.register_script(_ACQUIRE_LUA)
+        self._hit = self._client.register_script(_HIT_WINDOWS_LUA)
+        self._adjust = self._client.register_script(_ADJUST_WINDOW_LUA)
         self._release = self._client.register_script(_RELEASE_LUA)
         self._limits: RedisStorage | None = None
 
@@ -228,6 +276,24 @@ class RedisBackend:
         await self._do(self._client.set(f"{_PREFIX}cache:{key}", value, px=max(1, int(ttl_s * 1000))))
 
     # --- concurrency slots -------------------------------------------------------
+    @staticmethod
+    def _win(key: str) -> str:
+        return f"{_PREFIX}win:{{w}}:{key}"  # one hash tag: a Cluster runs the script on one node
+
+    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        args: list[int] = []
+        for w in windows:
+            args += [max(1, int(w.period_s * 1000)), w.amount, w.limit]
+        refused, counts, ttls = await self._do(self._hit(keys=[self._win(w.key) for w in windows], args=args))
+        resets = [t / 1000 if t > 0 else w.period_s for t, w in zip(ttls, windows, strict=True)]
+        return WindowHit(int(refused) - 1, [int(c) for c in counts], resets)
+
+    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+        left_ms = int((window_end - time.time()) * 1000)
+        if delta < 0 and left_ms <= 0:
+            return
+        await self._do(self._adjust(keys=[self._win(key)], args=[max(1, int(period_s * 1000)), delta, left_ms]))
+
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         taken = await self._do(self._acquire(keys=[f"{_PREFIX}slot:{key}"], args=[limit, max(1, int(ttl_s * 1000))]))
         return bool(taken)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, cast
 
@@ -18,7 +18,9 @@ from redis.asyncio import Redis
 from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope, format_duration
 from gateway.settings import LimitSpec, LimitsSettings
-from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.base import BackendUnavailable, StateBackend, WindowHit, WindowSpec
+from gateway.state.memory import MemoryWindows
+from gateway.state.redis import RedisBackend
 from tests.redis_server import RedisServer
 
 StrategyName = Literal["fixed_window", "moving_window", "sliding_window_counter"]
@@ -29,14 +31,22 @@ DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d{1,3})?s|\d+ms)$")
 class StandIn:
     """The slice of a StateBackend the limiter uses: a limits storage and in-memory slots."""
 
-    def __init__(self, storage: Storage | None = None, kind: str = "embedded") -> None:
+    def __init__(self, storage: Storage | None = None, kind: str = "embedded", windows: Any = None) -> None:
         self.kind = kind
         self.storage = storage or MemoryStorage()
+        self.windows = windows if windows is not None else MemoryWindows()
         self.slots: dict[str, int] = {}
         self.slot_calls = 0
 
     def limits_storage(self) -> Storage:
         return self.storage
+
+    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        result: WindowHit = await self.windows.hit_windows(windows)
+        return result
+
+    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+        await self.windows.adjust_window(key, period_s, delta, window_end)
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         self.slot_calls += 1
@@ -65,6 +75,12 @@ class DownStorage(MemoryStorage):
 
 class DownBackend(StandIn):
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
+        raise BackendUnavailable("down")
+
+    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        raise BackendUnavailable("down")
+
+    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
         raise BackendUnavailable("down")
 
 
@@ -124,6 +140,17 @@ async def redis_storage(redis_url: str) -> AsyncIterator[RedisStorage]:
     async with redis_limits(redis_url) as storage:
         await storage.reset()
         yield storage
+
+
+@pytest.fixture
+async def redis_windows(redis_url: str) -> AsyncIterator[RedisBackend]:
+    """The real Redis backend's fixed windows, on an empty database."""
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    backend = RedisBackend(redis_url)
+    yield backend
+    await backend.aclose()
 
 
 @pytest.fixture(params=["unavailable", "redis-dead"])
@@ -402,11 +429,11 @@ async def test_fail_closed_is_503(down: StandIn) -> None:
 
 
 async def test_slots_taken_before_the_backend_fails_are_given_back() -> None:
-    class HitFails(MemoryStorage):  # reads work, the hit (a fixed window's incr) does not
-        async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+    class HitFails(StandIn):  # the windows cannot be charged
+        async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
             raise BackendUnavailable("down")
 
-    backend = StandIn(HitFails())
+    backend = HitFails()
     rl = limiter(backend, max_concurrent=5)
     assert (await rl.admit([key(rpm=9, mc=1)], 0)).headers == {}
     assert rl.degraded == {"global": 1, "key": 1}
@@ -418,9 +445,9 @@ async def test_slots_taken_before_the_backend_fails_are_given_back() -> None:
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_on_redis_concurrent_admissions_never_pass_the_limit(
-    redis_storage: RedisStorage, strategy: StrategyName
+    redis_storage: RedisStorage, redis_windows: RedisBackend, strategy: StrategyName
 ) -> None:
-    rl = limiter(StandIn(redis_storage, kind="redis"), strategy)
+    rl = limiter(StandIn(redis_storage, kind="redis", windows=redis_windows), strategy)
     scopes = [key(rpm=5), team(rpm=100)]
     results = await asyncio.gather(*(rl.admit(scopes, 0) for _ in range(20)), return_exceptions=True)
     assert sum(isinstance(r, Admission) for r in results) == 5
@@ -434,9 +461,9 @@ async def test_on_redis_concurrent_admissions_never_pass_the_limit(
     ("strategy", "refunded"), [("fixed_window", True), ("sliding_window_counter", False), ("moving_window", False)]
 )
 async def test_on_redis_refunds_only_the_fixed_window(
-    redis_storage: RedisStorage, strategy: StrategyName, refunded: bool
+    redis_storage: RedisStorage, redis_windows: RedisBackend, strategy: StrategyName, refunded: bool
 ) -> None:
-    rl = limiter(StandIn(redis_storage, kind="redis"), strategy)
+    rl = limiter(StandIn(redis_storage, kind="redis", windows=redis_windows), strategy)
     adm = await rl.admit([key(tpm=1000)], 800)
     await rl.settle(adm, 50)
     assert await remaining_tokens(rl, key(tpm=1000)) == (950 if refunded else 200)
