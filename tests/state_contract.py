@@ -4,11 +4,12 @@ embedded unit tests and the Redis end-to-end tests."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from gateway.state.base import StateBackend
+from gateway.state.base import StateBackend, WindowAdjust, WindowSpec
 
 
 async def check_records(b: StateBackend) -> None:
@@ -89,6 +90,25 @@ async def check_limits(b: StateBackend) -> None:
         assert await limiter.test(item, key + "-other") is True
 
 
+async def check_windows(b: StateBackend) -> None:
+    """Fixed windows: all charged or none; refunds only within the charged window."""
+    a = WindowSpec("contract-win-a", 60, 1, 5)
+    c = WindowSpec("contract-win-b", 60, 1, 2)
+    first = await b.hit_windows([a, c])
+    assert (first.refused, first.counts) == (-1, [1, 1])
+    assert all(0 < r <= 60 for r in first.resets_s)
+    assert (await b.hit_windows([a, c])).counts == [2, 2]
+    refused = await b.hit_windows([a, c])
+    assert (refused.refused, refused.counts) == (1, [2, 2]), "b is full: nothing charged, a included"
+    assert (await b.hit_windows([WindowSpec("contract-win-b", 60, 0, 2)])).refused == 0, "a full window refuses 0"
+    end = time.time() + first.resets_s[0]
+    await b.adjust_windows([WindowAdjust("contract-win-a", 60, -2, end), WindowAdjust("contract-win-b", 60, 3, end)])
+    after = await b.hit_windows([WindowSpec("contract-win-a", 60, 0, 5), WindowSpec("contract-win-b", 60, 0, 10)])
+    assert after.counts == [0, 5], "a refunded within its window, b charged more"
+    await b.adjust_windows([WindowAdjust("contract-win-b", 60, -1, end + 3600)])  # a window that is not current
+    assert (await b.hit_windows([WindowSpec("contract-win-b", 60, 0, 10)])).counts == [5]
+
+
 async def check_all(b: StateBackend) -> None:
     assert await b.ping() is True
     await check_records(b)
@@ -98,3 +118,4 @@ async def check_all(b: StateBackend) -> None:
     await check_cache(b)
     await check_slots(b)
     await check_limits(b)
+    await check_windows(b)

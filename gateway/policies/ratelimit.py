@@ -222,12 +222,12 @@ class RateLimiter:
             return
         admission._settled = True
         if self._fixed is not None:
-            for check, counted in admission._counted:
-                delta = max(0, actual_tokens) - check.cost
-                if delta:
-                    try:
-                        await self._fixed.adjust(counted, delta)
-                    except self._errors:
+            corrections = [(n, max(0, actual_tokens) - c.cost) for c, n in admission._counted]
+            if any(d for _, d in corrections):
+                try:
+                    await self._fixed.adjust(corrections)
+                except self._errors:
+                    for check, _ in admission._counted:
                         self.degraded[check.scope.kind] += 1
         for charge in admission._charges:
             if delta := max(0, actual_tokens) - charge.check.cost:
@@ -330,9 +330,7 @@ class RateLimiter:
             for scope in limited:
                 key = f"concurrency/{scope.kind}/{scope.id}"
                 if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
-                    for n in counted:
-                        if n.window.cost > 0:
-                            await fw.adjust(n, -n.window.cost)
+                    await fw.adjust([(n, -n.window.cost) for n in counted if n.window.cost > 0])
                     self.rejections[scope.kind] += 1
                     what = f"{scope.spec.max_concurrent} concurrent requests"
                     raise RateLimited(_message(scope, what), retry_after=1.0, headers=_headers_fixed(checks, counted))

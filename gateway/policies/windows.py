@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem
 
-from gateway.state.base import StateBackend, WindowSpec
+from gateway.state.base import StateBackend, WindowAdjust, WindowSpec
 
 # Bounded cache of storage keys (one per scope, unit and limit).
 _MAX_KEYS = 100_000
@@ -76,7 +76,9 @@ class FixedWindows:
         counted = [Counted(w, n, r, now + r) for w, n, r in zip(windows, hit.counts, hit.resets_s, strict=True)]
         return counted, hit.refused
 
-    async def adjust(self, counted: Counted, delta: int) -> None:
-        """Correct a charge by ``delta`` tokens (a refund only within the charged window)."""
-        w = counted.window
-        await self._backend.adjust_window(w.key, w.item.get_expiry(), delta, counted.window_end)
+    async def adjust(self, corrections: list[tuple[Counted, int]]) -> None:
+        """Correct charges by their deltas, in one backend operation (a refund
+        only within the charged window)."""
+        await self._backend.adjust_windows(
+            [WindowAdjust(c.window.key, c.window.item.get_expiry(), d, c.window_end) for c, d in corrections if d]
+        )

@@ -42,6 +42,16 @@ class WindowSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowAdjust:
+    """A correction of an earlier charge (see :meth:`StateBackend.adjust_windows`)."""
+
+    key: str
+    period_s: float
+    delta: int
+    window_end: float
+
+
+@dataclass(frozen=True, slots=True)
 class WindowHit:
     refused: int
     """Index of the first window that could not take its amount; -1 when all did."""
@@ -98,10 +108,11 @@ class StateBackend(Protocol):
         of 0 refuses only a full window)."""
         ...
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
-        """Add ``delta`` tokens: more is charged to the current window; a refund
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+        """Add each ``delta``: more is charged to the current window; a refund
         (``delta`` < 0) applies only while the window that ends at ``window_end``
-        (epoch seconds, as hit_windows implied) is still the current one."""
+        (epoch seconds, as hit_windows implied) is still the current one.
+        All in one operation (Redis: one Lua script)."""
         ...
 
     def limits_storage(self) -> Storage:

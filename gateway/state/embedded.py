@@ -32,7 +32,7 @@ from typing import TypeVar, cast
 import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
-from gateway.state.base import BackendUnavailable, Record, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, Record, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
 
 T = TypeVar("T")
@@ -241,8 +241,8 @@ class EmbeddedBackend:
     async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
         return await self._memory_windows.hit_windows(windows)
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
-        await self._memory_windows.adjust_window(key, period_s, delta, window_end)
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+        await self._memory_windows.adjust_windows(adjustments)
 
     def limits_storage(self) -> Storage:
         if self._limits is None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from gateway.state.base import WindowHit, WindowSpec
+from gateway.state.base import WindowAdjust, WindowHit, WindowSpec
 
 
 class MemoryWindows:
-    """``hit_windows``/``adjust_window`` of :class:`StateBackend`, in memory.
+    """``hit_windows``/``adjust_windows`` of :class:`StateBackend`, in memory.
 
     Every window is checked, then all are charged, with no await in between:
     atomic on the event loop, so nothing ever needs rolling back. Ended windows
@@ -33,15 +33,16 @@ class MemoryWindows:
                 cur[0] += w.amount
         return WindowHit(refused, [int(c[0]) for c in current], [c[1] - now for c in current])
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
         now = time.time()
-        if delta > 0:
-            self._window(key, period_s, now)[0] += delta
-            return
-        cur = self._windows.get(key)
-        # The same window: its end as the caller computed it (from its own clock).
-        if cur is not None and abs(cur[1] - window_end) < 0.25 and now < cur[1]:
-            cur[0] = max(0.0, cur[0] + delta)
+        for a in adjustments:
+            if a.delta > 0:
+                self._window(a.key, a.period_s, now)[0] += a.delta
+                continue
+            cur = self._windows.get(a.key)
+            # The same window: its end as the caller computed it (from its own clock).
+            if cur is not None and abs(cur[1] - a.window_end) < 0.25 and now < cur[1]:
+                cur[0] = max(0.0, cur[0] + a.delta)
 
     def _window(self, key: str, period_s: float, now: float) -> list[float]:
         cur = self._windows.get(key)

@@ -62,7 +62,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.state.base import BackendUnavailable, Record, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, Record, WindowAdjust, WindowHit, WindowSpec
 
 T = TypeVar("T")
 Client = Redis | RedisCluster
@@ -109,22 +109,21 @@ for i = 1, #KEYS do
 end
 return {0, counts, ttls}
 """
-# ARGV: period_ms, delta, the ms left of the charged window as the caller sees
-# it. A refund applies only if the key's PTTL matches (the same window).
-_ADJUST_WINDOW_LUA = """
-local delta = tonumber(ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if delta > 0 then
-  redis.call('INCRBY', KEYS[1], delta)
-  if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-  return 1
+# ARGV per key: period_ms, delta, the ms left of the charged window as the
+# caller sees it. A refund applies only if the key's PTTL matches (the same window).
+_ADJUST_WINDOWS_LUA = """
+for i = 1, #KEYS do
+  local delta = tonumber(ARGV[3 * i - 1])
+  local ttl = redis.call('PTTL', KEYS[i])
+  if delta > 0 then
+    redis.call('INCRBY', KEYS[i], delta)
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 2]) end
+  elseif ttl > 0 and math.abs(ttl - tonumber(ARGV[3 * i])) < 250 then
+    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+    redis.call('SET', KEYS[i], math.max(0, n + delta), 'KEEPTTL')
+  end
 end
-if ttl > 0 and math.abs(ttl - tonumber(ARGV[3])) < 250 then
-  local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-  redis.call('SET', KEYS[1], math.max(0, n + delta), 'KEEPTTL')
-  return 1
-end
-return 0
+return 1
 """
 # Never below 0: a counter that expired (crashed holders) must not go negative.
 _RELEASE_LUA = """
@@ -168,7 +167,7 @@ class RedisBackend:
         self._client: Client = self._connect(url)
         self._acquire = self._client.register_script(_ACQUIRE_LUA)
         self._hit = self._client.register_script(_HIT_WINDOWS_LUA)
-        self._adjust = self._client.register_script(_ADJUST_WINDOW_LUA)
+        self._adjust = self._client.register_script(_ADJUST_WINDOWS_LUA)
         self._release = self._client.register_script(_RELEASE_LUA)
         self._limits: RedisStorage | None = None
 
@@ -288,11 +287,18 @@ class RedisBackend:
         resets = [t / 1000 if t > 0 else w.period_s for t, w in zip(ttls, windows, strict=True)]
         return WindowHit(int(refused) - 1, [int(c) for c in counts], resets)
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
-        left_ms = int((window_end - time.time()) * 1000)
-        if delta < 0 and left_ms <= 0:
-            return
-        await self._do(self._adjust(keys=[self._win(key)], args=[max(1, int(period_s * 1000)), delta, left_ms]))
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+        now = time.time()
+        keys: list[str] = []
+        args: list[int] = []
+        for a in adjustments:
+            left_ms = int((a.window_end - now) * 1000)
+            if a.delta < 0 and left_ms <= 0:
+                continue  # that window is over: nothing to refund
+            keys.append(self._win(a.key))
+            args += [max(1, int(a.period_s * 1000)), a.delta, left_ms]
+        if keys:
+            await self._do(self._adjust(keys=keys, args=args))
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         taken = await self._do(self._acquire(keys=[f"{_PREFIX}slot:{key}"], args=[limit, max(1, int(ttl_s * 1000))]))

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope, format_duration
 from gateway.settings import LimitSpec, LimitsSettings
-from gateway.state.base import BackendUnavailable, StateBackend, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, StateBackend, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
 from gateway.state.redis import RedisBackend
 from tests.redis_server import RedisServer
@@ -45,8 +45,8 @@ class StandIn:
         result: WindowHit = await self.windows.hit_windows(windows)
         return result
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
-        await self.windows.adjust_window(key, period_s, delta, window_end)
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+        await self.windows.adjust_windows(adjustments)
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         self.slot_calls += 1
@@ -80,7 +80,7 @@ class DownBackend(StandIn):
     async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
         raise BackendUnavailable("down")
 
-    async def adjust_window(self, key: str, period_s: float, delta: int, window_end: float) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
         raise BackendUnavailable("down")
 
 
