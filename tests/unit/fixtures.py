@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from gateway.canonical import JSON
+from gateway.providers.base import SSEEvent, StreamDecoder
+from gateway.providers.sse import SSEParser
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
@@ -28,3 +33,22 @@ def random_pieces(raw: bytes, seed: int, max_size: int = 7) -> list[bytes]:
         pieces.append(raw[pos : pos + size])
         pos += size
     return pieces
+
+
+def sse_events(pieces: Iterable[bytes]) -> list[SSEEvent]:
+    """Every server-sent event in ``pieces``, parsed as they would arrive."""
+    parser = SSEParser()
+    events: list[SSEEvent] = []
+    for piece in pieces:
+        events.extend(parser.feed(piece))
+    events.extend(parser.close())
+    return events
+
+
+def decode_events(decoder: StreamDecoder, events: Iterable[SSEEvent]) -> list[JSON]:
+    """Every chunk a decoder gives for ``events``, ``finish()`` included."""
+    chunks: list[JSON] = []
+    for event in events:
+        chunks.extend(decoder.on_event(event))
+    chunks.extend(decoder.finish())
+    return chunks

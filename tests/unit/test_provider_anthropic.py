@@ -19,28 +19,9 @@ from gateway.canonical import JSON
 from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target, WireRequest
-from gateway.providers.sse import SSEParser
-from tests.unit.fixtures import load_bytes, load_json, random_pieces
+from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sse_events
 
 # --- provider-neutral helpers ------------------------------------------------
-
-
-def decode_events(decoder: StreamDecoder, events: Iterable[SSEEvent]) -> list[JSON]:
-    """Every chunk a decoder gives for ``events``, ``finish()`` included."""
-    chunks: list[JSON] = []
-    for event in events:
-        chunks.extend(decoder.on_event(event))
-    chunks.extend(decoder.finish())
-    return chunks
-
-
-def sse_events(pieces: Iterable[bytes]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events: list[SSEEvent] = []
-    for piece in pieces:
-        events.extend(parser.feed(piece))
-    events.extend(parser.close())
-    return events
 
 
 def without_created(chunks: list[JSON]) -> list[JSON]:

@@ -18,31 +18,13 @@ from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target
 from gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStreamDecoder, openai_error
 from gateway.providers.registry import build_target, presets
-from gateway.providers.sse import SSEParser
 from gateway.settings import parse_config
-from tests.unit.fixtures import FIXTURES, load_bytes, load_json, random_pieces
+from tests.unit.fixtures import FIXTURES, decode_events, load_bytes, load_json, random_pieces, sse_events
 
 PROVIDER = OpenAICompatProvider()
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-def sse_events(pieces: Iterable[bytes]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events: list[SSEEvent] = []
-    for piece in pieces:
-        events.extend(parser.feed(piece))
-    events.extend(parser.close())
-    return events
-
-
-def decode_events(decoder: StreamDecoder, events: Iterable[SSEEvent]) -> list[JSON]:
-    chunks: list[JSON] = []
-    for event in events:
-        chunks.extend(decoder.on_event(event))
-    chunks.extend(decoder.finish())
-    return chunks
 
 
 def decode_stream(pieces: Iterable[bytes]) -> tuple[list[JSON], OpenAIStreamDecoder]:
