@@ -139,7 +139,15 @@ class GatewayApp:
 
     def _build(self, loaded: LoadedConfig, prices: PriceTable, previous: Service | None) -> Service:
         assert self.http is not None and self.backend is not None and self.ledger is not None
-        traffic = TrafficControl(loaded.settings, self.backend, self.ledger, prices, self.unpriced, self.metrics)
+        traffic = TrafficControl(
+            loaded.settings,
+            self.backend,
+            self.ledger,
+            prices,
+            self.unpriced,
+            self.metrics,
+            previous=previous.traffic if previous is not None else None,
+        )
         return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic)
 
     async def startup(self) -> None:
@@ -168,9 +176,7 @@ class GatewayApp:
 
     async def shutdown(self) -> None:
         if self.ledger is not None:
-            unwritten = await self.ledger.close()
-            if unwritten:
-                log.error("spend not written at shutdown (state backend unreachable): %s", unwritten)
+            await self.ledger.close()  # logs what it could not write
         if self.backend is not None:
             await self.backend.aclose()
         if self.http is not None:

@@ -61,6 +61,7 @@ class Ticket:
     cache_key: str | None = None
     hit: JSON | None = None
     cost_usd: float | None = None
+    price_version: str = ""
     budgets: list[BudgetLimits] = field(default_factory=list)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -68,6 +69,7 @@ class Ticket:
         out.append((b"x-gateway-cache", self.cache_mode.header(hit=self.hit is not None).encode()))
         if self.cost_usd is not None:
             out.append((b"x-gateway-cost-usd", f"{self.cost_usd:.9f}".rstrip("0").rstrip(".").encode()))
+            out.append((b"x-gateway-price-version", self.price_version.encode()))
         return out
 
 
@@ -89,6 +91,7 @@ class TrafficControl:
         prices: PriceTable,
         unpriced: UnpricedModels,
         metrics: Metrics,
+        previous: TrafficControl | None = None,
     ) -> None:
         modes = settings.state.failure_mode
         self.metrics = metrics
@@ -96,6 +99,8 @@ class TrafficControl:
         self.budgets = BudgetPolicy(
             ledger, settings.budgets, on_event=self._budget_event, on_level=metrics.budget_level
         )
+        if previous is not None:  # a reload: events already emitted this period stay emitted
+            self.budgets.carry_over(previous.budgets)
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
@@ -199,6 +204,7 @@ class TrafficControl:
                 )
             return
         ticket.cost_usd = cost_usd(usage, price)
+        ticket.price_version = self.prices.version
         p = ticket.principal
         self.budgets.record(
             ticket.cost_usd, key_id=p.key_id, team=p.team, alias=ticket.route.alias, limits=ticket.budgets
@@ -227,7 +233,7 @@ class TrafficControl:
     def _budget_event(self, event: BudgetEvent) -> None:
         self.metrics.budget_event(event)
         audit.warning(
-            "budget %s: %s %r has spent %.4f of its %s budget of %.2f USD (%s)",
+            "budget %s: %s %r has spent %.6g of its %s budget of %.6g USD (%s)",
             event.kind,
             event.scope,
             event.id,

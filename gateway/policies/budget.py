@@ -255,6 +255,12 @@ class BudgetPolicy:
         self.ledger.add(dict.fromkeys(keys, cost_usd))
         self._emit_events(self._checks(limits, day, month), day, month)
 
+    def carry_over(self, previous: BudgetPolicy) -> None:
+        """Keep the events ``previous`` already emitted (a config reload builds a
+        new policy; thresholds must not fire twice in one period)."""
+        self._fired = set(previous._fired)
+        self._fired_periods = previous._fired_periods
+
     def _period_ids(self, now: datetime) -> tuple[str, str]:
         second = int(now.timestamp())
         if self._periods_at[0] != second:

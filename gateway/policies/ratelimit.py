@@ -2,43 +2,29 @@
 
 A request is checked against each limited scope it belongs to (global, team,
 key, model alias) and, as the router picks one, against the deployment's
-provider quota (:meth:`RateLimiter.try_deployment`). Windows live in the state
-backend's ``limits`` storage, with the configured strategy.
+provider quota (:meth:`RateLimiter.try_deployment`).
 
-**Check, then hit.** ``admit`` reads every window first (``get_window_stats``:
-the same answer as ``test``, plus the reset time for the headers), then takes
-the concurrency slots, then hits every window; so a refusal by one scope
-consumes nothing of another's quota, and a refusal for concurrency no rate
-quota. ``limits`` has no multi-key transaction: on Redis a concurrent request
-may take the last unit between check and hit. The hit is authoritative (a
-scope never goes over its limit): the request is refused and its other hits
-rolled back where the strategy can refund. Where it cannot, the race costs the
-other scopes one unit per racing request, only while a scope is at its limit;
-near its limit the tightest window is hit alone first to keep that rare. On the
-embedded backend nothing yields between check and hit (``limits`` 5.8's
-``MemoryStorage``, in-memory slots), so there is no race.
+**fixed_window (the default)**: the state backend charges every window of the
+request at once, or none (:mod:`gateway.policies.windows`: in-memory counters,
+or one Lua script on Redis), then the concurrency slots are taken; a refusal
+for concurrency gives the window charges back. Atomic, so there is no race.
+Token estimates are corrected by :meth:`RateLimiter.settle` in one more backend
+operation: more than estimated is charged in full, less is refunded while the
+charged window is still the current one.
 
-**Token estimates** are charged up front; :meth:`RateLimiter.settle` corrects
-them. More than estimated: charged in full even past the limit (fixed window;
-sliding counter on ``MemoryStorage``), else as much as fits (the ``hit`` of the
-moving window and of the sliding counter on Redis refuses what does not fit).
-Less than estimated, refunds as far as the ``limits`` storage API allows:
-
-- fixed window: ``Storage.incr`` with a negative amount on the window's key
-  (``MemoryStorage`` and Redis ``INCRBY`` take one), only while the charged
-  window is current (its end is known from the stats), so never into the next;
-- sliding window counter on ``MemoryStorage`` (embedded): ``decr`` of the
-  timestamped bucket charged (``sliding_window_keys``), while it still counts;
-- moving window: **impossible**, its window is a list of timestamped entries
-  with no API to remove one; sliding window counter on Redis: **impossible**,
-  its keys are private and shift inside the library's Lua scripts, so an outside
-  decrement could hit the wrong window. The over-estimate then stays charged
-  until it ages out (moving: one window after the request; sliding: full weight
-  to the end of its window, fading over the next). Later windows are unaffected.
-
-The moving window keeps one entry per unit, so for TPM one per token: memory
-and time per hit grow with the limit and the request (``limits`` 5.8, both
-storages). The default sliding window counter is the one to use for tokens.
+**moving_window, sliding_window_counter**: the ``limits`` strategies on the
+backend's ``limits`` storage. ``admit`` reads every window first
+(``get_window_stats``), takes the slots, then hits every window, so a refusal by
+one scope consumes nothing of another's quota. ``limits`` has no multi-key
+transaction: on Redis a concurrent request may take the last unit between read
+and hit; the hit is authoritative (a scope never goes over its limit), and the
+other hits are rolled back where the strategy can refund. Refunds of token
+over-estimates: the sliding counter on ``MemoryStorage`` (embedded) ``decr``s
+the bucket it charged while it still counts; the moving window cannot (its
+window is a list of timestamped entries), nor can the sliding counter on Redis
+(its keys shift inside the library's scripts): the over-estimate stays charged
+until it ages out. The moving window keeps one entry per unit, so for TPM one
+per token: memory and time grow with the limit; prefer the others for tokens.
 
 Backend errors (``BackendUnavailable``, ``limits`` storage and connection
 errors) follow the failure mode: ``open`` admits and counts ``degraded[kind]``,

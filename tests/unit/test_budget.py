@@ -349,3 +349,17 @@ def test_events_need_a_limit() -> None:
     policy, _, _, events = make(local(SEOUL, 2026, 11, 26, 12, 0))
     policy.record(1000.0, key_id="k1", team="eng", alias="a", limits=[BudgetLimits("key", "k1")])
     assert events == []
+
+
+def test_events_do_not_fire_again_after_a_reload() -> None:
+    policy, ledger, clock, events = make(local(SEOUL, 2026, 11, 26, 12, 0))
+    limits = [BudgetLimits("team", "eng", daily_usd=10.0)]
+    policy.record(9.0, key_id="k1", team="eng", alias="a", limits=limits)
+    assert [e.kind for e in events] == ["threshold"]
+    # a config reload builds a new policy over the same ledger
+    reloaded = BudgetPolicy(ledger, BudgetSettings(timezone="Asia/Seoul"), clock=clock, on_event=events.append)
+    reloaded.carry_over(policy)
+    reloaded.record(0.5, key_id="k1", team="eng", alias="a", limits=limits)
+    assert [e.kind for e in events] == ["threshold"], "the threshold event is not emitted twice in one period"
+    reloaded.record(1.0, key_id="k1", team="eng", alias="a", limits=limits)
+    assert [e.kind for e in events] == ["threshold", "exhausted"]
