@@ -108,6 +108,9 @@ class TrafficControl:
         """Answers that came without usage, by model (same counting as unpriced)."""
         self._settings = settings
         self._budgets_open = modes.budgets == "open"
+        # Per principal and route: what never changes while the key store serves
+        # the same principal (it caches it for its refresh interval).
+        self._derived: dict[tuple[int, int], tuple[Principal, Route, list[Scope], list[BudgetLimits]]] = {}
         self.degraded_budget_checks = 0
 
     # --- before the call -----------------------------------------------------
@@ -116,8 +119,9 @@ class TrafficControl:
         self, principal: Principal, route: Route, req: JSON, client_headers: Mapping[str, str], *, embedding: bool
     ) -> Ticket:
         est = _estimate(req, embedding)
-        admission = await self.limiter.admit(self._scopes(principal, route), est)
-        ticket = Ticket(principal, route, est, admission, budgets=self._budget_limits(principal))
+        scopes, budgets = self._for(principal, route)
+        admission = await self.limiter.admit(scopes, est)
+        ticket = Ticket(principal, route, est, admission, budgets=budgets)
         try:
             await self._lookup(ticket, req, client_headers, embedding)
             if ticket.hit is None:
@@ -138,6 +142,16 @@ class TrafficControl:
             return spec is None or await self.limiter.try_deployment(dep.id, spec, ticket.est_tokens, ticket.admission)
 
         return allowed
+
+    def _for(self, principal: Principal, route: Route) -> tuple[list[Scope], list[BudgetLimits]]:
+        cached = self._derived.get((id(principal), id(route)))
+        if cached is not None and cached[0] is principal and cached[1] is route:
+            return cached[2], cached[3]
+        scopes, budgets = self._scopes(principal, route), self._budget_limits(principal)
+        if len(self._derived) > 100_000:
+            self._derived.clear()
+        self._derived[(id(principal), id(route))] = (principal, route, scopes, budgets)
+        return scopes, budgets
 
     def _scopes(self, principal: Principal, route: Route) -> list[Scope]:
         scopes = []

@@ -187,9 +187,22 @@ class BudgetPolicy:
         """(scope, id, period_id, kind) of events emitted in the current periods."""
         self._fired_periods: tuple[str, str] = ("", "")
         self._periods_at: tuple[int, tuple[str, str]] = (-1, ("", ""))
+        self._checks_cache: dict[int, tuple[Sequence[BudgetLimits], tuple[str, str], list[_Check]]] = {}
         """Period ids of the current second (computing them is the costly part)."""
 
     def _checks(self, limits: Sequence[BudgetLimits], day: str, month: str) -> list[_Check]:
+        """The checks of ``limits`` today; memoised per limits object and day (callers
+        reuse one limits list per principal)."""
+        cached = self._checks_cache.get(id(limits))
+        if cached is not None and cached[0] is limits and cached[1] == (day, month):
+            return cached[2]
+        checks = self._build_checks(limits, day, month)
+        if len(self._checks_cache) > 100_000:
+            self._checks_cache.clear()
+        self._checks_cache[id(limits)] = (limits, (day, month), checks)
+        return checks
+
+    def _build_checks(self, limits: Sequence[BudgetLimits], day: str, month: str) -> list[_Check]:
         all_limits = list(limits)
         if not any(lim.scope == "global" for lim in all_limits):
             all_limits.append(self.global_limits)
