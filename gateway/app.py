@@ -28,7 +28,7 @@ from gateway.admin.keys import KeysAPI, error_response
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
 from gateway.handlers import Handlers
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import LiveCounts, Metrics
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
@@ -164,6 +164,7 @@ class GatewayApp:
         self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
         self._auth = Authenticator(settings.auth, self._keys, settings.state.failure_mode.keys)
         self.service = self._build(self._loaded, prices, None)
+        self.metrics.live = self._live_counts
         if self._loaded.disabled_aliases:
             log.info(
                 "model aliases left out (their required environment is not set): %s",
@@ -182,6 +183,12 @@ class GatewayApp:
         if self.http is not None:
             await self.http.aclose()
 
+    def _live_counts(self) -> LiveCounts:
+        service, ledger = self.service, self.ledger
+        if service is None or ledger is None:
+            return LiveCounts.empty()
+        return service.traffic.live_counts(ledger.flush_failures)
+
     def _on_sighup(self) -> None:
         asyncio.get_running_loop().create_task(self.reload())
 
@@ -196,6 +203,7 @@ class GatewayApp:
             service = self._build(loaded, prices, self.service)
         except ConfigError as exc:
             log.error("config reload rejected; the previous config stays in force. %s", exc)
+            self.metrics.config_reloads.labels("rejected").inc()
             return False
         if loaded.settings.state != self._loaded.settings.state:
             log.warning("state settings changed in the config file: they apply at the next restart")
@@ -204,6 +212,7 @@ class GatewayApp:
         self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
         self._loaded = loaded
         self.reloads += 1
+        self.metrics.config_reloads.labels("applied").inc()
         log.info("config reloaded from %s (%d model aliases)", self.config_path, len(loaded.settings.models))
         return True
 
@@ -249,6 +258,11 @@ class GatewayApp:
         return Response(orjson.dumps({"deployments": rows}), media_type="application/json")
 
     async def _metrics(self, request: Request) -> Response:
+        service = self.service
+        if service is not None:
+            for route in service.routes.values():
+                for dep in route.deployments:
+                    self.metrics.set_breaker(dep.id, dep.breaker.state.value)
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 import orjson
@@ -34,7 +35,8 @@ from gateway.asgi import (
 )
 from gateway.canonical import JSON
 from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
-from gateway.errors import GatewayError, NotFound, UpstreamError
+from gateway.errors import AuthenticationFailed, GatewayError, NotFound, UpstreamError
+from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.routing.router import RequestTrace
@@ -50,6 +52,9 @@ CLIENT_CACHE_HEADERS = (b"cache-control", b"x-gateway-cache")
 class AppState(Protocol):
     @property
     def service(self) -> Service | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
 
     async def authenticate(self, scope: Scope) -> Principal: ...
 
@@ -82,12 +87,16 @@ def render_chunks(chunks: list[JSON], include_usage: bool) -> bytes:
 class _Exchange:
     """Per-request state shared between a handler and its guard."""
 
-    __slots__ = ("rid", "send", "started", "ticket", "trace", "traffic", "watch")
+    __slots__ = ("alias", "began", "rid", "send", "started", "streamed", "ticket", "trace", "traffic", "watch")
 
     def __init__(self, send: Send, rid: bytes) -> None:
         self.send = send
         self.rid = rid
         self.trace = RequestTrace()
+        self.began = time.perf_counter()
+        self.alias = "unknown"
+        """The configured alias once known: metric labels never carry client strings."""
+        self.streamed = False
         self.started = False
         self.watch: DisconnectWatch | None = None
         self.ticket: Ticket | None = None
@@ -122,13 +131,17 @@ class Handlers:
         return service
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._guarded(scope, receive, send, self._chat)
+        await self._guarded(scope, receive, send, self._chat, "chat")
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._guarded(scope, receive, send, self._embeddings)
+        await self._guarded(scope, receive, send, self._embeddings, "embeddings")
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, work: _Work) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, work: _Work, route: str) -> None:
         ex = _Exchange(send, request_id(scope).encode())
+        metrics = self._app.metrics
+        inflight = metrics.inflight.labels(route)
+        inflight.inc()
+        status, code = 200, ""
         try:
             try:
                 await work(scope, receive, ex)
@@ -136,6 +149,9 @@ class Handlers:
                 await ex.release()
         except GatewayError as err:
             ex.stop_watch()
+            status, code = err.http_status, err.code
+            if isinstance(err, AuthenticationFailed):
+                metrics.auth_failures.labels(err.code).inc()
             if not ex.started:
                 await send_error(send, err, ex.headers())
         except asyncio.CancelledError:
@@ -144,14 +160,27 @@ class Handlers:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            status, code = 499, "client_disconnected"
             log.info("client disconnected; upstream call cancelled (request %s)", ex.rid.decode())
         except Exception:
             ex.stop_watch()
+            status, code = 500, "internal_error"
             log.exception("unexpected error handling request %s", ex.rid.decode())
             if not ex.started:
                 await send_error(send, GatewayError("internal error; see the gateway log"), ex.headers())
         finally:
             ex.stop_watch()
+            inflight.dec()
+            self._record(ex, route, status, code)
+
+    def _record(self, ex: _Exchange, route: str, status: int, code: str) -> None:
+        metrics, trace = self._app.metrics, ex.trace
+        provider = trace.deployment.target.provider if trace.deployment is not None else ""
+        metrics.request_done(
+            route, ex.alias, provider, status, time.perf_counter() - ex.began, code, trace.upstream_s, ex.streamed
+        )
+        for from_alias, to_alias, reason in trace.fallbacks:
+            metrics.fallbacks.labels(from_alias, to_alias, reason).inc()
 
     async def _admit(self, scope: Scope, receive: Receive, ex: _Exchange, *, embedding: bool) -> tuple[Service, JSON]:
         """Authenticate, read, validate, check the model and admit: the steps
@@ -162,6 +191,7 @@ class Handlers:
         req = validate_embeddings(parse_json_body(raw)) if embedding else validate_chat(parse_json_body(raw))
         principal.check_model(req["model"])
         route = service.route_for(req["model"], "embedding" if embedding else "chat")
+        ex.alias = route.alias
         ex.traffic = service.traffic
         ex.ticket = await service.traffic.begin(principal, route, req, client_headers(scope), embedding=embedding)
         ex.watch = DisconnectWatch(receive)
@@ -207,10 +237,11 @@ class Handlers:
     async def _replay(self, ex: _Exchange, chunks: list[JSON], req: JSON) -> None:
         """A whole stream at once: a cached answer replayed."""
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        ex.started = True
+        ex.started = ex.streamed = True
         ex.stop_watch()
         await ex.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
         await ex.send({"type": "http.response.body", "body": render_chunks(chunks, include_usage) + SSE_DONE})
+        self._first_chunk(ex)
 
     async def _stream(self, ex: _Exchange, stream: OpenStream, req: JSON, traffic: TrafficControl) -> None:
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
@@ -236,6 +267,7 @@ class Handlers:
         except UpstreamError as err:
             log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
             tail, ok = b"data: " + orjson.dumps(err.to_body()) + b"\n\n", False
+            self._app.metrics.truncated_streams.labels(ex.alias).inc()
         except asyncio.CancelledError:
             # The client went away: charge whatever usage the upstream reported.
             traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
@@ -245,6 +277,9 @@ class Handlers:
         usage = stream.decoder.usage
         traffic.charge(ticket, ex.trace.deployment, usage)
         await traffic.end(ticket, usage=usage, answer=keep.completion() if keep is not None and ok else None)
+
+    def _first_chunk(self, ex: _Exchange) -> None:
+        self._app.metrics.server_ttft.labels("chat", ex.alias).observe(time.perf_counter() - ex.began)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope).encode()

@@ -126,7 +126,9 @@ class Service:
         self.settings = loaded.settings
         self.http = http
         self.routes: dict[str, Route] = build_routes(self.settings, presets, previous.routes if previous else None)
-        self.router = Router(self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng)
+        self.router = Router(
+            self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng, observer=traffic.metrics
+        )
         self.created = int(time.time())
 
     def route_for(self, alias: str, kind: str) -> Route:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from gateway.canonical import JSON
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import BackendDegraded
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import LiveCounts, Metrics
 from gateway.policies.auth import Principal
 from gateway.policies.budget import BudgetEvent, BudgetLimits, BudgetPolicy
 from gateway.policies.cache import (
@@ -99,8 +99,6 @@ class TrafficControl:
         self.budgets = BudgetPolicy(
             ledger, settings.budgets, on_event=self._budget_event, on_level=metrics.budget_level
         )
-        if previous is not None:  # a reload: events already emitted this period stay emitted
-            self.budgets.carry_over(previous.budgets)
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
@@ -112,6 +110,21 @@ class TrafficControl:
         # the same principal (it caches it for its refresh interval).
         self._derived: dict[tuple[int, int], tuple[Principal, Route, list[Scope], list[BudgetLimits]]] = {}
         self.degraded_budget_checks = 0
+        if previous is not None:  # a reload: counts go on, events already emitted stay emitted
+            self.budgets.carry_over(previous.budgets)
+            self.limiter.rejections = previous.limiter.rejections
+            self.limiter.degraded = previous.limiter.degraded
+            self.cache.degraded = previous.cache.degraded
+            self.degraded_budget_checks = previous.degraded_budget_checks
+
+    def live_counts(self, flush_failures: int) -> LiveCounts:
+        """What the policies counted, for the metrics scrape."""
+        degraded = {
+            "limits": sum(self.limiter.degraded.values()),
+            "cache": self.cache.degraded,
+            "budgets": self.degraded_budget_checks,
+        }
+        return LiveCounts(dict(self.limiter.rejections), degraded, flush_failures, dict(self.unpriced.counts))
 
     # --- before the call -----------------------------------------------------
 
@@ -184,6 +197,7 @@ class TrafficControl:
                 ticket.cache_key = cache_key(req, alias=ticket.route.alias, partition=partition)
         if ticket.cache_mode.lookup and ticket.cache_key is not None:
             ticket.hit = await self.cache.get(ticket.cache_key)
+        self.metrics.cache_requests.labels(ticket.cache_mode.header(hit=ticket.hit is not None)).inc()
 
     async def _check_budgets(self, ticket: Ticket) -> None:
         try:
@@ -200,6 +214,9 @@ class TrafficControl:
         if dep is None:
             return
         target = dep.target
+        team = ticket.principal.team or ""
+        if usage:
+            self.metrics.usage(dep, ticket.route.alias, team, usage)
         if not usage:
             if self.unmetered.note(target.provider, target.model):
                 log.warning(
@@ -219,6 +236,7 @@ class TrafficControl:
             return
         ticket.cost_usd = cost_usd(usage, price)
         ticket.price_version = self.prices.version
+        self.metrics.cost.labels(ticket.route.alias, team).inc(ticket.cost_usd)
         p = ticket.principal
         self.budgets.record(
             ticket.cost_usd, key_id=p.key_id, team=p.team, alias=ticket.route.alias, limits=ticket.budgets

@@ -1,44 +1,216 @@
-"""The metrics catalog: every metric the gateway exports, declared here once.
+"""The metrics catalog: every metric the gateway exports, declared here once
+(docs/metrics.md lists each; tests/unit/test_metrics_catalog.py keeps the two in step).
 
 Each app builds its own :class:`Metrics` (its own registry), so tests build
-fresh apps without global state. Labels are bounded: configured aliases and
-team ids, never key ids or client-supplied strings.
+fresh apps without global state. Labels are bounded: configured aliases,
+deployment ids, provider kinds, team ids, fixed enumerations. Never key ids,
+user ids or client-supplied strings (an unknown model is counted as "unknown").
 
-This version carries the budget metrics that the budget warning alert of the
-operations manual needs; the full catalog (requests, latency, tokens, cost,
-breakers, limits, cache) is the observability work (docs/metrics.md).
+The OpenTelemetry GenAI metrics follow the semantic conventions' names, units
+and recommended buckets, with attributes as labels (dots become underscores).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+import platform
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+
+from gateway import __version__
+from gateway.canonical import JSON
+from gateway.errors import GatewayError
 from gateway.policies.budget import BudgetEvent, BudgetLimits
+from gateway.routing.deployment import LiveDeployment
+
+# GenAI semantic conventions: recommended bucket boundaries.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864
+# The gateway's own added time: sub-millisecond is the normal case.
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+BREAKER_STATES = ("closed", "half_open", "open")
+# gen_ai.provider.name values of the conventions, by provider kind.
+GENAI_PROVIDER = {"gemini": "gcp.gemini"}
+
+
+class LiveCounts(NamedTuple):
+    """Counts the policies keep themselves, read at each scrape."""
+
+    rejections: Mapping[str, int]
+    """Rate-limit refusals by scope kind."""
+    degraded: Mapping[str, int]
+    """Decisions taken in a failure mode, by policy."""
+    flush_failures: int
+    unpriced: Mapping[tuple[str, str], int]
+    """Requests to unpriced models, by (provider, model)."""
+
+    @classmethod
+    def empty(cls) -> LiveCounts:
+        return cls({}, {}, 0, {})
+
+
+# name (without _total), help, labels: declared here, read from LiveCounts at scrape time.
+LIVE_COUNTERS = (
+    ("gateway_ratelimit_rejections", "Requests refused by a rate limit, by scope.", ("scope",)),
+    (
+        "gateway_degraded_decisions",
+        "Decisions taken in a failure mode because the state backend was unreachable, by policy.",
+        ("policy",),
+    ),
+    ("gateway_state_backend_errors", "State backend operations that failed, by operation.", ("operation",)),
+    ("gateway_unpriced_requests", "Requests to a model with no price (not costed).", ("provider", "model")),
+)
+
+
+class _LiveCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(name, text, labels=labels) for name, text, labels in LIVE_COUNTERS]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        live = self._metrics.live()
+        values: dict[str, list[tuple[tuple[str, ...], float]]] = {
+            "gateway_ratelimit_rejections": [((k,), float(v)) for k, v in live.rejections.items()],
+            "gateway_degraded_decisions": [((k,), float(v)) for k, v in live.degraded.items()],
+            "gateway_state_backend_errors": [(("spend_flush",), float(live.flush_failures))],
+            "gateway_unpriced_requests": [((p, m), float(v)) for (p, m), v in live.unpriced.items()],
+        }
+        for name, text, labels in LIVE_COUNTERS:
+            family = CounterMetricFamily(name, text, labels=labels)
+            for label_values, value in values[name]:
+                family.add_metric(list(label_values), value)
+            yield family
 
 
 class Metrics:
+    """Every metric of one app, in its own registry."""
+
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry = CollectorRegistry(auto_describe=True)
+
+        # --- what clients see ------------------------------------------------------
+        self.requests = Counter(
+            "gateway_requests",
+            "Client API requests answered, by route, alias, provider and status class.",
+            ["route", "alias", "provider", "status_class"],
+            registry=r,
+        )
+        self.server_duration = Histogram(
+            "gen_ai_server_request_duration_seconds",
+            "Time from request received to response complete, as the client sees it (GenAI server metric).",
+            ["gen_ai_operation_name", "gen_ai_request_model", "error_type"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.server_ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from request received to the first streamed chunk sent to the client.",
+            ["gen_ai_operation_name", "gen_ai_request_model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "gateway_inflight_requests", "Client requests being handled now, by route.", ["route"], registry=r
+        )
+        self.overhead = Histogram(
+            "gateway_added_latency_seconds",
+            "The gateway's own time per request: total minus the time spent waiting on upstreams.",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+
+        # --- upstream attempts --------------------------------------------------------
+        self.client_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of each upstream attempt, to the response (streams: to the first chunk).",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens used per request, as the upstream reported them.",
+            ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "gateway_upstream_attempts",
+            "Upstream attempts, by deployment and outcome.",
+            ["deployment", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "gateway_retries", "Attempts retried on the same deployment.", ["deployment"], registry=r
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks",
+            "Switches to a fallback alias, by from, to and reason.",
+            ["from_alias", "to_alias", "reason"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker state per deployment: 1 for the current state.",
+            ["deployment", "state"],
+            registry=r,
+        )
+        self.truncated_streams = Counter(
+            "gateway_truncated_streams",
+            "Streams that broke after their first byte reached the client.",
+            ["alias"],
+            registry=r,
+        )
+
+        # --- traffic control ---------------------------------------------------------------
+        self.cache_requests = Counter(
+            "gateway_cache_requests", "Cache decisions: hit, miss, refresh or off.", ["result"], registry=r
+        )
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens by alias, team and type (input, output).", ["alias", "team", "type"], registry=r
+        )
+        self.cost = Counter(
+            "gateway_cost_usd", "Cost in USD of priced requests, by alias and team.", ["alias", "team"], registry=r
+        )
         labels = ["scope", "team", "period"]
         self.budget_spent = Gauge(
             "gateway_budget_spent_usd",
             "Spend in the current budget period, USD (teams and the whole gateway; key budgets are not labelled).",
             labels,
-            registry=self.registry,
+            registry=r,
         )
-        self.budget_limit = Gauge(
-            "gateway_budget_limit_usd",
-            "Budget of the current period, USD.",
-            labels,
-            registry=self.registry,
-        )
+        self.budget_limit = Gauge("gateway_budget_limit_usd", "Budget of the current period, USD.", labels, registry=r)
         self.budget_events = Counter(
             "gateway_budget_events",
             "Budget events: 'threshold' when spend crosses warn_ratio (default 80 %), 'exhausted' at 100 %.",
             ["scope", "period", "kind"],
-            registry=self.registry,
+            registry=r,
         )
         self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
+        self.live: Callable[[], LiveCounts] = LiveCounts.empty
+        """Where the counts kept by the policies come from (set by the app)."""
+        r.register(_LiveCollector(self))
+
+        # --- the gateway itself ------------------------------------------------------------
+        self.auth_failures = Counter(
+            "gateway_auth_failures", "Refused credentials, by reason (the error code).", ["reason"], registry=r
+        )
+        self.config_reloads = Counter(
+            "gateway_config_reloads", "Config reloads, by result (applied, rejected).", ["result"], registry=r
+        )
+        self.build_info = Gauge(
+            "gateway_build_info", "Gateway version and Python version (always 1).", ["version", "python"], registry=r
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    # --- budgets ------------------------------------------------------------------------
 
     def budget_level(self, limits: BudgetLimits, period: str, spent: float, limit: float) -> None:
         if limits.scope == "key":  # key ids are unbounded: no per-key series
@@ -55,6 +227,49 @@ class Metrics:
 
     def budget_event(self, event: BudgetEvent) -> None:
         self.budget_events.labels(event.scope, event.period, event.kind).inc()
+
+    # --- requests and attempts ---------------------------------------------------------
+
+    def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None:
+        """One upstream attempt (the router's observer)."""
+        code = "" if error is None else error.code
+        provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
+        self.client_duration.labels(dep.operation, provider, dep.target.model, code).observe(seconds)
+        self.attempts.labels(dep.id, "ok" if error is None else code).inc()
+        if retry:
+            self.retries.labels(dep.id).inc()
+
+    def request_done(
+        self,
+        route: str,
+        alias: str,
+        provider: str,
+        status: int,
+        seconds: float,
+        error_code: str,
+        upstream_s: float,
+        streamed: bool,
+    ) -> None:
+        """A client request answered (``alias`` already checked against the configured ones)."""
+        operation = "embeddings" if route == "embeddings" else "chat"
+        self.requests.labels(route, alias, provider, f"{status // 100}xx").inc()
+        self.server_duration.labels(operation, alias, error_code).observe(seconds)
+        if not streamed:  # a stream's upstream time goes on after its first chunk
+            self.overhead.labels(route).observe(max(0.0, seconds - upstream_s))
+
+    def usage(self, dep: LiveDeployment, alias: str, team: str, usage: JSON) -> None:
+        provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
+        for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+            count = usage.get(field)
+            if isinstance(count, int) and count >= 0:
+                self.token_usage.labels(dep.operation, provider, dep.target.model, kind).observe(count)
+                self.tokens.labels(alias, team, kind).inc(count)
+
+    # --- breakers ------------------------------------------------------------------------
+
+    def set_breaker(self, deployment: str, state: str) -> None:
+        for s in BREAKER_STATES:
+            self.breaker_state.labels(deployment, s).set(1.0 if s == state else 0.0)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

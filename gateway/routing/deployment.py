@@ -26,6 +26,8 @@ class LiveDeployment:
     breaker: CircuitBreaker
     inflight: int = 0
     latency_ewma_s: float | None = None
+    operation: str = "chat"
+    """The GenAI operation it serves: "chat" or "embeddings"."""
 
     @property
     def cost_per_1m(self) -> float:
@@ -91,6 +93,7 @@ def build_routes(
                     spec=dep,
                     timeouts=timeouts,
                     breaker=CircuitBreaker(settings.router.breaker),
+                    operation="embeddings" if spec.kind == "embedding" else "chat",
                 )
             )
         routes[alias] = Route(

@@ -26,12 +26,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from gateway.errors import (
     AllDeploymentsFailed,
     AttemptFailure,
     ContextWindowExceeded,
+    GatewayError,
     InvalidRequest,
     NoDeploymentAvailable,
     UpstreamError,
@@ -85,6 +86,8 @@ class RequestTrace:
     attempts: int = 0
     deployment: LiveDeployment | None = None
     failures: list[AttemptFailure] = field(default_factory=list)
+    upstream_s: float = 0.0
+    """Time spent in attempts (waiting on upstreams), for the gateway's own added time."""
     fallbacks: list[tuple[str, str, str]] = field(default_factory=list)
     """(from alias, to alias, reason) for each switch of alias."""
 
@@ -96,11 +99,25 @@ Gate = Callable[[LiveDeployment], Awaitable[bool]]
 """May this deployment take the request now (its own rate limits)? False skips it."""
 
 
+class AttemptObserver(Protocol):
+    """Told of every attempt (metrics); the router works without one."""
+
+    def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None: ...
+
+
 class Router:
-    def __init__(self, routes: dict[str, Route], *, total_timeout_s: float, rng: random.Random | None = None):
+    def __init__(
+        self,
+        routes: dict[str, Route],
+        *,
+        total_timeout_s: float,
+        rng: random.Random | None = None,
+        observer: AttemptObserver | None = None,
+    ):
         self.routes = routes
         self.total_timeout_s = total_timeout_s
         self._rng = rng or random.Random()
+        self._observer = observer
 
     async def run(
         self,
@@ -196,7 +213,7 @@ class Router:
                     await asyncio.sleep(wait)
                     if not dep.breaker.allow(time.monotonic()):
                         break
-                outcome = await self._attempt_once(dep, attempt, trace, deadline)
+                outcome = await self._attempt_once(dep, attempt, trace, deadline, retry_number > 0)
                 if outcome is _RETRY:
                     continue
                 if outcome is _NEXT:
@@ -229,7 +246,7 @@ class Router:
         return wait
 
     async def _attempt_once(
-        self, dep: LiveDeployment, attempt: Attempt[T], trace: RequestTrace, deadline: float
+        self, dep: LiveDeployment, attempt: Attempt[T], trace: RequestTrace, deadline: float, retry: bool = False
     ) -> T | object:
         trace.attempts += 1
         dep.inflight += 1
@@ -242,6 +259,7 @@ class Router:
         except UpstreamError as exc:
             # The client's own mistake says nothing about the deployment's health.
             lease.settle(not exc.fallback)
+            self._observe(dep, lease, trace, exc, retry)
             return self._after_failure(dep, exc, trace)
         except InvalidRequest as exc:
             # The request cannot be expressed for this provider; another may take it.
@@ -256,7 +274,16 @@ class Router:
         trace.deployment = dep
         if not lease.kept:
             lease.settle(True, latency_s=time.monotonic() - lease.started)
+        self._observe(dep, lease, trace, None, retry)
         return result
+
+    def _observe(
+        self, dep: LiveDeployment, lease: Lease, trace: RequestTrace, error: GatewayError | None, retry: bool
+    ) -> None:
+        seconds = time.monotonic() - lease.started
+        trace.upstream_s += seconds
+        if self._observer is not None:
+            self._observer.attempt(dep, seconds, error, retry)
 
     def _after_failure(self, dep: LiveDeployment, exc: UpstreamError, trace: RequestTrace) -> object:
         trace.failures.append(AttemptFailure(dep.id, exc))
