@@ -249,11 +249,12 @@ class Handlers:
         assert ticket is not None
         keep = ChunkAssembler() if ticket.cache_mode.store else None
         send = ex.send
-        ex.started = True
+        ex.started = ex.streamed = True
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
         await send(
             {"type": "http.response.body", "body": render_chunks(stream.first, include_usage), "more_body": True}
         )
+        self._first_chunk(ex)
         if keep is not None:
             keep.extend(stream.first)
         tail, ok = SSE_DONE, True
