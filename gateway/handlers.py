@@ -36,7 +36,7 @@ from gateway.asgi import (
 from gateway.canonical import JSON
 from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
 from gateway.errors import AuthenticationFailed, GatewayError, NotFound, UpstreamError
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import Metrics, error_type
 from gateway.policies.auth import Principal
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.routing.router import RequestTrace
@@ -149,7 +149,7 @@ class Handlers:
                 await ex.release()
         except GatewayError as err:
             ex.stop_watch()
-            status, code = err.http_status, err.code
+            status, code = err.http_status, error_type(err)
             if isinstance(err, AuthenticationFailed):
                 metrics.auth_failures.labels(err.code).inc()
             if not ex.started:

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the OS programs the tests and the benchmark use, where missing:
-# nginx (benchmark upstream), wrk (load generator) and redis-server (state
-# backend tests start their own on a free loopback port).
+# nginx (benchmark upstream), wrk (load generator), redis-server (state
+# backend tests start their own on a free loopback port) and promtool (the
+# metrics tests lint /metrics with `promtool check metrics`; Debian ships it in
+# the prometheus package, whose server the tests never use: it is stopped and
+# disabled after install where the init system allows it).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -9,6 +12,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -27,3 +31,18 @@ echo "install-os-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+
+# The prometheus package may start its server (port 9090) on install; only
+# promtool is wanted. Stop and disable it where there is a running init system
+# to ask (in containers there is often none, or policy-rc.d kept it from
+# starting); never fail the install over it.
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif command -v service >/dev/null 2>&1; then
+    $SUDO service prometheus stop >/dev/null 2>&1 || true
+    if command -v update-rc.d >/dev/null 2>&1; then
+      $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+  fi
+fi

@@ -21,7 +21,14 @@ from prometheus_client.core import CounterMetricFamily
 
 from gateway import __version__
 from gateway.canonical import JSON
-from gateway.errors import GatewayError
+from gateway.errors import (
+    AllDeploymentsFailed,
+    GatewayError,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
 
@@ -35,6 +42,23 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 BREAKER_STATES = ("closed", "half_open", "open")
 # gen_ai.provider.name values of the conventions, by provider kind.
 GENAI_PROVIDER = {"gemini": "gcp.gemini"}
+
+
+def error_type(err: GatewayError | None) -> str:
+    """A bounded error label: the gateway's own codes, never an upstream's free text."""
+    if err is None:
+        return ""
+    if isinstance(err, AllDeploymentsFailed):
+        err = err.last
+    if isinstance(err, UpstreamTimeout):
+        return "timeout"
+    if isinstance(err, UpstreamUnavailable):
+        return "connect_error"
+    if isinstance(err, UpstreamBadResponse):
+        return "bad_response"
+    if isinstance(err, UpstreamError):
+        return f"http_{err.upstream_status}"
+    return err.code
 
 
 class LiveCounts(NamedTuple):
@@ -232,7 +256,7 @@ class Metrics:
 
     def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None:
         """One upstream attempt (the router's observer)."""
-        code = "" if error is None else error.code
+        code = error_type(error)
         provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
         self.client_duration.labels(dep.operation, provider, dep.target.model, code).observe(seconds)
         self.attempts.labels(dep.id, "ok" if error is None else code).inc()
