@@ -139,7 +139,7 @@ class Handlers:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, work: _Work, route: str) -> None:
         ex = _Exchange(send, request_id(scope).encode())
         metrics = self._app.metrics
-        inflight = metrics.inflight.labels(route)
+        inflight = metrics.child(metrics.inflight, route)
         inflight.inc()
         status, code = 200, ""
         try:
@@ -280,7 +280,8 @@ class Handlers:
         await traffic.end(ticket, usage=usage, answer=keep.completion() if keep is not None and ok else None)
 
     def _first_chunk(self, ex: _Exchange) -> None:
-        self._app.metrics.server_ttft.labels("chat", ex.alias).observe(time.perf_counter() - ex.began)
+        metrics = self._app.metrics
+        metrics.child(metrics.server_ttft, "chat", ex.alias).observe(time.perf_counter() - ex.began)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope).encode()

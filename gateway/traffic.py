@@ -197,7 +197,7 @@ class TrafficControl:
                 ticket.cache_key = cache_key(req, alias=ticket.route.alias, partition=partition)
         if ticket.cache_mode.lookup and ticket.cache_key is not None:
             ticket.hit = await self.cache.get(ticket.cache_key)
-        self.metrics.cache_requests.labels(ticket.cache_mode.header(hit=ticket.hit is not None)).inc()
+        self.metrics.child(self.metrics.cache_requests, ticket.cache_mode.header(hit=ticket.hit is not None)).inc()
 
     async def _check_budgets(self, ticket: Ticket) -> None:
         try:
@@ -236,7 +236,7 @@ class TrafficControl:
             return
         ticket.cost_usd = cost_usd(usage, price)
         ticket.price_version = self.prices.version
-        self.metrics.cost.labels(ticket.route.alias, team).inc(ticket.cost_usd)
+        self.metrics.child(self.metrics.cost, ticket.route.alias, team).inc(ticket.cost_usd)
         p = ticket.principal
         self.budgets.record(
             ticket.cost_usd, key_id=p.key_id, team=p.team, alias=ticket.route.alias, limits=ticket.budgets

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -218,6 +218,7 @@ class Metrics:
             registry=r,
         )
         self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.live: Callable[[], LiveCounts] = LiveCounts.empty
         """Where the counts kept by the policies come from (set by the app)."""
         r.register(_LiveCollector(self))
@@ -254,14 +255,23 @@ class Metrics:
 
     # --- requests and attempts ---------------------------------------------------------
 
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: the library's lookup takes a lock and
+        builds a tuple each time, and the hot path asks a dozen times a request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None:
         """One upstream attempt (the router's observer)."""
         code = error_type(error)
         provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
-        self.client_duration.labels(dep.operation, provider, dep.target.model, code).observe(seconds)
-        self.attempts.labels(dep.id, "ok" if error is None else code).inc()
+        self.child(self.client_duration, dep.operation, provider, dep.target.model, code).observe(seconds)
+        self.child(self.attempts, dep.id, "ok" if error is None else code).inc()
         if retry:
-            self.retries.labels(dep.id).inc()
+            self.child(self.retries, dep.id).inc()
 
     def request_done(
         self,
@@ -276,18 +286,18 @@ class Metrics:
     ) -> None:
         """A client request answered (``alias`` already checked against the configured ones)."""
         operation = "embeddings" if route == "embeddings" else "chat"
-        self.requests.labels(route, alias, provider, f"{status // 100}xx").inc()
-        self.server_duration.labels(operation, alias, error_code).observe(seconds)
+        self.child(self.requests, route, alias, provider, f"{status // 100}xx").inc()
+        self.child(self.server_duration, operation, alias, error_code).observe(seconds)
         if not streamed:  # a stream's upstream time goes on after its first chunk
-            self.overhead.labels(route).observe(max(0.0, seconds - upstream_s))
+            self.child(self.overhead, route).observe(max(0.0, seconds - upstream_s))
 
     def usage(self, dep: LiveDeployment, alias: str, team: str, usage: JSON) -> None:
         provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
         for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
             count = usage.get(field)
             if isinstance(count, int) and count >= 0:
-                self.token_usage.labels(dep.operation, provider, dep.target.model, kind).observe(count)
-                self.tokens.labels(alias, team, kind).inc(count)
+                self.child(self.token_usage, dep.operation, provider, dep.target.model, kind).observe(count)
+                self.child(self.tokens, alias, team, kind).inc(count)
 
     # --- breakers ------------------------------------------------------------------------
 
