@@ -16,7 +16,15 @@ import platform
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 
 from gateway import __version__
@@ -222,6 +230,7 @@ class Metrics:
         self.live: Callable[[], LiveCounts] = LiveCounts.empty
         """Where the counts kept by the policies come from (set by the app)."""
         r.register(_LiveCollector(self))
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
         # --- the gateway itself ------------------------------------------------------------
         self.auth_failures = Counter(
