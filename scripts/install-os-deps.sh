@@ -4,7 +4,10 @@
 # backend tests start their own on a free loopback port) and promtool (the
 # metrics tests lint /metrics with `promtool check metrics`; Debian ships it in
 # the prometheus package, whose server the tests never use: it is stopped and
-# disabled after install where the init system allows it).
+# disabled after install where the init system allows it) and amtool (the
+# alerting tests check alerts/alertmanager.yml with `amtool check-config` and
+# `amtool config routes test`; Debian ships it in prometheus-alertmanager, whose
+# server is likewise stopped and disabled after install).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -13,6 +16,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || [ -x /usr/bin/amtool ] || need+=(prometheus-alertmanager)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -32,17 +36,25 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 
-# The prometheus package may start its server (port 9090) on install; only
-# promtool is wanted. Stop and disable it where there is a running init system
-# to ask (in containers there is often none, or policy-rc.d kept it from
-# starting); never fail the install over it.
-if [[ " ${need[*]} " == *" prometheus "* ]]; then
+# The prometheus and prometheus-alertmanager packages may start their servers
+# (ports 9090 and 9093) on install; only promtool and amtool are wanted. Stop
+# and disable them where there is a running init system to ask (in containers
+# there is often none, or policy-rc.d kept them from starting); never fail the
+# install over it.
+stop_service() {
+  local svc="$1"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   elif command -v service >/dev/null 2>&1; then
-    $SUDO service prometheus stop >/dev/null 2>&1 || true
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
     if command -v update-rc.d >/dev/null 2>&1; then
-      $SUDO update-rc.d prometheus disable >/dev/null 2>&1 || true
+      $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
   fi
+}
+if [[ " ${need[*]} " == *" prometheus "* ]]; then
+  stop_service prometheus
+fi
+if [[ " ${need[*]} " == *" prometheus-alertmanager "* ]]; then
+  stop_service prometheus-alertmanager
 fi

@@ -1,0 +1,1003 @@
+"""Builds the gateway's Grafana dashboards (dashboards/*.json).
+
+The JSON files are generated from this script and committed; edit this script,
+then run ``python dashboards/build.py`` (``--out DIR`` writes elsewhere).
+``tests/unit/test_dashboards.py`` checks that the committed files are exactly
+what this script produces, and lints every panel against the metrics catalog
+(docs/metrics.md, gateway/observability/metrics.py).
+
+Conventions: every panel has a title, a description, a unit and the
+``${datasource}`` data source; rates use ``$__rate_interval``; quantiles are
+``histogram_quantile`` over ``sum by (le, ...) (rate(..._bucket[...]))``.
+Fixed windows appear only where they are the point: the 30-day SLO window, and
+``$__range`` for totals over the dashboard's time range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+JSON = dict[str, Any]
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_VERSION = 39
+TAGS = ["llm-gateway"]
+# The uid of the data source in provisioning/datasources/prometheus.yml.
+DATASOURCE_UID = "llm-gateway-prometheus"
+DS: JSON = {"type": "prometheus", "uid": "${datasource}"}
+RI = "$__rate_interval"
+
+# SLO: 99.9 % of client requests answered without a 5xx, over 30 days.
+SLO_TARGET = 0.999
+SLO_WINDOW = "30d"
+# Latency objectives of the server request duration, by quantile.
+LATENCY_SLO = {"p50": 1.0, "p95": 2.0, "p99": 5.0}
+
+
+@dataclass
+class Target:
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    table: bool = False
+
+
+@dataclass
+class Panel:
+    title: str
+    description: str
+    unit: str
+    targets: list[Target]
+    kind: str = "timeseries"
+    width: int = 12
+    height: int = 8
+    thresholds: list[tuple[float | None, str]] | None = None
+    mappings: list[JSON] = field(default_factory=list)
+    decimals: int | None = None
+    min: float | None = None
+    max: float | None = None
+    stack: bool = False
+    bars: bool = False
+    threshold_lines: bool = False
+
+
+def _target(t: Target, ref: str) -> JSON:
+    out: JSON = {"refId": ref, "datasource": DS, "expr": t.expr, "legendFormat": t.legend or "__auto"}
+    if t.instant:
+        out["instant"] = True
+        out["range"] = False
+    else:
+        out["range"] = True
+    if t.table:
+        out["format"] = "table"
+    return out
+
+
+def _panel(p: Panel, pid: int, x: int, y: int) -> JSON:
+    grid = {"h": p.height, "w": p.width, "x": x, "y": y}
+    steps: list[JSON] = [{"color": color, "value": value} for value, color in (p.thresholds or [(None, "green")])]
+    defaults: JSON = {"unit": p.unit, "thresholds": {"mode": "absolute", "steps": steps}, "mappings": p.mappings}
+    if p.decimals is not None:
+        defaults["decimals"] = p.decimals
+    if p.min is not None:
+        defaults["min"] = p.min
+    if p.max is not None:
+        defaults["max"] = p.max
+    options: JSON
+    if p.kind == "timeseries":
+        defaults["color"] = {"mode": "palette-classic"}
+        defaults["custom"] = {
+            "drawStyle": "bars" if p.bars else "line",
+            "lineWidth": 1,
+            "fillOpacity": 10,
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"mode": "normal" if p.stack else "none", "group": "A"},
+            "thresholdsStyle": {"mode": "line" if p.threshold_lines else "off"},
+        }
+        options = {
+            "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True, "calcs": ["mean", "max"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    elif p.kind == "stat":
+        defaults["color"] = {"mode": "thresholds"}
+        options = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "none",
+            "justifyMode": "auto",
+            "orientation": "auto",
+            "textMode": "auto",
+        }
+    elif p.kind == "bargauge":
+        defaults["color"] = {"mode": "thresholds"}
+        options = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "displayMode": "gradient",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+        }
+    elif p.kind == "state-timeline":
+        defaults["color"] = {"mode": "thresholds"}
+        options = {"mergeValues": True, "showValue": "auto", "rowHeight": 0.9, "legend": {"showLegend": True}}
+    elif p.kind == "table":
+        options = {"showHeader": True, "cellHeight": "sm"}
+    else:
+        raise ValueError(f"unknown panel kind {p.kind!r}")
+    out: JSON = {
+        "type": p.kind,
+        "id": pid,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DS,
+        "gridPos": grid,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": [_target(t, chr(ord("A") + i)) for i, t in enumerate(p.targets)],
+    }
+    if p.kind == "table":
+        out["transformations"] = [
+            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {"Value": "value"}}}
+        ]
+    return out
+
+
+def _layout(panels: list[Panel]) -> list[JSON]:
+    """Places panels left to right, wrapping at Grafana's 24 columns."""
+    out: list[JSON] = []
+    x = y = line_height = 0
+    for pid, p in enumerate(panels, start=1):
+        if x + p.width > 24:
+            y += line_height
+            x = line_height = 0
+        out.append(_panel(p, pid, x, y))
+        x += p.width
+        line_height = max(line_height, p.height)
+    return out
+
+
+def datasource_variable() -> JSON:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {"selected": False, "text": "Prometheus", "value": DATASOURCE_UID},
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+    }
+
+
+def query_variable(name: str, label: str, metric: str, label_name: str) -> JSON:
+    query = f"label_values({metric}, {label_name})"
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "hide": 0,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "options": [],
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+    }
+
+
+def dashboard(uid: str, title: str, description: str, variables: list[JSON], panels: list[Panel]) -> JSON:
+    return {
+        "id": None,
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": TAGS,
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "links": [
+            {
+                "type": "dashboards",
+                "title": "LLM gateway",
+                "tags": TAGS,
+                "asDropdown": True,
+                "includeVars": False,
+                "keepTime": True,
+                "targetBlank": False,
+                "icon": "external link",
+            }
+        ],
+        "templating": {"list": [datasource_variable(), *variables]},
+        "panels": _layout(panels),
+    }
+
+
+def quantile(q: float, metric: str, by: str, selector: str) -> str:
+    labels = ", ".join(["le", *[b.strip() for b in by.split(",") if b.strip()]])
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{{{selector}}}[{RI}])))"
+
+
+# --- Overview -----------------------------------------------------------------
+
+REQ = 'gateway_requests_total{alias=~"$alias"}'
+REQ_5XX = 'gateway_requests_total{alias=~"$alias", status_class="5xx"}'
+SLI_BAD = f'sum(increase(gateway_requests_total{{status_class="5xx"}}[{SLO_WINDOW}]))'
+SLI_ALL = f"sum(increase(gateway_requests_total[{SLO_WINDOW}]))"
+SRV = 'gen_ai_server_request_duration_seconds{gen_ai_request_model=~"$alias"}'
+
+
+def overview() -> JSON:
+    server_sel = 'gen_ai_request_model=~"$alias"'
+    error_budget = 1 - SLO_TARGET
+    panels = [
+        Panel(
+            "Availability (30 d)",
+            f"Share of client requests answered without a 5xx over the last 30 days, all aliases "
+            f"(the SLI of the {SLO_TARGET:.1%} availability SLO). Red below the objective.",
+            "percentunit",
+            [Target(f"1 - ({SLI_BAD} / {SLI_ALL})", "availability", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            decimals=3,
+            thresholds=[(None, "red"), (SLO_TARGET, "green")],
+        ),
+        Panel(
+            "Error budget left (30 d)",
+            f"Share of the 30-day error budget ({error_budget:.1%} of requests may fail with a 5xx) not yet "
+            f"spent: 1 - (5xx share over 30 d) / {error_budget:g}. Negative once the SLO is missed.",
+            "percentunit",
+            [Target(f"1 - ({SLI_BAD} / {SLI_ALL}) / {error_budget:g}", "budget left", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            decimals=1,
+            thresholds=[(None, "red"), (0.0, "orange"), (0.25, "yellow"), (0.5, "green")],
+        ),
+        Panel(
+            "Requests/s",
+            "Client requests answered per second (chat completions and embeddings), selected aliases.",
+            "reqps",
+            [Target(f"sum(rate({REQ}[{RI}]))", "requests/s", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "In-flight requests",
+            "Client requests being handled now, summed over the gateway processes scraped.",
+            "short",
+            [Target("sum(gateway_inflight_requests)", "in flight", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Traffic by route and status class",
+            "Client requests per second by route (chat, embeddings) and the status class the client got "
+            "(a client that disconnected counts as 4xx).",
+            "reqps",
+            [Target(f"sum by (route, status_class) (rate({REQ}[{RI}]))", "{{route}} {{status_class}}")],
+            stack=True,
+        ),
+        Panel(
+            "Error rate (5xx share)",
+            f"Share of client requests answered with a 5xx (the SLO's bad events), with the 4xx share for "
+            f"context. The line marks the SLO's allowed error rate ({error_budget:.1%}).",
+            "percentunit",
+            [
+                Target(f"sum(rate({REQ_5XX}[{RI}])) / sum(rate({REQ}[{RI}]))", "5xx share"),
+                Target(
+                    f'sum(rate(gateway_requests_total{{alias=~"$alias", status_class="4xx"}}[{RI}])) '
+                    f"/ sum(rate({REQ}[{RI}]))",
+                    "4xx share",
+                ),
+            ],
+            thresholds=[(None, "green"), (error_budget, "red")],
+            threshold_lines=True,
+            min=0,
+        ),
+        Panel(
+            "Request latency p50 / p95 / p99",
+            "Time from request received to response complete as the client sees it "
+            "(gen_ai_server_request_duration_seconds; streams: to the last chunk). Threshold lines at the "
+            "latency objectives: p50 under 1 s, p95 under 2 s, p99 under 5 s.",
+            "s",
+            [
+                Target(quantile(0.5, "gen_ai_server_request_duration_seconds", "", server_sel), "p50"),
+                Target(quantile(0.95, "gen_ai_server_request_duration_seconds", "", server_sel), "p95"),
+                Target(quantile(0.99, "gen_ai_server_request_duration_seconds", "", server_sel), "p99"),
+            ],
+            thresholds=[
+                (None, "green"),
+                (LATENCY_SLO["p50"], "yellow"),
+                (LATENCY_SLO["p95"], "orange"),
+                (LATENCY_SLO["p99"], "red"),
+            ],
+            threshold_lines=True,
+            min=0,
+        ),
+        Panel(
+            "Request latency p95 by alias",
+            "95th percentile of the client-side request duration by alias (gen_ai_request_model on the "
+            "server metrics is the alias). Threshold line at the p95 objective (2 s).",
+            "s",
+            [
+                Target(
+                    quantile(0.95, "gen_ai_server_request_duration_seconds", "gen_ai_request_model", server_sel),
+                    "{{gen_ai_request_model}}",
+                )
+            ],
+            thresholds=[(None, "green"), (LATENCY_SLO["p95"], "red")],
+            threshold_lines=True,
+            min=0,
+        ),
+        Panel(
+            "Traffic by alias",
+            "Client requests per second by alias (`unknown`: not a configured alias, or failed before the "
+            "model was read).",
+            "reqps",
+            [Target(f"sum by (alias) (rate({REQ}[{RI}]))", "{{alias}}")],
+            stack=True,
+        ),
+        Panel(
+            "In-flight requests by route",
+            "Client requests being handled now, by route, summed over the gateway processes scraped.",
+            "short",
+            [Target("sum by (route) (gateway_inflight_requests)", "{{route}}")],
+            min=0,
+        ),
+    ]
+    return dashboard(
+        "llm-gateway-overview",
+        "LLM gateway / Overview",
+        f"Client traffic, errors, latency and the {SLO_TARGET:.1%} availability SLO (5xx share over 30 days).",
+        [query_variable("alias", "Alias", "gateway_requests_total", "alias")],
+        panels,
+    )
+
+
+# --- Models and providers ------------------------------------------------------
+
+CLIENT_SEL = 'gen_ai_request_model=~"$model", gen_ai_provider_name=~"$provider"'
+DEP = 'deployment=~"$deployment"'
+
+
+def models() -> JSON:
+    op = "gen_ai_client_operation_duration_seconds"
+    panels = [
+        Panel(
+            "Upstream attempt latency p50 by model",
+            "Median duration of each upstream attempt (retries and fallbacks each count), to the response "
+            "(streams: to the first chunk), by upstream model and provider.",
+            "s",
+            [
+                Target(
+                    quantile(0.5, op, "gen_ai_provider_name, gen_ai_request_model", CLIENT_SEL),
+                    "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
+                )
+            ],
+            min=0,
+        ),
+        Panel(
+            "Upstream attempt latency p95 by model",
+            "95th percentile duration of each upstream attempt, by upstream model and provider.",
+            "s",
+            [
+                Target(
+                    quantile(0.95, op, "gen_ai_provider_name, gen_ai_request_model", CLIENT_SEL),
+                    "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
+                )
+            ],
+            min=0,
+        ),
+        Panel(
+            "Upstream attempts/s by model",
+            "Upstream attempts per second by upstream model and provider, successful or not.",
+            "ops",
+            [
+                Target(
+                    f"sum by (gen_ai_provider_name, gen_ai_request_model) (rate({op}_count{{{CLIENT_SEL}}}[{RI}]))",
+                    "{{gen_ai_provider_name}} {{gen_ai_request_model}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Upstream errors by error type",
+            "Failed upstream attempts per second by model and bounded error type (timeout, connect_error, "
+            "bad_response, http_<status>, ...).",
+            "ops",
+            [
+                Target(
+                    f"sum by (gen_ai_request_model, error_type) "
+                    f'(rate({op}_count{{{CLIENT_SEL}, error_type!=""}}[{RI}]))',
+                    "{{gen_ai_request_model}} {{error_type}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Upstream error share by deployment",
+            "Share of each deployment's upstream attempts that did not end `ok`.",
+            "percentunit",
+            [
+                Target(
+                    f'sum by (deployment) (rate(gateway_upstream_attempts_total{{{DEP}, outcome!="ok"}}[{RI}])) '
+                    f"/ sum by (deployment) (rate(gateway_upstream_attempts_total{{{DEP}}}[{RI}]))",
+                    "{{deployment}}",
+                )
+            ],
+            min=0,
+            max=1,
+        ),
+        Panel(
+            "Attempt outcomes by deployment",
+            "Upstream attempts per second that did not end `ok`, by deployment and outcome.",
+            "ops",
+            [
+                Target(
+                    f"sum by (deployment, outcome) "
+                    f'(rate(gateway_upstream_attempts_total{{{DEP}, outcome!="ok"}}[{RI}]))',
+                    "{{deployment}} {{outcome}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Circuit breaker state",
+            "Breaker state of each deployment (closed, half_open, open). With several processes the worst "
+            "state any of them reports is shown.",
+            "short",
+            [
+                Target(
+                    'max by (deployment) (gateway_breaker_state{deployment=~"$deployment", state="open"}) * 2 '
+                    '+ max by (deployment) (gateway_breaker_state{deployment=~"$deployment", state="half_open"})',
+                    "{{deployment}}",
+                )
+            ],
+            kind="state-timeline",
+            width=24,
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "closed", "color": "green", "index": 0},
+                        "1": {"text": "half_open", "color": "orange", "index": 1},
+                        "2": {"text": "open", "color": "red", "index": 2},
+                    },
+                },
+            ],
+            thresholds=[(None, "green"), (1, "orange"), (2, "red")],
+        ),
+        Panel(
+            "Time to first token p50 / p95 by alias",
+            "Streamed chat requests: time from request received to the first chunk sent to the client, "
+            "by alias (gen_ai_server_time_to_first_token_seconds).",
+            "s",
+            [
+                Target(
+                    quantile(
+                        0.5,
+                        "gen_ai_server_time_to_first_token_seconds",
+                        "gen_ai_request_model",
+                        'gen_ai_request_model=~"$alias"',
+                    ),
+                    "p50 {{gen_ai_request_model}}",
+                ),
+                Target(
+                    quantile(
+                        0.95,
+                        "gen_ai_server_time_to_first_token_seconds",
+                        "gen_ai_request_model",
+                        'gen_ai_request_model=~"$alias"',
+                    ),
+                    "p95 {{gen_ai_request_model}}",
+                ),
+            ],
+            min=0,
+        ),
+        Panel(
+            "Fallbacks/s",
+            "Switches from one alias to a fallback alias per second, by source, target and reason.",
+            "ops",
+            [
+                Target(
+                    f"sum by (from_alias, to_alias, reason) "
+                    f'(rate(gateway_fallbacks_total{{from_alias=~"$alias"}}[{RI}]))',
+                    "{{from_alias}} → {{to_alias}} ({{reason}})",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Retries/s by deployment",
+            "Attempts per second that were retries on the same deployment (they are included in the attempts).",
+            "ops",
+            [
+                Target(
+                    f'sum by (deployment) (rate(gateway_retries_total{{deployment=~"$deployment"}}[{RI}]))',
+                    "{{deployment}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Truncated streams/s by alias",
+            "Streams that broke after their first byte reached the client (the client got an error event "
+            "instead of [DONE]).",
+            "ops",
+            [Target(f'sum by (alias) (rate(gateway_truncated_streams_total{{alias=~"$alias"}}[{RI}]))', "{{alias}}")],
+            stack=True,
+        ),
+        Panel(
+            "Upstream tokens/s by model and type",
+            "Tokens per second as the upstreams reported them (gen_ai_client_token_usage), by model and token "
+            "type. Answers without usage and cache hits are not counted.",
+            "short",
+            [
+                Target(
+                    f"sum by (gen_ai_request_model, gen_ai_token_type) "
+                    f"(rate(gen_ai_client_token_usage_sum{{{CLIENT_SEL}}}[{RI}]))",
+                    "{{gen_ai_request_model}} {{gen_ai_token_type}}",
+                )
+            ],
+            stack=True,
+        ),
+    ]
+    return dashboard(
+        "llm-gateway-models",
+        "LLM gateway / Models and providers",
+        "Upstream attempts per deployment, model and provider: latency, errors, circuit breakers, retries and "
+        "fallbacks. A per-deployment health score is not shown yet: it comes with a later issue.",
+        [
+            query_variable("alias", "Alias", "gateway_requests_total", "alias"),
+            query_variable(
+                "provider", "Provider", "gen_ai_client_operation_duration_seconds_count", "gen_ai_provider_name"
+            ),
+            query_variable(
+                "model", "Upstream model", "gen_ai_client_operation_duration_seconds_count", "gen_ai_request_model"
+            ),
+            query_variable("deployment", "Deployment", "gateway_upstream_attempts_total", "deployment"),
+        ],
+        panels,
+    )
+
+
+# --- Cost and usage --------------------------------------------------------------
+
+TEAM_ALIAS = 'team=~"$team", alias=~"$alias"'
+
+
+def cost() -> JSON:
+    spend_rate = f"sum(rate(gateway_cost_usd_total{{{TEAM_ALIAS}}}[{RI}]))"
+    budget = 'scope=~"team|global", team=~"$team"'
+    panels = [
+        Panel(
+            "Spend over the time range",
+            "Cost of priced requests over the dashboard's time range, selected teams and aliases. "
+            "Unpriced requests are not costed (see Unpriced requests).",
+            "currencyUSD",
+            [Target(f"sum(increase(gateway_cost_usd_total{{{TEAM_ALIAS}}}[$__range]))", "spend", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            decimals=2,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Spend run rate (per day)",
+            "Current spend rate extrapolated to a day: rate of gateway_cost_usd_total x 86400.",
+            "currencyUSD",
+            [Target(f"{spend_rate} * 86400", "USD/day", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            decimals=2,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Tokens over the time range",
+            "Tokens as the upstreams reported them over the dashboard's time range, selected teams and aliases "
+            "(cache hits are not counted).",
+            "short",
+            [Target(f"sum(increase(gateway_tokens_total{{{TEAM_ALIAS}}}[$__range]))", "tokens", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Unpriced requests over the time range",
+            "Requests answered by a model with no price over the dashboard's time range: they are counted, "
+            "not costed at $0. Anything above zero means spend is under-reported.",
+            "short",
+            [Target("sum(increase(gateway_unpriced_requests_total[$__range]))", "unpriced", instant=True)],
+            kind="stat",
+            width=6,
+            height=5,
+            decimals=0,
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+        Panel(
+            "Spend per hour by team and alias",
+            "Spend rate in USD per hour (rate of gateway_cost_usd_total x 3600), by team and alias "
+            "(team is empty for keys without a team and the master key).",
+            "currencyUSD",
+            [
+                Target(
+                    f"sum by (team, alias) (rate(gateway_cost_usd_total{{{TEAM_ALIAS}}}[{RI}])) * 3600",
+                    "{{team}} {{alias}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Tokens/s by team, alias and type",
+            "Tokens per second as the upstreams reported them, by team, alias and type (input, output).",
+            "short",
+            [
+                Target(
+                    f"sum by (team, alias, type) (rate(gateway_tokens_total{{{TEAM_ALIAS}}}[{RI}]))",
+                    "{{team}} {{alias}} {{type}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Spend by team over the time range",
+            "Cost of priced requests by team over the dashboard's time range.",
+            "currencyUSD",
+            [
+                Target(
+                    f"sum by (team) (increase(gateway_cost_usd_total{{{TEAM_ALIAS}}}[$__range]))",
+                    "{{team}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            decimals=2,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Spend by alias over the time range",
+            "Cost of priced requests by alias over the dashboard's time range.",
+            "currencyUSD",
+            [
+                Target(
+                    f"sum by (alias) (increase(gateway_cost_usd_total{{{TEAM_ALIAS}}}[$__range]))",
+                    "{{alias}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            decimals=2,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Budget spent vs limit",
+            "Spend in the current period as a share of the budget, per team budget and the gateway-wide budget "
+            "(empty team), daily and monthly. Replicas report the same shared spend, so they are aggregated "
+            "with max. Orange at the warning ratio (80 %), red when exhausted.",
+            "percentunit",
+            [
+                Target(
+                    f"max by (scope, team, period) (gateway_budget_spent_usd{{{budget}}}) "
+                    f"/ max by (scope, team, period) (gateway_budget_limit_usd{{{budget}}})",
+                    "{{scope}} {{team}} {{period}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            min=0,
+            max=1,
+            thresholds=[(None, "green"), (0.8, "orange"), (1, "red")],
+        ),
+        Panel(
+            "Budget spent and limit (USD)",
+            "Spend in the current period and the budget of that period, per team and period (max over "
+            "replicas). A gauge keeps its last value until the next priced request, also across midnight.",
+            "currencyUSD",
+            [
+                Target(f"max by (team, period) (gateway_budget_spent_usd{{{budget}}})", "spent {{team}} {{period}}"),
+                Target(f"max by (team, period) (gateway_budget_limit_usd{{{budget}}})", "limit {{team}} {{period}}"),
+            ],
+            min=0,
+        ),
+        Panel(
+            "Daily spend forecast",
+            "Spend per day at the current rate (rate x 86400), and a linear forecast of that daily spend "
+            "24 hours ahead from its trend over the last 6 hours (predict_linear).",
+            "currencyUSD",
+            [
+                Target(f"{spend_rate} * 86400", "daily spend (run rate)"),
+                Target(f"predict_linear(({spend_rate} * 86400)[6h:5m], 86400)", "forecast in 24 h"),
+            ],
+            min=0,
+        ),
+        Panel(
+            "Unpriced requests/s by provider and model",
+            "Requests per second answered by a model with no price, by provider kind and upstream model: "
+            "add a price for them, their cost is missing from the spend panels.",
+            "reqps",
+            [
+                Target(
+                    f"sum by (provider, model) (rate(gateway_unpriced_requests_total[{RI}]))", "{{provider}} {{model}}"
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Budget events over the time range",
+            "Budget threshold (warn ratio reached) and exhausted events over the dashboard's time range, by "
+            "scope and period. Each process counts a crossing once, so replicas may count it again.",
+            "short",
+            [
+                Target(
+                    "sum by (scope, period, kind) (increase(gateway_budget_events_total[$__range]))",
+                    "{{scope}} {{period}} {{kind}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            decimals=0,
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+    ]
+    return dashboard(
+        "llm-gateway-cost",
+        "LLM gateway / Cost and usage",
+        "Tokens and spend by team and alias, budgets against their limits, a spend forecast and unpriced "
+        "requests (which are counted, never costed at $0).",
+        [
+            query_variable("team", "Team", "gateway_tokens_total", "team"),
+            query_variable("alias", "Alias", "gateway_tokens_total", "alias"),
+        ],
+        panels,
+    )
+
+
+# --- Traffic control -------------------------------------------------------------
+
+
+def traffic() -> JSON:
+    panels = [
+        Panel(
+            "Rate-limit rejections/s by scope",
+            "Requests refused with 429 by a rate or concurrency limit, by the scope whose limit refused "
+            "(global, team, key, model); scope `deployment` counts deployments skipped for being over their "
+            "own limits.",
+            "reqps",
+            [Target(f"sum by (scope) (rate(gateway_ratelimit_rejections_total[{RI}]))", "{{scope}}")],
+            stack=True,
+        ),
+        Panel(
+            "Rate-limited share of requests",
+            "Requests refused by a rate or concurrency limit as a share of client requests answered "
+            "(deployment skips excluded: they are not refusals).",
+            "percentunit",
+            [
+                Target(
+                    f'sum(rate(gateway_ratelimit_rejections_total{{scope!="deployment"}}[{RI}])) '
+                    f"/ sum(rate(gateway_requests_total[{RI}]))",
+                    "rate-limited",
+                )
+            ],
+            min=0,
+        ),
+        Panel(
+            "Cache results/s",
+            "Response cache decision of each admitted request: hit, miss, refresh (no lookup, answer stored) "
+            "or off (cache disabled, bypassed or not cacheable).",
+            "reqps",
+            [Target(f"sum by (result) (rate(gateway_cache_requests_total[{RI}]))", "{{result}}")],
+            stack=True,
+        ),
+        Panel(
+            "Cache hit ratio",
+            "Hits as a share of cache lookups (hit + miss).",
+            "percentunit",
+            [
+                Target(
+                    f'sum(rate(gateway_cache_requests_total{{result="hit"}}[{RI}])) '
+                    f'/ sum(rate(gateway_cache_requests_total{{result=~"hit|miss"}}[{RI}]))',
+                    "hit ratio",
+                )
+            ],
+            min=0,
+            max=1,
+        ),
+        Panel(
+            "Degraded decisions/s by policy",
+            "Decisions taken without the state backend because it was unreachable, by policy (limits, cache, "
+            "budgets); see state.failure_mode in the configuration.",
+            "ops",
+            [Target(f"sum by (policy) (rate(gateway_degraded_decisions_total[{RI}]))", "{{policy}}")],
+            stack=True,
+        ),
+        Panel(
+            "State backend errors/s",
+            "State backend operations that failed, by operation (spend_flush: buffered spend is kept and retried).",
+            "ops",
+            [Target(f"sum by (operation) (rate(gateway_state_backend_errors_total[{RI}]))", "{{operation}}")],
+            stack=True,
+        ),
+        Panel(
+            "Authentication failures/s",
+            "Chat and embeddings requests refused for their credentials, by error code.",
+            "reqps",
+            [Target(f"sum by (reason) (rate(gateway_auth_failures_total[{RI}]))", "{{reason}}")],
+            stack=True,
+        ),
+        Panel(
+            "4xx answers/s by alias",
+            "Client requests answered with a 4xx per second by alias, for comparison with the rejections "
+            "(4xx also includes invalid requests and client disconnects).",
+            "reqps",
+            [Target(f'sum by (alias) (rate(gateway_requests_total{{status_class="4xx"}}[{RI}]))', "{{alias}}")],
+            stack=True,
+        ),
+    ]
+    return dashboard(
+        "llm-gateway-traffic",
+        "LLM gateway / Traffic control",
+        "Rate and concurrency limits, the response cache, decisions degraded by an unreachable state backend, "
+        "state backend errors and authentication failures.",
+        [],
+        panels,
+    )
+
+
+# --- Runtime -------------------------------------------------------------------------
+
+# Process metrics are restricted to gateway processes (other scraped jobs export the same names).
+GW = 'and on (job, instance) gateway_build_info{instance=~"$instance"}'
+
+
+def runtime() -> JSON:
+    panels = [
+        Panel(
+            "CPU",
+            "CPU time used per second by each gateway process (user + system): 100 % is one full core.",
+            "percentunit",
+            [Target(f"rate(process_cpu_seconds_total[{RI}]) {GW}", "{{instance}}")],
+            min=0,
+        ),
+        Panel(
+            "Resident memory",
+            "Resident memory of each gateway process.",
+            "bytes",
+            [Target(f"process_resident_memory_bytes {GW}", "{{instance}}")],
+            min=0,
+        ),
+        Panel(
+            "Open file descriptors vs limit",
+            "Open file descriptors (sockets included) of each gateway process, and its limit.",
+            "short",
+            [
+                Target(f"process_open_fds {GW}", "open {{instance}}"),
+                Target(f"process_max_fds {GW}", "max {{instance}}"),
+            ],
+            min=0,
+        ),
+        Panel(
+            "File descriptor usage",
+            "Open file descriptors as a share of the limit, per gateway process.",
+            "percentunit",
+            [Target(f"(process_open_fds / process_max_fds) {GW}", "{{instance}}")],
+            min=0,
+            max=1,
+            thresholds=[(None, "green"), (0.8, "red")],
+            threshold_lines=True,
+        ),
+        Panel(
+            "Gateway added latency p50 / p99",
+            "The gateway's own time per request: total time minus the time in upstream attempts "
+            "(authentication, limits, cache, budgets and backoff waits between retries). Non-stream requests "
+            "only.",
+            "s",
+            [
+                Target(
+                    quantile(0.5, "gateway_added_latency_seconds", "route", 'instance=~"$instance"'), "p50 {{route}}"
+                ),
+                Target(
+                    quantile(0.99, "gateway_added_latency_seconds", "route", 'instance=~"$instance"'), "p99 {{route}}"
+                ),
+            ],
+            min=0,
+        ),
+        Panel(
+            "Uptime",
+            "Time since each gateway process started.",
+            "s",
+            [Target(f"time() - process_start_time_seconds {GW}", "{{instance}}", instant=True)],
+            kind="bargauge",
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
+            "Build info",
+            "Gateway and Python version of each gateway process (gateway_build_info).",
+            "short",
+            [
+                Target(
+                    'max by (instance, version, python) (gateway_build_info{instance=~"$instance"})',
+                    "",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            kind="table",
+        ),
+        Panel(
+            "Config reloads",
+            "Config reloads (SIGHUP) per process over the dashboard's time range, by result (a rejected "
+            "reload keeps the old configuration).",
+            "short",
+            [
+                Target(
+                    "sum by (instance, result) "
+                    '(increase(gateway_config_reloads_total{instance=~"$instance"}[$__range]))',
+                    "{{instance}} {{result}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            decimals=0,
+            thresholds=[(None, "green")],
+        ),
+    ]
+    return dashboard(
+        "llm-gateway-runtime",
+        "LLM gateway / Gateway runtime",
+        "The gateway processes themselves: CPU, memory, file descriptors, the gateway's own added latency and "
+        "build info. Event-loop lag is not exported yet, so it has no panel.",
+        [query_variable("instance", "Instance", "gateway_build_info", "instance")],
+        panels,
+    )
+
+
+DASHBOARDS = {
+    "overview.json": overview,
+    "models.json": models,
+    "cost.json": cost,
+    "traffic.json": traffic,
+    "runtime.json": runtime,
+}
+
+
+def render(board: JSON) -> str:
+    return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=HERE, help="folder to write the JSON files to")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, build in DASHBOARDS.items():
+        (out / name).write_text(render(build()), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
