@@ -18,6 +18,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_pong(port: int, what: str, timeout_s: float = 10.0) -> None:
+    """Wait until a redis-server (or sentinel) on ``port`` answers PING."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{what} did not start on port {port}")
+
+
 class RedisServer:
     def __init__(self, *, persist: bool = False) -> None:
         exe = shutil.which("redis-server")
@@ -50,17 +64,11 @@ class RedisServer:
             "no",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        try:
+            wait_for_pong(self.port, "redis-server")
+        except RuntimeError:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """Stop it abruptly (SIGKILL), as a crash or a network cut would."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,7 +23,7 @@ from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
-from tests.redis_server import RedisServer, _free_port
+from tests.redis_server import RedisServer, _free_port, wait_for_pong
 
 pytest.register_assert_rewrite("tests.state_contract")
 from tests import state_contract as contract  # noqa: E402
@@ -41,16 +40,7 @@ class Proc:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"{self.args[0]} did not start on port {self.port}")
+        wait_for_pong(self.port, self.args[0])
 
     def kill(self) -> None:
         if self.proc is not None:

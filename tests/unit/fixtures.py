@@ -11,6 +11,8 @@ from typing import Any
 from gateway.canonical import JSON
 from gateway.providers.base import SSEEvent, StreamDecoder
 from gateway.providers.sse import SSEParser
+from gateway.state.base import BackendUnavailable, Record
+from gateway.state.embedded import EmbeddedBackend
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
@@ -52,3 +54,34 @@ def decode_events(decoder: StreamDecoder, events: Iterable[SSEEvent]) -> list[JS
         chunks.extend(decoder.on_event(event))
     chunks.extend(decoder.finish())
     return chunks
+
+
+class FlakyBackend(EmbeddedBackend):
+    """The real embedded backend whose record reads fail on demand, and which
+    remembers every record written (to prove what it was given)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.down = False
+        self.gets = 0
+        self.written: list[tuple[str, str, Record]] = []
+
+    async def get(self, table: str, id: str) -> Record | None:
+        self.gets += 1
+        if self.down:
+            raise BackendUnavailable("state backend is down (test)")
+        return await super().get(table, id)
+
+    async def put(self, table: str, id: str, record: Record) -> None:
+        self.written.append((table, id, dict(record)))
+        await super().put(table, id, record)
+
+
+class Clock:
+    """A monotonic clock tests move by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -17,32 +17,11 @@ from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDeni
 from gateway.policies.auth import MASTER, Authenticator, Principal, bearer_token
 from gateway.policies.keys import KeyStore
 from gateway.settings import AuthSettings, LimitSpec, Mode, StaticKey, parse_config
-from gateway.state.base import BackendUnavailable, Record
-from gateway.state.embedded import EmbeddedBackend
+from gateway.state.base import Record
+from tests.unit.fixtures import Clock, FlakyBackend
 
 MASTER_KEY = "master-key-0123456789"
 STATIC_TOKEN = "static-token-abcdef"
-
-
-class FlakyBackend(EmbeddedBackend):
-    """The embedded backend whose record reads fail while ``down``."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.down = False
-
-    async def get(self, table: str, id: str) -> Record | None:
-        if self.down:
-            raise BackendUnavailable("state backend is down (test)")
-        return await super().get(table, id)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -30,38 +30,9 @@ from gateway.policies.keys import (
     public,
 )
 from gateway.state.base import BackendUnavailable, Record
-from gateway.state.embedded import EmbeddedBackend
+from tests.unit.fixtures import Clock, FlakyBackend
 
 KEY_RE = re.compile(r"^sk-gw-[A-Za-z0-9_-]{40}$")
-
-
-class FlakyBackend(EmbeddedBackend):
-    """The real embedded backend whose record reads fail on demand, and which
-    remembers every record written (to prove what it was given)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.down = False
-        self.gets = 0
-        self.written: list[tuple[str, str, Record]] = []
-
-    async def get(self, table: str, id: str) -> Record | None:
-        self.gets += 1
-        if self.down:
-            raise BackendUnavailable("state backend is down (test)")
-        return await super().get(table, id)
-
-    async def put(self, table: str, id: str, record: Record) -> None:
-        self.written.append((table, id, dict(record)))
-        await super().put(table, id, record)
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
