@@ -12,12 +12,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
-
 from gateway.canonical import JSON
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import InvalidRequest, NotFound, UpstreamBadResponse, UpstreamError
-from gateway.providers.base import StreamDecoder, WireRequest
+from gateway.providers.base import StreamDecoder, WireRequest, json_object
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
@@ -56,16 +54,6 @@ async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: flo
     except UpstreamError:
         body = b""
     return dep.provider.error(resp.status, resp.headers, body)
-
-
-def _parse(body: bytes, what: str) -> JSON:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise UpstreamBadResponse(f"upstream answered invalid JSON for {what}") from None
-    if not isinstance(parsed, dict):
-        raise UpstreamBadResponse(f"upstream answered JSON that is not an object for {what}")
-    return parsed
 
 
 @dataclass(slots=True)
@@ -153,7 +141,7 @@ class Service:
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
             wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
             body = await self._exchange(dep, wire, deadline)
-            return dep.provider.chat_response(_parse(body, "a chat completion"), dep.target)
+            return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
 
         return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
 
@@ -195,7 +183,7 @@ class Service:
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
             wire = dep.provider.embed_request(apply_params(req, dep.spec.params, chat=False), dep.target)
             body = await self._exchange(dep, wire, deadline)
-            return dep.provider.embed_response(_parse(body, "embeddings"), dep.target, req)
+            return dep.provider.embed_response(json_object(body, "the upstream's embeddings"), dep.target, req)
 
         return await self.router.run(route.alias, attempt, trace, gate=gate)
 

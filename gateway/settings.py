@@ -465,12 +465,17 @@ def _validation_problems(exc: ValidationError) -> list[str]:
     return problems
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+def read_config_file(path: str | Path, cannot: str = "cannot read") -> str:
+    """A config file's text; a missing, unreadable or non-UTF-8 file is a
+    :class:`ConfigError` (``cannot`` begins its message)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+        raise ConfigError([f"{p}: {cannot}: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{p}: not UTF-8 text"]) from None
-    return parse_config(text, env=env, source=str(p))
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    return parse_config(read_config_file(path), env=env, source=str(path))

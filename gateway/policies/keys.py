@@ -37,31 +37,30 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class KeyFields(_Body):
+class _Allowance(_Body):
+    """What keys and teams both carry: allowed aliases, limits and budgets."""
+
+    models: list[str] | None = None
+    rpm: Positive = None
+    tpm: Positive = None
+    max_concurrent: Positive = None
+    budget_daily_usd: Usd = None
+    budget_monthly_usd: Usd = None
+
+
+class KeyFields(_Allowance):
     """What an admin may set on a key (POST takes ``name``; PATCH any subset)."""
 
     name: NAME
     team: TEAM_ID | None = None
     owner: NAME | None = None
-    models: list[str] | None = None
-    rpm: Positive = None
-    tpm: Positive = None
-    max_concurrent: Positive = None
-    budget_daily_usd: Usd = None
-    budget_monthly_usd: Usd = None
     expires_at: AwareDatetime | None = None
     enabled: bool = True
 
 
-class TeamFields(_Body):
+class TeamFields(_Allowance):
     id: TEAM_ID
     name: NAME | None = None
-    models: list[str] | None = None
-    rpm: Positive = None
-    tpm: Positive = None
-    max_concurrent: Positive = None
-    budget_daily_usd: Usd = None
-    budget_monthly_usd: Usd = None
 
 
 def parse_body(model: type[_Body], body: Any) -> dict[str, Any]:

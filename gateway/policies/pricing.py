@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.canonical import JSON
-from gateway.settings import ConfigError, Price, format_loc
+from gateway.settings import ConfigError, Price, format_loc, read_config_file
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -107,14 +107,7 @@ def parse_prices(text: str, *, source: str = "<string>") -> PriceTable:
 
 def load_prices(path: str | Path) -> PriceTable:
     """Load ``path``; a missing, unreadable or invalid file is a :class:`ConfigError`."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{p}: cannot read the price file: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{p}: not UTF-8 text"]) from None
-    return parse_prices(text, source=str(p))
+    return parse_prices(read_config_file(path, "cannot read the price file"), source=str(path))
 
 
 def _problems(exc: ValidationError, source: str) -> list[str]:

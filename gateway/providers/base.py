@@ -164,12 +164,17 @@ def opaque_error(status: int, body: bytes, retry_after: float | None, who: str =
     )
 
 
-def parse_event_json(data: str, who: str = "upstream") -> JSON:
-    """One stream event's data as a JSON object, or UpstreamBadResponse."""
+def json_object(data: str | bytes, context: str) -> JSON:
+    """Upstream data as a JSON object, or UpstreamBadResponse naming ``context``."""
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise UpstreamBadResponse(f"{who} stream sent an event that is not JSON") from None
+        raise UpstreamBadResponse(f"{context} is not valid JSON") from None
     if not isinstance(payload, dict):
-        raise UpstreamBadResponse(f"{who} stream sent an event that is not a JSON object")
+        raise UpstreamBadResponse(f"{context} is JSON but not an object")
     return payload
+
+
+def parse_event_json(data: str, who: str = "upstream") -> JSON:
+    """One stream event's data as a JSON object, or UpstreamBadResponse."""
+    return json_object(data, f"an event of the {who} stream")
