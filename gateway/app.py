@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.admin.access import MASTER_ACTOR, Actor, Role
 from gateway.admin.keys import KeysAPI, error_response
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
@@ -119,12 +120,14 @@ class GatewayApp:
             raise GatewayError("the gateway is still starting", code="starting")
         return await self._auth.authenticate(scope)
 
-    async def require_admin(self, scope: Scope) -> None:
+    async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor:
+        """The actor behind an admin request, if its role is at least ``role``."""
         if self._auth is None:
             raise GatewayError("the gateway is still starting", code="starting")
         if not self._auth.is_master(scope):
             await self._auth.authenticate(scope)  # 401 for a bad key, then:
             raise PermissionDenied("the admin API needs the master key", code="admin_only")
+        return MASTER_ACTOR
 
     @property
     def keys(self) -> KeyStore:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admin.access import Actor, Role
 from gateway.asgi import Scope
 from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
@@ -33,7 +34,7 @@ class AdminHost(Protocol):
 
     def aliases(self) -> set[str]: ...
 
-    async def require_admin(self, scope: Scope) -> None: ...
+    async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor: ...
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -46,12 +47,13 @@ def error_response(err: GatewayError) -> Response:
     )
 
 
-def guarded(host: AdminHost, work: Callable[[Request], Awaitable[Response]]) -> Handler:
-    """Admin-only, with every GatewayError answered in the OpenAI error shape."""
+def guarded(host: AdminHost, work: Callable[[Request], Awaitable[Response]], role: Role = Role.admin) -> Handler:
+    """For ``role`` and above (the actor is left in ``request.state.actor``), with every
+    GatewayError answered in the OpenAI error shape."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            await host.require_admin(request.scope)
+            request.state.actor = await host.require_admin(request.scope, role)
             return await work(request)
         except GatewayError as err:
             return error_response(err)

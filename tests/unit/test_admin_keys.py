@@ -13,6 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from gateway.admin.access import MASTER_ACTOR, Actor, Role
 from gateway.admin.keys import KeysAPI, admin_only
 from gateway.asgi import Scope, header
 from gateway.policies.keys import KeyStore
@@ -35,9 +36,10 @@ class Host:
     def aliases(self) -> set[str]:
         return {"chat"}
 
-    async def require_admin(self, scope: Scope) -> None:
+    async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor:
         if header(scope, b"x-admin") != b"yes":
             raise admin_only()
+        return MASTER_ACTOR
 
 
 @pytest.fixture
