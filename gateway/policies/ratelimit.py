@@ -51,9 +51,9 @@ from limits.errors import StorageError
 from limits.util import WindowStats
 
 from gateway.errors import BackendDegraded, RateLimited
-from gateway.policies.windows import Counted, FixedWindows
+from gateway.policies.windows import Counted, FixedWindows, Window
 from gateway.settings import LimitSpec, LimitsSettings
-from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowHit, WindowSpec
 
 T = TypeVar("T")
 _ORDER = MappingProxyType({"global": 0, "team": 1, "key": 2, "model": 3, "deployment": 4})
@@ -83,6 +83,28 @@ class _Charge(NamedTuple):
     check: _Check
     at: float  # when it was hit
     window_end: float  # fixed window: when the charged window ends
+
+
+@dataclass(frozen=True, slots=True)
+class _PlannedWindow:
+    scope: Scope
+    unit: str
+    item: RateLimitItem
+    key: str  # the backend's window key
+    period_s: float
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedPlan:
+    """What the fixed-window admission of one scope list charges, worked out
+    once per list (the traffic policy keeps one list per principal and route)."""
+
+    scopes: Sequence[Scope]
+    ordered: list[Scope]
+    windows: list[_PlannedWindow]
+    slots: list[SlotSpec]
+    limited: list[Scope]
 
 
 class Admission:
@@ -139,26 +161,27 @@ class RateLimiter:
         self._errors = errors
         self._items: dict[int, RateLimitItem] = {}  # one per amount: no parsing per request
         self._fixed = FixedWindows(backend) if settings.strategy == "fixed_window" else None
+        self._plans: dict[int, _FixedPlan] = {}
         spec = LimitSpec(rpm=settings.rpm, tpm=settings.tpm, max_concurrent=settings.max_concurrent)
         self._global = (Scope("global", "*", spec),) if settings.rpm or settings.tpm or settings.max_concurrent else ()
         self.degraded: Counter[str] = Counter()  # decisions taken in failure mode, by scope kind
         self.rejections: Counter[str] = Counter()  # 429s by scope kind (deployment: skips)
 
     async def admit(self, scopes: Sequence[Scope], est_tokens: int) -> Admission:
+        if self._fixed is not None:
+            return await self._admit_planned(self._plan(scopes), est_tokens)
         ordered = sorted((*self._global, *scopes), key=lambda s: _ORDER.get(s.kind, 9))
         checks = self._checks(ordered, est_tokens)
         limited = [s for s in ordered if s.spec.max_concurrent]
         if not checks and not limited:
             return Admission()
-        if self._fixed is not None:
-            return await self._admit_fixed(self._fixed, checks, limited)
         taken: list[str] = []
         try:
             stats, failing, now = await self._read(checks)
             if failing:
                 raise self._rejection(failing, checks, stats, now)
             for scope in limited:
-                key = f"concurrency/{scope.kind}/{scope.id}"
+                key = _slot_key(scope)
                 if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
                     self.rejections[scope.kind] += 1
                     what = f"{scope.spec.max_concurrent} concurrent requests"
@@ -221,6 +244,31 @@ class RateLimiter:
                     await self._adjust(charge, delta)
                 except self._errors:
                     self.degraded[charge.check.scope.kind] += 1
+
+    async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
+        """:meth:`settle` (unless ``actual_tokens`` is None) and :meth:`release`;
+        with fixed windows, in one backend operation."""
+        if self._fixed is None or admission._charges:
+            try:
+                if actual_tokens is not None:
+                    await self.settle(admission, actual_tokens)
+            finally:
+                await self.release(admission)
+            return
+        corrections: list[tuple[Counted, int]] = []
+        if actual_tokens is not None and not admission._settled:
+            admission._settled = True
+            corrections = [(n, d) for c, n in admission._counted if (d := max(0, actual_tokens) - c.cost)]
+        keys, admission._slots = admission._slots, []
+        if not corrections and not keys:
+            return
+        try:
+            await self._fixed.adjust(corrections, keys)
+        except self._errors:  # the slots' TTL frees them; the token charges stay estimates
+            for key in keys:
+                self.degraded[key.split("/")[1]] += 1
+            for check, _ in admission._counted if corrections else ():
+                self.degraded[check.scope.kind] += 1
 
     async def release(self, admission: Admission) -> None:
         """Give back the concurrency slots; idempotent."""
@@ -306,31 +354,73 @@ class RateLimiter:
                 await self._limiter.hit(c.item, *c.ids, cost=min(fits, delta))
 
     # --- fixed windows: every window charged at once by the backend (windows.py) ---
-    async def _admit_fixed(self, fw: FixedWindows, checks: list[_Check], limited: list[Scope]) -> Admission:
-        windows = [fw.window(c.item, c.ids, c.cost) for c in checks]
-        taken: list[str] = []
-        try:
-            counted, refused = await fw.charge(windows, time.time()) if windows else ([], -1)
-            if refused >= 0:
-                raise self._refusal_fixed(checks, counted, refused)
-            for scope in limited:
-                key = f"concurrency/{scope.kind}/{scope.id}"
-                if not await self._backend.acquire_slot(key, scope.spec.max_concurrent or 0, self._slot_ttl_s):
-                    await fw.adjust([(n, -n.window.cost) for n in counted if n.window.cost > 0])
-                    self.rejections[scope.kind] += 1
-                    what = f"{scope.spec.max_concurrent} concurrent requests"
-                    raise RateLimited(_message(scope, what), retry_after=1.0, headers=_headers_fixed(checks, counted))
-                taken.append(key)
-        except self._errors:
-            await self._release_keys(taken)
-            self._degrade({c.scope.kind for c in checks} | {s.kind for s in limited})
+    def _plan(self, scopes: Sequence[Scope]) -> _FixedPlan:
+        plan = self._plans.get(id(scopes))
+        if plan is not None and plan.scopes is scopes:
+            return plan
+        assert self._fixed is not None
+        ordered = sorted((*self._global, *scopes), key=lambda s: _ORDER.get(s.kind, 9))
+        windows = []
+        for check in self._checks(ordered, 0):
+            key = self._fixed.window(check.item, check.ids, 0).key
+            windows.append(
+                _PlannedWindow(
+                    check.scope, check.unit, check.item, key, check.item.get_expiry(), int(check.item.amount)
+                )
+            )
+        limited = [s for s in ordered if s.spec.max_concurrent]
+        slots = [SlotSpec(_slot_key(s), s.spec.max_concurrent or 0, self._slot_ttl_s) for s in limited]
+        if len(self._plans) > 100_000:
+            self._plans.clear()
+        plan = self._plans[id(scopes)] = _FixedPlan(scopes, ordered, windows, slots, limited)
+        return plan
+
+    async def _admit_planned(self, plan: _FixedPlan, est_tokens: int) -> Admission:
+        """Windows and concurrency slots, all or nothing, in one backend operation."""
+        if not plan.windows and not plan.slots:
             return Admission()
-        except RateLimited:
-            await self._release_keys(taken)
-            raise
-        admission = Admission(_headers_fixed(checks, counted), taken)
-        admission._counted = [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
+        tokens = max(0, est_tokens)
+        specs = [WindowSpec(w.key, w.period_s, tokens if w.unit == "tokens" else 1, w.limit) for w in plan.windows]
+        try:
+            hit = await self._backend.hit_windows(specs, plan.slots)
+        except self._errors:
+            self._degrade({w.scope.kind for w in plan.windows} | {s.kind for s in plan.limited})
+            return Admission()
+        if hit.refused >= 0:
+            raise self._refusal_planned(plan, specs, hit)
+        now = time.time()
+        tightest: dict[str, tuple[int, int, float]] = {}  # unit: remaining, limit, reset in
+        counted: list[tuple[_Check, Counted]] = []
+        for w, spec, count, reset_s in zip(plan.windows, specs, hit.counts, hit.resets_s, strict=True):
+            remaining = w.limit - count if count < w.limit else 0
+            best = tightest.get(w.unit)
+            if best is None or remaining < best[0]:
+                tightest[w.unit] = (remaining, w.limit, reset_s)
+            if w.unit == "tokens":
+                check = _Check(w.scope, w.unit, w.item, spec.amount)
+                counted.append((check, Counted(Window(w.key, w.item, spec.amount), count, reset_s, now + reset_s)))
+        headers = {}
+        for unit, (remaining, limit, reset_s) in tightest.items():
+            headers[f"x-ratelimit-limit-{unit}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
+            headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset_s)
+        admission = Admission(headers, [slot.key for slot in plan.slots])
+        admission._counted = counted
         return admission
+
+    def _refusal_planned(self, plan: _FixedPlan, specs: list[WindowSpec], hit: WindowHit) -> RateLimited:
+        now = time.time()
+        checks = [_Check(w.scope, w.unit, w.item, spec.amount) for w, spec in zip(plan.windows, specs, strict=True)]
+        counted = [
+            Counted(Window(w.key, w.item, spec.amount), count, reset_s, now + reset_s)
+            for w, spec, count, reset_s in zip(plan.windows, specs, hit.counts, hit.resets_s, strict=True)
+        ]
+        if hit.refused < len(checks):
+            return self._refusal_fixed(checks, counted, hit.refused)
+        scope = plan.limited[hit.refused - len(checks)]
+        self.rejections[scope.kind] += 1
+        what = f"{scope.spec.max_concurrent} concurrent requests"
+        return RateLimited(_message(scope, what), retry_after=1.0, headers=_headers_fixed(checks, counted))
 
     async def _deployment_fixed(self, fw: FixedWindows, checks: list[_Check], admission: Admission | None) -> bool:
         try:
@@ -384,6 +474,10 @@ class RateLimiter:
             raise BackendDegraded("rate limits cannot be checked: the state backend is unavailable")
         for kind in kinds:
             self.degraded[kind] += 1
+
+
+def _slot_key(scope: Scope) -> str:
+    return f"concurrency/{scope.kind}/{scope.id}"
 
 
 def _message(scope: Scope, what: str) -> str:

@@ -15,11 +15,12 @@ charged window is still the current one, so they never leak into the next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from limits import RateLimitItem
 
-from gateway.state.base import StateBackend, WindowAdjust, WindowSpec
+from gateway.state.base import SlotSpec, StateBackend, WindowAdjust, WindowSpec
 
 # Bounded cache of storage keys (one per scope, unit and limit).
 _MAX_KEYS = 100_000
@@ -67,18 +68,22 @@ class FixedWindows:
             key = self._keys[cache_id] = item.key_for(*ids)
         return Window(key, item, cost)
 
-    async def charge(self, windows: list[Window], now: float) -> tuple[list[Counted], int]:
-        """Charge every window or none: (the windows' counts, the index of the
-        window that refused or -1)."""
+    async def charge(
+        self, windows: list[Window], now: float, slots: Sequence[SlotSpec] = ()
+    ) -> tuple[list[Counted], int]:
+        """Charge every window and take every slot, or nothing: (the windows'
+        counts, the index of the window that refused, ``len(windows) + i`` for
+        a full slot ``i``, or -1)."""
         hit = await self._backend.hit_windows(
-            [WindowSpec(w.key, w.item.get_expiry(), max(0, w.cost), w.limit) for w in windows]
+            [WindowSpec(w.key, w.item.get_expiry(), max(0, w.cost), w.limit) for w in windows], slots
         )
         counted = [Counted(w, n, r, now + r) for w, n, r in zip(windows, hit.counts, hit.resets_s, strict=True)]
         return counted, hit.refused
 
-    async def adjust(self, corrections: list[tuple[Counted, int]]) -> None:
-        """Correct charges by their deltas, in one backend operation (a refund
-        only within the charged window)."""
+    async def adjust(self, corrections: list[tuple[Counted, int]], release: Sequence[str] = ()) -> None:
+        """Correct charges by their deltas (a refund only within the charged
+        window) and give back the slots ``release``, in one backend operation."""
         await self._backend.adjust_windows(
-            [WindowAdjust(c.window.key, c.window.item.get_expiry(), d, c.window_end) for c, d in corrections if d]
+            [WindowAdjust(c.window.key, c.window.item.get_expiry(), d, c.window_end) for c, d in corrections if d],
+            release,
         )

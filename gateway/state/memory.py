@@ -1,26 +1,29 @@
-"""Fixed-window counters in process memory (the embedded backend's windows)."""
+"""Fixed-window counters and concurrency slots in process memory (the
+embedded backend's)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 
-from gateway.state.base import WindowAdjust, WindowHit, WindowSpec
+from gateway.state.base import SlotSpec, WindowAdjust, WindowHit, WindowSpec
 
 
 class MemoryWindows:
-    """``hit_windows``/``adjust_windows`` of :class:`StateBackend`, in memory.
+    """``hit_windows``/``adjust_windows`` and the slots of :class:`StateBackend`, in memory.
 
-    Every window is checked, then all are charged, with no await in between:
-    atomic on the event loop, so nothing ever needs rolling back. Ended windows
-    are dropped now and then, so memory stays bounded by the live ones.
+    Every window and slot is checked, then all are taken, with no await in
+    between: atomic on the event loop, so nothing ever needs rolling back.
+    Ended windows are dropped now and then, so memory stays bounded by the live
+    ones; a slot key goes when its last slot is given back.
     """
 
     def __init__(self) -> None:
         self._windows: dict[str, list[float]] = {}  # key -> [count, ends at (epoch s)]
+        self._slots: dict[str, int] = {}  # key -> slots taken
         self._swept = 0.0
 
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
         now = time.time()
         current = [self._window(w.key, w.period_s, now) for w in windows]
         refused = -1
@@ -29,11 +32,35 @@ class MemoryWindows:
                 refused = i
                 break
         if refused < 0:
+            held = self._slots
+            for i, slot in enumerate(slots):
+                if held.get(slot.key, 0) >= slot.limit:
+                    refused = len(current) + i
+                    break
+        if refused < 0:
             for w, cur in zip(windows, current, strict=True):
                 cur[0] += w.amount
+            for slot in slots:
+                self._slots[slot.key] = self._slots.get(slot.key, 0) + 1
         return WindowHit(refused, [int(c[0]) for c in current], [c[1] - now for c in current])
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+    def acquire_slot(self, key: str, limit: int) -> bool:
+        held = self._slots.get(key, 0)
+        if held >= limit:
+            return False
+        self._slots[key] = held + 1
+        return True
+
+    def release_slot(self, key: str) -> None:
+        held = self._slots.get(key, 0)
+        if held <= 1:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = held - 1
+
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
+        for key in release:
+            self.release_slot(key)
         now = time.time()
         for a in adjustments:
             if a.delta > 0:

@@ -19,7 +19,7 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
-from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowSpec
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
@@ -182,6 +182,68 @@ async def test_slot_of_a_crashed_holder_expires(backend: RedisBackend) -> None:
     assert await backend.acquire_slot("s", 1, 30) is True
 
 
+# --- the hot-path scripts: batched per event-loop turn ------------------------------------------
+
+
+async def test_scripts_of_one_turn_share_a_pipeline_and_stay_exact(server: RedisServer, backend: RedisBackend) -> None:
+    """60 requests at once against a 50-request window and 40 slots: each answer
+    is exact, and they reach Redis as one pipeline on one connection (60 separate
+    calls would each take a connection of the pool)."""
+    client = redis.Redis(port=server.port)
+    await backend.hit_windows([WindowSpec("warm", 60, 1, 5)])  # the script is loaded
+    before = client.info("stats")["total_connections_received"]
+    hits = await asyncio.gather(
+        *(backend.hit_windows([WindowSpec("turn", 60, 1, 50)], [SlotSpec("turn-slot", 40, 30)]) for _ in range(60))
+    )
+    connections = client.info("stats")["total_connections_received"] - before
+    admitted = [h for h in hits if h.refused < 0]
+    assert len(admitted) == 40, "the slots refuse the 41st"
+    assert sorted(h.counts[0] for h in admitted) == list(range(1, 41)), "each sees its own charge"
+    assert {h.refused for h in hits if h.refused >= 0} == {1}, "index 1: the slot after the one window"
+    assert connections <= 1, f"{connections} new connections for 60 calls of one turn: not batched"
+    await asyncio.gather(*(backend.adjust_windows([], ["turn-slot"]) for _ in admitted))
+    assert client.get("gw:win:{w}:slot:turn-slot") is None, "every slot given back"
+    client.close()
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+async def test_scripts_are_loaded_again_after_redis_lost_them(server: RedisServer, backend: RedisBackend) -> None:
+    assert (await backend.hit_windows([WindowSpec("flush", 60, 2, 10)])).counts == [2]
+    client = redis.Redis(port=server.port)
+    client.script_flush()  # as after a restart (scripts are not persisted)
+    loads = _calls(client, "script|load")
+    hits = await asyncio.gather(*(backend.hit_windows([WindowSpec("flush", 60, 1, 10)]) for _ in range(3)))
+    assert _calls(client, "script|load") - loads == 1, "loaded once for the turn, not once per call"
+    client.close()
+    assert sorted(h.counts[0] for h in hits) == [3, 4, 5]
+    await backend.adjust_windows([WindowAdjust("flush", 60, 5, time.time() + 60)])
+    assert (await backend.hit_windows([WindowSpec("flush", 60, 0, 100)])).counts == [10]
+
+
+async def test_a_failed_pipeline_fails_every_caller_of_the_turn(server: RedisServer, backend: RedisBackend) -> None:
+    await backend.ping()
+    server.kill()
+    results = await asyncio.gather(
+        *(backend.hit_windows([WindowSpec("down", 60, 1, 10)]) for _ in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, BackendUnavailable) for r in results), results
+
+
+async def test_a_caller_that_gives_up_does_not_break_the_others(backend: RedisBackend) -> None:
+    await backend.ping()
+    quitter = asyncio.ensure_future(backend.hit_windows([WindowSpec("quit", 60, 1, 10)]))
+    stayer = asyncio.ensure_future(backend.hit_windows([WindowSpec("quit", 60, 1, 10)]))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    assert (await stayer).refused == -1
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+
+
 # --- outages ---------------------------------------------------------------------------------------
 
 
@@ -203,6 +265,8 @@ async def test_outage_fails_fast_then_recovers(server: RedisServer, backend: Red
         lambda: backend.cache_set("c", b"v", 60),
         lambda: backend.acquire_slot("s", 1, 30),
         lambda: backend.release_slot("s"),
+        lambda: backend.hit_windows([WindowSpec("w", 60, 1, 5)], [SlotSpec("s", 1, 30)]),
+        lambda: backend.adjust_windows([WindowAdjust("w", 60, 1, time.time() + 60)], ["s"]),
         backend.ping,
     ]
     for call in calls:

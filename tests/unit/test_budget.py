@@ -363,3 +363,27 @@ def test_events_do_not_fire_again_after_a_reload() -> None:
     assert [e.kind for e in events] == ["threshold"], "the threshold event is not emitted twice in one period"
     reloaded.record(1.0, key_id="k1", team="eng", alias="a", limits=limits)
     assert [e.kind for e in events] == ["threshold", "exhausted"]
+
+
+def test_levels_are_published_on_demand_for_team_and_global_budgets_of_this_period() -> None:
+    ledger, clock = FakeLedger(), Clock(local(SEOUL, 2026, 11, 26, 12, 0))
+    levels: list[tuple[str, str, str, float, float]] = []
+    policy = BudgetPolicy(
+        ledger,
+        BudgetSettings(timezone="Asia/Seoul", daily_usd=100.0),
+        clock=clock,
+        on_level=lambda lim, period, spent, limit: levels.append((lim.scope, lim.id, period, spent, limit)),
+    )
+    limits = [BudgetLimits("key", "k1", daily_usd=5.0), BudgetLimits("team", "eng", daily_usd=10.0)]
+    policy.publish_levels()
+    assert levels == [], "nothing seen yet"
+    policy.record(2.0, key_id="k1", team="eng", alias="a", limits=limits)
+    policy.record(1.0, key_id="k1", team="eng", alias="a", limits=limits)
+    assert levels == [], "recording sets no gauge"
+    policy.publish_levels()
+    assert sorted(levels) == [("global", "all", "daily", 3.0, 100.0), ("team", "eng", "daily", 3.0, 10.0)]
+    levels.clear()
+    clock.now = local(SEOUL, 2026, 11, 27, 0, 0, 1)  # a new day: yesterday's budgets are no longer watched
+    policy.record(0.5, key_id="k1", team=None, alias="a", limits=limits[:1])
+    policy.publish_levels()
+    assert levels == [("global", "all", "daily", 0.5, 100.0)]

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope, format_duration
 from gateway.settings import LimitSpec, LimitsSettings
-from gateway.state.base import BackendUnavailable, StateBackend, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
 from gateway.state.redis import RedisBackend
 from tests.redis_server import RedisServer
@@ -41,12 +41,24 @@ class StandIn:
     def limits_storage(self) -> Storage:
         return self.storage
 
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
+        """The windows, then the slots (in ``self.slots``): all or nothing, as a backend must."""
+        full = next((i for i, s in enumerate(slots) if self.slots.get(s.key, 0) >= s.limit), -1)
+        if full >= 0:  # a window that always refuses, last: the real ones are checked, nothing is charged
+            seen = await self.windows.hit_windows([*windows, WindowSpec("stand-in-full", 60, 1, 0)])
+            refused = seen.refused if seen.refused < len(windows) else len(windows) + full
+            return WindowHit(refused, seen.counts[: len(windows)], seen.resets_s[: len(windows)])
         result: WindowHit = await self.windows.hit_windows(windows)
+        if result.refused < 0:
+            for slot in slots:
+                self.slot_calls += 1
+                self.slots[slot.key] = self.slots.get(slot.key, 0) + 1
         return result
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
         await self.windows.adjust_windows(adjustments)
+        for key in release:
+            await self.release_slot(key)
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         self.slot_calls += 1
@@ -77,10 +89,10 @@ class DownBackend(StandIn):
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         raise BackendUnavailable("down")
 
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
         raise BackendUnavailable("down")
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
         raise BackendUnavailable("down")
 
 
@@ -430,7 +442,7 @@ async def test_fail_closed_is_503(down: StandIn) -> None:
 
 async def test_slots_taken_before_the_backend_fails_are_given_back() -> None:
     class HitFails(StandIn):  # the windows cannot be charged
-        async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
+        async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
             raise BackendUnavailable("down")
 
     backend = HitFails()
