@@ -1,0 +1,159 @@
+"""Admin users and their lock-out state, in the state backend (so every
+replica sees the same users, the same failed-login counts and the same locks).
+
+Tables: ``users`` (by username) and ``login_failures`` (by username, also for
+names that do not exist, so probing unknown names locks them the same way).
+
+A user record: ``username``, ``role``, ``password_hash`` (scrypt, see
+:mod:`gateway.security.passwords`), ``disabled``, ``totp`` (the TOTP secret,
+sealed with the secrets key when ``GATEWAY_SECRETS_KEY`` is set),
+``totp_enabled``, ``totp_last_step`` (a code is never accepted twice),
+``tokens_after`` (access tokens issued before this instant are refused:
+logout-everywhere, password change, role change) and timestamps. Nothing of
+it but :func:`public` ever leaves the gateway.
+
+Lock-out: ``max_failures`` failed logins within ``window_s`` lock the account
+for ``duration_s``; while it is locked even the right password is refused and
+the count does not reset. Read-modify-write on the backend is not atomic across
+replicas: two replicas failing at the same instant may count one failure
+less, never more.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.admin.access import Role
+from gateway.errors import InvalidRequest, NotFound
+from gateway.security import totp
+from gateway.security.masking import iso_time
+from gateway.security.secrets import SecretBox, SecretError, SecretsNotConfigured
+from gateway.settings import LockoutSettings
+from gateway.state.base import Record, StateBackend
+
+USERS = "users"
+FAILURES = "login_failures"
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+MAX_PASSWORD = 1024
+
+
+def check_username(name: Any) -> str:
+    if not isinstance(name, str) or not USERNAME_RE.match(name):
+        raise InvalidRequest(
+            "username must be 1-64 characters: letters, digits, '.', '_', '@', '-' (not first)",
+            param="username",
+            code="invalid_field",
+        )
+    return name
+
+
+def check_password(password: Any, min_length: int, param: str = "password") -> str:
+    if not isinstance(password, str) or not min_length <= len(password) <= MAX_PASSWORD:
+        raise InvalidRequest(
+            f"{param} must be a string of {min_length} to {MAX_PASSWORD} characters", param=param, code="weak_password"
+        )
+    return password
+
+
+def check_role(role: Any) -> Role:
+    try:
+        return Role.parse(role) if isinstance(role, str) else Role.parse(repr(role))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="role", code="invalid_field") from None
+
+
+def public(user: Record, locked_until: float | None = None) -> Record:
+    """What the admin API shows of a user (times in ISO 8601 UTC): never a hash or secret."""
+    out = {k: user.get(k) for k in ("username", "role", "disabled", "totp_enabled")}
+    for field in ("created_at", "updated_at"):
+        out[field] = iso_time(user.get(field))
+    out["locked_until"] = iso_time(locked_until)
+    return out
+
+
+class UserStore:
+    def __init__(self, backend: StateBackend, box: SecretBox | None, *, clock: Callable[[], float] = time.time) -> None:
+        self._backend = backend
+        self._box = box
+        self._clock = clock
+
+    async def get(self, username: str) -> Record | None:
+        return await self._backend.get(USERS, username)
+
+    async def require(self, username: str) -> Record:
+        user = await self.get(username)
+        if user is None:
+            raise NotFound(f"no user named {username!r}", code="user_not_found")
+        return user
+
+    async def all(self) -> list[Record]:
+        return sorted(await self._backend.scan(USERS), key=lambda u: str(u["username"]))
+
+    async def put(self, user: Record) -> Record:
+        user = {**user, "updated_at": self._clock()}
+        user.setdefault("created_at", user["updated_at"])
+        await self._backend.put(USERS, user["username"], user)
+        return user
+
+    async def delete(self, username: str) -> bool:
+        await self._backend.delete(FAILURES, username)
+        return await self._backend.delete(USERS, username)
+
+    # --- TOTP ---------------------------------------------------------------
+    def seal_totp(self, username: str, secret: str) -> Record:
+        if self._box is None:
+            return {"plain": secret}
+        return self._box.seal(f"totp:{username}", secret)
+
+    def totp_secret(self, user: Record) -> str:
+        sealed = user.get("totp") or {}
+        if "plain" in sealed:
+            return str(sealed["plain"])
+        if self._box is None:
+            raise SecretsNotConfigured("the TOTP secret is encrypted but GATEWAY_SECRETS_KEY is not set")
+        try:
+            return self._box.open(f"totp:{user['username']}", sealed)
+        except SecretError as exc:
+            raise SecretsNotConfigured(f"cannot check the TOTP code: {exc}") from None
+
+    def totp_step(self, user: Record, code: str) -> int | None:
+        """The step of a valid, not yet used code for ``user``."""
+        step = totp.match(self.totp_secret(user), code, self._clock())
+        if step is None or step <= int(user.get("totp_last_step") or 0):
+            return None
+        return step
+
+    # --- lock-out -----------------------------------------------------------
+    async def locked_until(self, username: str) -> float | None:
+        state = await self._backend.get(FAILURES, username)
+        until = (state or {}).get("locked_until")
+        return float(until) if until and until > self._clock() else None
+
+    async def record_failure(self, username: str, policy: LockoutSettings) -> float | None:
+        """Count a failed login; when the account locks, the time it unlocks."""
+        now = self._clock()
+        state = await self._backend.get(FAILURES, username) or {}
+        expired_lock = bool(state.get("locked_until")) and float(state["locked_until"]) <= now
+        if expired_lock or now - float(state.get("first_at") or 0) > policy.window_s:
+            state = {"count": 0, "first_at": now}
+        state["count"] = int(state.get("count") or 0) + 1
+        if state["count"] >= policy.max_failures:
+            state["locked_until"] = now + policy.duration_s
+        await self._backend.put(FAILURES, username, state)
+        return state.get("locked_until")
+
+    async def clear_failures(self, username: str) -> None:
+        await self._backend.delete(FAILURES, username)
+
+
+async def rotate_totp(backend: StateBackend, old: SecretBox, new: SecretBox) -> int:
+    """Re-seal every user's TOTP secret under ``new`` (part of ``gateway secrets
+    rotate``); the number rewritten. All are opened before any is written."""
+    users = [u for u in await backend.scan(USERS) if isinstance(u.get("totp"), dict) and "kid" in u["totp"]]
+    opened = [(u, old.open(f"totp:{u['username']}", u["totp"])) for u in users if u["totp"]["kid"] != new.kid]
+    for user, secret in opened:
+        await backend.put(USERS, user["username"], {**user, "totp": new.seal(f"totp:{user['username']}", secret)})
+    return len(opened)
