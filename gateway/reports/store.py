@@ -1,0 +1,224 @@
+"""The statistics store: request records counted in memory, written behind to
+the state backend, merged across replicas when read.
+
+Layout in the state backend (records API): table ``report_stats:{day}`` (the
+local day in ``budgets.timezone``, like the spend counters), one record per
+*segment*: a replica's counts of that day since it opened the day. A segment
+id is ``{replica}.{n}``, with ``replica`` unique per process start.
+
+Why segments and not counters: every replica is the only writer of its own
+segments, so a flush simply overwrites them with the current totals. Nothing
+is read-modified-written, two replicas never contend, a retried write after
+a lost reply cannot count twice, and no backend needs an atomic increment of
+a JSON document. Reading a day scans its table and adds every segment up
+(:meth:`DayStats.merge` is exact: counts and histogram buckets add). A day
+this process evicted from memory (two days after it ended) and later sees a
+late record for gets a new segment rather than overwriting the old one.
+
+Costs and guarantees: :meth:`StatsStore.record` is a dict update, no I/O; a
+flush writes one record per day changed since the last one; a crash loses
+at most one ``reports.flush_interval_s`` of statistics of that process (spend
+itself is kept by the ledger, not here); :meth:`close` makes a final flush. A
+failed flush (backend down) keeps everything for the next one. Segments older
+than ``reports.retention_days`` (and up to a week more, for a gateway that
+was down when they expired) are deleted by the first flush of each day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from gateway.reports.stats import DayStats, RequestRecord, to_datetime
+from gateway.state.base import BackendUnavailable, StateBackend
+
+log = logging.getLogger("gateway.reports")
+
+TABLE_PREFIX = "report_stats:"
+KEEP_DAYS_IN_MEMORY = 2
+PRUNE_DAYS = 7
+"""Days before the retention cutoff the daily prune looks at (covers a week of downtime)."""
+
+
+def table_of(day: str) -> str:
+    return f"{TABLE_PREFIX}{day}"
+
+
+def new_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class StatsStore:
+    def __init__(
+        self,
+        backend: StateBackend,
+        *,
+        tz: ZoneInfo,
+        flush_interval_s: float = 10.0,
+        retention_days: int = 400,
+        replica_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend = backend
+        self.tz = tz
+        self.flush_interval_s = flush_interval_s
+        self.retention_days = retention_days
+        self.replica = replica_id or new_replica_id()
+        self.flush_failures = 0
+        self.dropped = 0
+        self._clock = clock
+        self._days: dict[str, DayStats] = {}
+        self._segments: dict[str, str] = {}
+        self._opened = 0
+        self._dirty: set[str] = set()
+        self._day_memo: tuple[int, str] = (-1, "")
+        self._pruned_on = ""
+        self._failing = False
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- request path (synchronous, no I/O) --------------------------------
+    def record(self, rec: RequestRecord) -> None:
+        """Count one finished request. Never raises: a record that cannot be
+        read is counted in ``dropped`` and logged once."""
+        try:
+            day = self._day(rec.ts)
+            stats = self._days.get(day)
+            if stats is None:
+                stats = self._open(day)
+            stats.add(rec)
+        except Exception:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.exception("a request record could not be counted in the report statistics")
+            return
+        self._dirty.add(day)
+
+    def _day(self, ts: object) -> str:
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+            second = int(ts)
+            if self._day_memo[0] == second:
+                return self._day_memo[1]
+            day = f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
+            self._day_memo = (second, day)
+            return day
+        return f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
+
+    def _open(self, day: str) -> DayStats:
+        self._opened += 1
+        self._segments[day] = f"{self.replica}.{self._opened}"
+        stats = self._days[day] = DayStats(day)
+        return stats
+
+    def local(self, day: str) -> DayStats | None:
+        """This process's counts of ``day`` (flushed or not)."""
+        return self._days.get(day)
+
+    # --- I/O ------------------------------------------------------------------------------
+    async def flush(self) -> bool:
+        """Write every day changed since the last flush; False if the backend
+        is down (the counts stay in memory and are written next time)."""
+        async with self._lock:
+            ok = True
+            for day in sorted(self._dirty):
+                self._dirty.discard(day)
+                stats = self._days[day]
+                try:
+                    await self.backend.put(table_of(day), self._segments[day], self._record(day, stats))
+                except BackendUnavailable as exc:
+                    self._dirty.add(day)
+                    ok = False
+                    self.flush_failures += 1
+                    if not self._failing:
+                        log.warning("report statistics flush failed; keeping them for the next one: %s", exc)
+                    self._failing = True
+                    break
+            if ok:
+                self._failing = False
+                self._evict()
+                await self._prune()
+            return ok
+
+    def _record(self, day: str, stats: DayStats) -> dict[str, object]:
+        segment = self._segments[day]
+        return {"segment": segment, "replica": self.replica, "updated_at": self._clock(), **stats.to_json()}
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._clock(), self.tz).date()
+
+    def _evict(self) -> None:
+        today = self._today()
+        keep = {f"{today - timedelta(days=i):%Y-%m-%d}" for i in range(KEEP_DAYS_IN_MEMORY)}
+        for day in [d for d in self._days if d not in keep and d not in self._dirty]:
+            del self._days[day]
+            del self._segments[day]
+
+    async def _prune(self) -> None:
+        today = f"{self._today():%Y-%m-%d}"
+        if self._pruned_on == today:
+            return
+        cutoff = self._today() - timedelta(days=self.retention_days + 1)
+        try:
+            for back in range(PRUNE_DAYS):
+                old = table_of(f"{cutoff - timedelta(days=back):%Y-%m-%d}")
+                for rec in await self.backend.scan(old):
+                    segment = rec.get("segment")
+                    if isinstance(segment, str):
+                        await self.backend.delete(old, segment)
+        except BackendUnavailable:
+            return
+        self._pruned_on = today
+
+    async def read_days(self, days: Iterable[str]) -> dict[str, DayStats]:
+        """Every replica's counts of each day, merged; this process's own
+        segment is taken from memory (fresher than its last flush). Raises
+        :class:`BackendUnavailable`."""
+        out: dict[str, DayStats] = {}
+        for day in days:
+            merged = DayStats(day)
+            own = self._segments.get(day)
+            for rec in await self.backend.scan(table_of(day)):
+                if own is None or rec.get("segment") != own:
+                    merged.merge(DayStats.from_json(rec))
+            local = self._days.get(day)
+            if local is not None:
+                merged.merge(local)
+            out[day] = merged
+        return out
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="report-stats-flush")
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
+            if self._stop.is_set():
+                return
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("report statistics flush failed unexpectedly; kept for the next one")
+
+    async def close(self) -> bool:
+        """Stop the task and flush once more; False if that failed (logged)."""
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+            self._task = None
+        done = await self.flush()
+        if not done:
+            log.error("report statistics of %s not written at shutdown: %s", self.replica, sorted(self._dirty))
+        return done

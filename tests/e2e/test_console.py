@@ -1,0 +1,247 @@
+"""The admin console end to end: Debian's chromium, headless, driven by
+Playwright against a real gateway and mock. Screenshots of each step are kept
+in test-artifacts/console/ (not in git).
+
+Needs the OS package ``chromium`` (scripts/install-os-deps.sh); Playwright's
+own browser downloads are never used. ``CHROMIUM`` overrides the binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
+
+from tests.e2e.conftest import Mock
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+PROBES = ["basic", "korean", "evaluation", "analysis"]
+USER, PASSWORD = "ops-admin", "console-Pass-12345"
+KEY_ENV = "CONSOLE_UPSTREAM_KEY"
+"""The upstream key: models added through the API may only reference variables the config file uses."""
+
+
+def console_config(mock_url: str) -> str:
+    v1 = f"{mock_url}/v1"
+    price = "{input_per_1m: 10000, output_per_1m: 20000}"
+    return f"""
+auth: {{master_key: "${{GATEWAY_MASTER_KEY}}"}}
+router:
+  retry: {{max_retries: 0}}
+models:
+  con-chat:
+    deployments: [{{provider: openai, model: con-model, base_url: '{v1}', api_key: '${{{KEY_ENV}}}', price: {price}}}]
+  con-embed:
+    kind: embedding
+    deployments: [{{provider: openai, model: con-embed-model, base_url: '{v1}', api_key: '${{{KEY_ENV}}}'}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def gw(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(
+        console_config(mock.url), Path(tmp_path_factory.mktemp("console")), extra_env={KEY_ENV: "sk-upstream-k"}
+    )
+    try:
+        assert gw.http.post("/admin/teams", json={"id": "red", "budget_daily_usd": 1.0}).status_code == 201
+        user = gw.http.post("/admin/users", json={"username": USER, "password": PASSWORD, "role": "admin"})
+        assert user.status_code == 201, user.text
+        key = gw.http.post("/admin/keys", json={"name": "console-key", "team": "red"}).json()["key"]
+        with httpx.Client(base_url=gw.url, timeout=30, headers={"authorization": f"Bearer {key}"}) as client:
+            for i in range(3):
+                body = {"model": "con-chat", "temperature": 0.1 * i, "messages": [{"role": "user", "content": "hi"}]}
+                assert client.post("/v1/chat/completions", json=body).status_code == 200
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: run scripts/install-os-deps.sh")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        # error answers the tests provoke are logged by the browser as failed loads; anything else
+        # (a script error, a Content-Security-Policy violation) is a problem
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            problems.append(msg.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    yield page
+    context.close()
+    assert not problems, f"browser errors (script errors or CSP violations): {problems}"
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, gw: GatewayProcess) -> None:
+    page.goto(gw.url + "/console")
+    page.fill("#login-form [name=username]", USER)
+    page.fill("#login-form [name=password]", PASSWORD)
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#who")).to_have_text(f"{USER} (admin)")
+
+
+def model_row(page: Page, alias: str) -> Locator:
+    return page.locator(f"#models-table tbody tr[data-alias='{alias}']")
+
+
+def test_console_is_served_with_a_strict_policy(gw: GatewayProcess) -> None:
+    resp = httpx.get(gw.url + "/console", follow_redirects=True, timeout=10)
+    assert resp.status_code == 200 and str(resp.url).endswith("/console/")
+    policy = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert '<script src="console.js"' in resp.text and "<style" not in resp.text and " style=" not in resp.text
+    js = httpx.get(gw.url + "/console/console.js", timeout=10)
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert httpx.get(gw.url + "/console/missing.js", timeout=10).status_code == 404
+
+
+def test_login_models_add_test_keys_and_budgets(page: Page, gw: GatewayProcess, mock: Mock) -> None:
+    sign_in(page, gw)
+    # models with their health
+    expect(model_row(page, "con-chat")).to_be_visible()
+    expect(model_row(page, "con-chat").locator("td.health")).to_have_text("not checked")
+    expect(model_row(page, "con-embed").locator("button.test")).to_be_disabled()
+    shot(page, "01-models")
+
+    # add a model through the form
+    page.click("#add-model")
+    form = page.locator("#model-form")
+    form.locator("[name=name]").fill("con-added")
+    form.locator("[name=description]").fill("added from the console")
+    row = page.locator("#deployments-table tbody tr").first
+    row.locator("[name=provider]").select_option("openai")
+    row.locator("[name=model]").fill("con-added-model")
+    row.locator("[name=base_url]").fill(f"{mock.url}/v1")
+    row.locator("[name=api_key]").fill("${" + KEY_ENV + "}")
+    shot(page, "02-add-model-form")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#status")).to_have_text("Saved con-added.")
+    expect(model_row(page, "con-added")).to_be_visible()
+    stored = gw.http.get("/admin/models/con-added").json()
+    assert stored["description"] == "added from the console"
+    assert stored["deployments"][0]["base_url"] == f"{mock.url}/v1"
+
+    # test connection: four results, as the API reports them
+    model_row(page, "con-added").locator("button.test").click()
+    results = page.locator("#tests-table tbody tr")
+    expect(results).to_have_count(4)
+    expect(page.locator("#tests-summary")).to_contain_text("Health score")
+    expect(page.locator("#tests-table td.result", has_text="running")).to_have_count(0)
+    names = [results.nth(i).locator("td").nth(2).inner_text() for i in range(4)]
+    assert names == PROBES
+    verdicts = [results.nth(i).locator("td.result").inner_text() for i in range(4)]
+    assert set(verdicts) <= {"passed", "failed"}
+    expect(model_row(page, "con-added").locator("td.health")).not_to_have_text("not checked")
+    shot(page, "03-test-connection")
+
+    # edit it: the description changes, the deployment keeps what the form does not show
+    model_row(page, "con-added").get_by_role("button", name="Edit").click()
+    expect(form.locator("[name=name]")).to_have_value("con-added")
+    form.locator("[name=description]").fill("edited in the console")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#status")).to_have_text("Saved con-added.")
+    edited = gw.http.get("/admin/models/con-added").json()
+    assert edited["description"] == "edited in the console"
+    assert edited["deployments"][0]["model"] == "con-added-model"
+
+    # keys
+    page.click("#nav a[data-view=keys]")
+    expect(page.locator("#keys-table tbody tr", has_text="console-key")).to_contain_text("red")
+    shot(page, "04-keys")
+
+    # a team's spend against its budget, the same numbers as the usage API
+    page.click("#nav a[data-view=teams]")
+    red = page.locator("#teams-table tbody tr[data-team=red]")
+    expect(red).to_be_visible()
+    spent = gw.http.get("/admin/usage", params={"group_by": "team", "id": "red"}).json()["data"][0]["spend_usd"]
+    assert spent > 0
+    cells = red.locator("td")
+    expect(cells.nth(2)).to_have_text("$1.00")
+    expect(cells.nth(3).locator("meter")).to_have_attribute("value", str(min(spent / 1.0, 1)))
+    expect(cells.nth(3)).to_contain_text(f"{round(spent * 100)} %")
+    shot(page, "05-teams")
+
+
+def test_test_all_streams_every_result(page: Page, gw: GatewayProcess) -> None:
+    sign_in(page, gw)
+    page.click("#test-all")
+    expect(page.locator("#tests-summary")).to_contain_text("Done:")
+    chat_deployments = [d for d in gw.http.get("/admin/health").json()["deployments"] if d["kind"] == "chat"]
+    expect(page.locator("#tests-table tbody tr")).to_have_count(4 * len(chat_deployments))
+    shot(page, "06-test-all")
+
+
+def test_errors_are_shown_and_bad_logins_refused(page: Page, gw: GatewayProcess) -> None:
+    page.goto(gw.url + "/console/")
+    page.fill("#login-form [name=username]", USER)
+    page.fill("#login-form [name=password]", "wrong-password-1")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#status")).to_have_class("error")
+    expect(page.locator("#login-view")).to_be_visible()
+    shot(page, "07-bad-login")
+
+    page.fill("#key-form [name=key]", "sk-not-the-master-key")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#status")).to_have_class("error")
+    expect(page.locator("#login-view")).to_be_visible()
+
+    sign_in(page, gw)
+    page.click("#add-model")
+    form = page.locator("#model-form")
+    form.locator("[name=name]").fill("con-chat")  # exists
+    page.locator("#deployments-table [name=model]").fill("x")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#status")).to_have_class("error")
+    expect(page.locator("#status")).to_contain_text("exists")
+    expect(form).to_be_visible()
+    shot(page, "08-save-error")
+
+
+def test_master_key_sign_in_and_out(page: Page, gw: GatewayProcess) -> None:
+    page.goto(gw.url + "/console/")
+    page.fill("#key-form [name=key]", MASTER_KEY)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#who")).to_have_text("master (admin)")
+    expect(model_row(page, "con-chat")).to_be_visible()
+    page.reload()  # the session survives a reload of the tab
+    expect(page.locator("#who")).to_have_text("master (admin)")
+    page.click("#logout")
+    expect(page.locator("#login-view")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_the_html_report_renders_under_its_policy(page: Page, gw: GatewayProcess) -> None:
+    page.set_extra_http_headers({"authorization": f"Bearer {MASTER_KEY}"})
+    resp = page.goto(gw.url + "/admin/reports/daily?format=html")
+    assert resp is not None and resp.status == 200
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+    expect(page.locator("h1")).to_contain_text("Gateway report: daily")
+    expect(page.locator("svg")).to_have_count(6)  # the inline charts draw (a CSP block would be reported)
+    assert page.evaluate("getComputedStyle(document.querySelector('th')).backgroundColor") == "rgb(244, 246, 248)"
+    shot(page, "09-report-html")
