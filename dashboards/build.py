@@ -491,6 +491,68 @@ def models() -> JSON:
             thresholds=[(None, "green"), (1, "orange"), (2, "red")],
         ),
         Panel(
+            "Deployment health score",
+            "Health score 0-100 of each deployment: the average of its last scheduled connection tests "
+            "(health_checks in the configuration). With several processes the lowest is shown.",
+            "none",
+            [
+                Target(
+                    'min by (deployment) (gateway_deployment_health_score{deployment=~"$deployment"})', "{{deployment}}"
+                )
+            ],
+            min=0,
+            max=100,
+            thresholds=[(None, "red"), (50, "orange"), (90, "green")],
+            threshold_lines=True,
+        ),
+        Panel(
+            "Degraded by health checks",
+            "Deployments the scheduled checks mark degraded: the router tries them only after the alias's "
+            "other deployments, until they pass again.",
+            "short",
+            [Target('max by (deployment) (gateway_deployment_degraded{deployment=~"$deployment"})', "{{deployment}}")],
+            kind="state-timeline",
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "ok", "color": "green", "index": 0},
+                        "1": {"text": "degraded", "color": "red", "index": 1},
+                    },
+                },
+            ],
+            thresholds=[(None, "green"), (1, "red")],
+        ),
+        Panel(
+            "Connection-test probes/s by result",
+            "Probes per second (scheduled checks and on-demand tests) by deployment, test and result.",
+            "ops",
+            [
+                Target(
+                    f"sum by (deployment, probe, result) "
+                    f'(rate(gateway_probes_total{{deployment=~"$deployment"}}[{RI}]))',
+                    "{{deployment}} {{probe}} {{result}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Probe cost over the time range",
+            "Cost of connection-test probes over the dashboard's time range, by deployment. Tracked apart: "
+            "never charged to a key, team or budget.",
+            "currencyUSD",
+            [
+                Target(
+                    'sum by (deployment) (increase(gateway_probe_cost_usd_total{deployment=~"$deployment"}[$__range]))',
+                    "{{deployment}}",
+                    instant=True,
+                )
+            ],
+            kind="stat",
+            decimals=4,
+            thresholds=[(None, "blue")],
+        ),
+        Panel(
             "Time to first token p50 / p95 by alias",
             "Streamed chat requests: time from request received to the first chunk sent to the client, "
             "by alias (gen_ai_server_time_to_first_token_seconds).",
@@ -569,7 +631,7 @@ def models() -> JSON:
         "llm-gateway-models",
         "LLM gateway / Models and providers",
         "Upstream attempts per deployment, model and provider: latency, errors, circuit breakers, retries and "
-        "fallbacks. A per-deployment health score is not shown yet: it comes with a later issue.",
+        "fallbacks, and the per-deployment health score of the scheduled connection tests.",
         [
             query_variable("alias", "Alias", "gateway_requests_total", "alias"),
             query_variable(

@@ -15,8 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from starlette.applications import Starlette
@@ -24,19 +28,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.access import MASTER_ACTOR, Actor, Role
-from gateway.admin.keys import KeysAPI, error_response
+from gateway.admin.access import Actor, Role
+from gateway.admin.audit import request_id
+from gateway.admin.gate import AdminGate, admin_cors, build_gate
+from gateway.admin.health import HealthAPI
+from gateway.admin.keys import KeysAPI, guarded
+from gateway.admin.models import ModelsAPI
+from gateway.admin.openapi import OpenAPIDoc
+from gateway.admin.reports import ReportsAPI
+from gateway.admin.usage import UsageAPI
+from gateway.admin.users import security_routes
 from gateway.asgi import Receive, Scope, Send, send_error
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, PermissionDenied
+from gateway.console import console_routes
+from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed, NotFound
 from gateway.handlers import Handlers
+from gateway.health.monitor import HealthMonitor
+from gateway.models_store import ModelStore, Stored, effective_config, open_secrets
+from gateway.observability.logs import AccessLog, RequestSink, client_address, install_handlers
+from gateway.observability.logs import audit as audit_line
 from gateway.observability.metrics import LiveCounts, Metrics
+from gateway.observability.tracing import Tracing
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
 from gateway.providers.registry import presets
+from gateway.reports.builder import ReportSources
+from gateway.reports.store import StatsStore
+from gateway.security.secrets import SecretStore
 from gateway.service import Service
-from gateway.settings import ConfigError, LoadedConfig, load_config
-from gateway.state.base import StateBackend
+from gateway.settings import ConfigError, LoadedConfig, Settings, load_config
+from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.factory import create_backend
 from gateway.state.ledger import SpendLedger
 from gateway.traffic import TrafficControl
@@ -57,19 +78,38 @@ def load_price_table(loaded: LoadedConfig) -> PriceTable:
 
 
 class GatewayApp:
-    def __init__(self, loaded: LoadedConfig, *, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, *, config_path: str | Path | None = None, tracing: Tracing | None = None
+    ) -> None:
         self._loaded = loaded
+        """The configuration in force: the file overlaid by the stored models."""
+        self._file = loaded
+        """The config file alone."""
+        self._prices = PriceTable.empty()
+        self._models: ModelStore | None = None
         self.config_path = Path(config_path) if config_path else None
         self._presets = presets()
         self.service: Service | None = None
         self.http: HTTPClient | None = None
         self.backend: StateBackend | None = None
         self.ledger: SpendLedger | None = None
+        self.stats: StatsStore | None = None
+        """Request statistics for the reports (gateway/reports/)."""
         self._keys: KeyStore | None = None
         self._auth: Authenticator | None = None
+        self._gate: AdminGate | None = None
+        """Admin security: users, sessions, allow-list, audit log, secrets (gateway/admin/gate.py)."""
         self.unpriced = UnpricedModels()
         self.metrics = Metrics()
+        self._given_tracing = tracing
+        self.tracing = tracing or Tracing.off()
+        """Built from the OTEL_* environment at startup unless one was given."""
+        self.access_log: AccessLog | None = None
+        self.request_sinks: list[RequestSink] = []
+        """In-process subscribers: each gets every finished request's RequestRecord."""
         self.reloads = 0
+        self.health = HealthMonitor(lambda: self.service, self.metrics)
+        """Scheduled health checks (gateway/health/); started with the app."""
         self._handlers = Handlers(self)
         self._exact = {
             ("POST", "/v1/chat/completions"): self._handlers.chat,
@@ -80,11 +120,20 @@ class GatewayApp:
             routes=[
                 Route("/health", self._health),
                 Route("/ready", self._ready),
-                Route("/admin/deployments", self._deployments),
+                Route("/admin/deployments", guarded(self, self._deployments, Role.viewer)),
                 Route("/metrics", self._metrics),
                 *KeysAPI(self).routes(),
+                *security_routes(self, lambda: self.gate),
+                *ReportsAPI(self).routes(),
+                *HealthAPI(self).routes(),  # before ModelsAPI: /admin/models/{alias}/test
+                *ModelsAPI(self).routes(),
+                *UsageAPI(self).routes(),
+                *OpenAPIDoc(self).routes(),
+                *console_routes(),
             ],
         )
+        self._admin_cors = admin_cors(self._other, loaded.settings.admin.cors_origins)
+        """/admin behind CORS when ``admin.cors_origins`` lists origins (read at start)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -96,6 +145,9 @@ class GatewayApp:
             path: str = scope["path"]
             if path.startswith("/v1/"):
                 await self._api_miss(scope, receive, send, path)
+                return
+            if self._admin_cors is not None and path.startswith("/admin"):
+                await self._admin_cors(scope, receive, send)
                 return
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -118,16 +170,42 @@ class GatewayApp:
     async def authenticate(self, scope: Scope) -> Principal:
         if self._auth is None:
             raise GatewayError("the gateway is still starting", code="starting")
-        return await self._auth.authenticate(scope)
+        try:
+            return await self._auth.authenticate(scope)
+        except AuthenticationFailed as err:
+            client = client_address(scope)
+            audit_line("auth.failed", logging.WARNING, reason=err.code, client=client, path=scope["path"])
+            raise
 
     async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor:
         """The actor behind an admin request, if its role is at least ``role``."""
         if self._auth is None:
             raise GatewayError("the gateway is still starting", code="starting")
-        if not self._auth.is_master(scope):
-            await self._auth.authenticate(scope)  # 401 for a bad key, then:
-            raise PermissionDenied("the admin API needs the master key", code="admin_only")
-        return MASTER_ACTOR
+        return await self.gate.require(scope, role)
+
+    def _is_master(self, scope: Scope) -> bool:
+        return self._auth is not None and self._auth.is_master(scope)
+
+    @property
+    def gate(self) -> AdminGate:
+        if self._gate is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        return self._gate
+
+    @property
+    def secrets(self) -> SecretStore:
+        """Encrypted secrets: ``put_secret(name, plaintext) -> ref``, ``get_secret(ref)``."""
+        return self.gate.secrets
+
+    async def audit(self, request: Request, action: str, target: str, *, before: Any = None, after: Any = None) -> None:
+        """Append an audit record for an admin action (``request.state.actor`` is
+        the actor; secret-named fields of ``before``/``after`` are masked):
+        ``await host.audit(request, "models.create", f"models/{alias}", after=record)``."""
+        actor, rid, client = request.state.actor, request_id(request), client_address(request.scope)
+        audit_line(action, actor=actor.name, role=actor.role.name, client=client, target=target, request_id=rid)
+        await self.gate.audit_log.write(
+            request.state.actor, action, target, before=before, after=after, request_id=request_id(request)
+        )
 
     @property
     def keys(self) -> KeyStore:
@@ -137,6 +215,20 @@ class GatewayApp:
 
     def aliases(self) -> set[str]:
         return set(self.service.routes) if self.service is not None else set()
+
+    def report_context(self) -> tuple[Settings, ReportSources]:
+        """What the reports read: this process's statistics merged with the
+        other replicas', spend (with this process's unwritten part), teams."""
+        if self.stats is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        sources = ReportSources(self.stats, self._read_spend, self.keys.list_teams, self.aliases)
+        return self._loaded.settings, sources
+
+    async def _read_spend(self, keys: Sequence[str]) -> dict[str, float]:
+        assert self.backend is not None and self.ledger is not None
+        totals = await self.backend.read_spend(keys)
+        pending = self.ledger.pending()
+        return {k: totals.get(k, 0.0) + pending.get(k, 0.0) for k in keys}
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -153,10 +245,21 @@ class GatewayApp:
         )
         return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic)
 
+    def _apply_logging(self, loaded: LoadedConfig) -> None:
+        settings = loaded.settings.logging
+        install_handlers(settings)
+        self.access_log = AccessLog(settings) if settings.access_log else None
+
     async def startup(self) -> None:
         settings = self._loaded.settings
         prices = load_price_table(self._loaded)
-        self.http = AiohttpClient(max_connections_per_host=settings.server.max_connections_per_upstream)
+        self._apply_logging(self._loaded)
+        if self._given_tracing is None:
+            self.tracing = Tracing.from_env(os.environ)
+        self.http = AiohttpClient(
+            max_connections_per_host=settings.server.max_connections_per_upstream,
+            inject=self.tracing.inject if self.tracing.enabled else None,
+        )
         self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
         self.ledger = SpendLedger(
             self.backend,
@@ -164,9 +267,29 @@ class GatewayApp:
             refresh_interval_s=settings.state.refresh_interval_s,
         )
         await self.ledger.start()
+        self.stats = StatsStore(
+            self.backend,
+            tz=ZoneInfo(settings.budgets.timezone),
+            flush_interval_s=settings.reports.flush_interval_s,
+            retention_days=settings.reports.retention_days,
+        )
+        await self.stats.start()
+        self.request_sinks.append(self.stats.record)
         self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
-        self._auth = Authenticator(settings.auth, self._keys, settings.state.failure_mode.keys)
+        self._prices = prices
+        self._gate = build_gate(
+            self._loaded.settings,
+            self.backend,
+            is_master=self._is_master,
+            check_client_key=self.authenticate,
+            env=os.environ,
+        )
+        self._models = ModelStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
+        self._loaded = await self._startup_models(self._models)
+        self._auth = Authenticator(self._loaded.settings.auth, self._keys, settings.state.failure_mode.keys)
         self.service = self._build(self._loaded, prices, None)
+        self._models.start(self._apply_models)
+        self.health.start()
         self.metrics.live = self._live_counts
         if self._loaded.disabled_aliases:
             log.info(
@@ -179,12 +302,18 @@ class GatewayApp:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     async def shutdown(self) -> None:
+        await self.health.stop()
+        if self._models is not None:
+            await self._models.aclose()
+        if self.stats is not None:
+            await self.stats.close()  # logs what it could not write
         if self.ledger is not None:
             await self.ledger.close()  # logs what it could not write
         if self.backend is not None:
             await self.backend.aclose()
         if self.http is not None:
             await self.http.aclose()
+        await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans still queued
 
     def _live_counts(self) -> LiveCounts:
         service, ledger = self.service, self.ledger
@@ -196,28 +325,94 @@ class GatewayApp:
         asyncio.get_running_loop().create_task(self.reload())
 
     async def reload(self) -> bool:
-        """Load and apply the config file again; False (old config kept) if it is bad.
-        The state backend, keys and spend carry over; its own settings need a restart."""
+        """Load and apply the config file again; False (old config kept) if it is bad."""
+        return not await self.reload_config()
+
+    async def reload_config(self) -> list[str]:
+        """Load the config file again and apply it with the stored models over it;
+        its problems (the old config kept) or none (applied). The state backend,
+        keys and spend carry over; its own settings need a restart."""
         if self.config_path is None or self.http is None:
-            return False
+            return ["the gateway was not started from a config file" if self.http else "the gateway is starting"]
         try:
-            loaded = await asyncio.to_thread(load_config, self.config_path)
-            prices = await asyncio.to_thread(load_price_table, loaded)
+            file = await asyncio.to_thread(load_config, self.config_path)
+            prices = await asyncio.to_thread(load_price_table, file)
+            loaded = await self.check_models(self._stored, file)
             service = self._build(loaded, prices, self.service)
-        except ConfigError as exc:
-            log.error("config reload rejected; the previous config stays in force. %s", exc)
+        except (ConfigError, BackendUnavailable) as exc:
+            problems = exc.problems if isinstance(exc, ConfigError) else [f"the stored models cannot be read: {exc}"]
+            log.error("config reload rejected; the previous config stays in force. %s", "; ".join(problems))
             self.metrics.config_reloads.labels("rejected").inc()
-            return False
+            return problems
         if loaded.settings.state != self._loaded.settings.state:
             log.warning("state settings changed in the config file: they apply at the next restart")
-        assert self.backend is not None
-        self.service = service
-        self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
-        self._loaded = loaded
+        self._file, self._prices = file, prices
+        self._swap(loaded, service)
+        if self._gate is not None:
+            self._gate.configure(loaded.settings.admin)
+        self._apply_logging(loaded)
         self.reloads += 1
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config reloaded from %s (%d model aliases)", self.config_path, len(loaded.settings.models))
-        return True
+        return []
+
+    def _swap(self, loaded: LoadedConfig, service: Service) -> None:
+        self.service = service
+        self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
+        self._loaded = loaded
+
+    # --- runtime models (gateway/models_store.py, gateway/admin/models.py) ----
+
+    @property
+    def file_config(self) -> LoadedConfig:
+        return self._file
+
+    @property
+    def model_store(self) -> ModelStore:
+        if self._models is None:
+            raise GatewayError("the gateway is still starting", code="starting")
+        return self._models
+
+    @property
+    def _stored(self) -> Stored:
+        return self._models.applied if self._models is not None else {}
+
+    async def check_models(self, stored: Stored, file: LoadedConfig | None = None) -> LoadedConfig:
+        """The config ``file`` (the current one by default) with ``stored`` over it,
+        their ``secret:`` references opened; ConfigError naming each problem."""
+        opened = await open_secrets(stored, self.secrets.get_secret)
+        return effective_config(file or self._file, opened, os.environ)
+
+    async def refresh_models(self) -> None:
+        await self.model_store.poll(self._apply_models)
+
+    async def _apply_models(self, version: str | None, stored: Stored) -> None:
+        """Put the stored models in force; a set that does not validate is logged, not applied."""
+        try:
+            loaded = await self.check_models(stored)
+            service = self._build(loaded, self._prices, self.service)
+        except ConfigError as exc:
+            log.error("stored models (version %s) not applied; the previous models stay in force. %s", version, exc)
+            self.metrics.config_reloads.labels("rejected").inc()
+            return
+        self.model_store.applied = stored
+        self._swap(loaded, service)
+        self.metrics.config_reloads.labels("applied").inc()
+        log.info("stored models applied (version %s, %d model aliases)", version, len(loaded.settings.models))
+
+    async def _startup_models(self, store: ModelStore) -> LoadedConfig:
+        """The file with the stored models over it; the file alone (logged) when
+        they cannot be read or do not validate, so a bad record never stops a start."""
+        try:
+            version, stored = await store.load()
+            loaded = await self.check_models(stored)
+        except (BackendUnavailable, ConfigError) as exc:
+            log.error("stored models not applied at startup (retried when they change): %s", exc)
+            return self._file
+        store.seen, store.applied = version, stored
+        if stored:
+            log.info("stored models applied at startup: %s", ", ".join(sorted(stored)))
+        return loaded
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -235,11 +430,7 @@ class GatewayApp:
                 return
 
     async def _deployments(self, request: Request) -> Response:
-        """Live routing state of every deployment (master key only)."""
-        try:
-            await self.require_admin(request.scope)
-        except GatewayError as err:
-            return error_response(err)
+        """Live routing state of every deployment (viewer)."""
         service = self.service
         rows = (
             []
@@ -251,6 +442,7 @@ class GatewayApp:
                     "provider": dep.target.provider,
                     "model": dep.target.model,
                     "breaker": dep.breaker.state.value,
+                    "degraded": dep.degraded,
                     "inflight": dep.inflight,
                     "latency_ewma_ms": None if dep.latency_ewma_s is None else round(dep.latency_ewma_s * 1000, 3),
                 }
@@ -266,7 +458,8 @@ class GatewayApp:
             for route in service.routes.values():
                 for dep in route.deployments:
                     self.metrics.set_breaker(dep.id, dep.breaker.state.value)
-        body, content_type = self.metrics.render()
+            service.traffic.budgets.publish_levels()
+        body, content_type = self.metrics.render(request.headers.get("accept", ""))
         return Response(body, media_type=content_type)
 
     async def _health(self, request: Request) -> Response:
@@ -282,5 +475,7 @@ class GatewayApp:
         )
 
 
-def create_app(loaded: LoadedConfig, *, config_path: str | Path | None = None) -> GatewayApp:
-    return GatewayApp(loaded, config_path=config_path)
+def create_app(
+    loaded: LoadedConfig, *, config_path: str | Path | None = None, tracing: Tracing | None = None
+) -> GatewayApp:
+    return GatewayApp(loaded, config_path=config_path, tracing=tracing)

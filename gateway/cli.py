@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import cli_keys
+from gateway import cli_keys, cli_models, cli_report, cli_secrets, cli_users
 from gateway.app import create_app
 from gateway.settings import ConfigError, load_config
 
@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file")
 
     cli_keys.add_parser(sub)
+    cli_models.add_parser(sub)
+    cli_report.add_parser(sub)
+    cli_users.add_parser(sub)
+    cli_secrets.add_parser(sub, os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
 
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -68,6 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "keys":
         return cli_keys.run(args)
+    if args.command == "models":
+        return cli_models.run(args)
+    if args.command == "report":
+        return cli_report.run(args)
+    if args.command == "users":
+        return cli_users.run(args)
+    if args.command == "secrets":
+        return cli_secrets.run(args)
     if args.command == "mock":
         from gateway.mock import run_mock  # the mock is a tool, not part of the serving path
 

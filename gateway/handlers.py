@@ -36,7 +36,9 @@ from gateway.asgi import (
 from gateway.canonical import JSON
 from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
 from gateway.errors import AuthenticationFailed, GatewayError, NotFound, UpstreamError
+from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
 from gateway.observability.metrics import Metrics, error_type
+from gateway.observability.tracing import RequestSpan, Tracing
 from gateway.policies.auth import Principal
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.routing.router import RequestTrace
@@ -55,6 +57,15 @@ class AppState(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def tracing(self) -> Tracing: ...
+
+    @property
+    def access_log(self) -> AccessLog | None: ...
+
+    @property
+    def request_sinks(self) -> list[RequestSink]: ...
 
     async def authenticate(self, scope: Scope) -> Principal: ...
 
@@ -87,7 +98,25 @@ def render_chunks(chunks: list[JSON], include_usage: bool) -> bytes:
 class _Exchange:
     """Per-request state shared between a handler and its guard."""
 
-    __slots__ = ("alias", "began", "rid", "send", "started", "streamed", "ticket", "trace", "traffic", "watch")
+    __slots__ = (
+        "alias",
+        "answer",
+        "began",
+        "principal",
+        "req",
+        "rid",
+        "send",
+        "span",
+        "started",
+        "stream",
+        "streamed",
+        "ticket",
+        "trace",
+        "traffic",
+        "ttft",
+        "usage",
+        "watch",
+    )
 
     def __init__(self, send: Send, rid: bytes) -> None:
         self.send = send
@@ -101,6 +130,41 @@ class _Exchange:
         self.watch: DisconnectWatch | None = None
         self.ticket: Ticket | None = None
         self.traffic: TrafficControl | None = None
+        # For the access log, subscribers and the span (observability/logs.py, tracing.py):
+        self.span: RequestSpan | None = None
+        self.principal: Principal | None = None
+        self.req: JSON | None = None
+        self.answer: JSON | None = None
+        self.usage: JSON | None = None
+        self.ttft: float | None = None
+        self.stream = False
+
+    def record(self, route: str, status: int, code: str, seconds: float) -> RequestRecord:
+        """What this request came to, from what the handler already holds."""
+        trace, ticket, principal, dep = self.trace, self.ticket, self.principal, self.trace.deployment
+        usage = self.usage or {}
+        return RequestRecord(
+            ts=time.time() - seconds,
+            request_id=self.rid.decode(),
+            route=route,
+            status=status,
+            latency_ms=round(seconds * 1000, 3),
+            trace_id=self.span.trace_id if self.span is not None else None,
+            key_id=principal.key_id if principal is not None else None,
+            team=principal.team if principal is not None else None,
+            alias=self.alias,
+            deployment=dep.id if dep is not None else None,
+            provider=dep.target.provider if dep is not None else None,
+            model=dep.target.model if dep is not None else None,
+            attempts=trace.attempts,
+            ttft_ms=round(self.ttft * 1000, 3) if self.ttft is not None else None,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            cost_usd=ticket.cost_usd if ticket is not None else None,
+            cache=ticket.cache_mode.header(hit=ticket.hit is not None) if ticket is not None else None,
+            error_code=code or None,
+            stream=self.stream,
+        )
 
     def stop_watch(self) -> None:
         if self.watch is not None:
@@ -138,6 +202,9 @@ class Handlers:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send, work: _Work, route: str) -> None:
         ex = _Exchange(send, request_id(scope).encode())
+        tracing = self._app.tracing
+        if tracing.enabled:
+            ex.span = ex.trace.spans = tracing.request(scope, route)
         metrics = self._app.metrics
         inflight = metrics.child(metrics.inflight, route)
         inflight.inc()
@@ -174,21 +241,33 @@ class Handlers:
             self._record(ex, route, status, code)
 
     def _record(self, ex: _Exchange, route: str, status: int, code: str) -> None:
-        metrics, trace = self._app.metrics, ex.trace
+        metrics, trace, span = self._app.metrics, ex.trace, ex.span
         provider = trace.deployment.target.provider if trace.deployment is not None else ""
-        metrics.request_done(
-            route, ex.alias, provider, status, time.perf_counter() - ex.began, code, trace.upstream_s, ex.streamed
-        )
+        seconds = time.perf_counter() - ex.began
+        exemplar = span.exemplar if span is not None else None
+        metrics.request_done(route, ex.alias, provider, status, seconds, code, trace.upstream_s, ex.streamed, exemplar)
         for from_alias, to_alias, reason in trace.fallbacks:
             metrics.fallbacks.labels(from_alias, to_alias, reason).inc()
+        # The access log line, in-process subscribers and the span (observability/logs.py, tracing.py).
+        access, sinks = self._app.access_log, self._app.request_sinks
+        if access is None and not sinks and span is None:
+            return
+        record = ex.record(route, status, code, seconds)
+        if access is not None:
+            access.emit(record, ex.req, ex.answer)
+        if sinks:
+            deliver(sinks, record)
+        if span is not None:
+            span.finish(record, ex.req)
 
     async def _admit(self, scope: Scope, receive: Receive, ex: _Exchange, *, embedding: bool) -> tuple[Service, JSON]:
         """Authenticate, read, validate, check the model and admit: the steps
         chat and embeddings share."""
-        principal = await self._app.authenticate(scope)
+        principal = ex.principal = await self._app.authenticate(scope)
         service = self._service()
         raw = await read_body(scope, receive, service.settings.server.max_body_bytes)
         req = validate_embeddings(parse_json_body(raw)) if embedding else validate_chat(parse_json_body(raw))
+        ex.req = req
         principal.check_model(req["model"])
         route = service.route_for(req["model"], "embedding" if embedding else "chat")
         ex.alias = route.alias
@@ -201,7 +280,8 @@ class Handlers:
         service, req = await self._admit(scope, receive, ex, embedding=False)
         ticket, traffic = ex.ticket, service.traffic
         assert ticket is not None
-        wants_stream = bool(req.get("stream"))
+        wants_stream = ex.stream = bool(req.get("stream"))
+        ex.answer = ticket.hit
         if ticket.hit is not None:
             if wants_stream:
                 await self._replay(ex, completion_to_chunks(ticket.hit), req)
@@ -211,7 +291,8 @@ class Handlers:
         if wants_stream:
             await self._stream(ex, await service.open_stream(req, ex.trace, traffic.gate(ticket)), req, traffic)
             return
-        result = await service.chat(req, ex.trace, traffic.gate(ticket))
+        result = ex.answer = await service.chat(req, ex.trace, traffic.gate(ticket))
+        ex.usage = result.get("usage")
         traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
         await self._send_json(ex, result)
         await traffic.end(ticket, usage=result.get("usage"), answer=result)
@@ -225,6 +306,7 @@ class Handlers:
             await self._send_json(ex, encode_embeddings(ticket.hit, fmt))
             return
         result = await service.embed(req, ex.trace, traffic.gate(ticket))
+        ex.usage = result.get("usage")
         traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
         await self._send_json(ex, encode_embeddings(result, fmt))
         await traffic.end(ticket, usage=result.get("usage"), answer=result)
@@ -247,7 +329,8 @@ class Handlers:
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         ticket = ex.ticket
         assert ticket is not None
-        keep = ChunkAssembler() if ticket.cache_mode.store else None
+        access = self._app.access_log
+        keep = ChunkAssembler() if ticket.cache_mode.store or (access is not None and access.payloads) else None
         send = ex.send
         ex.started = ex.streamed = True
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
@@ -271,17 +354,21 @@ class Handlers:
             self._app.metrics.truncated_streams.labels(ex.alias).inc()
         except asyncio.CancelledError:
             # The client went away: charge whatever usage the upstream reported.
+            ex.usage = stream.decoder.usage
             traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
             raise
         ex.stop_watch()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-        usage = stream.decoder.usage
+        usage = ex.usage = stream.decoder.usage
         traffic.charge(ticket, ex.trace.deployment, usage)
-        await traffic.end(ticket, usage=usage, answer=keep.completion() if keep is not None and ok else None)
+        ex.answer = keep.completion() if keep is not None and ok else None
+        await traffic.end(ticket, usage=usage, answer=ex.answer)
 
     def _first_chunk(self, ex: _Exchange) -> None:
         metrics = self._app.metrics
-        metrics.child(metrics.server_ttft, "chat", ex.alias).observe(time.perf_counter() - ex.began)
+        ex.ttft = time.perf_counter() - ex.began
+        exemplar = ex.span.exemplar if ex.span is not None else None
+        metrics.child(metrics.server_ttft, "chat", ex.alias).observe(ex.ttft, exemplar)
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope).encode()

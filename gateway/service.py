@@ -139,11 +139,16 @@ class Service:
         route = self.route_for(req["model"], "chat")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
-            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
-            body = await self._exchange(dep, wire, deadline)
-            return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
+            return await self.chat_attempt(dep, req, deadline)
 
         return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
+
+    async def chat_attempt(self, dep: LiveDeployment, req: JSON, deadline: float) -> JSON:
+        """One non-streaming chat exchange with ``dep``: translate, send, translate
+        back. Client requests (through the router) and health probes share it."""
+        wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
+        body = await self._exchange(dep, wire, deadline)
+        return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
 
     async def open_stream(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> OpenStream:
         route = self.route_for(req["model"], "chat")

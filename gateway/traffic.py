@@ -217,6 +217,7 @@ class TrafficControl:
         team = ticket.principal.team or ""
         if usage:
             self.metrics.usage(dep, ticket.route.alias, team, usage)
+        self.budgets.count(usage, key_id=ticket.principal.key_id, team=ticket.principal.team, alias=ticket.route.alias)
         if not usage:
             if self.unmetered.note(target.provider, target.model):
                 log.warning(
@@ -245,12 +246,11 @@ class TrafficControl:
     async def end(self, ticket: Ticket, *, usage: JSON | None, answer: JSON | None) -> None:
         """Correct the token charge, store a cacheable answer, release the slots."""
         try:
-            if usage:
-                await self.limiter.settle(ticket.admission, int(usage.get("total_tokens") or 0))
             if answer is not None and ticket.hit is None and ticket.cache_mode.store and ticket.cache_key:
                 await self._store(ticket, answer)
         finally:
-            await self.limiter.release(ticket.admission)
+            tokens = int(usage.get("total_tokens") or 0) if usage else None
+            await self.limiter.finish(ticket.admission, tokens)
 
     async def _store(self, ticket: Ticket, answer: JSON) -> None:
         assert ticket.cache_key is not None

@@ -3,11 +3,14 @@
 # nginx (benchmark upstream), wrk (load generator), redis-server (state
 # backend tests start their own on a free loopback port) and promtool (the
 # metrics tests lint /metrics with `promtool check metrics`; Debian ships it in
-# the prometheus package, whose server the tests never use: it is stopped and
-# disabled after install where the init system allows it) and amtool (the
-# alerting tests check alerts/alertmanager.yml with `amtool check-config` and
-# `amtool config routes test`; Debian ships it in prometheus-alertmanager, whose
-# server is likewise stopped and disabled after install).
+# the prometheus package) and amtool (the alerting tests check
+# alerts/alertmanager.yml with `amtool check-config` and `amtool config routes
+# test`; Debian ships it in prometheus-alertmanager). The two servers of those
+# packages are run only by scripts/stack.sh and the live observability test, on
+# ports of their own: the system services are stopped and disabled after
+# install where the init system allows it. And chromium (the
+# console's end-to-end tests drive Debian's chromium headless through
+# Playwright; Playwright's own browser downloads are never used).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -15,8 +18,9 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v promtool >/dev/null 2>&1 || [ -x /usr/bin/promtool ] || need+=(prometheus)
-command -v amtool >/dev/null 2>&1 || [ -x /usr/bin/amtool ] || need+=(prometheus-alertmanager)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
+{ command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,4 +1,5 @@
-"""Admin API for client keys and teams (Starlette routes, master key only).
+"""Admin API for client keys and teams (Starlette routes; reads need the viewer
+role, key writes operator, team writes admin; every write is audited).
 
 ``POST /admin/keys`` answers 201 with the record and, this once, ``key``.
 ``DELETE /admin/keys/{id}`` revokes (the record stays, for audit); ``POST
@@ -9,6 +10,7 @@ gets a 400 that names it; unknown aliases in ``models`` are refused.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -20,6 +22,7 @@ from starlette.routing import Route
 from gateway.admin.access import Actor, Role
 from gateway.asgi import Scope
 from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
+from gateway.observability.logs import audit, client_address
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
 from gateway.state.base import BackendUnavailable, Record
 
@@ -35,6 +38,10 @@ class AdminHost(Protocol):
     def aliases(self) -> set[str]: ...
 
     async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor: ...
+
+    async def audit(
+        self, request: Request, action: str, target: str, *, before: Any = None, after: Any = None
+    ) -> None: ...
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -56,11 +63,20 @@ def guarded(host: AdminHost, work: Callable[[Request], Awaitable[Response]], rol
             request.state.actor = await host.require_admin(request.scope, role)
             return await work(request)
         except GatewayError as err:
+            if err.http_status in (401, 403):
+                admin_event(request, "admin.denied", logging.WARNING, reason=err.code, method=request.method)
             return error_response(err)
         except BackendUnavailable:
             return error_response(BackendDegraded("the state backend is unreachable; try again shortly"))
 
     return endpoint
+
+
+def admin_event(request: Request, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """A ``gateway.audit`` log line for an admin request (observability/logs.py)."""
+    actor = getattr(request.state, "actor", None)
+    who = actor.name if isinstance(actor, Actor) else None
+    audit(event, level, actor=who, client=client_address(request.scope), path=request.url.path, **fields)
 
 
 async def read_json(request: Request) -> Any:
@@ -77,22 +93,23 @@ class KeysAPI:
 
     def routes(self) -> list[Route]:
         g = self._guard
+        viewer, operator, admin = Role.viewer, Role.operator, Role.admin  # the matrix: docs/security.md
         return [
-            Route("/admin/keys", g(self.create_key), methods=["POST"]),
-            Route("/admin/keys", g(self.list_keys), methods=["GET"]),
-            Route("/admin/keys/{id}", g(self.get_key), methods=["GET"]),
-            Route("/admin/keys/{id}", g(self.patch_key), methods=["PATCH"]),
-            Route("/admin/keys/{id}", g(self.revoke_key), methods=["DELETE"]),
-            Route("/admin/keys/{id}/rotate", g(self.rotate_key), methods=["POST"]),
-            Route("/admin/teams", g(self.put_team), methods=["POST"]),
-            Route("/admin/teams", g(self.list_teams), methods=["GET"]),
-            Route("/admin/teams/{id}", g(self.get_team), methods=["GET"]),
-            Route("/admin/teams/{id}", g(self.patch_team), methods=["PATCH"]),
-            Route("/admin/teams/{id}", g(self.delete_team), methods=["DELETE"]),
+            Route("/admin/keys", g(self.create_key, operator), methods=["POST"]),
+            Route("/admin/keys", g(self.list_keys, viewer), methods=["GET"]),
+            Route("/admin/keys/{id}", g(self.get_key, viewer), methods=["GET"]),
+            Route("/admin/keys/{id}", g(self.patch_key, operator), methods=["PATCH"]),
+            Route("/admin/keys/{id}", g(self.revoke_key, operator), methods=["DELETE"]),
+            Route("/admin/keys/{id}/rotate", g(self.rotate_key, operator), methods=["POST"]),
+            Route("/admin/teams", g(self.put_team, admin), methods=["POST"]),
+            Route("/admin/teams", g(self.list_teams, viewer), methods=["GET"]),
+            Route("/admin/teams/{id}", g(self.get_team, viewer), methods=["GET"]),
+            Route("/admin/teams/{id}", g(self.patch_team, admin), methods=["PATCH"]),
+            Route("/admin/teams/{id}", g(self.delete_team, admin), methods=["DELETE"]),
         ]
 
-    def _guard(self, work: Handler) -> Handler:
-        return guarded(self._host, work)
+    def _guard(self, work: Handler, role: Role) -> Handler:
+        return guarded(self._host, work, role)
 
     def _check_models(self, fields: dict[str, Any]) -> None:
         unknown = [m for m in fields.get("models") or () if m not in self._host.aliases()]
@@ -110,6 +127,7 @@ class KeysAPI:
         self._check_models(fields)
         await self._check_team(fields)
         record, token = await self._host.keys.create(fields)
+        await self._host.audit(request, "keys.create", f"keys/{record['id']}", after={**public(record), "key": token})
         return json_response({**public(record), "key": token}, 201)
 
     async def list_keys(self, request: Request) -> Response:
@@ -127,13 +145,23 @@ class KeysAPI:
         fields = parse_body(KeyFields, {**editable(KeyFields, current), **changes})
         self._check_models(fields)
         await self._check_team(fields)
-        return json_response(public(await store.update(current["id"], fields)))
+        record = await store.update(current["id"], fields)
+        await self._host.audit(
+            request, "keys.update", f"keys/{current['id']}", before=public(current), after=public(record)
+        )
+        return json_response(public(record))
 
     async def revoke_key(self, request: Request) -> Response:
-        return json_response(public(await self._host.keys.revoke(request.path_params["id"])))
+        before = public(await self._host.keys.get(request.path_params["id"]))
+        record = await self._host.keys.revoke(request.path_params["id"])
+        await self._host.audit(request, "keys.revoke", f"keys/{record['id']}", before=before, after=public(record))
+        return json_response(public(record))
 
     async def rotate_key(self, request: Request) -> Response:
+        before = public(await self._host.keys.get(request.path_params["id"]))
         record, token = await self._host.keys.rotate(request.path_params["id"])
+        after = {**public(record), "key": token}
+        await self._host.audit(request, "keys.rotate", f"keys/{record['id']}", before=before, after=after)
         return json_response({**public(record), "key": token})
 
     # --- teams --------------------------------------------------------------
@@ -141,7 +169,10 @@ class KeysAPI:
     async def put_team(self, request: Request) -> Response:
         fields = parse_body(TeamFields, await read_json(request))
         self._check_models(fields)
-        return json_response(await self._host.keys.put_team(fields), 201)
+        before = await self._host.keys.team(fields["id"])
+        record = await self._host.keys.put_team(fields)
+        await self._host.audit(request, "teams.put", f"teams/{record['id']}", before=before, after=record)
+        return json_response(record, 201)
 
     async def list_teams(self, request: Request) -> Response:
         return json_response({"object": "list", "data": await self._host.keys.list_teams()})
@@ -159,10 +190,14 @@ class KeysAPI:
             raise InvalidRequest("a team's id cannot change", param="id", code="invalid_field")
         fields = parse_body(TeamFields, {**editable(TeamFields, current), **changes})
         self._check_models(fields)
-        return json_response(await store.put_team(fields))
+        record = await store.put_team(fields)
+        await self._host.audit(request, "teams.update", f"teams/{current['id']}", before=current, after=record)
+        return json_response(record)
 
     async def delete_team(self, request: Request) -> Response:
+        before = await self._host.keys.get_team(request.path_params["id"])
         await self._host.keys.delete_team(request.path_params["id"])
+        await self._host.audit(request, "teams.delete", f"teams/{request.path_params['id']}", before=before)
         return json_response({"id": request.path_params["id"], "deleted": True})
 
 

@@ -12,6 +12,7 @@ and recommended buckets, with attributes as labels (dots become underscores).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from gateway import __version__
 from gateway.canonical import JSON
@@ -48,6 +50,10 @@ TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 BREAKER_STATES = ("closed", "half_open", "open")
+# Counters whose label values are a fixed set start with every series at zero, so that rate()
+# and increase() count their first event too (a series born at 1 shows no increase).
+CACHE_RESULTS = ("hit", "miss", "refresh", "off")
+RELOAD_RESULTS = ("applied", "rejected")
 # gen_ai.provider.name values of the conventions, by provider kind.
 GENAI_PROVIDER = {"gemini": "gcp.gemini"}
 
@@ -201,10 +207,48 @@ class Metrics:
             registry=r,
         )
 
+        # --- health checks (connection tests; never charged to users) -----------------------
+        self.probes = Counter(
+            "gateway_probes",
+            "Connection-test probes, by deployment, test and result (pass, fail).",
+            ["deployment", "probe", "result"],
+            registry=r,
+        )
+        self.probe_duration = Histogram(
+            "gateway_probe_duration_seconds",
+            "Duration of each connection-test probe, by deployment and test.",
+            ["deployment", "probe"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.probe_cost = Counter(
+            "gateway_probe_cost_usd",
+            "Cost in USD of connection-test probes (tracked apart: never charged to a key, team or budget).",
+            ["deployment"],
+            registry=r,
+        )
+        self.probe_tokens = Counter(
+            "gateway_probe_tokens", "Tokens used by connection-test probes.", ["deployment", "type"], registry=r
+        )
+        self.health_score = Gauge(
+            "gateway_deployment_health_score",
+            "Health score 0-100 of each deployment from its last scheduled checks.",
+            ["deployment"],
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "gateway_deployment_degraded",
+            "1 while the scheduled health checks route around the deployment, else 0.",
+            ["deployment"],
+            registry=r,
+        )
+
         # --- traffic control ---------------------------------------------------------------
         self.cache_requests = Counter(
             "gateway_cache_requests", "Cache decisions: hit, miss, refresh or off.", ["result"], registry=r
         )
+        for result in CACHE_RESULTS:
+            self.cache_requests.labels(result)
         self.tokens = Counter(
             "gateway_tokens", "Tokens by alias, team and type (input, output).", ["alias", "team", "type"], registry=r
         )
@@ -239,6 +283,8 @@ class Metrics:
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads, by result (applied, rejected).", ["result"], registry=r
         )
+        for result in RELOAD_RESULTS:
+            self.config_reloads.labels(result)
         self.build_info = Gauge(
             "gateway_build_info", "Gateway version and Python version (always 1).", ["version", "python"], registry=r
         )
@@ -273,11 +319,19 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None:
-        """One upstream attempt (the router's observer)."""
+    def attempt(
+        self,
+        dep: LiveDeployment,
+        seconds: float,
+        error: GatewayError | None,
+        retry: bool,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        """One upstream attempt (the router's observer); ``exemplar`` links the
+        observation to its trace (OpenMetrics exposition only)."""
         code = error_type(error)
         provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
-        self.child(self.client_duration, dep.operation, provider, dep.target.model, code).observe(seconds)
+        self.child(self.client_duration, dep.operation, provider, dep.target.model, code).observe(seconds, exemplar)
         self.child(self.attempts, dep.id, "ok" if error is None else code).inc()
         if retry:
             self.child(self.retries, dep.id).inc()
@@ -292,11 +346,12 @@ class Metrics:
         error_code: str,
         upstream_s: float,
         streamed: bool,
+        exemplar: dict[str, str] | None = None,
     ) -> None:
         """A client request answered (``alias`` already checked against the configured ones)."""
         operation = "embeddings" if route == "embeddings" else "chat"
         self.child(self.requests, route, alias, provider, f"{status // 100}xx").inc()
-        self.child(self.server_duration, operation, alias, error_code).observe(seconds)
+        self.child(self.server_duration, operation, alias, error_code).observe(seconds, exemplar)
         if not streamed:  # a stream's upstream time goes on after its first chunk
             self.child(self.overhead, route).observe(max(0.0, seconds - upstream_s))
 
@@ -314,5 +369,36 @@ class Metrics:
         for s in BREAKER_STATES:
             self.breaker_state.labels(deployment, s).set(1.0 if s == state else 0.0)
 
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    # --- health checks ---------------------------------------------------------------------
+
+    def probe(self, deployment: str, probe: str, passed: bool, seconds: float) -> None:
+        """One connection-test probe (``deployment`` "" when none answered)."""
+        self.probes.labels(deployment, probe, "pass" if passed else "fail").inc()
+        self.probe_duration.labels(deployment, probe).observe(seconds)
+
+    def probe_usage(self, deployment: str, usage: JSON, cost: float | None) -> None:
+        for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+            count = usage.get(field)
+            if isinstance(count, int) and count >= 0:
+                self.probe_tokens.labels(deployment, kind).inc(count)
+        if cost is not None:
+            self.probe_cost.labels(deployment).inc(cost)
+
+    def deployment_health(self, deployment: str, score: float, degraded: bool) -> None:
+        self.health_score.labels(deployment).set(score)
+        self.degraded.labels(deployment).set(1.0 if degraded else 0.0)
+
+    def forget_deployment_health(self, deployment: str) -> None:
+        """A deployment gone from the configuration: its health series go too."""
+        for gauge in (self.health_score, self.degraded):
+            with contextlib.suppress(KeyError):
+                gauge.remove(deployment)
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition the scraper's ``Accept`` header asks for: OpenMetrics
+        (which carries the latency histograms' trace exemplars) or, by default,
+        the classic text format."""
+        if "application/openmetrics-text" not in accept:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type

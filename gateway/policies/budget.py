@@ -15,6 +15,10 @@ read these exact names)::
 
 with ``{day}`` like ``2026-11-26`` and ``{month}`` like ``2026-11`` (local to
 the budget timezone). Ids are used as given, so they should not contain ``:``.
+Usage counters (same float counters, daily only; :meth:`BudgetPolicy.count`)::
+
+    usage:{metric}:{scope}:{id}:{day}     metric: requests, prompt_tokens, completion_tokens
+                                          scope: key, team, model (alias), global (id all)
 
 :meth:`BudgetPolicy.check` runs before a request: it refreshes the counters
 from the backend (``BackendUnavailable`` propagates: the caller applies
@@ -37,6 +41,7 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.errors import BudgetExceeded
+from gateway.observability.logs import audit_budget_event
 from gateway.settings import BudgetSettings
 
 Scope = Literal["key", "team", "global"]
@@ -93,6 +98,14 @@ def seconds_until_reset(now: datetime, tz: ZoneInfo, period: Period) -> float:
 def spend_key(scope: Scope, id: str, period_id: str) -> str:
     """``spend:{scope}:{id}:{period_id}``; the global scope's id is ``all``."""
     return f"spend:{scope}:{id}:{period_id}"
+
+
+USAGE_METRICS = ("requests", "prompt_tokens", "completion_tokens")
+
+
+def usage_key(metric: str, scope: str, id: str, day: str) -> str:
+    """``usage:{metric}:{scope}:{id}:{day}``: requests and tokens per day."""
+    return f"usage:{metric}:{scope}:{id}:{day}"
 
 
 def model_spend_key(alias: str, day: str) -> str:
@@ -181,7 +194,12 @@ class BudgetPolicy:
         self.clock = clock
         self.on_event = on_event
         self.on_level = on_level
-        """Called after each record with (limits, period, spent, limit): for gauges."""
+        """Called by :meth:`publish_levels` with (limits, period, spent, limit): for gauges."""
+        self._watched: dict[str, _Check] = {}
+        """The team and global budgets seen this period, by spend key (for the gauges)."""
+        self._keys_cache: dict[int, tuple[Sequence[_Check], list[str]]] = {}
+        self._record_keys: dict[tuple[str | None, str | None, str | None, str, str], list[str]] = {}
+        self._usage_keys: dict[tuple[str | None, str | None, str, str], list[list[str]]] = {}
         self.global_limits = BudgetLimits("global", GLOBAL_ID, settings.daily_usd, settings.monthly_usd)
         self._fired: set[tuple[str, str, str, str]] = set()
         """(scope, id, period_id, kind) of events emitted in the current periods."""
@@ -223,7 +241,7 @@ class BudgetPolicy:
         checks = self._checks(limits, *self._period_ids(now))
         if not checks:
             return
-        keys = list(dict.fromkeys(c.key for c in checks))
+        keys = self._keys_of(checks)
         await self.ledger.refresh(keys)
         totals = self.ledger.known(keys)
         worst: tuple[float, _Check] | None = None
@@ -256,6 +274,13 @@ class BudgetPolicy:
         if not cost_usd > 0:  # also refuses NaN
             return
         day, month = self._period_ids(self.clock())
+        keys = self._record_keys.get((key_id, team, alias, day, month))
+        if keys is None:
+            keys = self._spend_keys(key_id, team, alias, day, month)
+        self.ledger.add(dict.fromkeys(keys, cost_usd))
+        self._emit_events(self._checks(limits, day, month), day, month)
+
+    def _spend_keys(self, key_id: str | None, team: str | None, alias: str | None, day: str, month: str) -> list[str]:
         keys: list[str] = [spend_key("global", GLOBAL_ID, day), spend_key("global", GLOBAL_ID, month)]
         if key_id is not None:
             keys += [spend_key("key", key_id, day), spend_key("key", key_id, month)]
@@ -265,8 +290,60 @@ class BudgetPolicy:
             keys.append(model_spend_key(alias, day))
             if team is not None:
                 keys.append(team_model_spend_key(team, alias, day))
-        self.ledger.add(dict.fromkeys(keys, cost_usd))
-        self._emit_events(self._checks(limits, day, month), day, month)
+        if len(self._record_keys) > 100_000:
+            self._record_keys.clear()
+        self._record_keys[(key_id, team, alias, day, month)] = keys
+        return keys
+
+    def _keys_of(self, checks: Sequence[_Check]) -> list[str]:
+        """The distinct spend keys of ``checks`` (memoised per checks list)."""
+        cached = self._keys_cache.get(id(checks))
+        if cached is not None and cached[0] is checks:
+            return cached[1]
+        keys = list(dict.fromkeys(c.key for c in checks))
+        if len(self._keys_cache) > 100_000:
+            self._keys_cache.clear()
+        self._keys_cache[id(checks)] = (checks, keys)
+        return keys
+
+    def publish_levels(self) -> None:
+        """Hand the spend and limit of every team and global budget seen this
+        period to ``on_level`` (the metrics scrape calls this: gauges need no
+        update per request). Key budgets are left out: key ids are unbounded."""
+        if self.on_level is None or not self._watched:
+            return
+        totals = self.ledger.known(list(self._watched))
+        for key, c in list(self._watched.items()):
+            self.on_level(c.limits, c.period, totals.get(key, 0.0), c.limit)
+
+    def count(self, usage: Mapping[str, object] | None, *, key_id: str | None, team: str | None, alias: str) -> None:
+        """Add one request and its tokens to today's usage counters (key, team,
+        alias, global), priced or not: what ``GET /admin/usage`` reports."""
+        day = self._period_ids(self.clock())[0]
+        prompt = (usage or {}).get("prompt_tokens")
+        completion = (usage or {}).get("completion_tokens")
+        amounts = (1, prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+        keys = self._usage_keys.get((key_id, team, alias, day))
+        if keys is None:
+            keys = self._count_keys(key_id, team, alias, day)
+        increments: dict[str, float] = {}
+        for metric_keys, n in zip(keys, amounts, strict=True):
+            if n:
+                increments.update(dict.fromkeys(metric_keys, n))
+        self.ledger.add(increments)
+
+    def _count_keys(self, key_id: str | None, team: str | None, alias: str, day: str) -> list[list[str]]:
+        """The usage counters of one key, team and alias today, per metric (memoised)."""
+        scopes = [("global", GLOBAL_ID), ("model", alias)]
+        if key_id is not None:
+            scopes.append(("key", key_id))
+        if team is not None:
+            scopes.append(("team", team))
+        keys = [[usage_key(m, s, i, day) for s, i in scopes] for m in USAGE_METRICS]
+        if len(self._usage_keys) > 100_000:
+            self._usage_keys.clear()
+        self._usage_keys[(key_id, team, alias, day)] = keys
+        return keys
 
     def carry_over(self, previous: BudgetPolicy) -> None:
         """Keep the events ``previous`` already emitted (a config reload builds a
@@ -283,14 +360,18 @@ class BudgetPolicy:
     def _emit_events(self, checks: Sequence[_Check], day: str, month: str) -> None:
         if self._fired_periods != (day, month):
             self._fired = {f for f in self._fired if f[2] in (day, month)}
+            self._watched = {k: c for k, c in self._watched.items() if c.period_id in (day, month)}
             self._fired_periods = (day, month)
         if not checks:
             return
-        totals = self.ledger.known(list(dict.fromkeys(c.key for c in checks)))
+        totals = self.ledger.known(self._keys_of(checks))
+        watched = self._watched
         for c in checks:
             spent = totals.get(c.key, 0.0)
-            if self.on_level is not None:
-                self.on_level(c.limits, c.period, spent, c.limit)
+            if c.key not in watched and c.limits.scope != "key":
+                watched[c.key] = c
+            if spent < c.limit * self.settings.warn_ratio:
+                continue
             kinds: list[EventKind] = []
             if spent >= c.limit * self.settings.warn_ratio:
                 kinds.append("threshold")
@@ -302,6 +383,7 @@ class BudgetPolicy:
                     continue
                 self._fired.add(mark)
                 event = BudgetEvent(kind, c.limits.scope, c.limits.id, c.period, spent, c.limit, c.period_id)
+                audit_budget_event(event)
                 if self.on_event is not None:
                     try:
                         self.on_event(event)

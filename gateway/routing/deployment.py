@@ -28,6 +28,9 @@ class LiveDeployment:
     latency_ewma_s: float | None = None
     operation: str = "chat"
     """The GenAI operation it serves: "chat" or "embeddings"."""
+    degraded: bool = False
+    """Marked by the scheduled health checks (gateway/health/monitor.py): the router
+    tries it only after every deployment of its alias that is not degraded."""
 
     @property
     def cost_per_1m(self) -> float:

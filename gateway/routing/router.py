@@ -12,6 +12,7 @@ only repeat the mistake elsewhere. A context-length error switches to the
 alias's ``context_window_fallbacks``.
 
 Deployments whose breaker is open, or at their ``max_concurrency``, are skipped.
+Deployments the scheduled health checks marked *degraded* are tried last.
 Everything is bounded by the total deadline and by ``retry.max_attempts``.
 
 The attempt itself is a callable passed in, so the same loop serves chat,
@@ -26,7 +27,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.errors import (
     AllDeploymentsFailed,
@@ -90,6 +91,8 @@ class RequestTrace:
     """Time spent in attempts (waiting on upstreams), for the gateway's own added time."""
     fallbacks: list[tuple[str, str, str]] = field(default_factory=list)
     """(from alias, to alias, reason) for each switch of alias."""
+    spans: AttemptSpans | None = None
+    """Set when tracing is on: each attempt gets a span (gateway/observability/tracing.py)."""
 
 
 Attempt = Callable[[LiveDeployment, Lease, float], Awaitable[T]]
@@ -102,7 +105,24 @@ Gate = Callable[[LiveDeployment], Awaitable[bool]]
 class AttemptObserver(Protocol):
     """Told of every attempt (metrics); the router works without one."""
 
-    def attempt(self, dep: LiveDeployment, seconds: float, error: GatewayError | None, retry: bool) -> None: ...
+    def attempt(
+        self,
+        dep: LiveDeployment,
+        seconds: float,
+        error: GatewayError | None,
+        retry: bool,
+        exemplar: dict[str, str] | None = None,
+    ) -> None: ...
+
+
+class AttemptSpans(Protocol):
+    """Opens and closes a span around each attempt (only present when tracing is on)."""
+
+    exemplar: dict[str, str] | None
+
+    def start_attempt(self, dep: LiveDeployment, retry: bool) -> Any: ...
+
+    def end_attempt(self, handle: Any, error: BaseException | None, result: object) -> None: ...
 
 
 class Router:
@@ -192,7 +212,7 @@ class Router:
         skipped = 0
         policy = route.retry
         deps = route.deployments
-        order = deps if len(deps) == 1 else STRATEGIES[route.spec.strategy](route, self._rng)
+        order = deps if len(deps) == 1 else _healthy_first(STRATEGIES[route.spec.strategy](route, self._rng))
         for dep in order:
             # Checked before allow(): in half-open, allow() takes the one trial slot.
             if trace.attempts >= max_attempts:
@@ -213,7 +233,10 @@ class Router:
                     await asyncio.sleep(wait)
                     if not dep.breaker.allow(time.monotonic()):
                         break
-                outcome = await self._attempt_once(dep, attempt, trace, deadline, retry_number > 0)
+                if trace.spans is None:
+                    outcome = await self._attempt_once(dep, attempt, trace, deadline, retry_number > 0)
+                else:
+                    outcome = await self._traced_attempt(trace.spans, dep, attempt, trace, deadline, retry_number > 0)
                 if outcome is _RETRY:
                     continue
                 if outcome is _NEXT:
@@ -277,13 +300,37 @@ class Router:
         self._observe(dep, lease, trace, None, retry)
         return result
 
+    async def _traced_attempt(
+        self,
+        spans: AttemptSpans,
+        dep: LiveDeployment,
+        attempt: Attempt[T],
+        trace: RequestTrace,
+        deadline: float,
+        retry: bool,
+    ) -> T | object:
+        """:meth:`_attempt_once` inside the attempt's span."""
+        handle = spans.start_attempt(dep, retry)
+        try:
+            outcome = await self._attempt_once(dep, attempt, trace, deadline, retry)
+        except BaseException as exc:
+            failed = trace.failures[-1].error if isinstance(exc, _SwitchToContextFallback) else exc
+            spans.end_attempt(handle, failed, None)
+            raise
+        failed_here = outcome is _RETRY or outcome is _NEXT
+        spans.end_attempt(handle, trace.failures[-1].error if failed_here else None, outcome)
+        return outcome
+
     def _observe(
         self, dep: LiveDeployment, lease: Lease, trace: RequestTrace, error: GatewayError | None, retry: bool
     ) -> None:
         seconds = time.monotonic() - lease.started
         trace.upstream_s += seconds
         if self._observer is not None:
-            self._observer.attempt(dep, seconds, error, retry)
+            if trace.spans is None:
+                self._observer.attempt(dep, seconds, error, retry)
+            else:
+                self._observer.attempt(dep, seconds, error, retry, trace.spans.exemplar)
 
     def _after_failure(self, dep: LiveDeployment, exc: UpstreamError, trace: RequestTrace) -> object:
         trace.failures.append(AttemptFailure(dep.id, exc))
@@ -292,6 +339,15 @@ class Router:
         if not exc.fallback:
             raise exc
         return _RETRY if exc.retryable else _NEXT
+
+
+def _healthy_first(order: list[LiveDeployment]) -> list[LiveDeployment]:
+    """Deployments the health checks marked degraded move to the end (in strategy
+    order): routed around while another deployment of the alias may be tried, yet
+    still candidates, so an alias whose deployments are all degraded keeps serving."""
+    if not any(d.degraded for d in order):
+        return order
+    return [d for d in order if not d.degraded] + [d for d in order if d.degraded]
 
 
 class _SwitchToContextFallback(Exception):

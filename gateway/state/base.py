@@ -52,9 +52,20 @@ class WindowAdjust:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """One concurrency slot to take along with the windows: one of ``limit``;
+    ``ttl_s`` bounds how long the slot of a crashed holder can linger (Redis)."""
+
+    key: str
+    limit: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class WindowHit:
     refused: int
-    """Index of the first window that could not take its amount; -1 when all did."""
+    """Index of the first window that could not take its amount, or ``len(windows)
+    + i`` when slot ``i`` was full; -1 when all were taken."""
     counts: list[int]
     """Each window's count: after this charge when admitted, unchanged when refused."""
     resets_s: list[float]
@@ -102,16 +113,19 @@ class StateBackend(Protocol):
     async def release_slot(self, key: str) -> None: ...
 
     # --- rate-limit windows ----------------------------------------------------
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
-        """Charge every window or none, atomically (Redis: one Lua script, one
-        round trip). A window refuses when ``count + amount > limit`` (an amount
-        of 0 refuses only a full window)."""
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
+        """Charge every window and take one of each of ``slots``, or nothing at
+        all, atomically (Redis: one Lua script, one round trip). A window
+        refuses when ``count + amount > limit`` (an amount of 0 refuses only a
+        full window); a slot refuses when ``limit`` are taken. The slots are
+        the ones :meth:`acquire_slot` takes (same keys)."""
         ...
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
         """Add each ``delta``: more is charged to the current window; a refund
         (``delta`` < 0) applies only while the window that ends at ``window_end``
-        (epoch seconds, as hit_windows implied) is still the current one.
+        (epoch seconds, as hit_windows implied) is still the current one. Then
+        give back one slot of each key in ``release`` (as :meth:`release_slot`).
         All in one operation (Redis: one Lua script)."""
         ...
 
@@ -122,3 +136,15 @@ class StateBackend(Protocol):
     async def ping(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+    # --- append-only logs (the admin audit log) ------------------------------
+    async def append_log(self, stream: str, record: Record) -> int:
+        """Append ``record`` to ``stream``; its sequence number (1, 2, ...: one
+        counter per stream, increasing across replicas). Records can never be
+        changed or deleted through this interface."""
+        ...
+
+    async def read_log(self, stream: str, limit: int, before: int | None = None) -> list[Record]:
+        """Up to ``limit`` records, newest first, each with its ``seq``; only those
+        with ``seq < before`` when ``before`` is given (paging back)."""
+        ...

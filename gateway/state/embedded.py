@@ -32,7 +32,7 @@ from typing import TypeVar, cast
 import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
-from gateway.state.base import BackendUnavailable, Record, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
 
 T = TypeVar("T")
@@ -173,7 +173,6 @@ class EmbeddedBackend:
         self._opened = False
         self._closed = False
         self._cache = ByteLRU(cache_max_bytes, clock=clock)
-        self._slots: dict[str, int] = {}
         self._memory_windows = MemoryWindows()
         self._limits: MemoryStorage | None = None
 
@@ -222,27 +221,18 @@ class EmbeddedBackend:
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._cache.set(key, value, ttl_s)
 
-    # --- concurrency slots -------------------------------------------------------
+    # --- concurrency slots and rate-limit windows: in memory ------------------
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
-        held = self._slots.get(key, 0)
-        if held >= limit:
-            return False
-        self._slots[key] = held + 1
-        return True
+        return self._memory_windows.acquire_slot(key, limit)
 
     async def release_slot(self, key: str) -> None:
-        held = self._slots.get(key, 0)
-        if held <= 1:
-            self._slots.pop(key, None)
-        else:
-            self._slots[key] = held - 1
+        self._memory_windows.release_slot(key)
 
-    # --- rate-limit windows --------------------------------------------------------
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
-        return await self._memory_windows.hit_windows(windows)
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
+        return await self._memory_windows.hit_windows(windows, slots)
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
-        await self._memory_windows.adjust_windows(adjustments)
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
+        await self._memory_windows.adjust_windows(adjustments, release)
 
     def limits_storage(self) -> Storage:
         if self._limits is None:
@@ -260,3 +250,36 @@ class EmbeddedBackend:
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=False)
+
+    # --- append-only logs ------------------------------------------------------------
+    # One SQLite table, ``logs``, with an AUTOINCREMENT key: a sequence number is
+    # never reused, even after the newest rows are gone. Read straight from disk
+    # (no mirror): listings are rare and not on the request path.
+    _LOG_DDL = (
+        "CREATE TABLE IF NOT EXISTS logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,"
+        " json TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS logs_by_stream ON logs (stream, seq)",
+    )
+
+    def _log_conn(self) -> sqlite3.Connection:
+        conn = self._db._conn()
+        for ddl in self._LOG_DDL:
+            conn.execute(ddl)
+        return conn
+
+    def _append_log(self, stream: str, text: str) -> int:
+        cur = self._log_conn().execute("INSERT INTO logs (stream, json) VALUES (?, ?)", (stream, text))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def _read_log(self, stream: str, limit: int, before: int | None) -> list[tuple[int, str]]:
+        sql = "SELECT seq, json FROM logs WHERE stream = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+        bound = before if before is not None else 2**63 - 1
+        return list(self._log_conn().execute(sql, (stream, bound, limit)))
+
+    async def append_log(self, stream: str, record: Record) -> int:
+        return await self._run(self._append_log, stream, orjson.dumps(record).decode())
+
+    async def read_log(self, stream: str, limit: int, before: int | None = None) -> list[Record]:
+        rows = await self._run(self._read_log, stream, max(0, limit), before)
+        return [{**_load(text), "seq": seq} for seq, text in rows]

@@ -14,9 +14,11 @@ multi-key command below stays on one slot):
 - records: ``gw:rec:{<table>}:<id>`` (a JSON string) plus the set index
   ``gw:idx:{<table>}``; put/delete update both in one MULTI;
 - spend: ``gw:spend:{s}:<key>``, INCRBYFLOAT in one MULTI, read with MGET;
-- cache: ``gw:cache:<key>`` (SET PX / GET); slots: ``gw:slot:<key>`` (Lua);
-- rate-limit windows: fixed windows ``gw:win:{w}:<key>`` (one Lua script charges
-  every window of a request in one round trip); the other strategies'
+- cache: ``gw:cache:<key>`` (SET PX / GET);
+- rate-limit windows and concurrency slots: fixed windows ``gw:win:{w}:<key>``
+  and slots ``gw:win:{w}:slot:<key>`` (one Lua script charges every window and
+  takes every slot of a request in one round trip; another corrects the token
+  charges and gives the slots back at the end); the other strategies'
   ``gw:limits:...`` keys are written by the ``limits`` library.
 
 Failures: every Redis error (connection refused, timeout, ``ResponseError``,
@@ -59,10 +61,11 @@ from redis.asyncio import Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from gateway.state.base import BackendUnavailable, Record, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
 
 T = TypeVar("T")
 Client = Redis | RedisCluster
@@ -83,58 +86,141 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return ok
 """
-# Fixed windows, all or none in one round trip. ARGV per key: period_ms, amount,
-# limit. Returns {refused index (0 = none), counts, pttls}.
+# Fixed windows and concurrency slots, all or none in one round trip. Arguments
+# and answer are JSON (one string each way: far cheaper for the client than
+# dozens of RESP items). KEYS: the n windows, then the slots. ARGV[1]:
+# [[[period_ms, amount, limit] per window], [[limit, ttl_ms] per slot]].
+# Answers [refused (0 = none; > n: a slot), [counts], [pttls]] of the windows.
 _HIT_WINDOWS_LUA = """
+local spec = cjson.decode(ARGV[1])
+local windows, slots = spec[1], spec[2]
+local n = #windows
 local counts, ttls = {}, {}
-for i = 1, #KEYS do
+for i = 1, n do
   counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
   ttls[i] = redis.call('PTTL', KEYS[i])
 end
-for i = 1, #KEYS do
-  local amount, limit = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+for i = 1, n do
+  local amount, limit = windows[i][2], windows[i][3]
   local over
   if amount > 0 then over = counts[i] + amount > limit else over = counts[i] >= limit end
-  if over then return {i, counts, ttls} end
+  if over then return cjson.encode({i, counts, ttls}) end
 end
-for i = 1, #KEYS do
-  local amount = tonumber(ARGV[3 * i - 1])
+for k = 1, #slots do
+  if tonumber(redis.call('GET', KEYS[n + k]) or '0') >= slots[k][1] then
+    return cjson.encode({n + k, counts, ttls})
+  end
+end
+for k = 1, #slots do
+  redis.call('INCR', KEYS[n + k])
+  redis.call('PEXPIRE', KEYS[n + k], slots[k][2])
+end
+for i = 1, n do
+  local amount = windows[i][2]
   if amount > 0 then
     counts[i] = redis.call('INCRBY', KEYS[i], amount)
     if ttls[i] < 0 then
-      redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 2])
-      ttls[i] = tonumber(ARGV[3 * i - 2])
+      redis.call('PEXPIRE', KEYS[i], windows[i][1])
+      ttls[i] = windows[i][1]
     end
   end
 end
-return {0, counts, ttls}
+return cjson.encode({0, counts, ttls})
 """
-# ARGV per key: period_ms, delta, the ms left of the charged window as the
-# caller sees it. A refund applies only if the key's PTTL matches (the same window).
+# KEYS: n windows, then the slots to give back. ARGV[1]: JSON [[period_ms,
+# delta, the ms left of the charged window as the caller sees it] per window]
+# (a refund applies only if the key's PTTL matches: the same window). A slot
+# counter never goes below 0 (one that expired with crashed holders).
 _ADJUST_WINDOWS_LUA = """
-for i = 1, #KEYS do
-  local delta = tonumber(ARGV[3 * i - 1])
+local spec = cjson.decode(ARGV[1])
+local n = #spec
+for i = 1, n do
+  local delta = spec[i][2]
   local ttl = redis.call('PTTL', KEYS[i])
   if delta > 0 then
     redis.call('INCRBY', KEYS[i], delta)
-    if ttl < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[3 * i - 2]) end
-  elseif ttl > 0 and math.abs(ttl - tonumber(ARGV[3 * i])) < 250 then
-    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
-    redis.call('SET', KEYS[i], math.max(0, n + delta), 'KEEPTTL')
+    if ttl < 0 then redis.call('PEXPIRE', KEYS[i], spec[i][1]) end
+  elseif ttl > 0 and math.abs(ttl - spec[i][3]) < 250 then
+    local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+    redis.call('SET', KEYS[i], math.max(0, count + delta), 'KEEPTTL')
+  end
+end
+for j = n + 1, #KEYS do
+  local held = tonumber(redis.call('GET', KEYS[j]) or '0')
+  if held <= 1 then
+    redis.call('DEL', KEYS[j])
+  else
+    redis.call('DECR', KEYS[j])
   end
 end
 return 1
 """
-# Never below 0: a counter that expired (crashed holders) must not go negative.
-_RELEASE_LUA = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n <= 1 then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('DECR', KEYS[1])
-end
-return 0
-"""
+
+
+class _ScriptBatch:
+    """The hot-path scripts (windows and slots, at the start and end of every
+    request) issued in one event-loop turn go to Redis as one pipeline: one
+    write and one read for all of them instead of one round trip each. Under
+    load many requests are in the same turn; a lone request goes at once (the
+    batch is sent at the end of the turn that started it, with no timer).
+    Scripts run by SHA; a Redis that lost them (a restart) gets them loaded
+    again and the refused calls are re-run. A Cluster client refuses scripts in
+    pipelines: there each call goes on its own, all of the turn's at once."""
+
+    def __init__(self, client: Client, scripts: Sequence[AsyncScript]) -> None:
+        self._client = client
+        self._scripts = {script.sha: script for script in scripts}
+        self._queue: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
+
+    def submit(self, script: AsyncScript, keys: list[str], args: list[bytes]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((script, keys, args, future))
+        if len(self._queue) == 1:  # the first of this turn: the batch goes when the turn's tasks have run
+            task = loop.create_task(self._send())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return future
+
+    async def _send(self) -> None:
+        batch, self._queue = self._queue, []
+        try:
+            results = await self._run(batch)
+        except BaseException as exc:  # the whole pipeline failed: every caller hears of it
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():  # its caller gave up (a client disconnect)
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _run(self, batch: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]]) -> list[Any]:
+        if isinstance(self._client, RedisCluster):  # its pipelines refuse EVALSHA: one call each, overlapped
+            calls = (script(keys=keys, args=args) for script, keys, args, _ in batch)
+            return list(await asyncio.gather(*calls, return_exceptions=True))
+        results = await self._pipeline(batch)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:  # Redis lost its scripts (a restart): load each once, run the refused calls again
+            for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
+                await self._client.script_load(script.script)
+            for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
+                results[i] = result
+        return results
+
+    async def _pipeline(
+        self, batch: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args, _ in batch:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
 
 def _parse_hosts(url: str, default_port: int) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
@@ -168,7 +254,7 @@ class RedisBackend:
         self._acquire = self._client.register_script(_ACQUIRE_LUA)
         self._hit = self._client.register_script(_HIT_WINDOWS_LUA)
         self._adjust = self._client.register_script(_ADJUST_WINDOWS_LUA)
-        self._release = self._client.register_script(_RELEASE_LUA)
+        self._batch = _ScriptBatch(self._client, (self._hit, self._adjust))
         self._limits: RedisStorage | None = None
 
     def _options(self) -> dict[str, Any]:
@@ -274,40 +360,49 @@ class RedisBackend:
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._do(self._client.set(f"{_PREFIX}cache:{key}", value, px=max(1, int(ttl_s * 1000))))
 
-    # --- concurrency slots -------------------------------------------------------
+    # --- rate-limit windows and concurrency slots ------------------------------
     @staticmethod
     def _win(key: str) -> str:
         return f"{_PREFIX}win:{{w}}:{key}"  # one hash tag: a Cluster runs the script on one node
 
-    async def hit_windows(self, windows: Sequence[WindowSpec]) -> WindowHit:
-        args: list[int] = []
-        for w in windows:
-            args += [max(1, int(w.period_s * 1000)), w.amount, w.limit]
-        refused, counts, ttls = await self._do(self._hit(keys=[self._win(w.key) for w in windows], args=args))
+    @staticmethod
+    def _slot(key: str) -> str:
+        return f"{_PREFIX}win:{{w}}:slot:{key}"  # the windows' hash tag: one script takes both
+
+    async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
+        keys = [self._win(w.key) for w in windows] + [self._slot(slot.key) for slot in slots]
+        spec = (
+            [[max(1, int(w.period_s * 1000)), w.amount, w.limit] for w in windows],
+            [[slot.limit, max(1, int(slot.ttl_s * 1000))] for slot in slots],
+        )
+        answer = await self._do(self._batch.submit(self._hit, keys, [orjson.dumps(spec)]))
+        refused, counts, ttls = orjson.loads(answer)
+        if not windows:  # cjson writes an empty list as {}
+            counts, ttls = [], []
         resets = [t / 1000 if t > 0 else w.period_s for t, w in zip(ttls, windows, strict=True)]
         return WindowHit(int(refused) - 1, [int(c) for c in counts], resets)
 
-    async def adjust_windows(self, adjustments: Sequence[WindowAdjust]) -> None:
+    async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
         now = time.time()
         keys: list[str] = []
-        args: list[int] = []
+        spec: list[list[int]] = []
         for a in adjustments:
             left_ms = int((a.window_end - now) * 1000)
             if a.delta < 0 and left_ms <= 0:
                 continue  # that window is over: nothing to refund
             keys.append(self._win(a.key))
-            args += [max(1, int(a.period_s * 1000)), a.delta, left_ms]
+            spec.append([max(1, int(a.period_s * 1000)), a.delta, left_ms])
+        keys += [self._slot(key) for key in release]
         if keys:
-            await self._do(self._adjust(keys=keys, args=args))
+            await self._do(self._batch.submit(self._adjust, keys, [orjson.dumps(spec)]))
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
-        taken = await self._do(self._acquire(keys=[f"{_PREFIX}slot:{key}"], args=[limit, max(1, int(ttl_s * 1000))]))
+        taken = await self._do(self._acquire(keys=[self._slot(key)], args=[limit, max(1, int(ttl_s * 1000))]))
         return bool(taken)
 
     async def release_slot(self, key: str) -> None:
-        await self._do(self._release(keys=[f"{_PREFIX}slot:{key}"]))
+        await self.adjust_windows((), (key,))
 
-    # --- rate-limit windows --------------------------------------------------------
     def limits_storage(self) -> Storage:
         if self._limits is None:
             self._limits = self._make_limits()
@@ -335,6 +430,33 @@ class RedisBackend:
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()
+
+    # --- append-only logs ------------------------------------------------------------
+    # A Redis stream per log, ``gw:log:{<stream>}``, entries with the id
+    # ``<seq>-0`` where ``seq`` comes from ``INCR gw:logseq:{<stream>}`` in the
+    # same script (one slot: the hash tag), so sequence numbers are plain
+    # increasing integers shared by every replica. Nothing here trims or deletes.
+    _APPEND_LOG_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], seq .. '-0', 'r', ARGV[1])
+return seq
+"""
+
+    async def append_log(self, stream: str, record: Record) -> int:
+        keys = [f"{_PREFIX}logseq:{{{stream}}}", f"{_PREFIX}log:{{{stream}}}"]
+        script = self._client.register_script(self._APPEND_LOG_LUA)
+        return int(await self._do(script(keys=keys, args=[orjson.dumps(record)])))
+
+    async def read_log(self, stream: str, limit: int, before: int | None = None) -> list[Record]:
+        if limit <= 0 or (before is not None and before <= 1):
+            return []
+        end = "+" if before is None else str(before - 1)
+        entries = await self._do(self._client.xrevrange(f"{_PREFIX}log:{{{stream}}}", end, "-", count=limit))
+        out: list[Record] = []
+        for entry_id, fields in cast(list[Any], entries or []):
+            raw = fields.get(b"r", fields.get("r"))
+            out.append({**_load(raw), "seq": int(_text(entry_id).split("-")[0])})
+        return out
 
 
 def _load(raw: bytes | str) -> Record:

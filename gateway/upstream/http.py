@@ -14,7 +14,7 @@ gateway's error tree so nothing above knows which library is underneath:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -112,7 +112,11 @@ class _AiohttpResponse:
 class AiohttpClient:
     """One ``aiohttp.ClientSession`` for every upstream; create inside a running loop."""
 
-    def __init__(self, *, max_connections_per_host: int = 1000) -> None:
+    def __init__(
+        self, *, max_connections_per_host: int = 1000, inject: Callable[[dict[str, str]], None] | None = None
+    ) -> None:
+        """``inject`` adds trace context headers (``traceparent``) to each upstream
+        request; None when tracing is off."""
         connector = aiohttp.TCPConnector(
             limit=0,
             limit_per_host=max_connections_per_host,
@@ -128,6 +132,7 @@ class AiohttpClient:
             trust_env=False,
         )
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._inject = inject
 
     async def send(self, req: WireRequest, *, connect_s: float, first_byte_s: float) -> UpstreamResponse:
         timeout = self._timeouts.get(connect_s)
@@ -135,11 +140,13 @@ class AiohttpClient:
             timeout = self._timeouts[connect_s] = aiohttp.ClientTimeout(
                 total=None, connect=connect_s, sock_connect=connect_s
             )
+        headers = req.headers
+        if self._inject is not None:
+            headers = dict(headers)
+            self._inject(headers)
         try:
             async with asyncio.timeout(first_byte_s):
-                resp = await self._session.request(
-                    req.method, req.url, data=req.body, headers=req.headers, timeout=timeout
-                )
+                resp = await self._session.request(req.method, req.url, data=req.body, headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"no response from upstream within {first_byte_s:.3g}s") from None
         except aiohttp.ClientConnectorError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from gateway.admin.access import MASTER_ACTOR, Actor, Role
@@ -28,6 +29,7 @@ class Host:
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
+        self.audited: list[tuple[str, str, Any, Any]] = []
 
     @property
     def keys(self) -> KeyStore:
@@ -40,6 +42,9 @@ class Host:
         if header(scope, b"x-admin") != b"yes":
             raise admin_only()
         return MASTER_ACTOR
+
+    async def audit(self, request: Request, action: str, target: str, *, before: Any = None, after: Any = None) -> None:
+        self.audited.append((action, target, before, after))
 
 
 @pytest.fixture

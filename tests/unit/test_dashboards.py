@@ -284,6 +284,10 @@ REQUIRED = {
         "gateway_breaker_state",
         "gateway_fallbacks_total",
         "gateway_retries_total",
+        "gateway_deployment_health_score",
+        "gateway_deployment_degraded",
+        "gateway_probes_total",
+        "gateway_probe_cost_usd_total",
     },
     "cost.json": {
         "gateway_tokens_total",

@@ -47,7 +47,9 @@ def rendered(metrics: Metrics) -> str:
 
 
 def rendered_types(text: str) -> dict[str, str]:
-    return dict(TYPE_LINE.findall(text))
+    """``# TYPE`` lines, less the ``NAME_created`` gauges the client library adds beside each
+    counter and histogram series (docs/metrics.md, naming)."""
+    return {name: kind for name, kind in TYPE_LINE.findall(text) if not name.endswith("_created")}
 
 
 def documented() -> tuple[dict[str, str], dict[str, list[float]]]:
