@@ -32,7 +32,7 @@ from gateway.admin.access import Actor, Role
 from gateway.admin.audit import request_id
 from gateway.admin.gate import AdminGate, admin_cors, build_gate
 from gateway.admin.health import HealthAPI
-from gateway.admin.keys import KeysAPI, guarded
+from gateway.admin.keys import KeysAPI, error_response, guarded
 from gateway.admin.models import ModelsAPI
 from gateway.admin.openapi import OpenAPIDoc
 from gateway.admin.reports import ReportsAPI
@@ -44,10 +44,11 @@ from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed,
 from gateway.handlers import Handlers
 from gateway.health.monitor import HealthMonitor
 from gateway.models_store import ModelStore, Stored, effective_config, open_secrets
-from gateway.observability.logs import AccessLog, RequestSink, client_address, install_handlers
+from gateway.observability.logs import AccessLog, RequestSink, client_address, flush_handlers, install_handlers
 from gateway.observability.logs import audit as audit_line
 from gateway.observability.metrics import LiveCounts, Metrics
 from gateway.observability.tracing import Tracing
+from gateway.observability.worker_metrics import WorkerMetricsListener
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
@@ -79,8 +80,17 @@ def load_price_table(loaded: LoadedConfig) -> PriceTable:
 
 class GatewayApp:
     def __init__(
-        self, loaded: LoadedConfig, *, config_path: str | Path | None = None, tracing: Tracing | None = None
+        self,
+        loaded: LoadedConfig,
+        *,
+        config_path: str | Path | None = None,
+        tracing: Tracing | None = None,
+        worker_metrics: tuple[str, range] | None = None,
     ) -> None:
+        """``worker_metrics`` (host, ports): this is one of several worker
+        processes; it serves its /metrics on the first free one of ``ports``."""
+        self._worker_ports = worker_metrics
+        self._worker_metrics: WorkerMetricsListener | None = None
         self._loaded = loaded
         """The configuration in force: the file overlaid by the stored models."""
         self._file = loaded
@@ -252,6 +262,9 @@ class GatewayApp:
 
     async def startup(self) -> None:
         settings = self._loaded.settings
+        if self._worker_ports is not None:
+            self._worker_metrics = WorkerMetricsListener(self.render_metrics, *self._worker_ports)
+            await self._worker_metrics.start()
         prices = load_price_table(self._loaded)
         self._apply_logging(self._loaded)
         if self._given_tracing is None:
@@ -302,6 +315,8 @@ class GatewayApp:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     async def shutdown(self) -> None:
+        if self._worker_metrics is not None:
+            await self._worker_metrics.aclose()
         await self.health.stop()
         if self._models is not None:
             await self._models.aclose()
@@ -314,6 +329,7 @@ class GatewayApp:
         if self.http is not None:
             await self.http.aclose()
         await asyncio.to_thread(self.tracing.shutdown)  # flushes the spans still queued
+        flush_handlers()  # the access lines still buffered
 
     def _live_counts(self) -> LiveCounts:
         service, ledger = self.service, self.ledger
@@ -452,14 +468,27 @@ class GatewayApp:
         )
         return Response(orjson.dumps({"deployments": rows}), media_type="application/json")
 
-    async def _metrics(self, request: Request) -> Response:
+    def render_metrics(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition (breaker states and budget levels brought up to date first)."""
         service = self.service
         if service is not None:
             for route in service.routes.values():
                 for dep in route.deployments:
                     self.metrics.set_breaker(dep.id, dep.breaker.state.value)
             service.traffic.budgets.publish_levels()
-        body, content_type = self.metrics.render(request.headers.get("accept", ""))
+        return self.metrics.render(accept)
+
+    async def _metrics(self, request: Request) -> Response:
+        if self._worker_ports is not None:  # several workers share this port: see worker_metrics.py
+            host, ports = self._worker_ports
+            return error_response(
+                NotFound(
+                    f"this gateway runs several worker processes; each serves its own /metrics on "
+                    f"http://{host}:{ports.start}-{ports.stop - 1}/metrics: scrape every one",
+                    code="metrics_per_worker",
+                )
+            )
+        body, content_type = self.render_metrics(request.headers.get("accept", ""))
         return Response(body, media_type=content_type)
 
     async def _health(self, request: Request) -> Response:
@@ -476,6 +505,10 @@ class GatewayApp:
 
 
 def create_app(
-    loaded: LoadedConfig, *, config_path: str | Path | None = None, tracing: Tracing | None = None
+    loaded: LoadedConfig,
+    *,
+    config_path: str | Path | None = None,
+    tracing: Tracing | None = None,
+    worker_metrics: tuple[str, range] | None = None,
 ) -> GatewayApp:
-    return GatewayApp(loaded, config_path=config_path, tracing=tracing)
+    return GatewayApp(loaded, config_path=config_path, tracing=tracing, worker_metrics=worker_metrics)

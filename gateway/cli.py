@@ -20,6 +20,7 @@ import uvicorn
 
 from gateway import cli_keys, cli_models, cli_report, cli_secrets, cli_users
 from gateway.app import create_app
+from gateway.observability import worker_metrics
 from gateway.settings import ConfigError, load_config
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -30,7 +31,10 @@ def app_from_env() -> object:
     """uvicorn factory for multi-worker serving: the config path comes from
     ``GATEWAY_CONFIG`` (each worker process builds its own app)."""
     path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
-    return create_app(load_config(path), config_path=path)
+    ports = os.environ.get(worker_metrics.PORTS_ENV)
+    return create_app(
+        load_config(path), config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="listen address (default: server.host of the config)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default: $PORT, else server.port)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="with --workers N: each worker serves its own /metrics on one of the ports P .. P+N-1 "
+        "(scrape them all); required with more than one worker",
+    )
     serve.add_argument(
         "--mock-port",
         type=int,
@@ -126,6 +137,24 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers > 1:
+        if args.metrics_port is None:
+            print(
+                "--workers > 1 needs --metrics-port P: the workers share the main port, so each serves its own "
+                f"/metrics on one of P .. P+{args.workers - 1} and Prometheus scrapes every one "
+                "(see docs/metrics.md, 'Several worker processes')",
+                file=sys.stderr,
+            )
+            return 2
+        last = args.metrics_port + args.workers - 1
+        if not 0 < args.metrics_port <= last <= 65535 or port in range(args.metrics_port, last + 1):
+            print(
+                f"--metrics-port {args.metrics_port}: the ports {args.metrics_port}-{last} must be within "
+                f"1-65535 and must not include the main port {port}",
+                file=sys.stderr,
+            )
+            return 2
+        os.environ[worker_metrics.PORTS_ENV] = f"{host}:{args.metrics_port}-{last}"
     mock = _start_mock(args.mock_port) if args.mock_port else None
     # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that
     # into SystemExit so the `finally` below still stops the mock.

@@ -34,7 +34,7 @@ only, so each replica (and a restarted process) may emit its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal, Protocol
@@ -60,6 +60,8 @@ class Ledger(Protocol):
     def known(self, keys: Sequence[str]) -> dict[str, float]: ...
 
     async def refresh(self, keys: Sequence[str]) -> None: ...
+
+    def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None: ...
 
 
 # --- periods ---------------------------------------------------------------------
@@ -323,14 +325,11 @@ class BudgetPolicy:
         prompt = (usage or {}).get("prompt_tokens")
         completion = (usage or {}).get("completion_tokens")
         amounts = (1, prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
-        keys = self._usage_keys.get((key_id, team, alias, day))
+        group = (key_id, team, alias, day)
+        keys = self._usage_keys.get(group)
         if keys is None:
             keys = self._count_keys(key_id, team, alias, day)
-        increments: dict[str, float] = {}
-        for metric_keys, n in zip(keys, amounts, strict=True):
-            if n:
-                increments.update(dict.fromkeys(metric_keys, n))
-        self.ledger.add(increments)
+        self.ledger.tally(group, keys, amounts)
 
     def _count_keys(self, key_id: str | None, team: str | None, alias: str, day: str) -> list[list[str]]:
         """The usage counters of one key, team and alias today, per metric (memoised)."""

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 from gateway.state.base import BackendUnavailable, StateBackend
 
@@ -60,6 +60,7 @@ class SpendLedger:
         self._failing = False
         self._clock = clock
         self._pending: dict[str, float] = {}
+        self._tallies: dict[Hashable, tuple[Sequence[Sequence[str]], list[float]]] = {}
         self._inflight: dict[str, float] = {}
         self._base: dict[str, float] = {}
         self._next_fetch: dict[str, float] = {}
@@ -75,8 +76,34 @@ class SpendLedger:
             if usd:
                 self._pending[key] = self._pending.get(key, 0.0) + usd
 
+    def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None:
+        """Add ``amounts[i]`` to every counter of ``keys[i]``, cheaply: the
+        amounts of one ``group`` (the same ``keys`` every time) are summed here
+        and spread over their counters when :meth:`pending` or :meth:`flush`
+        needs them. For counters that are written but not read on the request
+        path (``known`` does not see them until then)."""
+        slot = self._tallies.get(group)
+        if slot is None:
+            self._tallies[group] = (keys, list(amounts))
+            return
+        totals = slot[1]
+        for i, amount in enumerate(amounts):
+            totals[i] += amount
+
+    def _fold_tallies(self) -> None:
+        if not self._tallies:
+            return
+        tallies, self._tallies = self._tallies, {}
+        pending = self._pending
+        for keys, amounts in tallies.values():
+            for counters, amount in zip(keys, amounts, strict=True):
+                if amount:
+                    for key in counters:
+                        pending[key] = pending.get(key, 0.0) + amount
+
     def pending(self) -> dict[str, float]:
         """What is not yet confirmed written (buffered plus a flush in flight)."""
+        self._fold_tallies()
         out = dict(self._inflight)
         _merge(out, self._pending)
         return out
@@ -90,6 +117,7 @@ class SpendLedger:
     async def flush(self) -> bool:
         """Write the buffered increments; False (and kept) if the backend is down."""
         async with self._lock:
+            self._fold_tallies()
             if not self._pending:
                 return True
             batch, self._pending = self._pending, {}

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,14 @@ def sha256_hex(text: str) -> str:
 class GatewayProcess:
     """A gateway subprocess on a free port; its log is kept for failure reports."""
 
-    def __init__(self, config_text: str, workdir: Path, *, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_text: str,
+        workdir: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.config_path = workdir / "gateway.yaml"
         if not re.search(r"^state:", config_text, re.M):  # every test gateway gets its own embedded state
             config_text = f"state: {{path: '{workdir / 'state.db'}'}}\n" + config_text
@@ -57,6 +65,7 @@ class GatewayProcess:
                 str(self.port),
                 "--log-level",
                 "info",
+                *extra_args,
             ],
             cwd=ROOT,
             env=env,
@@ -71,15 +80,18 @@ class GatewayProcess:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+                log = self.log()
+                self.stop()  # closes its log file too
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{log}")
             try:
                 if self.http.get("/ready").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+        log = self.log()
         self.stop()
-        raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+        raise RuntimeError(f"gateway did not become ready:\n{log}")
 
     def client(self, key: str = MASTER_KEY) -> openai.OpenAI:
         """An openai SDK client for ``key`` (one per key, closed by :meth:`stop`)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,9 @@ class FakeLedger:
 
     def known(self, keys: Sequence[str]) -> dict[str, float]:
         return {k: self.totals.get(k, 0.0) for k in keys}
+
+    def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None:
+        self.add({key: amount for counters, amount in zip(keys, amounts, strict=True) for key in counters})
 
     async def refresh(self, keys: Sequence[str]) -> None:
         self.refreshed.append(list(keys))

@@ -3,6 +3,7 @@ handlers that render them; and the OpenMetrics exposition with exemplars."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ from gateway.observability.logs import (
     AccessLog,
     Redactor,
     RequestRecord,
+    _StructuredHandler,
     audit,
     audit_budget_event,
     deliver,
+    flush_handlers,
     install_handlers,
 )
 from gateway.observability.metrics import Metrics
@@ -126,6 +129,67 @@ def test_embeddings_input_is_logged_but_never_the_vectors(out: io.StringIO) -> N
     AccessLog(LoggingSettings(log_payloads=True)).emit(record(route="embeddings"), {"input": "hi"}, vectors)
     (line,) = lines(out)
     assert line["prompt"] == '"hi"' and "completion" not in line
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes (each one a system call on a real file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def counting() -> Iterator[CountingStream]:
+    stream = CountingStream()
+    install_handlers(LoggingSettings(), stream)
+    yield stream
+    restore_loggers()
+
+
+def access_handler() -> _StructuredHandler:
+    """The handler the gateway installs (pytest may add its capture handlers beside it)."""
+    return next(h for h in logging.getLogger(ACCESS_LOGGER).handlers if isinstance(h, _StructuredHandler))
+
+
+def line(request_id: str) -> dict[str, object]:
+    return {"ts": "2025-11-26T12:00:00.250Z", "logger": ACCESS_LOGGER, "level": "info", "request_id": request_id}
+
+
+async def test_lines_written_in_the_event_loop_are_buffered_then_flushed_soon(counting: CountingStream) -> None:
+    handler = access_handler()
+    for i in range(10):
+        handler.write_line(line(f"req_{i}"))
+    assert counting.writes == 0, "nothing written per request"
+    await asyncio.sleep(0.3)  # the flush timer (0.1 s) has fired
+    assert [x["request_id"] for x in lines(counting)] == [f"req_{i}" for i in range(10)]
+    assert counting.writes == 1, "ten lines, one write"
+
+
+async def test_a_full_buffer_is_written_at_once(counting: CountingStream) -> None:
+    handler = access_handler()
+    for i in range(256):
+        handler.write_line(line(f"req_{i}"))
+    assert len(lines(counting)) == 256 and counting.writes == 1
+
+
+def test_without_an_event_loop_each_line_is_written_at_once(counting: CountingStream) -> None:
+    access_handler().write_line(line("no_loop"))
+    assert [x["request_id"] for x in lines(counting)] == ["no_loop"]
+
+
+async def test_buffered_lines_survive_a_reload_and_shutdown(counting: CountingStream) -> None:
+    access_handler().write_line(line("before_reload"))
+    second = io.StringIO()
+    install_handlers(LoggingSettings(), second)  # a config reload replaces the handler
+    assert [x["request_id"] for x in lines(counting)] == ["before_reload"]
+    access_handler().write_line(line("before_shutdown"))
+    flush_handlers()  # the app's shutdown
+    assert [x["request_id"] for x in lines(second)] == ["before_shutdown"]
 
 
 def test_text_format(out: io.StringIO) -> None:

@@ -240,6 +240,25 @@ async def test_ledger_flush_failure_keeps_everything(backend: EmbeddedBackend) -
     assert ledger.known(["team:a", "key:x"]) == {"team:a": 1.75, "key:x": 0.25}
 
 
+async def test_ledger_tallies_are_summed_per_group_then_spread_over_their_counters(backend: EmbeddedBackend) -> None:
+    flaky = Flaky(backend)
+    ledger = make_ledger(flaky)
+    keys = [["req:a", "req:all"], ["tok:a", "tok:all"]]
+    ledger.tally(("a",), keys, (1, 10))
+    ledger.tally(("a",), keys, (1, 0))
+    ledger.tally(("b",), [["req:b", "req:all"], ["tok:b", "tok:all"]], (1, 5))
+    assert ledger.known(["req:all"]) == {"req:all": 0.0}, "not spread on the request path"
+    flaky.down = True
+    assert await ledger.flush() is False  # spread, and kept for the next flush
+    ledger.tally(("a",), keys, (1, 1))
+    assert ledger.pending() == {"req:a": 3, "req:all": 4, "tok:a": 11, "tok:all": 16, "req:b": 1, "tok:b": 5}
+    flaky.down = False
+    assert await ledger.flush() is True
+    totals = await backend.read_spend(["req:a", "req:all", "tok:a", "tok:all", "req:b", "tok:b"])
+    assert totals == {"req:a": 3, "req:all": 4, "tok:a": 11, "tok:all": 16, "req:b": 1, "tok:b": 5}
+    assert ledger.pending() == {}
+
+
 async def test_ledger_refresh_at_most_once_per_interval(backend: EmbeddedBackend) -> None:
     clock = Clock()
     flaky = Flaky(backend)

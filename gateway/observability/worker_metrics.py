@@ -1,0 +1,118 @@
+"""``/metrics`` of one worker process, on a port of its own.
+
+With ``gateway serve --workers N`` uvicorn's workers share the main port, and
+the kernel hands each connection to whichever worker accepts it first: a
+scrape of ``/metrics`` there would see one worker's counters, a different one
+each time, and every ``rate()`` would be garbage. Each worker therefore serves
+its own registry on one port of ``--metrics-port P`` .. ``P + N - 1`` (the
+first it can bind), and Prometheus scrapes every one of them as a target;
+``sum()`` and ``rate()`` over targets are then exact. The main port's
+``/metrics`` answers 404 naming those ports. Why not prometheus_client's
+multiprocess mode: it has no custom collectors (the live counters, the
+process collector), keeps a file per process and metric that must be cleaned
+on restart, and gauges need a merge mode each; a target per worker needs none
+of that and shows each worker's own CPU and memory.
+
+The listener is a few lines of asyncio (``GET /metrics`` only, one request per
+connection, bounded header size and read time) rather than a second uvicorn
+server, whose signal handling would fight the worker's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger("gateway.metrics")
+
+PORTS_ENV = "GATEWAY_WORKER_METRICS"
+"""``host:first-last``: set by ``gateway serve --workers N --metrics-port P`` for its workers."""
+
+_MAX_HEAD = 16 * 1024
+_READ_S = 5.0
+
+Render = Callable[[str], tuple[bytes, str]]
+"""The exposition for an ``Accept`` header: (body, content type)."""
+
+
+def parse_ports(text: str) -> tuple[str, range]:
+    """``host:first-last`` -> (host, ports); ValueError naming the problem."""
+    host, sep, span = text.rpartition(":")
+    first, dash, last = span.partition("-")
+    if not sep or not host or not dash or not first.isdigit() or not last.isdigit():
+        raise ValueError(f"{PORTS_ENV} must look like 127.0.0.1:9100-9103, got {text!r}")
+    lo, hi = int(first), int(last)
+    if not 0 < lo <= hi <= 65535:
+        raise ValueError(f"{PORTS_ENV}: ports must be 1-65535 with first <= last, got {text!r}")
+    return host, range(lo, hi + 1)
+
+
+class WorkerMetricsListener:
+    def __init__(self, render: Render, host: str, ports: range, *, read_timeout_s: float = _READ_S) -> None:
+        self._render = render
+        self._read_timeout_s = read_timeout_s
+        self._host = host
+        self._ports = ports
+        self._server: asyncio.Server | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int | None:
+        """Bind the first free port of the range; None (logged) if all are taken."""
+        for port in self._ports:
+            try:
+                self._server = await asyncio.start_server(self._serve, self._host, port, reuse_address=False)
+            except OSError:
+                continue
+            self.port = port
+            log.info("this worker's /metrics: http://%s:%d/metrics", self._host, port)
+            return port
+        log.error(
+            "no free port for this worker's /metrics in %d-%d: its metrics cannot be scraped "
+            "(use a --metrics-port range as large as --workers)",
+            self._ports.start,
+            self._ports.stop - 1,
+        )
+        return None
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                head = await reader.readuntil(b"\r\n\r\n")
+            status, body, ctype = self._answer(head)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            status, body, ctype = "400 Bad Request", b"incomplete or oversized request\n", "text/plain"
+        head_out = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        with contextlib.suppress(ConnectionError):
+            writer.write(head_out.encode() + b"Connection: close\r\n\r\n" + body)
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    def _answer(self, head: bytes) -> tuple[str, bytes, str]:
+        if len(head) > _MAX_HEAD:
+            return "431 Request Header Fields Too Large", b"request head too large\n", "text/plain"
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            return "400 Bad Request", b"malformed request line\n", "text/plain"
+        method, target, _ = parts
+        if target.split("?", 1)[0] != "/metrics":
+            return "404 Not Found", b"only /metrics is served on this port\n", "text/plain"
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", b"use GET\n", "text/plain"
+        accept = ""
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "accept":
+                accept = value.strip()
+        body, ctype = self._render(accept)
+        return "200 OK", b"" if method == "HEAD" else body, ctype

@@ -1,0 +1,111 @@
+"""The per-worker /metrics listener over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.observability.worker_metrics import WorkerMetricsListener, parse_ports
+
+
+def render(accept: str) -> tuple[bytes, str]:
+    return f"requests_total 7\n# accept={accept}\n".encode(), "text/plain; version=0.0.4"
+
+
+def free_ports(n: int) -> range:
+    """``n`` consecutive free ports (retried until a run is found)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + n > 65535:
+            continue
+        ok = True
+        for port in range(first, first + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return range(first, first + n)
+    raise RuntimeError("no run of free ports")
+
+
+@pytest.fixture
+def ports() -> Iterator[range]:
+    yield free_ports(3)
+
+
+async def ask(port: int, raw: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("9100-9101", "must look like"),
+        ("127.0.0.1:9100", "must look like"),
+        ("127.0.0.1:a-b", "must look like"),
+        ("127.0.0.1:9101-9100", "first <= last"),
+        ("127.0.0.1:0-2", "ports must be"),
+        ("127.0.0.1:65535-65536", "ports must be"),
+    ],
+)
+def test_bad_port_ranges_are_named(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_ports(text)
+
+
+def test_a_port_range() -> None:
+    assert parse_ports("0.0.0.0:9100-9103") == ("0.0.0.0", range(9100, 9104))
+
+
+async def test_workers_take_one_port_each_and_serve_only_metrics(ports: range) -> None:
+    first, second = WorkerMetricsListener(render, "127.0.0.1", ports), WorkerMetricsListener(render, "127.0.0.1", ports)
+    try:
+        assert await first.start() == ports[0]
+        assert await second.start() == ports[1], "the first port is taken: the next one"
+        ok = await ask(ports[1], b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text\r\n\r\n")
+        assert ok.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"requests_total 7" in ok and b"accept=application/openmetrics-text" in ok
+        assert (await ask(ports[0], b"HEAD /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 OK")
+        assert (await ask(ports[0], b"GET /admin/keys HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
+        assert (await ask(ports[0], b"POST /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        assert (await ask(ports[0], b"GARBAGE\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_an_incomplete_request_is_answered_400_after_the_read_timeout(ports: range) -> None:
+    listener = WorkerMetricsListener(render, "127.0.0.1", ports, read_timeout_s=0.2)
+    try:
+        port = await listener.start()
+        assert port is not None
+        assert (await ask(port, b"GET /metrics HTTP/1.1\r\n")).startswith(b"HTTP/1.1 400")
+    finally:
+        await listener.aclose()
+
+
+async def test_every_port_taken_is_logged_not_fatal(ports: range, caplog: pytest.LogCaptureFixture) -> None:
+    holders = [WorkerMetricsListener(render, "127.0.0.1", ports) for _ in ports]
+    extra = WorkerMetricsListener(render, "127.0.0.1", ports)
+    try:
+        assert [await h.start() for h in holders] == list(ports)
+        assert await extra.start() is None
+        assert "no free port for this worker's /metrics" in caplog.text
+    finally:
+        for h in holders:
+            await h.aclose()
+        await extra.aclose()
