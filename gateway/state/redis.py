@@ -59,13 +59,15 @@ from limits.aio.storage import RedisStorage, Storage
 from limits.storage import storage_from_string
 from redis.asyncio import Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.resp import RespError, RespPipe, bulk
 
 T = TypeVar("T")
 Client = Redis | RedisCluster
@@ -167,13 +169,16 @@ class _ScriptBatch:
     again and the refused calls are re-run. A Cluster client refuses scripts in
     pipelines: there each call goes on its own, all of the turn's at once."""
 
-    def __init__(self, client: Client, scripts: Sequence[AsyncScript]) -> None:
+    def __init__(self, client: Client, deadline_s: float, pipe: RespPipe | None = None) -> None:
         self._client = client
-        self._scripts = {script.sha: script for script in scripts}
-        self._queue: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]] = []
+        self._deadline_s = deadline_s
+        self._pipe = pipe
+        self._queue: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
 
-    def submit(self, script: AsyncScript, keys: list[str], args: list[bytes]) -> asyncio.Future[Any]:
+    def submit(self, script: AsyncScript, keys: list[bytes], args: list[bytes]) -> asyncio.Future[Any]:
+        """The script's answer, or :class:`BackendUnavailable` (the whole batch
+        is bounded by the backend's deadline)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((script, keys, args, future))
@@ -186,26 +191,30 @@ class _ScriptBatch:
     async def _send(self) -> None:
         batch, self._queue = self._queue, []
         try:
-            results = await self._run(batch)
+            async with asyncio.timeout(self._deadline_s):
+                results = await self._run(batch)
         except BaseException as exc:  # the whole pipeline failed: every caller hears of it
+            error = _unavailable(exc) if isinstance(exc, _ERRORS) else exc
             for *_, future in batch:
                 if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
+            if not isinstance(exc, Exception):
+                raise
             return
         for (*_, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller gave up (a client disconnect)
                 continue
             if isinstance(result, Exception):
-                future.set_exception(result)
+                future.set_exception(_unavailable(result) if isinstance(result, _ERRORS) else result)
             else:
                 future.set_result(result)
 
-    async def _run(self, batch: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]]) -> list[Any]:
+    async def _run(self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]) -> list[Any]:
         if isinstance(self._client, RedisCluster):  # its pipelines refuse EVALSHA: one call each, overlapped
             calls = (script(keys=keys, args=args) for script, keys, args, _ in batch)
             return list(await asyncio.gather(*calls, return_exceptions=True))
         results = await self._pipeline(batch)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        missing = [i for i, r in enumerate(results) if _noscript(r)]
         if missing:  # Redis lost its scripts (a restart): load each once, run the refused calls again
             for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
                 await self._client.script_load(script.script)
@@ -214,13 +223,32 @@ class _ScriptBatch:
         return results
 
     async def _pipeline(
-        self, batch: list[tuple[AsyncScript, list[str], list[bytes], asyncio.Future[Any]]]
+        self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]
     ) -> list[Any]:
+        if self._pipe is not None:
+            commands = [
+                b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args))
+                + bulk(script.sha.encode())
+                + bulk(b"%d" % len(keys))
+                + b"".join(map(bulk, keys))
+                + b"".join(map(bulk, args))
+                for script, keys, args, _ in batch
+            ]
+            replies = await self._pipe.call(commands)
+            return [ResponseError(str(r)) if isinstance(r, RespError) and not r.noscript else r for r in replies]
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args, _ in batch:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
+
+
+def _noscript(result: object) -> bool:
+    return isinstance(result, NoScriptError) or (isinstance(result, RespError) and result.noscript)
+
+
+def _unavailable(exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(f"redis: {type(exc).__name__}: {exc}")
 
 
 def _parse_hosts(url: str, default_port: int) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
@@ -250,11 +278,14 @@ class RedisBackend:
         self._max_connections = max_connections
         self._deadline_s = 4 * socket_timeout_s
         self._sentinel: Sentinel | None = None
+        self._service = ""
         self._client: Client = self._connect(url)
         self._acquire = self._client.register_script(_ACQUIRE_LUA)
         self._hit = self._client.register_script(_HIT_WINDOWS_LUA)
         self._adjust = self._client.register_script(_ADJUST_WINDOWS_LUA)
-        self._batch = _ScriptBatch(self._client, (self._hit, self._adjust))
+        self._pipe = self._lean_pipe()
+        self._batch = _ScriptBatch(self._client, self._deadline_s, self._pipe)
+        self._encoded: dict[str, bytes] = {}  # window and slot keys, ready for the wire
         self._limits: RedisStorage | None = None
 
     def _options(self) -> dict[str, Any]:
@@ -275,6 +306,7 @@ class RedisBackend:
             options = self._options()  # for the sentinels too: a burst of new connections asks them
             self._sentinel = Sentinel(hosts, sentinel_kwargs=options, **options, **auth)  # type: ignore[no-untyped-call]
             db = int(path[1]) if len(path) > 1 else 0
+            self._service = path[0]
             return cast(Redis, self._sentinel.master_for(path[0], db=db))
         if url.startswith("redis+cluster://"):
             auth, hosts, _ = _parse_hosts(url, 6379)
@@ -283,12 +315,38 @@ class RedisBackend:
             return RedisCluster(startup_nodes=nodes, username=user, password=password, **self._options())
         return Redis.from_url(url, **self._options())
 
+    def _lean_pipe(self) -> RespPipe | None:
+        """The lean connection for the request-path scripts, where plain TCP
+        with AUTH and SELECT is all it takes (see resp.py); None elsewhere."""
+        if isinstance(self._client, RedisCluster) or self.url.startswith("rediss://"):
+            return None
+        pool = self._client.connection_pool
+        if not issubclass(pool.connection_class, Connection) or issubclass(pool.connection_class, SSLConnection):
+            return None  # a unix socket or TLS: redis-py's pipeline
+        kw = pool.connection_kwargs
+        sentinel, service = self._sentinel, self._service
+        host, port = str(kw.get("host", "localhost")), int(kw.get("port", 6379))
+
+        async def address() -> tuple[str, int]:
+            if sentinel is not None:
+                master: tuple[str, int] = await sentinel.discover_master(service)
+                return master
+            return host, port
+
+        return RespPipe(
+            address,
+            username=kw.get("username"),
+            password=kw.get("password"),
+            db=int(kw.get("db") or 0),
+            connect_timeout_s=self._timeout_s,
+        )
+
     async def _do(self, aw: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self._deadline_s):
                 return await aw
         except _ERRORS as exc:
-            raise BackendUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable(exc) from exc
 
     async def _multi(self, fill: Callable[[Any], object]) -> list[Any]:
         """Run the commands ``fill`` queues on a pipeline as one MULTI/EXEC."""
@@ -369,13 +427,24 @@ class RedisBackend:
     def _slot(key: str) -> str:
         return f"{_PREFIX}win:{{w}}:slot:{key}"  # the windows' hash tag: one script takes both
 
+    def _wire(self, key: str, slot: bool = False) -> bytes:
+        """A window's (or slot's) Redis key, encoded once (a request sends about ten)."""
+        name = ("s:" if slot else "w:") + key
+        found = self._encoded.get(name)
+        if found is None:
+            if len(self._encoded) > 100_000:
+                self._encoded.clear()
+            found = self._encoded[name] = (self._slot(key) if slot else self._win(key)).encode()
+        return found
+
     async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
-        keys = [self._win(w.key) for w in windows] + [self._slot(slot.key) for slot in slots]
+        wire = self._wire
+        keys = [wire(w.key) for w in windows] + [wire(slot.key, True) for slot in slots]
         spec = (
             [[max(1, int(w.period_s * 1000)), w.amount, w.limit] for w in windows],
             [[slot.limit, max(1, int(slot.ttl_s * 1000))] for slot in slots],
         )
-        answer = await self._do(self._batch.submit(self._hit, keys, [orjson.dumps(spec)]))
+        answer = await self._batch.submit(self._hit, keys, [orjson.dumps(spec)])
         refused, counts, ttls = orjson.loads(answer)
         if not windows:  # cjson writes an empty list as {}
             counts, ttls = [], []
@@ -384,17 +453,17 @@ class RedisBackend:
 
     async def adjust_windows(self, adjustments: Sequence[WindowAdjust], release: Sequence[str] = ()) -> None:
         now = time.time()
-        keys: list[str] = []
+        keys: list[bytes] = []
         spec: list[list[int]] = []
         for a in adjustments:
             left_ms = int((a.window_end - now) * 1000)
             if a.delta < 0 and left_ms <= 0:
                 continue  # that window is over: nothing to refund
-            keys.append(self._win(a.key))
+            keys.append(self._wire(a.key))
             spec.append([max(1, int(a.period_s * 1000)), a.delta, left_ms])
-        keys += [self._slot(key) for key in release]
+        keys += [self._wire(key, True) for key in release]
         if keys:
-            await self._do(self._batch.submit(self._adjust, keys, [orjson.dumps(spec)]))
+            await self._batch.submit(self._adjust, keys, [orjson.dumps(spec)])
 
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
         taken = await self._do(self._acquire(keys=[self._slot(key)], args=[limit, max(1, int(ttl_s * 1000))]))
@@ -422,6 +491,8 @@ class RedisBackend:
         return bool(await self._do(self._client.ping()))
 
     async def aclose(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.aclose()
         if self._limits is not None and isinstance(self._client, RedisCluster):
             own = getattr(self._limits.bridge, "storage", None)
             if isinstance(own, RedisCluster):
