@@ -271,6 +271,7 @@ class Metrics:
         )
         self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._usage_children: dict[tuple[str, str, str, str, str], tuple[tuple[Any, Any], ...]] = {}
         self.live: Callable[[], LiveCounts] = LiveCounts.empty
         """Where the counts kept by the policies come from (set by the app)."""
         r.register(_LiveCollector(self))
@@ -356,12 +357,31 @@ class Metrics:
             self.child(self.overhead, route).observe(max(0.0, seconds - upstream_s))
 
     def usage(self, dep: LiveDeployment, alias: str, team: str, usage: JSON) -> None:
-        provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
-        for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+        target = dep.target
+        children = self._usage_children.get((target.provider, target.model, dep.operation, alias, team))
+        if children is None:
+            children = self._usage_of(dep, alias, team)
+        for (histogram, counter), field in zip(children, ("prompt_tokens", "completion_tokens"), strict=True):
             count = usage.get(field)
             if isinstance(count, int) and count >= 0:
-                self.child(self.token_usage, dep.operation, provider, dep.target.model, kind).observe(count)
-                self.child(self.tokens, alias, team, kind).inc(count)
+                histogram.observe(count)
+                counter.inc(count)
+
+    def _usage_of(self, dep: LiveDeployment, alias: str, team: str) -> tuple[tuple[Any, Any], ...]:
+        """The token histogram and counter children of input and output, for one
+        deployment, alias and team (four label lookups saved per request)."""
+        provider = GENAI_PROVIDER.get(dep.target.provider, dep.target.provider)
+        children = tuple(
+            (
+                self.child(self.token_usage, dep.operation, provider, dep.target.model, kind),
+                self.child(self.tokens, alias, team, kind),
+            )
+            for kind in ("input", "output")
+        )
+        if len(self._usage_children) > 10_000:
+            self._usage_children.clear()
+        self._usage_children[(dep.target.provider, dep.target.model, dep.operation, alias, team)] = children
+        return children
 
     # --- breakers ------------------------------------------------------------------------
 
