@@ -105,6 +105,7 @@ class _FixedPlan:
     windows: list[_PlannedWindow]
     slots: list[SlotSpec]
     limited: list[Scope]
+    slot_keys: list[str]
 
 
 class Admission:
@@ -121,9 +122,21 @@ class Admission:
         self._settled = False
 
 
+_HEADER_NAMES = MappingProxyType(
+    {
+        unit: tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
+        for unit in ("requests", "tokens")
+    }
+)
+
+
 def format_duration(seconds: float) -> str:
     """A reset time as OpenAI writes it (Go duration style): 20ms, 1s, 59.5s, 6m0s, 1h2m3s."""
     ms = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if ms < 60_000:  # the common case (minute windows): no divisions
+        return (
+            f"{ms}ms" if ms < 1000 else (f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000:.3f}".rstrip("0") + "s")
+        )
     if ms < 1000:
         return f"{ms}ms"
     hours, ms = divmod(ms, 3_600_000)
@@ -372,7 +385,7 @@ class RateLimiter:
         slots = [SlotSpec(_slot_key(s), s.spec.max_concurrent or 0, self._slot_ttl_s) for s in limited]
         if len(self._plans) > 100_000:
             self._plans.clear()
-        plan = self._plans[id(scopes)] = _FixedPlan(scopes, ordered, windows, slots, limited)
+        plan = self._plans[id(scopes)] = _FixedPlan(scopes, ordered, windows, slots, limited, [s.key for s in slots])
         return plan
 
     async def _admit_planned(self, plan: _FixedPlan, est_tokens: int) -> Admission:
@@ -401,10 +414,11 @@ class RateLimiter:
                 counted.append((check, Counted(Window(w.key, w.item, spec.amount), count, reset_s, now + reset_s)))
         headers = {}
         for unit, (remaining, limit, reset_s) in tightest.items():
-            headers[f"x-ratelimit-limit-{unit}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
-            headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset_s)
-        admission = Admission(headers, [slot.key for slot in plan.slots])
+            names = _HEADER_NAMES[unit]
+            headers[names[0]] = str(limit)
+            headers[names[1]] = str(remaining)
+            headers[names[2]] = format_duration(reset_s)
+        admission = Admission(headers, plan.slot_keys.copy())
         admission._counted = counted
         return admission
 

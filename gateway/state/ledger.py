@@ -65,6 +65,7 @@ class SpendLedger:
         self._base: dict[str, float] = {}
         self._next_fetch: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
+        self._fresh: dict[int, tuple[list[str], float]] = {}
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,8 +150,12 @@ class SpendLedger:
         ``refresh_interval_s``. Raises :class:`BackendUnavailable` (old values
         kept); after a failure, those keys fail fast without I/O for one
         interval, so an outage does not stall every request."""
+        fresh = self._fresh.get(id(keys))
+        if fresh is not None and fresh[0] is keys and self._clock() < fresh[1]:
+            return  # the commonest case: this very list was all fetched within the interval
         wanted = list(dict.fromkeys(keys))
         if not self._due(wanted):  # the common case: no lock, no I/O
+            self._remember_fresh(keys, wanted)
             return
         async with self._lock:
             due = self._due(wanted)
@@ -166,6 +171,17 @@ class SpendLedger:
             self._next_fetch.update(dict.fromkeys(due, now + self.refresh_interval_s))
             for key in due:
                 self._failed_until.pop(key, None)
+            self._remember_fresh(keys, wanted)
+
+    def _remember_fresh(self, keys: Iterable[str], wanted: list[str]) -> None:
+        """Until when every key of ``keys`` (a list the caller passes again and
+        again) needs no fetch: the next refresh of it is one dict lookup."""
+        if not isinstance(keys, list):
+            return
+        until = min((self._next_fetch.get(k, 0.0) for k in wanted), default=0.0)
+        if len(self._fresh) > 10_000:
+            self._fresh.clear()
+        self._fresh[id(keys)] = (keys, until)
 
     def _due(self, keys: list[str]) -> list[str]:
         """The keys to fetch now; raises if one of them failed within the interval."""

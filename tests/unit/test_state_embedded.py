@@ -278,6 +278,29 @@ async def test_ledger_refresh_at_most_once_per_interval(backend: EmbeddedBackend
     assert ledger.known(["team:a"]) == {"team:a": 10.5}
 
 
+async def test_ledger_refresh_of_the_same_list_again_is_skipped_only_while_fresh(backend: EmbeddedBackend) -> None:
+    clock = Clock()
+    flaky = Flaky(backend)
+    ledger = make_ledger(flaky, clock)
+    keys = ["team:a", "team:b"]  # the budget policy passes one list per principal, again and again
+    await ledger.refresh(keys)
+    await ledger.refresh(keys)
+    assert flaky.reads == 1
+    await backend.incr_spend({"team:b": 2.0})
+    clock.now += 0.5
+    await ledger.refresh(keys)
+    assert flaky.reads == 1 and ledger.known(keys) == {"team:a": 0.0, "team:b": 0.0}
+    clock.now += 0.5  # the interval is over: the same list is fetched again
+    await ledger.refresh(keys)
+    assert flaky.reads == 2 and ledger.known(keys) == {"team:a": 0.0, "team:b": 2.0}
+    flaky.down = True
+    clock.now += 1.0
+    with pytest.raises(BackendUnavailable):
+        await ledger.refresh(keys)
+    with pytest.raises(BackendUnavailable):  # failing fast, never skipped as fresh
+        await ledger.refresh(keys)
+
+
 async def test_ledger_refresh_failure_keeps_old_values_and_fails_fast(backend: EmbeddedBackend) -> None:
     clock = Clock()
     flaky = Flaky(backend)
