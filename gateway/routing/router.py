@@ -36,8 +36,10 @@ from gateway.errors import (
     GatewayError,
     InvalidRequest,
     NoDeploymentAvailable,
+    UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from gateway.routing.deployment import LiveDeployment, Route
 from gateway.routing.retry import backoff_delay
@@ -361,9 +363,13 @@ _NEXT = object()
 
 
 def _reason(trace: RequestTrace) -> str:
+    """Why an alias was left: a bounded label value, never an upstream's own error text
+    (an upstream's error code is whatever its body said)."""
     if not trace.failures:
         return "unavailable"
     err = trace.failures[-1].error
+    if isinstance(err, (UpstreamTimeout, UpstreamUnavailable, UpstreamBadResponse)):
+        return err.default_code
     if isinstance(err, UpstreamError):
-        return f"http_{err.upstream_status}" if err.upstream_status not in (502, 504) else err.code
-    return err.code
+        return f"http_{err.upstream_status}"
+    return err.default_code

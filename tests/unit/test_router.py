@@ -385,6 +385,16 @@ async def test_fallback_reason_for_connect_error(sleeps: list[float]) -> None:
     assert trace.fallbacks == [("a", "b", "upstream_connect_error")]
 
 
+async def test_fallback_reason_never_carries_an_upstream_error_code(sleeps: list[float]) -> None:
+    """A 502 whose body names a code of the upstream's own: the label stays bounded."""
+    router = make_router(FALLBACK)
+    own = UpstreamError("bad gateway", upstream_status=502, retryable=True, fallback=True, code="req_8f3a9c-user-42")
+    script = Script({"a1": [own, own], "a2": [own, own]})
+    trace = RequestTrace()
+    assert await router.run("a", script, trace) == "ok from b1"
+    assert trace.fallbacks == [("a", "b", "http_502")]
+
+
 async def test_fallback_alias_not_used_when_own_deployment_succeeds(sleeps: list[float]) -> None:
     router = make_router(FALLBACK)
     script = Script({"a1": [upstream(503)]})
