@@ -40,7 +40,7 @@ from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
 from gateway.asgi import Receive, Scope, Send, send_error
 from gateway.console import console_routes
-from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed, NotFound, Starting
 from gateway.handlers import Handlers
 from gateway.health.monitor import HealthMonitor
 from gateway.models_store import ModelStore, Stored, effective_config, open_secrets
@@ -179,7 +179,7 @@ class GatewayApp:
 
     async def authenticate(self, scope: Scope) -> Principal:
         if self._auth is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         try:
             return await self._auth.authenticate(scope)
         except AuthenticationFailed as err:
@@ -190,7 +190,7 @@ class GatewayApp:
     async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor:
         """The actor behind an admin request, if its role is at least ``role``."""
         if self._auth is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return await self.gate.require(scope, role)
 
     def _is_master(self, scope: Scope) -> bool:
@@ -199,7 +199,7 @@ class GatewayApp:
     @property
     def gate(self) -> AdminGate:
         if self._gate is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return self._gate
 
     @property
@@ -220,7 +220,7 @@ class GatewayApp:
     @property
     def keys(self) -> KeyStore:
         if self._keys is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return self._keys
 
     def aliases(self) -> set[str]:
@@ -230,7 +230,7 @@ class GatewayApp:
         """What the reports read: this process's statistics merged with the
         other replicas', spend (with this process's unwritten part), teams."""
         if self.stats is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         sources = ReportSources(self.stats, self._read_spend, self.keys.list_teams, self.aliases)
         return self._loaded.settings, sources
 
@@ -386,7 +386,7 @@ class GatewayApp:
     @property
     def model_store(self) -> ModelStore:
         if self._models is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return self._models
 
     @property

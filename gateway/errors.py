@@ -136,6 +136,17 @@ class BackendDegraded(GatewayError):
     default_code = "state_backend_unavailable"
 
 
+class Starting(GatewayError):
+    """The gateway is still starting (its lifespan has not finished): try again in a moment."""
+
+    status = 503
+    type = "api_error"
+    default_code = "starting"
+
+    def __init__(self, message: str = "the gateway is still starting; try again in a moment") -> None:
+        super().__init__(message, headers={"retry-after": "1"})
+
+
 # Status codes of an upstream answer on which another attempt may succeed.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 

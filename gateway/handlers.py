@@ -35,7 +35,7 @@ from gateway.asgi import (
 )
 from gateway.canonical import JSON
 from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
-from gateway.errors import AuthenticationFailed, GatewayError, NotFound, UpstreamError
+from gateway.errors import AuthenticationFailed, GatewayError, NotFound, Starting, UpstreamError
 from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
 from gateway.observability.metrics import Metrics, error_type
 from gateway.observability.tracing import RequestSpan, Tracing
@@ -191,7 +191,7 @@ class Handlers:
     def _service(self) -> Service:
         service = self._app.service
         if service is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return service
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, Handler, guarded, json_response
 from gateway.canonical import JSON
-from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound, Starting
 from gateway.health.monitor import HealthMonitor
 from gateway.health.probes import PROBE_NAMES, PROBES, health_score
 from gateway.health.runner import ProbeResult, ProbeRunner
@@ -73,7 +73,7 @@ class HealthAPI:
     def _service(self) -> Service:
         service = self._host.service
         if service is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         return service
 
     # --- POST /admin/models/{alias}/test ---------------------------------------------

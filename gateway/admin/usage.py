@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import InvalidRequest, Starting
 from gateway.models_store import ModelStore
 from gateway.policies.budget import GLOBAL_ID, USAGE_METRICS, model_spend_key, spend_key, usage_key
 from gateway.settings import LoadedConfig
@@ -130,7 +130,7 @@ class UsageAPI:
     async def _read(self, keys: list[str]) -> dict[str, float]:
         ledger = self._host.ledger
         if ledger is None:
-            raise GatewayError("the gateway is still starting", code="starting")
+            raise Starting()
         wanted = list(dict.fromkeys(keys))
         totals = await ledger.backend.read_spend(wanted)
         for key, amount in ledger.pending().items():
