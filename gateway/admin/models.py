@@ -196,6 +196,14 @@ class ModelsAPI:
         return await self._set_disabled(request, False)
 
     async def _set_disabled(self, request: Request, disabled: bool) -> Response:
+        if (await request.body()).strip() not in (b"", b"{}"):
+            action = "disable" if disabled else "enable"
+            raise InvalidRequest(
+                f"{action} takes no request body: the alias is in the path; PATCH /admin/models/{{alias}} "
+                "changes fields",
+                param="body",
+                code="unexpected_body",
+            )
         alias = request.path_params["alias"]
         stored = await self._host.model_store.all()
         if self._spec(alias, stored) is None:

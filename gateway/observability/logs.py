@@ -308,6 +308,8 @@ class _StructuredHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._timer.cancel()
             self._timer = None
         waiting, self._waiting = self._waiting, []
+        if getattr(self.stream, "closed", False):
+            return  # the stream went first (interpreter exit, a test's captured output): nothing to write to
         self.acquire()
         try:
             if waiting:

@@ -285,6 +285,16 @@ def test_disable_then_enable_a_runtime_model(client: TestClient, mock: MockServe
     assert chat(client, "runtime").status_code == 200
 
 
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"disabled": false}'])
+def test_disable_and_enable_take_no_body(client: TestClient, mock: MockServer, body: bytes) -> None:
+    client.post("/admin/models", json=new_model(mock))
+    for action in ("disable", "enable"):
+        resp = client.post(f"/admin/models/runtime/{action}", content=body)
+        assert resp.status_code == 400 and error(resp)["code"] == "unexpected_body" and error(resp)["param"] == "body"
+    assert chat(client, "runtime").status_code == 200, "nothing changed"
+    assert client.post("/admin/models/runtime/disable", json={}).status_code == 200  # {} is no body
+
+
 def test_deleting_a_fallback_target_is_a_conflict(client: TestClient, mock: MockServer) -> None:
     client.post("/admin/models", json=new_model(mock, name="target"))
     client.post("/admin/models", json=new_model(mock, name="user", fallbacks=["target"]))

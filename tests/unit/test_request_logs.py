@@ -182,6 +182,15 @@ def test_without_an_event_loop_each_line_is_written_at_once(counting: CountingSt
     assert [x["request_id"] for x in lines(counting)] == ["no_loop"]
 
 
+async def test_lines_left_for_a_closed_stream_are_dropped_quietly(
+    counting: CountingStream, capsys: pytest.CaptureFixture[str]
+) -> None:
+    access_handler().write_line(line("too_late"))
+    counting.close()  # as pytest's captured stream, or stderr at interpreter exit
+    flush_handlers()
+    assert "Traceback" not in capsys.readouterr().err
+
+
 async def test_buffered_lines_survive_a_reload_and_shutdown(counting: CountingStream) -> None:
     access_handler().write_line(line("before_reload"))
     second = io.StringIO()
