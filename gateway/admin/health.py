@@ -86,22 +86,37 @@ class HealthAPI:
         dep = _deployment(route, wanted) if wanted is not None else None
         runner = ProbeRunner(service, self._host.metrics, service.settings.health_checks.timeout_s)
         results: list[ProbeResult] = []
-        for name in PROBE_NAMES:
-            probe = PROBES[name]
-            results.append(await (runner.on_deployment(dep, probe) if dep else runner.on_alias(route, probe)))
-        score = health_score([r.passed for r in results])
-        outcome = {"deployment": dep.id if dep else None, "health_score": score}
-        await self._host.audit(request, "models.test", f"models/{route.alias}", after=outcome)
-        costs = [r.cost_usd for r in results if r.cost_usd is not None]
-        return json_response(
-            {
+
+        async def run_tests() -> AsyncIterator[ProbeResult]:
+            for name in PROBE_NAMES:
+                probe = PROBES[name]
+                results.append(await (runner.on_deployment(dep, probe) if dep else runner.on_alias(route, probe)))
+                yield results[-1]
+
+        async def summary() -> JSON:
+            score = health_score([r.passed for r in results])
+            outcome = {"deployment": dep.id if dep else None, "health_score": score}
+            await self._host.audit(request, "models.test", f"models/{route.alias}", after=outcome)
+            costs = [r.cost_usd for r in results if r.cost_usd is not None]
+            return {
                 "alias": route.alias,
                 "deployment": dep.id if dep else None,
                 "health_score": score,
                 "tests": [r.to_json() for r in results],
                 "probe_cost_usd": round(sum(costs), 9) if costs else None,
             }
-        )
+
+        if NDJSON in request.headers.get("accept", ""):  # each test's line as it finishes (the console)
+
+            async def stream() -> AsyncIterator[bytes]:
+                async for result in run_tests():
+                    yield _line({"event": "test", "alias": route.alias, **result.to_json()})
+                yield _line({"event": "done", **(await summary())})
+
+            return StreamingResponse(stream(), media_type=NDJSON)
+        async for _ in run_tests():
+            pass
+        return json_response(await summary())
 
     # --- POST /admin/models/test-all -----------------------------------------------------
 

@@ -13,6 +13,7 @@ process and the mock upstream on loopback.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -129,6 +130,16 @@ def test_demo_alias_passes_all_four_tests(demo: GatewayProcess, alias: str) -> N
     assert body["probe_cost_usd"] > 0, "the demo deployments are priced"
     records = demo.http.get("/admin/audit").json()["data"]
     assert any(r["action"] == "models.test" and r["target"] == f"models/{alias}" for r in records), records[:3]
+
+
+def test_a_test_asked_for_as_ndjson_streams_each_result_then_the_score(demo: GatewayProcess) -> None:
+    lines = []
+    with demo.http.stream("POST", "/admin/models/demo-gpt/test", headers={"accept": "application/x-ndjson"}) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in resp.iter_lines() if line]
+    assert [x["event"] for x in lines] == ["test", "test", "test", "test", "done"]
+    assert [x["name"] for x in lines[:4]] == NAMES and all(x["passed"] for x in lines[:4])
+    assert lines[-1]["health_score"] == 100 and lines[-1]["alias"] == "demo-gpt"
 
 
 def test_shipped_config_turns_scheduled_checks_on(demo: GatewayProcess) -> None:
