@@ -989,6 +989,35 @@ def runtime() -> JSON:
             min=0,
         ),
         Panel(
+            "Event-loop lag p99 / max",
+            "How late each process's event loop ran a timer (sampled every 0.5 s): time in which it served "
+            "nobody, from a blocking call, a long synchronous step, garbage collection or CPU starvation. Tens of "
+            "milliseconds show up directly in every request's latency.",
+            "s",
+            [
+                Target(
+                    quantile(0.99, "gateway_event_loop_lag_seconds", "instance", 'instance=~"$instance"'),
+                    "p99 {{instance}}",
+                ),
+                Target(
+                    f'max by (instance) (rate(gateway_event_loop_lag_seconds_sum{{instance=~"$instance"}}[{RI}]) '
+                    f'/ rate(gateway_event_loop_lag_seconds_count{{instance=~"$instance"}}[{RI}]))',
+                    "mean {{instance}}",
+                ),
+            ],
+            min=0,
+            thresholds=[(None, "green"), (0.05, "orange"), (0.25, "red")],
+            threshold_lines=True,
+        ),
+        Panel(
+            "Upstream connections",
+            "Open connections from each gateway process to the upstreams: in use (carrying a request) and idle "
+            "(pooled for the next one). Client-side load is the in-flight request count on the overview.",
+            "short",
+            [Target(f"gateway_upstream_connections {GW}", "{{instance}} {{state}}")],
+            min=0,
+        ),
+        Panel(
             "Uptime",
             "Time since each gateway process started.",
             "s",
@@ -1031,8 +1060,8 @@ def runtime() -> JSON:
     return dashboard(
         "llm-gateway-runtime",
         "LLM gateway / Gateway runtime",
-        "The gateway processes themselves: CPU, memory, file descriptors, the gateway's own added latency and "
-        "build info. Event-loop lag is not exported yet, so it has no panel.",
+        "The gateway processes themselves: CPU, memory, file descriptors, event-loop lag, upstream connections, "
+        "the gateway's own added latency and build info.",
         [query_variable("instance", "Instance", "gateway_build_info", "instance")],
         panels,
     )

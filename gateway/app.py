@@ -46,6 +46,7 @@ from gateway.health.monitor import HealthMonitor
 from gateway.models_store import ModelStore, Stored, effective_config, open_secrets
 from gateway.observability.logs import AccessLog, RequestSink, client_address, flush_handlers, install_handlers
 from gateway.observability.logs import audit as audit_line
+from gateway.observability.loop_lag import LoopLagMonitor
 from gateway.observability.metrics import LiveCounts, Metrics
 from gateway.observability.tracing import Tracing
 from gateway.observability.worker_metrics import WorkerMetricsListener
@@ -91,6 +92,8 @@ class GatewayApp:
         processes; it serves its /metrics on the first free one of ``ports``."""
         self._worker_ports = worker_metrics
         self._worker_metrics: WorkerMetricsListener | None = None
+        self.metrics = Metrics()
+        self._loop_lag = LoopLagMonitor(self.metrics.loop_lag.observe)
         self._loaded = loaded
         """The configuration in force: the file overlaid by the stored models."""
         self._file = loaded
@@ -110,7 +113,6 @@ class GatewayApp:
         self._gate: AdminGate | None = None
         """Admin security: users, sessions, allow-list, audit log, secrets (gateway/admin/gate.py)."""
         self.unpriced = UnpricedModels()
-        self.metrics = Metrics()
         self._given_tracing = tracing
         self.tracing = tracing or Tracing.off()
         """Built from the OTEL_* environment at startup unless one was given."""
@@ -265,6 +267,7 @@ class GatewayApp:
         if self._worker_ports is not None:
             self._worker_metrics = WorkerMetricsListener(self.render_metrics, *self._worker_ports)
             await self._worker_metrics.start()
+        self._loop_lag.start()
         prices = load_price_table(self._loaded)
         self._apply_logging(self._loaded)
         if self._given_tracing is None:
@@ -315,6 +318,7 @@ class GatewayApp:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     async def shutdown(self) -> None:
+        await self._loop_lag.stop()
         if self._worker_metrics is not None:
             await self._worker_metrics.aclose()
         await self.health.stop()
@@ -469,7 +473,9 @@ class GatewayApp:
         return Response(orjson.dumps({"deployments": rows}), media_type="application/json")
 
     def render_metrics(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition (breaker states and budget levels brought up to date first)."""
+        """The exposition (breaker states, budget levels and upstream connections brought up to date first)."""
+        if self.http is not None:
+            self.metrics.set_upstream_connections(*self.http.connection_counts())
         service = self.service
         if service is not None:
             for route in service.routes.values():

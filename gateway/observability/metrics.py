@@ -48,6 +48,7 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864
 # The gateway's own added time: sub-millisecond is the normal case.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 BREAKER_STATES = ("closed", "half_open", "open")
 # Counters whose label values are a fixed set start with every series at zero, so that rate()
@@ -155,6 +156,18 @@ class Metrics:
         )
         self.inflight = Gauge(
             "gateway_inflight_requests", "Client requests being handled now, by route.", ["route"], registry=r
+        )
+        self.loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds",
+            "How late the event loop ran a timer (sampled every 0.5 s): time it could not serve anyone.",
+            buckets=LOOP_LAG_BUCKETS,
+            registry=r,
+        )
+        self.upstream_connections = Gauge(
+            "gateway_upstream_connections",
+            "Open connections to upstreams, by state (in_use, idle in the pool), at the scrape.",
+            ["state"],
+            registry=r,
         )
         self.overhead = Histogram(
             "gateway_added_latency_seconds",
@@ -384,6 +397,10 @@ class Metrics:
         return children
 
     # --- breakers ------------------------------------------------------------------------
+
+    def set_upstream_connections(self, in_use: int, idle: int) -> None:
+        self.upstream_connections.labels("in_use").set(in_use)
+        self.upstream_connections.labels("idle").set(idle)
 
     def set_breaker(self, deployment: str, state: str) -> None:
         for s in BREAKER_STATES:

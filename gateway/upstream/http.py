@@ -52,6 +52,10 @@ class HTTPClient(Protocol):
         """Send and wait for the response headers (at most ``first_byte_s``)."""
         ...
 
+    def connection_counts(self) -> tuple[int, int]:
+        """Open connections to upstreams now: (in use, idle in the pool)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -133,6 +137,13 @@ class AiohttpClient:
         )
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._inject = inject
+
+    def connection_counts(self) -> tuple[int, int]:
+        # aiohttp has no public count; these two attributes have held it through the 3.x series
+        connector = self._session.connector
+        in_use = len(getattr(connector, "_acquired", ()))
+        idle = sum(len(conns) for conns in getattr(connector, "_conns", {}).values())
+        return in_use, idle
 
     async def send(self, req: WireRequest, *, connect_s: float, first_byte_s: float) -> UpstreamResponse:
         timeout = self._timeouts.get(connect_s)

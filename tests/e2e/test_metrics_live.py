@@ -14,7 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import LIMITED_KEY, MASTER_KEY, GatewayProcess
+from tests.e2e.harness import LIMITED_KEY, MASTER_KEY, GatewayProcess, wait_until
 
 MSGS: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello metrics"}]
 UNKNOWN_MODEL = "no-such-model-e2e-metrics"
@@ -175,6 +175,19 @@ def test_breaker_and_build_info(metrics_text: str) -> None:
     assert len(info) == 1 and info[0][1] == 1.0, info
     assert info[0][0]["version"] and info[0][0]["python"]
     assert matching(s, "gateway_state_backend_errors_total", operation="spend_flush")
+
+
+def test_runtime_series(metrics_text: str, gateway: GatewayProcess) -> None:
+    s = samples(metrics_text)
+
+    def lag_samples() -> float:
+        return total(samples(scrape(gateway)), "gateway_event_loop_lag_seconds_count")
+
+    assert wait_until(lambda: lag_samples() >= 1, timeout=5), "the lag is sampled every 0.5 s from the start"
+    open_conns = total(s, "gateway_upstream_connections", state="in_use") + total(
+        s, "gateway_upstream_connections", state="idle"
+    )
+    assert open_conns >= 1, "the upstream connections of the requests made are still pooled"
 
 
 def test_no_keys_or_client_strings(metrics_text: str) -> None:

@@ -122,7 +122,7 @@ def test_every_histogram_documents_its_buckets() -> None:
     m = Metrics()
     histograms = [h for h in vars(m).values() if isinstance(h, Histogram)]
     for h in histograms:  # one series each, so that its buckets are rendered
-        h.labels(*("x" for _ in h._labelnames)).observe(1.0)
+        (h.labels(*("x" for _ in h._labelnames)) if h._labelnames else h).observe(1.0)
     text = rendered(m)
     actual: dict[str, list[float]] = {}
     for name, le in BUCKET.findall(text):
