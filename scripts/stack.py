@@ -407,8 +407,15 @@ class Stack:
             argv = [py, "-m", "gateway", "serve", "--config", str(config)]
             argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
             url = f"http://127.0.0.1:{port}"
+            env = {
+                **gateway_env,
+                # traces to the sink (the stack's trace backend), exported within a second
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.sink_url,
+                "OTEL_SERVICE_NAME": f"gateway-{n}",
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",
+            }
             return Component(
-                f"gateway-{n}", argv, port, lambda: _http_ok(url + "/ready"), url, gateway_env, prepare=write_config
+                f"gateway-{n}", argv, port, lambda: _http_ok(url + "/ready"), url, env, prepare=write_config
             )
 
         redis_dir = self.path("data", "redis")

@@ -1,7 +1,12 @@
-"""A loopback webhook receiver that records what Alertmanager sends.
+"""A loopback webhook receiver that records what Alertmanager sends, and the
+stack's trace backend.
 
 The stack (scripts/stack.py) points every Alertmanager receiver at ``<sink>/<receiver name>``;
 this server keeps each POSTed JSON body with its path. ``GET /`` answers the count (readiness).
+The gateways export their OpenTelemetry spans here too (OTLP over HTTP, ``POST /v1/traces``,
+protobuf): each span is kept as ``{"trace_id", "span_id", "parent_id", "name", "kind",
+"service", "attributes"}`` (in a process: one JSON line each in ``traces.jsonl`` beside
+``--out``). Jaeger stands in for this in docker-compose.yml; it is no OS package.
 
 - in a process: ``python -m scripts.stack_sink --port 9095 --out .stack/alerts.jsonl`` writes one
   JSON line per notification (``{"path", "received_at", "body"}``) and a summary line to stdout;
@@ -43,12 +48,58 @@ class Notification:
         return {str(a.get("labels", {}).get("alertname")) for a in self.body.get("alerts", [])}
 
 
+_SCALARS = ("string_value", "int_value", "bool_value", "double_value")
+
+
+def decode_spans(raw: bytes) -> list[dict[str, Any]]:
+    """The spans of an OTLP ExportTraceServiceRequest (ValueError when it is not one)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(raw)
+    except Exception as exc:  # protobuf's DecodeError (its module has no type stubs)
+        raise ValueError(f"not an OTLP trace export: {exc}") from None
+    spans = []
+    for resource_spans in request.resource_spans:
+        resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attributes = {}
+                for kv in span.attributes:
+                    value = kv.value
+                    kind = value.WhichOneof("value")
+                    attributes[kv.key] = (
+                        getattr(value, kind)
+                        if kind in ("string_value", "int_value", "bool_value", "double_value")
+                        else str(value)
+                    )
+                spans.append(
+                    {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_id": span.parent_span_id.hex(),
+                        "name": span.name,
+                        "kind": int(span.kind),
+                        "service": resource.get("service.name", ""),
+                        "attributes": attributes,
+                    }
+                )
+    return spans
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], on_post: Callable[[Notification], None]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        on_post: Callable[[Notification], None],
+        on_spans: Callable[[list[dict[str, Any]]], None],
+    ) -> None:
         super().__init__(address, _Handler)
         self.on_post = on_post
+        self.on_spans = on_spans
         self.count = 0
 
 
@@ -59,6 +110,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         if not 0 < length <= MAX_BODY_BYTES:
             self._answer(400, {"error": f"a JSON body of 1 to {MAX_BODY_BYTES} bytes is required"})
+            return
+        if self.path == "/v1/traces":
+            try:
+                spans = decode_spans(self.rfile.read(length))
+            except ValueError as exc:
+                self._answer(400, {"error": str(exc)})
+                return
+            self.server.on_spans(spans)
+            self._answer(200, {})
             return
         try:
             body = json.loads(self.rfile.read(length))
@@ -95,9 +155,11 @@ class AlertSink:
     ) -> None:
         self._lock = threading.Lock()
         self._seen: list[Notification] = []
+        self._spans: list[dict[str, Any]] = []
         self._out = out
+        self._traces_out = out.with_name("traces.jsonl") if out is not None else None
         self._echo = echo
-        self._server = _Server((host, port), self._record)
+        self._server = _Server((host, port), self._record, self._record_spans)
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,9 +176,20 @@ class AlertSink:
             if self._echo is not None:
                 print(summary(n), file=self._echo, flush=True)
 
+    def _record_spans(self, spans: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._spans += spans
+            if self._traces_out is not None:
+                with self._traces_out.open("a") as f:
+                    f.writelines(json.dumps(span) + "\n" for span in spans)
+
     def notifications(self) -> list[Notification]:
         with self._lock:
             return list(self._seen)
+
+    def spans(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._spans)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)

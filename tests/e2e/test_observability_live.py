@@ -282,6 +282,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                     client.close()
 
 
+# --- traces: the stack's trace backend ----------------------------------------------------------
+
+
+def test_both_gateways_traces_reach_the_stacks_trace_backend(run: Run) -> None:
+    """Requests went through nginx to both replicas; their spans arrived over OTLP."""
+    spans = run.sink.spans()
+    servers = [x for x in spans if x["name"] == "chat demo-gpt" and x["kind"] == 2]  # SPAN_KIND_SERVER
+    assert {x["service"] for x in servers} == {"gateway-1", "gateway-2"}, {x["service"] for x in spans}
+    ids = {x["span_id"] for x in servers}
+    attempts = [x for x in spans if x["kind"] == 3 and x["parent_id"] in ids]  # SPAN_KIND_CLIENT
+    assert attempts, "each request span has its upstream attempts as children"
+    assert all(x["attributes"].get("gen_ai.operation.name") == "chat" for x in servers)
+
+
 # --- (a) the dashboards ------------------------------------------------------------------------
 
 

@@ -316,3 +316,36 @@ def test_sink_records_posts_and_refuses_bad_bodies(tmp_path: Path) -> None:
         (seen,) = sink.notifications()
     assert seen.path == "/pager" and seen.receiver == "pager" and seen.alertnames() == {"A"}
     assert json.loads(out.read_text())["body"] == body
+
+
+def test_sink_records_otlp_spans_and_refuses_garbage(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    export = ExportTraceServiceRequest()
+    resource = export.resource_spans.add()
+    attr = resource.resource.attributes.add()
+    attr.key, attr.value.string_value = "service.name", "gateway-1"
+    span = resource.scope_spans.add().spans.add()
+    span.name, span.trace_id, span.span_id = "chat demo-gpt", bytes(range(16)), bytes(range(8))
+    tokens = span.attributes.add()
+    tokens.key, tokens.value.int_value = "gen_ai.usage.input_tokens", 12
+    out = tmp_path / "alerts.jsonl"
+    with AlertSink(out=out) as sink, httpx.Client(base_url=sink.url, trust_env=False, timeout=5) as http:
+        protobuf = {"content-type": "application/x-protobuf"}
+        assert http.post("/v1/traces", content=export.SerializeToString(), headers=protobuf).status_code == 200
+        assert http.post("/v1/traces", content=b"\xff\xff not protobuf", headers=protobuf).status_code == 400
+        (seen,) = sink.spans()
+        assert sink.notifications() == [], "spans are not alert notifications"
+    assert seen["name"] == "chat demo-gpt" and seen["service"] == "gateway-1"
+    assert seen["trace_id"] == bytes(range(16)).hex() and seen["attributes"] == {"gen_ai.usage.input_tokens": 12}
+    assert json.loads((tmp_path / "traces.jsonl").read_text())["name"] == "chat demo-gpt"
+
+
+def test_the_gateways_send_their_traces_to_the_sink(tmp_path: Path) -> None:
+    s = stack.Stack(loopback_settings(tmp_path))
+    gateways = [c for wave in s.components() for c in wave if c.name.startswith("gateway-")]
+    assert [c.name for c in gateways] == ["gateway-1", "gateway-2"]
+    for c in gateways:
+        assert c.env is not None
+        assert c.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == s.sink_url
+        assert c.env["OTEL_SERVICE_NAME"] == c.name
