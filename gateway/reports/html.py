@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+from gateway.reports import tables
 from gateway.reports.kpis import Kpi, Report, UsageRow
 from gateway.reports.svg import bar_list, column_chart
-from gateway.reports.text import count, kpi_target, kpi_value, ms, pct, usd, verdict
+from gateway.reports.text import kpi_target, kpi_value, ms, pct, usd, verdict
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 16px}
@@ -51,26 +52,7 @@ def _kpis(report: Report) -> str:
 
 
 def _usage(rows: Sequence[UsageRow], what: str) -> str:
-    if not rows:
-        return "<p>No requests.</p>"
-    return _table(
-        [what, "requests", "share", "5xx", "4xx", "error rate", "P95", "input tokens", "output tokens", "spend"],
-        [
-            [
-                r.name,
-                count(r.requests),
-                pct(r.share, 1),
-                count(r.server_errors),
-                count(r.client_errors),
-                pct(r.error_rate),
-                ms(r.p95_ms),
-                count(r.prompt_tokens),
-                count(r.completion_tokens),
-                usd(r.cost_usd),
-            ]
-            for r in rows
-        ],
-    )
+    return _table(*tables.usage(rows, what)) if rows else "<p>No requests.</p>"
 
 
 def _charts(report: Report) -> str:
@@ -108,73 +90,12 @@ def _charts(report: Report) -> str:
 
 
 def render_html(report: Report) -> str:
-    t = report.total
     title = f"Gateway report: {report.kind} {report.label}"
-    budgets = (
-        _table(
-            ["scope", "id", "budget", "limit", "highest spend", "when", "used", "at/over limit", "over warn", "status"],
-            [
-                [
-                    b.scope,
-                    b.id,
-                    b.period,
-                    usd(b.limit_usd),
-                    usd(b.spent_usd),
-                    b.when,
-                    pct(b.ratio, 1),
-                    b.breaches,
-                    b.warnings,
-                    b.status,
-                ]
-                for b in report.budgets
-            ],
-        )
-        if report.budgets
-        else "<p>No team or gateway budget is set.</p>"
-    )
-    errors = (
-        _table(
-            ["code", "count", "share of requests"], [[e.code, count(e.count), pct(e.share)] for e in report.top_errors]
-        )
-        if report.top_errors
-        else "<p>No errors.</p>"
-    )
-    low = (
-        _table(["alias", "requests", "share"], [[r.alias, count(r.requests), pct(r.share, 1)] for r in report.low_use])
-        if report.low_use
-        else "<p>None.</p>"
-    )
-    per_day = _table(
-        ["day", "requests", "5xx", "4xx", "P50", "P95", "P99", "spend"],
-        [
-            [
-                d.day,
-                count(d.requests),
-                count(d.server_errors),
-                count(d.client_errors),
-                ms(d.p50_ms),
-                ms(d.p95_ms),
-                ms(d.p99_ms),
-                usd(d.cost_usd),
-            ]
-            for d in report.days
-        ],
-    )
-    traffic = _table(
-        ["requests", "OK", "4xx", "5xx", "cache hits", "input tokens", "output tokens", "spend"],
-        [
-            [
-                count(t.requests),
-                count(t.ok),
-                count(t.client_errors),
-                count(t.server_errors),
-                count(t.cache_hits),
-                count(t.prompt_tokens),
-                count(t.completion_tokens),
-                usd(t.cost_usd),
-            ]
-        ],
-    )
+    budgets = _table(*tables.budgets(report)) if report.budgets else "<p>No team or gateway budget is set.</p>"
+    errors = _table(*tables.top_errors(report)) if report.top_errors else "<p>No errors.</p>"
+    low = _table(*tables.low_use(report)) if report.low_use else "<p>None.</p>"
+    per_day = _table(*tables.per_day(report))
+    traffic = _table(*tables.traffic(report))
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in report.notes)
     return "".join(
         [

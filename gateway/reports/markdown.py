@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.reports import tables
 from gateway.reports.kpis import Kpi, Report, UsageRow
-from gateway.reports.text import count, kpi_target, kpi_value, ms, pct, usd, verdict
+from gateway.reports.text import kpi_target, kpi_value, pct, verdict
 
 
 def _cell(text: object) -> str:
@@ -32,30 +33,10 @@ def _kpi_lines(report: Report) -> list[str]:
 
 
 def _usage(rows: Sequence[UsageRow], what: str) -> list[str]:
-    if not rows:
-        return ["No requests."]
-    return table(
-        [what, "requests", "share", "5xx", "4xx", "error rate", "P95", "input tokens", "output tokens", "spend"],
-        [
-            [
-                r.name,
-                count(r.requests),
-                pct(r.share, 1),
-                count(r.server_errors),
-                count(r.client_errors),
-                pct(r.error_rate),
-                ms(r.p95_ms),
-                count(r.prompt_tokens),
-                count(r.completion_tokens),
-                usd(r.cost_usd),
-            ]
-            for r in rows
-        ],
-    )
+    return table(*tables.usage(rows, what)) if rows else ["No requests."]
 
 
 def render_markdown(report: Report) -> str:
-    t = report.total
     lines = [
         f"# Gateway report: {report.kind} {report.label}",
         "",
@@ -70,21 +51,7 @@ def render_markdown(report: Report) -> str:
         "",
         "## Traffic",
         "",
-        *table(
-            ["requests", "OK", "4xx", "5xx", "cache hits", "input tokens", "output tokens", "spend"],
-            [
-                [
-                    count(t.requests),
-                    count(t.ok),
-                    count(t.client_errors),
-                    count(t.server_errors),
-                    count(t.cache_hits),
-                    count(t.prompt_tokens),
-                    count(t.completion_tokens),
-                    usd(t.cost_usd),
-                ]
-            ],
-        ),
+        *table(*tables.traffic(report)),
         "",
         "## By team",
         "",
@@ -96,79 +63,19 @@ def render_markdown(report: Report) -> str:
         "",
         "## Budget adherence",
         "",
-        *(
-            table(
-                [
-                    "scope",
-                    "id",
-                    "budget",
-                    "limit",
-                    "highest spend",
-                    "when",
-                    "used",
-                    "at/over limit",
-                    "over warn",
-                    "status",
-                ],
-                [
-                    [
-                        b.scope,
-                        b.id,
-                        b.period,
-                        usd(b.limit_usd),
-                        usd(b.spent_usd),
-                        b.when,
-                        pct(b.ratio, 1),
-                        b.breaches,
-                        b.warnings,
-                        b.status,
-                    ]
-                    for b in report.budgets
-                ],
-            )
-            if report.budgets
-            else ["No team or gateway budget is set."]
-        ),
+        *(table(*tables.budgets(report)) if report.budgets else ["No team or gateway budget is set."]),
         "",
         "## Top errors",
         "",
-        *(
-            table(
-                ["code", "count", "share of requests"],
-                [[e.code, count(e.count), pct(e.share)] for e in report.top_errors],
-            )
-            if report.top_errors
-            else ["No errors."]
-        ),
+        *(table(*tables.top_errors(report)) if report.top_errors else ["No errors."]),
         "",
         f"## Aliases under {pct(report.low_use_ratio, 0)} of requests",
         "",
-        *(
-            table(
-                ["alias", "requests", "share"], [[r.alias, count(r.requests), pct(r.share, 1)] for r in report.low_use]
-            )
-            if report.low_use
-            else ["None."]
-        ),
+        *(table(*tables.low_use(report)) if report.low_use else ["None."]),
         "",
         "## Per day",
         "",
-        *table(
-            ["day", "requests", "5xx", "4xx", "P50", "P95", "P99", "spend"],
-            [
-                [
-                    d.day,
-                    count(d.requests),
-                    count(d.server_errors),
-                    count(d.client_errors),
-                    ms(d.p50_ms),
-                    ms(d.p95_ms),
-                    ms(d.p99_ms),
-                    usd(d.cost_usd),
-                ]
-                for d in report.days
-            ],
-        ),
+        *table(*tables.per_day(report)),
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""The report's tables as (header, rows) of display text: one definition that
+the Markdown and the HTML renderers each lay out in their own markup."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.reports.kpis import Report, UsageRow
+from gateway.reports.text import count, ms, pct, usd
+
+Table = tuple[list[str], list[list[object]]]
+
+
+def traffic(report: Report) -> Table:
+    t = report.total
+    head = ["requests", "OK", "4xx", "5xx", "cache hits", "input tokens", "output tokens", "spend"]
+    row: list[object] = [
+        count(t.requests),
+        count(t.ok),
+        count(t.client_errors),
+        count(t.server_errors),
+        count(t.cache_hits),
+        count(t.prompt_tokens),
+        count(t.completion_tokens),
+        usd(t.cost_usd),
+    ]
+    return head, [row]
+
+
+def usage(rows: Sequence[UsageRow], what: str) -> Table:
+    head = [what, "requests", "share", "5xx", "4xx", "error rate", "P95", "input tokens", "output tokens", "spend"]
+    return head, [
+        [
+            r.name,
+            count(r.requests),
+            pct(r.share, 1),
+            count(r.server_errors),
+            count(r.client_errors),
+            pct(r.error_rate),
+            ms(r.p95_ms),
+            count(r.prompt_tokens),
+            count(r.completion_tokens),
+            usd(r.cost_usd),
+        ]
+        for r in rows
+    ]
+
+
+def budgets(report: Report) -> Table:
+    head = ["scope", "id", "budget", "limit", "highest spend", "when", "used", "at/over limit", "over warn", "status"]
+    return head, [
+        [
+            b.scope,
+            b.id,
+            b.period,
+            usd(b.limit_usd),
+            usd(b.spent_usd),
+            b.when,
+            pct(b.ratio, 1),
+            b.breaches,
+            b.warnings,
+            b.status,
+        ]
+        for b in report.budgets
+    ]
+
+
+def top_errors(report: Report) -> Table:
+    return ["code", "count", "share of requests"], [[e.code, count(e.count), pct(e.share)] for e in report.top_errors]
+
+
+def low_use(report: Report) -> Table:
+    return ["alias", "requests", "share"], [[r.alias, count(r.requests), pct(r.share, 1)] for r in report.low_use]
+
+
+def per_day(report: Report) -> Table:
+    head = ["day", "requests", "5xx", "4xx", "P50", "P95", "P99", "spend"]
+    return head, [
+        [
+            d.day,
+            count(d.requests),
+            count(d.server_errors),
+            count(d.client_errors),
+            ms(d.p50_ms),
+            ms(d.p95_ms),
+            ms(d.p99_ms),
+            usd(d.cost_usd),
+        ]
+        for d in report.days
+    ]
