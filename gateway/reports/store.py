@@ -27,7 +27,6 @@ was down when they expired) are deleted by the first flush of each day.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -37,6 +36,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from gateway.periodic import Periodic
 from gateway.reports.stats import DayStats, RequestRecord, to_datetime
 from gateway.state.base import BackendUnavailable, StateBackend
 
@@ -83,8 +83,12 @@ class StatsStore:
         self._pruned_on = ""
         self._failing = False
         self._lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            "report-stats-flush",
+            flush_interval_s,
+            self.flush,
+            "report statistics flush failed unexpectedly; kept for the next one",
+        )
 
     # --- request path (synchronous, no I/O) --------------------------------
     def record(self, rec: RequestRecord) -> None:
@@ -197,27 +201,11 @@ class StatsStore:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="report-stats-flush")
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
-            if self._stop.is_set():
-                return
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("report statistics flush failed unexpectedly; kept for the next one")
+        self._flusher.start()
 
     async def close(self) -> bool:
         """Stop the task and flush once more; False if that failed (logged)."""
-        if self._task is not None:
-            self._stop.set()
-            await self._task
-            self._task = None
+        await self._flusher.stop()
         done = await self.flush()
         if not done:
             log.error("report statistics of %s not written at shutdown: %s", self.replica, sorted(self._dirty))

@@ -26,11 +26,11 @@ most once per ``refresh_interval_s`` per key. Flush and refresh take turns
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
+from gateway.periodic import Periodic
 from gateway.state.base import BackendUnavailable, StateBackend
 
 log = logging.getLogger("gateway.state.ledger")
@@ -67,8 +67,12 @@ class SpendLedger:
         self._failed_until: dict[str, float] = {}
         self._fresh: dict[int, tuple[list[str], float]] = {}
         self._lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            "spend-ledger-flush",
+            flush_interval_s,
+            self.flush,
+            "spend flush failed unexpectedly; amounts kept for retry",
+        )
 
     # --- request path (synchronous, no I/O) ----------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
@@ -194,28 +198,12 @@ class SpendLedger:
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Start the background task that flushes every ``flush_interval_s``."""
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="spend-ledger-flush")
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.flush_interval_s)
-            if self._stop.is_set():
-                return
-            try:
-                await self.flush()
-            except Exception:
-                log.exception("spend flush failed unexpectedly; amounts kept for retry")
+        self._flusher.start()
 
     async def close(self, *, attempts: int = 3, retry_wait_s: float = 0.2) -> dict[str, float]:
         """Stop the task (never mid-write), then flush, retrying up to
         ``attempts`` times. Returns what could not be written (logged too)."""
-        if self._task is not None:
-            self._stop.set()
-            await self._task
-            self._task = None
+        await self._flusher.stop()  # never mid-write
         for attempt in range(attempts):
             if await self.flush():
                 return {}
