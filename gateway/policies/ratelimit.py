@@ -34,7 +34,6 @@ errors) follow the failure mode: ``open`` admits and counts ``degraded[kind]``,
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -51,6 +50,7 @@ from limits.errors import StorageError
 from limits.util import WindowStats
 
 from gateway.errors import BackendDegraded, RateLimited
+from gateway.policies.ratelimit_headers import Tightest
 from gateway.policies.windows import Counted, FixedWindows, Window
 from gateway.settings import LimitSpec, LimitsSettings
 from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowHit, WindowSpec
@@ -120,29 +120,6 @@ class Admission:
         self._charges: list[_Charge] = []
         self._counted: list[tuple[_Check, Counted]] = []  # fixed windows: token charges
         self._settled = False
-
-
-_HEADER_NAMES = MappingProxyType(
-    {
-        unit: tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
-        for unit in ("requests", "tokens")
-    }
-)
-
-
-def format_duration(seconds: float) -> str:
-    """A reset time as OpenAI writes it (Go duration style): 20ms, 1s, 59.5s, 6m0s, 1h2m3s."""
-    ms = max(0, math.ceil(seconds * 1000 - 1e-6))
-    if ms < 60_000:  # the common case (minute windows): no divisions
-        return (
-            f"{ms}ms" if ms < 1000 else (f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000:.3f}".rstrip("0") + "s")
-        )
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs = str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:.3f}".rstrip("0")
-    return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
 
 
 class RateLimiter:
@@ -240,17 +217,12 @@ class RateLimiter:
 
     async def settle(self, admission: Admission, actual_tokens: int) -> None:
         """Correct the token charges by the actual count (once; later calls do nothing)."""
+        if self._fixed is not None:
+            await self._finish_fixed(self._fixed, admission, actual_tokens, [])
+            return
         if admission._settled:
             return
         admission._settled = True
-        if self._fixed is not None:
-            corrections = [(n, max(0, actual_tokens) - c.cost) for c, n in admission._counted]
-            if any(d for _, d in corrections):
-                try:
-                    await self._fixed.adjust(corrections)
-                except self._errors:
-                    for check, _ in admission._counted:
-                        self.degraded[check.scope.kind] += 1
         for charge in admission._charges:
             if delta := max(0, actual_tokens) - charge.check.cost:
                 try:
@@ -261,24 +233,30 @@ class RateLimiter:
     async def finish(self, admission: Admission, actual_tokens: int | None) -> None:
         """:meth:`settle` (unless ``actual_tokens`` is None) and :meth:`release`;
         with fixed windows, in one backend operation."""
-        if self._fixed is None or admission._charges:
-            try:
-                if actual_tokens is not None:
-                    await self.settle(admission, actual_tokens)
-            finally:
-                await self.release(admission)
+        if self._fixed is not None:
+            keys, admission._slots = admission._slots, []
+            await self._finish_fixed(self._fixed, admission, actual_tokens, keys)
             return
+        try:
+            if actual_tokens is not None:
+                await self.settle(admission, actual_tokens)
+        finally:
+            await self.release(admission)
+
+    async def _finish_fixed(
+        self, fw: FixedWindows, admission: Admission, actual_tokens: int | None, release: list[str]
+    ) -> None:
+        """The token corrections (once per admission) and the slots ``release``, in one backend operation."""
         corrections: list[tuple[Counted, int]] = []
         if actual_tokens is not None and not admission._settled:
             admission._settled = True
             corrections = [(n, d) for c, n in admission._counted if (d := max(0, actual_tokens) - c.cost)]
-        keys, admission._slots = admission._slots, []
-        if not corrections and not keys:
+        if not corrections and not release:
             return
         try:
-            await self._fixed.adjust(corrections, keys)
+            await fw.adjust(corrections, release)
         except self._errors:  # the slots' TTL frees them; the token charges stay estimates
-            for key in keys:
+            for key in release:
                 self.degraded[key.split("/")[1]] += 1
             for check, _ in admission._counted if corrections else ():
                 self.degraded[check.scope.kind] += 1
@@ -402,22 +380,14 @@ class RateLimiter:
         if hit.refused >= 0:
             raise self._refusal_planned(plan, specs, hit)
         now = time.time()
-        tightest: dict[str, tuple[int, int, float]] = {}  # unit: remaining, limit, reset in
+        tightest = Tightest()
         counted: list[tuple[_Check, Counted]] = []
         for w, spec, count, reset_s in zip(plan.windows, specs, hit.counts, hit.resets_s, strict=True):
-            remaining = w.limit - count if count < w.limit else 0
-            best = tightest.get(w.unit)
-            if best is None or remaining < best[0]:
-                tightest[w.unit] = (remaining, w.limit, reset_s)
+            tightest.offer(w.unit, w.limit - count if count < w.limit else 0, w.limit, reset_s)
             if w.unit == "tokens":
                 check = _Check(w.scope, w.unit, w.item, spec.amount)
                 counted.append((check, Counted(Window(w.key, w.item, spec.amount), count, reset_s, now + reset_s)))
-        headers = {}
-        for unit, (remaining, limit, reset_s) in tightest.items():
-            names = _HEADER_NAMES[unit]
-            headers[names[0]] = str(limit)
-            headers[names[1]] = str(remaining)
-            headers[names[2]] = format_duration(reset_s)
+        headers = tightest.headers()
         admission = Admission(headers, plan.slot_keys.copy())
         admission._counted = counted
         return admission
@@ -501,30 +471,17 @@ def _message(scope: Scope, what: str) -> str:
 
 def _headers_fixed(checks: list[_Check], counted: list[Counted]) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, per unit from the window with the fewest remaining."""
-    tightest: dict[str, Counted] = {}
+    tightest = Tightest()
     for check, n in zip(checks, counted, strict=True):
-        best = tightest.get(check.unit)
-        if best is None or n.remaining < best.remaining:
-            tightest[check.unit] = n
-    headers = {}
-    for unit, n in tightest.items():
-        headers[f"x-ratelimit-limit-{unit}"] = str(n.window.limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(n.remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = format_duration(n.reset_s)
-    return headers
+        tightest.offer(check.unit, n.remaining, n.window.limit, n.reset_s)
+    return tightest.headers()
 
 
 def _headers(checks: list[_Check], stats: list[WindowStats], now: float, *, spent: bool = False) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, per unit from the scope with the fewest remaining."""
-    tightest: dict[str, tuple[int, _Check, WindowStats]] = {}
+    tightest = Tightest()
     for c, s in zip(checks, stats, strict=True):
         remaining = max(0, s.remaining - c.cost) if spent else s.remaining
-        if c.unit not in tightest or remaining < tightest[c.unit][0]:
-            tightest[c.unit] = (remaining, c, s)
-    headers = {}
-    for unit, (remaining, c, s) in tightest.items():
-        headers[f"x-ratelimit-limit-{unit}"] = str(c.item.amount)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
         reset_in = s.reset_time - now if s.reset_time > now else c.item.get_expiry()
-        headers[f"x-ratelimit-reset-{unit}"] = format_duration(reset_in)
-    return headers
+        tightest.offer(c.unit, remaining, int(c.item.amount), reset_in)
+    return tightest.headers()

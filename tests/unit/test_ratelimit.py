@@ -16,7 +16,8 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from redis.asyncio import Redis
 
 from gateway.errors import BackendDegraded, RateLimited
-from gateway.policies.ratelimit import Admission, RateLimiter, Scope, format_duration
+from gateway.policies.ratelimit import Admission, RateLimiter, Scope
+from gateway.policies.ratelimit_headers import format_duration
 from gateway.settings import LimitSpec, LimitsSettings
 from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
