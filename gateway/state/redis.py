@@ -62,17 +62,14 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
-from gateway.state.resp import RespError, RespPipe, bulk
+from gateway.state.base import Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.resp import RespPipe
+from gateway.state.script_batch import REDIS_ERRORS, Client, ScriptBatch, unavailable
 
 T = TypeVar("T")
-Client = Redis | RedisCluster
 
-_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 _PREFIX = "gw:"
 _LIMITS_PREFIX = "gw:limits"
 _MGET_CHUNK = 1000
@@ -159,98 +156,6 @@ return 1
 """
 
 
-class _ScriptBatch:
-    """The hot-path scripts (windows and slots, at the start and end of every
-    request) issued in one event-loop turn go to Redis as one pipeline: one
-    write and one read for all of them instead of one round trip each. Under
-    load many requests are in the same turn; a lone request goes at once (the
-    batch is sent at the end of the turn that started it, with no timer).
-    Scripts run by SHA; a Redis that lost them (a restart) gets them loaded
-    again and the refused calls are re-run. A Cluster client refuses scripts in
-    pipelines: there each call goes on its own, all of the turn's at once."""
-
-    def __init__(self, client: Client, deadline_s: float, pipe: RespPipe | None = None) -> None:
-        self._client = client
-        self._deadline_s = deadline_s
-        self._pipe = pipe
-        self._queue: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]] = []
-        self._sending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
-
-    def submit(self, script: AsyncScript, keys: list[bytes], args: list[bytes]) -> asyncio.Future[Any]:
-        """The script's answer, or :class:`BackendUnavailable` (the whole batch
-        is bounded by the backend's deadline)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((script, keys, args, future))
-        if len(self._queue) == 1:  # the first of this turn: the batch goes when the turn's tasks have run
-            task = loop.create_task(self._send())
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        return future
-
-    async def _send(self) -> None:
-        batch, self._queue = self._queue, []
-        try:
-            async with asyncio.timeout(self._deadline_s):
-                results = await self._run(batch)
-        except BaseException as exc:  # the whole pipeline failed: every caller hears of it
-            error = _unavailable(exc) if isinstance(exc, _ERRORS) else exc
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(error if isinstance(error, Exception) else asyncio.CancelledError())
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its caller gave up (a client disconnect)
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(_unavailable(result) if isinstance(result, _ERRORS) else result)
-            else:
-                future.set_result(result)
-
-    async def _run(self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]) -> list[Any]:
-        if isinstance(self._client, RedisCluster):  # its pipelines refuse EVALSHA: one call each, overlapped
-            calls = (script(keys=keys, args=args) for script, keys, args, _ in batch)
-            return list(await asyncio.gather(*calls, return_exceptions=True))
-        results = await self._pipeline(batch)
-        missing = [i for i, r in enumerate(results) if _noscript(r)]
-        if missing:  # Redis lost its scripts (a restart): load each once, run the refused calls again
-            for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
-                await self._client.script_load(script.script)
-            for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
-                results[i] = result
-        return results
-
-    async def _pipeline(
-        self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        if self._pipe is not None:
-            commands = [
-                b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args))
-                + bulk(script.sha.encode())
-                + bulk(b"%d" % len(keys))
-                + b"".join(map(bulk, keys))
-                + b"".join(map(bulk, args))
-                for script, keys, args, _ in batch
-            ]
-            replies = await self._pipe.call(commands)
-            return [ResponseError(str(r)) if isinstance(r, RespError) and not r.noscript else r for r in replies]
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
-
-
-def _noscript(result: object) -> bool:
-    return isinstance(result, NoScriptError) or (isinstance(result, RespError) and result.noscript)
-
-
-def _unavailable(exc: BaseException) -> BackendUnavailable:
-    return BackendUnavailable(f"redis: {type(exc).__name__}: {exc}")
-
-
 def _parse_hosts(url: str, default_port: int) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
     """``scheme://[user:password@]h1:p1,h2:p2/a/b`` -> (auth, hosts, path parts)."""
     rest = url.split("://", 1)[1].split("?", 1)[0]
@@ -284,7 +189,7 @@ class RedisBackend:
         self._hit = self._client.register_script(_HIT_WINDOWS_LUA)
         self._adjust = self._client.register_script(_ADJUST_WINDOWS_LUA)
         self._pipe = self._lean_pipe()
-        self._batch = _ScriptBatch(self._client, self._deadline_s, self._pipe)
+        self._batch = ScriptBatch(self._client, self._deadline_s, self._pipe)
         self._encoded: dict[str, bytes] = {}  # window and slot keys, ready for the wire
         self._limits: RedisStorage | None = None
 
@@ -345,8 +250,8 @@ class RedisBackend:
         try:
             async with asyncio.timeout(self._deadline_s):
                 return await aw
-        except _ERRORS as exc:
-            raise _unavailable(exc) from exc
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
 
     async def _multi(self, fill: Callable[[Any], object]) -> list[Any]:
         """Run the commands ``fill`` queues on a pipeline as one MULTI/EXEC."""
