@@ -30,9 +30,10 @@ from starlette.routing import Route
 
 from gateway.admin.access import Actor, Role
 from gateway.admin.audit import request_id
+from gateway.admin.deployments import deployment_rows
 from gateway.admin.gate import AdminGate, admin_cors, build_gate
 from gateway.admin.health import HealthAPI
-from gateway.admin.keys import KeysAPI, error_response, guarded
+from gateway.admin.keys import KeysAPI, error_response, guarded, json_response
 from gateway.admin.models import ModelsAPI
 from gateway.admin.openapi import OpenAPIDoc
 from gateway.admin.reports import ReportsAPI
@@ -451,26 +452,7 @@ class GatewayApp:
 
     async def _deployments(self, request: Request) -> Response:
         """Live routing state of every deployment (viewer)."""
-        service = self.service
-        rows = (
-            []
-            if service is None
-            else [
-                {
-                    "id": dep.id,
-                    "alias": dep.alias,
-                    "provider": dep.target.provider,
-                    "model": dep.target.model,
-                    "breaker": dep.breaker.state.value,
-                    "degraded": dep.degraded,
-                    "inflight": dep.inflight,
-                    "latency_ewma_ms": None if dep.latency_ewma_s is None else round(dep.latency_ewma_s * 1000, 3),
-                }
-                for route in service.routes.values()
-                for dep in route.deployments
-            ]
-        )
-        return Response(orjson.dumps({"deployments": rows}), media_type="application/json")
+        return json_response({"deployments": deployment_rows(self.service)})
 
     def render_metrics(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition (breaker states, budget levels and upstream connections brought up to date first)."""
