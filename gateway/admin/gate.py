@@ -32,7 +32,8 @@ from gateway.security.accounts import UserStore
 from gateway.security.passwords import PasswordHasher
 from gateway.security.secrets import SecretBox, SecretStore
 from gateway.security.sessions import Sessions
-from gateway.settings import AdminSettings, Settings
+from gateway.settings import Settings
+from gateway.settings_ops import AdminSettings
 from gateway.state.base import StateBackend
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -33,7 +33,7 @@ from gateway.health.runner import ProbeResult, ProbeRunner
 from gateway.observability.metrics import Metrics
 from gateway.routing.deployment import LiveDeployment
 from gateway.service import Service
-from gateway.settings import HealthCheckSettings
+from gateway.settings_ops import HealthCheckSettings
 
 log = logging.getLogger("gateway.health")
 

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
-from gateway.settings import LoggingSettings
+from gateway.settings_ops import LoggingSettings
 
 ACCESS_LOGGER = "gateway.access"
 AUDIT_LOGGER = "gateway.audit"

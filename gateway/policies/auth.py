@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from gateway.asgi import Scope, header
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
 from gateway.policies.keys import KeyStore, hash_key, key_state
-from gateway.settings import AuthSettings, LimitSpec, Mode
+from gateway.settings import AuthSettings, LimitSpec
+from gateway.settings_types import Mode
 from gateway.state.base import BackendUnavailable, Record
 
 

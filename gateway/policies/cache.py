@@ -44,7 +44,8 @@ import orjson
 
 from gateway.canonical import JSON
 from gateway.errors import BackendDegraded
-from gateway.settings import CacheSettings, Mode
+from gateway.settings import CacheSettings
+from gateway.settings_types import Mode
 from gateway.state.base import BackendUnavailable, StateBackend
 
 log = logging.getLogger("gateway.cache")

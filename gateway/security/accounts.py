@@ -31,7 +31,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.security import totp
 from gateway.security.masking import iso_time
 from gateway.security.secrets import SecretBox, SecretError, SecretsNotConfigured
-from gateway.settings import LockoutSettings
+from gateway.settings_ops import LockoutSettings
 from gateway.state.base import Record, StateBackend
 
 USERS = "users"

@@ -16,7 +16,8 @@ from gateway.asgi import Scope
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
 from gateway.policies.auth import MASTER, Authenticator, Principal, bearer_token
 from gateway.policies.keys import KeyStore
-from gateway.settings import AuthSettings, LimitSpec, Mode, StaticKey, parse_config
+from gateway.settings import AuthSettings, LimitSpec, StaticKey, parse_config
+from gateway.settings_types import Mode
 from gateway.state.base import Record
 from tests.unit.fixtures import Clock, FlakyBackend
 

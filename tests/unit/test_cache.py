@@ -29,7 +29,8 @@ from gateway.policies.cache import (
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.providers.openai_compat import OpenAIStreamDecoder
 from gateway.providers.sse import SSEParser
-from gateway.settings import CacheSettings, Mode
+from gateway.settings import CacheSettings
+from gateway.settings_types import Mode
 from gateway.state.base import BackendUnavailable, StateBackend
 from tests.unit.fixtures import load_bytes, load_json, random_pieces
 

@@ -18,7 +18,8 @@ from gateway.observability.metrics import Metrics
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.router import Lease, RequestTrace, Router
-from gateway.settings import ConfigError, HealthCheckSettings, parse_config
+from gateway.settings import ConfigError, parse_config
+from gateway.settings_ops import HealthCheckSettings
 
 MODELS = """
 pair:

@@ -35,7 +35,8 @@ from gateway.observability.logs import (
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import Tracing
 from gateway.policies.budget import BudgetEvent
-from gateway.settings import ConfigError, LoggingSettings, parse_config
+from gateway.settings import ConfigError, parse_config
+from gateway.settings_ops import LoggingSettings
 
 REQ = {
     "model": "chat",
