@@ -53,7 +53,7 @@ from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit_headers import Tightest
 from gateway.policies.windows import Counted, FixedWindows, Window
 from gateway.settings import LimitSpec, LimitsSettings
-from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowHit, WindowSpec
+from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 
 T = TypeVar("T")
 _ORDER = MappingProxyType({"global": 0, "team": 1, "key": 2, "model": 3, "deployment": 4})
@@ -93,6 +93,18 @@ class _PlannedWindow:
     key: str  # the backend's window key
     period_s: float
     limit: int
+    spec: WindowSpec | None
+    """The charge of a requests window (always 1), built once; tokens windows vary per request."""
+
+
+class _Charged(NamedTuple):
+    """A token charge of an admitted request, for its correction at the end."""
+
+    kind: str  # the scope's, for the degraded count
+    key: str
+    period_s: float
+    cost: int
+    window_end: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +130,7 @@ class Admission:
         self.headers: dict[str, str] = headers if headers is not None else {}
         self._slots = slots or []
         self._charges: list[_Charge] = []
-        self._counted: list[tuple[_Check, Counted]] = []  # fixed windows: token charges
+        self._counted: list[_Charged] = []  # fixed windows: token charges
         self._settled = False
 
 
@@ -218,7 +230,7 @@ class RateLimiter:
     async def settle(self, admission: Admission, actual_tokens: int) -> None:
         """Correct the token charges by the actual count (once; later calls do nothing)."""
         if self._fixed is not None:
-            await self._finish_fixed(self._fixed, admission, actual_tokens, [])
+            await self._finish_fixed(admission, actual_tokens, [])
             return
         if admission._settled:
             return
@@ -235,7 +247,7 @@ class RateLimiter:
         with fixed windows, in one backend operation."""
         if self._fixed is not None:
             keys, admission._slots = admission._slots, []
-            await self._finish_fixed(self._fixed, admission, actual_tokens, keys)
+            await self._finish_fixed(admission, actual_tokens, keys)
             return
         try:
             if actual_tokens is not None:
@@ -243,23 +255,26 @@ class RateLimiter:
         finally:
             await self.release(admission)
 
-    async def _finish_fixed(
-        self, fw: FixedWindows, admission: Admission, actual_tokens: int | None, release: list[str]
-    ) -> None:
+    async def _finish_fixed(self, admission: Admission, actual_tokens: int | None, release: list[str]) -> None:
         """The token corrections (once per admission) and the slots ``release``, in one backend operation."""
-        corrections: list[tuple[Counted, int]] = []
+        corrections: list[WindowAdjust] = []
         if actual_tokens is not None and not admission._settled:
             admission._settled = True
-            corrections = [(n, d) for c, n in admission._counted if (d := max(0, actual_tokens) - c.cost)]
+            actual = max(0, actual_tokens)
+            corrections = [
+                WindowAdjust(c.key, c.period_s, actual - c.cost, c.window_end)
+                for c in admission._counted
+                if actual != c.cost
+            ]
         if not corrections and not release:
             return
         try:
-            await fw.adjust(corrections, release)
+            await self._backend.adjust_windows(corrections, release)
         except self._errors:  # the slots' TTL frees them; the token charges stay estimates
             for key in release:
                 self.degraded[key.split("/")[1]] += 1
-            for check, _ in admission._counted if corrections else ():
-                self.degraded[check.scope.kind] += 1
+            for charged in admission._counted if corrections else ():
+                self.degraded[charged.kind] += 1
 
     async def release(self, admission: Admission) -> None:
         """Give back the concurrency slots; idempotent."""
@@ -354,11 +369,9 @@ class RateLimiter:
         windows = []
         for check in self._checks(ordered, 0):
             key = self._fixed.window(check.item, check.ids, 0).key
-            windows.append(
-                _PlannedWindow(
-                    check.scope, check.unit, check.item, key, check.item.get_expiry(), int(check.item.amount)
-                )
-            )
+            period, limit = check.item.get_expiry(), int(check.item.amount)
+            spec = WindowSpec(key, period, 1, limit) if check.unit == "requests" else None
+            windows.append(_PlannedWindow(check.scope, check.unit, check.item, key, period, limit, spec))
         limited = [s for s in ordered if s.spec.max_concurrent]
         slots = [SlotSpec(_slot_key(s), s.spec.max_concurrent or 0, self._slot_ttl_s) for s in limited]
         if len(self._plans) > 100_000:
@@ -371,7 +384,7 @@ class RateLimiter:
         if not plan.windows and not plan.slots:
             return Admission()
         tokens = max(0, est_tokens)
-        specs = [WindowSpec(w.key, w.period_s, tokens if w.unit == "tokens" else 1, w.limit) for w in plan.windows]
+        specs = [w.spec or WindowSpec(w.key, w.period_s, tokens, w.limit) for w in plan.windows]
         try:
             hit = await self._backend.hit_windows(specs, plan.slots)
         except self._errors:
@@ -381,12 +394,11 @@ class RateLimiter:
             raise self._refusal_planned(plan, specs, hit)
         now = time.time()
         tightest = Tightest()
-        counted: list[tuple[_Check, Counted]] = []
-        for w, spec, count, reset_s in zip(plan.windows, specs, hit.counts, hit.resets_s, strict=True):
+        counted: list[_Charged] = []
+        for w, count, reset_s in zip(plan.windows, hit.counts, hit.resets_s, strict=True):
             tightest.offer(w.unit, w.limit - count if count < w.limit else 0, w.limit, reset_s)
-            if w.unit == "tokens":
-                check = _Check(w.scope, w.unit, w.item, spec.amount)
-                counted.append((check, Counted(Window(w.key, w.item, spec.amount), count, reset_s, now + reset_s)))
+            if w.spec is None:
+                counted.append(_Charged(w.scope.kind, w.key, w.period_s, tokens, now + reset_s))
         headers = tightest.headers()
         admission = Admission(headers, plan.slot_keys.copy())
         admission._counted = counted
@@ -416,7 +428,11 @@ class RateLimiter:
             self.rejections["deployment"] += 1
             return False
         if admission is not None:
-            admission._counted += [(c, n) for c, n in zip(checks, counted, strict=True) if c.unit == "tokens"]
+            admission._counted += [
+                _Charged(c.scope.kind, n.window.key, n.window.item.get_expiry(), c.cost, n.window_end)
+                for c, n in zip(checks, counted, strict=True)
+                if c.unit == "tokens"
+            ]
         return True
 
     def _refusal_fixed(self, checks: list[_Check], counted: list[Counted], refused: int) -> RateLimited:

@@ -9,8 +9,8 @@ script): every window is charged or none is, atomically, so there is no
 read-then-hit race and a refusal leaves nothing to roll back. ``limits`` still
 defines the windows (``RateLimitItem``) and their key names.
 
-Refunds after the call (:meth:`FixedWindows.adjust`) apply only while the
-charged window is still the current one, so they never leak into the next.
+Refunds after the call (``StateBackend.adjust_windows``) apply only while
+the charged window is still the current one, so they never leak into the next.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem
 
-from gateway.state.base import SlotSpec, StateBackend, WindowAdjust, WindowSpec
+from gateway.state.base import SlotSpec, StateBackend, WindowSpec
 
 # Bounded cache of storage keys (one per scope, unit and limit).
 _MAX_KEYS = 100_000
@@ -79,11 +79,3 @@ class FixedWindows:
         )
         counted = [Counted(w, n, r, now + r) for w, n, r in zip(windows, hit.counts, hit.resets_s, strict=True)]
         return counted, hit.refused
-
-    async def adjust(self, corrections: list[tuple[Counted, int]], release: Sequence[str] = ()) -> None:
-        """Correct charges by their deltas (a refund only within the charged
-        window) and give back the slots ``release``, in one backend operation."""
-        await self._backend.adjust_windows(
-            [WindowAdjust(c.window.key, c.window.item.get_expiry(), d, c.window_end) for c, d in corrections if d],
-            release,
-        )

@@ -63,6 +63,8 @@ class SpendLedger:
         self._tallies: dict[Hashable, tuple[Sequence[Sequence[str]], list[float]]] = {}
         self._inflight: dict[str, float] = {}
         self._base: dict[str, float] = {}
+        self._known: dict[str, float] = {}
+        """base + inflight + pending per counter; a flush moves amounts between them, never changes it."""
         self._next_fetch: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
         self._fresh: dict[int, tuple[list[str], float]] = {}
@@ -77,9 +79,11 @@ class SpendLedger:
     # --- request path (synchronous, no I/O) ----------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
         """Buffer amounts (USD) to add to their counters."""
+        pending, known = self._pending, self._known
         for key, usd in increments.items():
             if usd:
-                self._pending[key] = self._pending.get(key, 0.0) + usd
+                pending[key] = pending.get(key, 0.0) + usd
+                known[key] = known.get(key, 0.0) + usd
 
     def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None:
         """Add ``amounts[i]`` to every counter of ``keys[i]``, cheaply: the
@@ -99,12 +103,13 @@ class SpendLedger:
         if not self._tallies:
             return
         tallies, self._tallies = self._tallies, {}
-        pending = self._pending
+        pending, known = self._pending, self._known
         for keys, amounts in tallies.values():
             for counters, amount in zip(keys, amounts, strict=True):
                 if amount:
                     for key in counters:
                         pending[key] = pending.get(key, 0.0) + amount
+                        known[key] = known.get(key, 0.0) + amount
 
     def pending(self) -> dict[str, float]:
         """What is not yet confirmed written (buffered plus a flush in flight)."""
@@ -114,9 +119,10 @@ class SpendLedger:
         return out
 
     def known(self, keys: Iterable[str]) -> dict[str, float]:
-        """Best local view of each total: last fetched + written since + pending."""
-        base, inflight, pending = self._base, self._inflight, self._pending
-        return {k: base.get(k, 0.0) + inflight.get(k, 0.0) + pending.get(k, 0.0) for k in keys}
+        """Best local view of each total: last fetched + written since + pending
+        (kept up to date as those change: one lookup per key here)."""
+        known = self._known
+        return {k: known.get(k, 0.0) for k in keys}
 
     # --- I/O -------------------------------------------------------------------------
     async def flush(self) -> bool:
@@ -172,6 +178,9 @@ class SpendLedger:
                 self._failed_until.update(dict.fromkeys(due, now + self.refresh_interval_s))
                 raise
             self._base.update(totals)
+            inflight, pending = self._inflight, self._pending
+            for key, total in totals.items():
+                self._known[key] = total + inflight.get(key, 0.0) + pending.get(key, 0.0)
             self._next_fetch.update(dict.fromkeys(due, now + self.refresh_interval_s))
             for key in due:
                 self._failed_until.pop(key, None)
