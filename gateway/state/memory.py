@@ -25,12 +25,16 @@ class MemoryWindows:
 
     async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
         now = time.time()
-        current = [self._window(w.key, w.period_s, now) for w in windows]
+        known = self._windows
+        current: list[list[float]] = []
         refused = -1
-        for i, (w, cur) in enumerate(zip(windows, current, strict=True)):
-            if (cur[0] + w.amount > w.limit) if w.amount > 0 else (cur[0] >= w.limit):
+        for i, w in enumerate(windows):  # one pass: find each window, and the first that refuses
+            cur = known.get(w.key)
+            if cur is None or cur[1] <= now:
+                cur = self._window(w.key, w.period_s, now)
+            current.append(cur)
+            if refused < 0 and ((cur[0] + w.amount > w.limit) if w.amount > 0 else (cur[0] >= w.limit)):
                 refused = i
-                break
         if refused < 0:
             held = self._slots
             for i, slot in enumerate(slots):
