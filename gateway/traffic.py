@@ -65,7 +65,7 @@ class Ticket:
     budgets: list[BudgetLimits] = field(default_factory=list)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        out = [(k.encode(), v.encode()) for k, v in self.admission.headers.items()]
+        out = [*self.admission.wire]
         out.append((b"x-gateway-cache", self.cache_mode.header(hit=self.hit is not None).encode()))
         if self.cost_usd is not None:
             out.append((b"x-gateway-cost-usd", f"{self.cost_usd:.9f}".rstrip("0").rstrip(".").encode()))

@@ -124,14 +124,19 @@ class Admission:
     """An admitted request: its headers, and what :meth:`RateLimiter.settle`
     and :meth:`RateLimiter.release` undo or correct."""
 
-    __slots__ = ("_charges", "_counted", "_settled", "_slots", "headers")
+    __slots__ = ("_charges", "_counted", "_settled", "_slots", "wire")
 
-    def __init__(self, headers: dict[str, str] | None = None, slots: list[str] | None = None) -> None:
-        self.headers: dict[str, str] = headers if headers is not None else {}
+    def __init__(self, wire: list[tuple[bytes, bytes]] | None = None, slots: list[str] | None = None) -> None:
+        self.wire: list[tuple[bytes, bytes]] = wire if wire is not None else []
+        """OpenAI's x-ratelimit-* headers, encoded for the response."""
         self._slots = slots or []
         self._charges: list[_Charge] = []
         self._counted: list[_Charged] = []  # fixed windows: token charges
         self._settled = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {name.decode(): value.decode() for name, value in self.wire}
 
 
 class RateLimiter:
@@ -199,7 +204,8 @@ class RateLimiter:
         except RateLimited:
             await self._release_keys(taken)
             raise
-        admission = Admission(_headers(checks, stats, now, spent=True), taken)
+        headers = _headers(checks, stats, now, spent=True)
+        admission = Admission([(k.encode(), v.encode()) for k, v in headers.items()], taken)
         admission._charges = [ch for ch in charges if ch.check.unit == "tokens"]
         return admission
 
@@ -399,8 +405,7 @@ class RateLimiter:
             tightest.offer(w.unit, w.limit - count if count < w.limit else 0, w.limit, reset_s)
             if w.spec is None:
                 counted.append(_Charged(w.scope.kind, w.key, w.period_s, tokens, now + reset_s))
-        headers = tightest.headers()
-        admission = Admission(headers, plan.slot_keys.copy())
+        admission = Admission(tightest.wire(), plan.slot_keys.copy())
         admission._counted = counted
         return admission
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 _NAMES = MappingProxyType(
     {
-        unit: tuple(f"x-ratelimit-{what}-{unit}" for what in ("limit", "remaining", "reset"))
+        unit: tuple(f"x-ratelimit-{what}-{unit}".encode() for what in ("limit", "remaining", "reset"))
         for unit in ("requests", "tokens")
     }
 )
@@ -38,11 +38,17 @@ class Tightest:
         if best is None or remaining < best[0]:
             self._best[unit] = (remaining, limit, reset_s)
 
-    def headers(self) -> dict[str, str]:
-        out = {}
+    def wire(self) -> list[tuple[bytes, bytes]]:
+        """The headers as the response sends them."""
+        out = []
         for unit, (remaining, limit, reset_s) in self._best.items():
             names = _NAMES[unit]
-            out[names[0]] = str(limit)
-            out[names[1]] = str(remaining)
-            out[names[2]] = format_duration(reset_s)
+            out += [
+                (names[0], b"%d" % limit),
+                (names[1], b"%d" % remaining),
+                (names[2], format_duration(reset_s).encode()),
+            ]
         return out
+
+    def headers(self) -> dict[str, str]:
+        return {name.decode(): value.decode() for name, value in self.wire()}
