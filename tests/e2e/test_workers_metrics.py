@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, free_port, wait_until
+from tests.ports import free_port_run
 from tests.redis_server import RedisServer
 
 REQUESTS = 40
@@ -36,8 +37,8 @@ def chat_requests(text: str) -> float:
 def test_each_worker_serves_its_own_metrics_and_the_sum_is_exact(
     mock: Mock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    metrics_port = free_port()
-    ports = [metrics_port, metrics_port + 1]
+    ports = list(free_port_run(2))  # both free, or the second worker finds no port of its own
+    metrics_port = ports[0]
     state = f"state: {{backend: redis, url: '{redis_server.url}'}}\n"
     gw = GatewayProcess(
         state + e2e_config(mock.url), tmp_path, extra_args=["--workers", "2", "--metrics-port", str(metrics_port)]

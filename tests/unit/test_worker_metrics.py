@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from gateway.observability.worker_metrics import WorkerMetricsListener, parse_ports
+from tests.ports import free_port_run
 
 
 def render(accept: str) -> tuple[bytes, str]:
     return f"requests_total 7\n# accept={accept}\n".encode(), "text/plain; version=0.0.4"
 
 
-def free_ports(n: int) -> range:
-    """``n`` consecutive free ports (retried until a run is found)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + n > 65535:
-            continue
-        ok = True
-        for port in range(first, first + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return range(first, first + n)
-    raise RuntimeError("no run of free ports")
-
-
 @pytest.fixture
 def ports() -> Iterator[range]:
-    yield free_ports(3)
+    yield free_port_run(3)
 
 
 async def ask(port: int, raw: bytes) -> bytes:
