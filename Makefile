@@ -1,32 +1,51 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    - virtualenv + install + gateway on 127.0.0.1:8080 with the mock upstream
-#   make test   - everything the tests need (OS packages too) + lint, types, unit, end-to-end
+#   make run    - the locked runtime dependencies + the gateway on 127.0.0.1:8080 with the mock upstream
+#   make test   - the locked runtime + test dependencies, OS packages too, then lint, types, unit, end-to-end
+# Both install exactly what uv.lock says and never resolve afresh (`uv sync --locked` refuses a
+# lock that disagrees with pyproject.toml). `make upgrade` is the one deliberate re-resolution.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 MOCK_PORT ?= 8090
-# The documented local default; set your own for anything but a laptop.
-GATEWAY_MASTER_KEY ?= sk-gateway-local-dev
-export GATEWAY_MASTER_KEY
+# uv itself comes from PyPI, pinned by version and hash (tools/uv-requirements.txt), into .tools/.
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+# Never download a Python build: use the interpreter named by PYTHON (>= 3.11, .python-version).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test lint types unit os-deps bench install clean
+.PHONY: run test lint types unit os-deps bench install install-runtime lock-check upgrade clean
 
-$(VENV)/.installed: pyproject.toml
+$(UV): tools/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check --no-deps --require-hashes -r tools/uv-requirements.txt
+
+# Runtime dependencies only (what `make run` needs); --inexact keeps test tools a `make test` put there.
+$(VENV)/.runtime: pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --inexact --no-default-groups
 	touch $@
 
+# Runtime + the test group.
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --group test
+	touch $@ $(VENV)/.runtime
+
+install-runtime: $(VENV)/.runtime
 install: $(VENV)/.installed
 
-run: $(VENV)/.installed
-	@echo "gateway: http://127.0.0.1:$(PORT)/v1   master key: $(GATEWAY_MASTER_KEY)"
-	$(PY) -m gateway serve --config config/gateway.yaml --port $(PORT) --mock-port $(MOCK_PORT)
+run: $(VENV)/.runtime
+	$(PY) -m gateway serve --config config/gateway.yaml --port $(PORT) --mock-port $(MOCK_PORT) --dev
 
 os-deps:
 	./scripts/install-os-deps.sh
+
+# CI fails when pyproject.toml and uv.lock disagree.
+lock-check: $(UV)
+	$(UV) lock --check
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -38,10 +57,15 @@ types: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-test: os-deps $(VENV)/.installed lint types unit
+test: os-deps lock-check $(VENV)/.installed lint types unit
+
+# The one deliberate re-resolution: newest versions into uv.lock, then the whole suite.
+upgrade: $(UV)
+	$(UV) lock --upgrade
+	$(MAKE) test
 
 bench: os-deps $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

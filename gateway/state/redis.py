@@ -209,7 +209,8 @@ class RedisBackend:
             if not path:
                 raise ValueError("redis+sentinel:// needs a service name: redis+sentinel://host:port/service_name")
             options = self._options()  # for the sentinels too: a burst of new connections asks them
-            self._sentinel = Sentinel(hosts, sentinel_kwargs=options, **options, **auth)  # type: ignore[no-untyped-call]
+            connection: dict[str, Any] = {**options, **auth}
+            self._sentinel = Sentinel(hosts, sentinel_kwargs=options, **connection)
             db = int(path[1]) if len(path) > 1 else 0
             self._service = path[0]
             return cast(Redis, self._sentinel.master_for(path[0], db=db))

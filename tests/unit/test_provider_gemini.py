@@ -748,7 +748,9 @@ def test_stream_reassembles_fixture(name: str) -> None:
     parts = [p for e in sse_payloads(GEMINI / name) for p in e["candidates"][0]["content"]["parts"]]
     chunks = decode((GEMINI / name).read_bytes(), "requested-model", [2, 7, 3])
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
-    assert text == "".join(p.get("text", "") for p in parts)
+    # Thought parts (`thought: true`) are not answer text: today they are left out of the
+    # content (carrying them as reasoning is issue 12's work).
+    assert text == "".join(p.get("text", "") for p in parts if not p.get("thought"))
     calls = [tc for c in chunks for tc in tool_deltas(c)]
     recorded_calls = [p for p in parts if "functionCall" in p]
     assert [tc["index"] for tc in calls] == list(range(len(recorded_calls)))
@@ -978,6 +980,50 @@ def test_non_envelope_errors(body: bytes, status: int, needle: str) -> None:
 # --- coverage of the fixture folder ---------------------------------------------------
 
 
+# Recorded generateContent answers with thought parts, inline audio/PDF input, logprobs and an
+# explicit cache: the answer text, finish reason and usage translate today.
+ANSWERS_WITH_EXTRAS = [
+    "generate_content_include_thoughts_false.json",
+    "generate_content_thinking_budget_0.json",
+    "generate_content_thinking_budget_1024.json",
+    "generate_content_inline_audio.json",
+    "generate_content_inline_pdf.json",
+    "generate_content_logprobs_vertex.json",
+    "generate_content_cached_content.json",
+]
+
+# Recorded requests whose translation (thinkingConfig, inline audio/PDF parts, logprobs,
+# cachedContent) arrives with issue 12; their answers are driven above. The cachedContents
+# resource is not a generateContent answer.
+PENDING_ISSUE_12 = {
+    "generate_content_include_thoughts_false.request.json",
+    "generate_content_thinking_budget_0.request.json",
+    "generate_content_thinking_budget_1024.request.json",
+    "generate_content_inline_audio.request.json",
+    "generate_content_inline_pdf.request.json",
+    "generate_content_logprobs_vertex.request.json",
+    "generate_content_cached_content.request.json",
+    "stream_thinking_thought_parts.request.json",
+    "cached_contents_create.json",
+    "cached_contents_create.request.json",
+}
+
+
+@pytest.mark.parametrize("name", ANSWERS_WITH_EXTRAS)
+def test_recorded_answer_translates(name: str) -> None:
+    raw = load(GEMINI / name)
+    out = PROVIDER.chat_response(raw, target("x"))
+    parts = raw["candidates"][0]["content"]["parts"]
+    answer = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    assert out["choices"][0]["message"]["content"] == answer
+    assert out["choices"][0]["finish_reason"] == "stop"
+    meta = raw["usageMetadata"]
+    assert out["usage"]["prompt_tokens"] == meta["promptTokenCount"]
+    assert out["usage"]["total_tokens"] == meta["totalTokenCount"]
+    thoughts = meta.get("thoughtsTokenCount", 0)
+    assert out["usage"]["completion_tokens"] == meta.get("candidatesTokenCount", 0) + thoughts
+
+
 def test_every_gemini_fixture_is_driven() -> None:
     source = Path(__file__).read_text()
     names = {f for entry in load(GEMINI / "index.json") for f in entry["files"]}
@@ -985,3 +1031,4 @@ def test_every_gemini_fixture_is_driven() -> None:
     sse = {n for n in names if n.endswith(".sse")}
     assert sse == set(SSE_FILES)
     assert all(n in source for n in names - sse)
+    assert names >= PENDING_ISSUE_12
