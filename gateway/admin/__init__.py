@@ -1,0 +1,1 @@
+"""The admin API: keys, teams, users, models, secrets, health, usage, reports, audit; each route guarded by a role."""

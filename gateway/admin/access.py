@@ -17,21 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from types import MappingProxyType
 
-
-class Role(IntEnum):
-    viewer = 1
-    operator = 2
-    admin = 3
-
-    @classmethod
-    def parse(cls, text: str) -> Role:
-        try:
-            return cls[text]
-        except KeyError:
-            raise ValueError(f"unknown role {text!r}; use one of: viewer, operator, admin") from None
+from gateway.security.roles import Role
 
 
 @dataclass(frozen=True, slots=True)

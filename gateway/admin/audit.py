@@ -33,10 +33,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Actor, Role
+from gateway.admin.access import Actor
 from gateway.admin.keys import AdminHost, guarded, json_response
 from gateway.errors import InvalidRequest
 from gateway.security.masking import mask_fields
+from gateway.security.roles import Role
 from gateway.state.base import BackendUnavailable, Record, StateBackend
 
 STREAM = "audit"

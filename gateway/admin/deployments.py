@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.service import Service
+from gateway.server.service import Service
 
 
 def deployment_rows(service: Service | None) -> list[dict[str, Any]]:

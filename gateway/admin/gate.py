@@ -22,18 +22,18 @@ from typing import Any, ClassVar
 
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway.admin.access import MASTER_ACTOR, Actor, Role
+from gateway.admin.access import MASTER_ACTOR, Actor
 from gateway.admin.audit import AuditLog
-from gateway.asgi import ASGIApp, Scope, header
+from gateway.config.operations import AdminSettings
+from gateway.config.settings import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, PermissionDenied
-from gateway.policies.auth import bearer_token
 from gateway.security import jwt
 from gateway.security.accounts import UserStore
 from gateway.security.passwords import PasswordHasher
+from gateway.security.roles import Role
 from gateway.security.secrets import SecretBox, SecretStore
 from gateway.security.sessions import Sessions
-from gateway.settings import Settings
-from gateway.settings_ops import AdminSettings
+from gateway.server.asgi import ASGIApp, Scope, bearer_token, header
 from gateway.state.base import StateBackend
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, Handler, guarded, json_response
 from gateway.canonical import JSON
 from gateway.errors import InvalidRequest, NotFound, Starting
@@ -41,7 +40,8 @@ from gateway.health.runner import ProbeResult, ProbeRunner
 from gateway.observability.metrics import Metrics
 from gateway.routing.deployment import LiveDeployment
 from gateway.routing.deployment import Route as ModelRoute
-from gateway.service import Service
+from gateway.security.roles import Role
+from gateway.server.service import Service
 
 NDJSON = "application/x-ndjson"
 _EMPTY_BODIES = (b"", b"{}")

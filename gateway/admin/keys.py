@@ -19,11 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Actor, Role
-from gateway.asgi import Scope
+from gateway.admin.access import Actor
 from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.observability.logs import audit, client_address
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
+from gateway.security.roles import Role
+from gateway.server.asgi import Scope
 from gateway.state.base import BackendUnavailable, Record
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -36,9 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.admin.model_store import secret_fields
+from gateway.config.settings import env_references
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.models_store import secret_fields
-from gateway.settings import env_references
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 READ_ONLY = ("source", "active", "updated_at", "updated_by")

@@ -19,7 +19,7 @@ configuration (the file plus every stored alias) before it is stored: a bad
 body is a 400 naming the field (``deployments[0].weight``), a change that
 breaks another alias (deleting the target of its ``fallbacks``) a 409. Then
 it is stored, and applied on this replica before the answer; the others
-follow within ``state.refresh_interval_s`` (see :mod:`gateway.models_store`).
+follow within ``state.refresh_interval_s`` (see :mod:`gateway.admin.model_store`).
 
 Roles: reads ``viewer``, enable/disable ``operator``, every other write and
 ``POST /admin/reload`` ``admin``.
@@ -34,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response, read_json
 from gateway.admin.model_bodies import (
     Conflict,
@@ -50,10 +49,11 @@ from gateway.admin.model_bodies import (
     split_body,
     unmask,
 )
+from gateway.admin.model_store import SECRET_REF, ModelStore, Stored, StoredModel, now_iso
+from gateway.config.settings import ConfigError, LoadedConfig
 from gateway.errors import InvalidRequest, NotFound
-from gateway.models_store import SECRET_REF, ModelStore, Stored, StoredModel, now_iso
+from gateway.security.roles import Role
 from gateway.security.secrets import SECRETS_KEY_ENV, SecretsNotConfigured, SecretStore
-from gateway.settings import ConfigError, LoadedConfig
 
 
 class ModelsHost(AdminHost, Protocol):

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response
+from gateway.security.roles import Role
 
 DOCUMENT = "openapi.yaml"
 

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response
+from gateway.config.settings import Settings
 from gateway.errors import InvalidRequest
 from gateway.reports.builder import MEDIA_TYPES, ReportSources, make_report, parse_format, render
 from gateway.reports.periods import parse_date, parse_kind
-from gateway.settings import Settings
+from gateway.security.roles import Role
 
 HTML_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 """The HTML report has an inline stylesheet and inline SVG, and no script."""

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response, read_json
 from gateway.errors import InvalidRequest, NotFound
+from gateway.security.roles import Role
 from gateway.security.secrets import SecretStore
 
 

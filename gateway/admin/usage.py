@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Role
 from gateway.admin.keys import AdminHost, guarded, json_response
+from gateway.admin.model_store import ModelStore
+from gateway.config.settings import LoadedConfig
 from gateway.errors import InvalidRequest, Starting
-from gateway.models_store import ModelStore
 from gateway.policies.budget import GLOBAL_ID, USAGE_METRICS, model_spend_key, spend_key, usage_key
-from gateway.settings import LoadedConfig
+from gateway.security.roles import Role
 from gateway.state.ledger import SpendLedger
 
 CounterScope = Literal["global", "team", "key", "model"]

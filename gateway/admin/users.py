@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.admin.access import Actor, Role
+from gateway.admin.access import Actor
 from gateway.admin.audit import AuditAPI
 from gateway.admin.gate import AdminGate
 from gateway.admin.keys import AdminHost, guarded, json_response, read_json
@@ -33,6 +33,7 @@ from gateway.admin.secrets import SecretsAPI
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.security import totp
 from gateway.security.accounts import check_password, check_role, check_username, public
+from gateway.security.roles import Role
 from gateway.state.base import Record
 
 

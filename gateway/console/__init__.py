@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.asgi import Message, Receive, Scope, Send
+from gateway.server.asgi import Message, Receive, Scope, Send
 
 STATIC = Path(__file__).resolve().parent / "static"
 POLICY = (

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.canonical import JSON
+from gateway.config.operations import HealthCheckSettings
 from gateway.health.probes import PROBES, health_score
 from gateway.health.runner import ProbeResult, ProbeRunner
 from gateway.observability.metrics import Metrics
 from gateway.routing.deployment import LiveDeployment
-from gateway.service import Service
-from gateway.settings_ops import HealthCheckSettings
+from gateway.server.service import Service
 
 log = logging.getLogger("gateway.health")
 

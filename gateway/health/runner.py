@@ -29,7 +29,7 @@ from gateway.observability.metrics import Metrics
 from gateway.policies.pricing import cost_usd
 from gateway.routing.deployment import LiveDeployment, Route
 from gateway.routing.router import Lease, RequestTrace, Router
-from gateway.service import Service
+from gateway.server.service import Service
 
 MAX_REASON = 300
 

@@ -1,0 +1,1 @@
+"""Observability: the metrics catalog, traces, access and audit logs, runtime gauges."""

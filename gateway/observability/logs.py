@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
-from gateway.settings_ops import LoggingSettings
+from gateway.config.operations import LoggingSettings
 
 ACCESS_LOGGER = "gateway.access"
 AUDIT_LOGGER = "gateway.audit"

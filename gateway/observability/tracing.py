@@ -31,7 +31,7 @@ down (flushing what is queued) when the app stops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -47,8 +47,9 @@ from gateway.canonical import JSON
 from gateway.errors import GatewayError
 from gateway.observability.metrics import GENAI_PROVIDER, error_type
 
+Scope = MutableMapping[str, Any]
+
 if TYPE_CHECKING:
-    from gateway.asgi import Scope
     from gateway.observability.logs import RequestRecord
     from gateway.routing.deployment import LiveDeployment
 

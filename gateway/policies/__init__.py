@@ -1,0 +1,1 @@
+"""Policies around each request: who is calling, rate limits, budgets, pricing and the response cache."""

@@ -17,11 +17,10 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from gateway.asgi import Scope, header
+from gateway.config.fields import Mode
+from gateway.config.settings import AuthSettings, LimitSpec
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
 from gateway.policies.keys import KeyStore, hash_key, key_state
-from gateway.settings import AuthSettings, LimitSpec
-from gateway.settings_types import Mode
 from gateway.state.base import BackendUnavailable, Record
 
 
@@ -68,13 +67,6 @@ def _static_models(models: list[str] | None) -> frozenset[str] | None:
     return None if models is None else frozenset(models)
 
 
-def bearer_token(scope: Scope) -> bytes:
-    auth = header(scope, b"authorization")
-    if auth is not None and auth[:7].lower() == b"bearer ":
-        return auth[7:].strip()
-    return header(scope, b"x-api-key") or b""
-
-
 class Authenticator:
     def __init__(self, settings: AuthSettings, keys: KeyStore | None, failure_mode: Mode) -> None:
         self._master = settings.master_key.encode() if settings.master_key else None
@@ -90,8 +82,8 @@ class Authenticator:
     def has_credentials(self) -> bool:
         return self._master is not None or bool(self._static) or self._keys is not None
 
-    async def authenticate(self, scope: Scope) -> Principal:
-        token = bearer_token(scope)
+    async def authenticate(self, token: bytes) -> Principal:
+        """The principal behind a client's key (:func:`gateway.server.asgi.bearer_token`)."""
         if not token:
             raise AuthenticationFailed("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
         if self._master is not None and hmac.compare_digest(token, self._master):
@@ -103,8 +95,7 @@ class Authenticator:
             raise AuthenticationFailed("the API key is not valid", code="invalid_api_key")
         return await self._stored(token)
 
-    def is_master(self, scope: Scope) -> bool:
-        token = bearer_token(scope)
+    def is_master(self, token: bytes) -> bool:
         return bool(token) and self._master is not None and hmac.compare_digest(token, self._master)
 
     async def _stored(self, token: bytes) -> Principal:

@@ -40,9 +40,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from gateway.config.settings import BudgetSettings
 from gateway.errors import BudgetExceeded
-from gateway.observability.logs import audit_budget_event
-from gateway.settings import BudgetSettings
 
 Scope = Literal["key", "team", "global"]
 Period = Literal["daily", "monthly"]
@@ -382,7 +381,6 @@ class BudgetPolicy:
                     continue
                 self._fired.add(mark)
                 event = BudgetEvent(kind, c.limits.scope, c.limits.id, c.period, spent, c.limit, c.period_id)
-                audit_budget_event(event)
                 if self.on_event is not None:
                     try:
                         self.on_event(event)

@@ -43,9 +43,9 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.config.fields import Mode
+from gateway.config.settings import CacheSettings
 from gateway.errors import BackendDegraded
-from gateway.settings import CacheSettings
-from gateway.settings_types import Mode
 from gateway.state.base import BackendUnavailable, StateBackend
 
 log = logging.getLogger("gateway.cache")

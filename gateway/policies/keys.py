@@ -22,8 +22,8 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.config.settings import format_loc
 from gateway.errors import InvalidRequest, NotFound
-from gateway.settings import format_loc
 from gateway.state.base import BackendUnavailable, Record, StateBackend
 
 KEY_PREFIX = "sk-gw-"

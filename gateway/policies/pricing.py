@@ -30,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.canonical import JSON
-from gateway.settings import ConfigError, Price, format_loc, read_config_file
+from gateway.config.settings import ConfigError, Price, format_loc, read_config_file
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

@@ -49,10 +49,10 @@ from limits.aio.strategies import RateLimiter as _Strategy
 from limits.errors import StorageError
 from limits.util import WindowStats
 
+from gateway.config.settings import LimitSpec, LimitsSettings
 from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit_headers import Tightest
 from gateway.policies.windows import Counted, FixedWindows, Window
-from gateway.settings import LimitSpec, LimitsSettings
 from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 
 T = TypeVar("T")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config.settings import Deployment
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, Target
 from gateway.providers.gemini import GeminiProvider
 from gateway.providers.openai_compat import OpenAICompatProvider
-from gateway.settings import Deployment
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from gateway.config.settings import Settings
 from gateway.policies.budget import GLOBAL_ID, BudgetLimits
 from gateway.reports.html import render_html
 from gateway.reports.kpis import Report, ReportInputs, Targets, budget_spend_keys, build_report
@@ -19,7 +20,6 @@ from gateway.reports.markdown import render_markdown
 from gateway.reports.periods import Kind, Period, period_for
 from gateway.reports.prometheus import PrometheusError, PrometheusSource
 from gateway.reports.stats import DayStats
-from gateway.settings import Settings
 from gateway.state.base import Record
 
 log = logging.getLogger("gateway.reports")

@@ -36,9 +36,9 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.periodic import Periodic
 from gateway.reports.stats import DayStats, RequestRecord, to_datetime
 from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.periodic import Periodic
 
 log = logging.getLogger("gateway.reports")
 

@@ -1,0 +1,1 @@
+"""Routing: deployments and routes, strategies, retries, circuit breakers and the attempt loop."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from gateway.settings import BreakerPolicy
+from gateway.config.settings import BreakerPolicy
 
 
 class BreakerState(Enum):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.config.settings import Deployment, ModelAlias, RetryPolicy, Settings, Timeouts, deployment_id
 from gateway.providers.base import Provider, Target
 from gateway.providers.registry import Preset, build_target
 from gateway.routing.breaker import CircuitBreaker
-from gateway.settings import Deployment, ModelAlias, RetryPolicy, Settings, Timeouts, deployment_id
 
 LATENCY_EWMA_ALPHA = 0.2
 

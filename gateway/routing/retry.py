@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from gateway.settings import RetryPolicy
+from gateway.config.settings import RetryPolicy
 
 
 def backoff_delay(policy: RetryPolicy, retry_number: int, retry_after: float | None, rng: random.Random) -> float:

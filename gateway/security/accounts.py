@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.admin.access import Role
+from gateway.config.operations import LockoutSettings
 from gateway.errors import InvalidRequest, NotFound
 from gateway.security import totp
 from gateway.security.masking import iso_time
+from gateway.security.roles import Role
 from gateway.security.secrets import SecretBox, SecretError, SecretsNotConfigured
-from gateway.settings_ops import LockoutSettings
 from gateway.state.base import Record, StateBackend
 
 USERS = "users"

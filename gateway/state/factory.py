@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.settings import StateSettings
+from gateway.config.settings import StateSettings
 from gateway.state.base import StateBackend
 from gateway.state.embedded import EmbeddedBackend
 

@@ -30,8 +30,8 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
-from gateway.periodic import Periodic
 from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.periodic import Periodic
 
 log = logging.getLogger("gateway.state.ledger")
 

@@ -1,0 +1,1 @@
+"""The HTTP client seam to upstreams: one pooled client, transport errors mapped once."""

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin.access import Actor, Role
+from gateway.admin.access import Actor
 from gateway.admin.audit import AuditLog
+from gateway.security.roles import Role
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend
 

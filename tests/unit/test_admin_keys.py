@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from gateway.admin.access import MASTER_ACTOR, Actor, Role
+from gateway.admin.access import MASTER_ACTOR, Actor
 from gateway.admin.keys import KeysAPI, admin_only
-from gateway.asgi import Scope, header
 from gateway.policies.keys import KeyStore
+from gateway.security.roles import Role
+from gateway.server.asgi import Scope, header
 from gateway.state.base import BackendUnavailable, Record
 from gateway.state.embedded import EmbeddedBackend
 

@@ -14,11 +14,11 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from gateway.admin.openapi import load_document
-from gateway.app import create_app
+from gateway.app.gateway_app import create_app
+from gateway.config.settings import load_config
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
 from gateway.security.secrets import SECRETS_KEY_ENV
-from gateway.settings import load_config
 
 MASTER = "sk-unit-master-key-0001"
 HELLO: Any = [{"role": "user", "content": "Hello"}]

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from gateway.asgi import Scope
+from gateway.config.fields import Mode
+from gateway.config.settings import AuthSettings, LimitSpec, StaticKey, parse_config
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
-from gateway.policies.auth import MASTER, Authenticator, Principal, bearer_token
+from gateway.policies.auth import MASTER, Authenticator, Principal
 from gateway.policies.keys import KeyStore
-from gateway.settings import AuthSettings, LimitSpec, StaticKey, parse_config
-from gateway.settings_types import Mode
+from gateway.server.asgi import Scope, bearer_token
 from gateway.state.base import Record
 from tests.unit.fixtures import Clock, FlakyBackend
 
@@ -71,7 +71,7 @@ def auth(store: KeyStore | None, mode: Mode = "closed") -> Authenticator:
 
 async def _fails(a: Authenticator, scope: Scope) -> AuthenticationFailed:
     with pytest.raises(AuthenticationFailed) as err:
-        await a.authenticate(scope)
+        await a.authenticate(bearer_token(scope))
     assert err.value.http_status == 401
     return err.value
 
@@ -101,30 +101,30 @@ async def test_master_key_uses_constant_time_compare(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(hmac, "compare_digest", spy)  # auth calls hmac.compare_digest
     a = auth(None)
-    assert await a.authenticate(scope_with(MASTER_KEY)) is MASTER
+    assert await a.authenticate(bearer_token(scope_with(MASTER_KEY))) is MASTER
     assert calls == [(MASTER_KEY.encode(), MASTER_KEY.encode())]
-    assert a.is_master(scope_with(MASTER_KEY))
+    assert a.is_master(bearer_token(scope_with(MASTER_KEY)))
     assert len(calls) == 2
     # a near miss goes through the same comparison and is not the master
-    assert not a.is_master(scope_with(MASTER_KEY + "x"))
-    assert not a.is_master(scope_with(MASTER_KEY[:-1]))
+    assert not a.is_master(bearer_token(scope_with(MASTER_KEY + "x")))
+    assert not a.is_master(bearer_token(scope_with(MASTER_KEY[:-1])))
     assert len(calls) == 4
     await _fails(a, scope_with(MASTER_KEY[:-1]))
 
 
 async def test_master_principal() -> None:
-    p = await auth(None).authenticate(scope_with(MASTER_KEY, header=b"x-api-key"))
+    p = await auth(None).authenticate(bearer_token(scope_with(MASTER_KEY, header=b"x-api-key")))
     assert p.kind == "master" and p.models is None and p.limits is None and p.may_use("anything")
 
 
 async def test_is_master() -> None:
     a = auth(None)
-    assert a.is_master(scope_with(MASTER_KEY))
-    assert not a.is_master(scope_with())
-    assert not a.is_master(scope_with(STATIC_TOKEN))
+    assert a.is_master(bearer_token(scope_with(MASTER_KEY)))
+    assert not a.is_master(bearer_token(scope_with()))
+    assert not a.is_master(bearer_token(scope_with(STATIC_TOKEN)))
     no_master = Authenticator(AuthSettings(), None, "closed")
-    assert not no_master.is_master(scope_with(MASTER_KEY))
-    assert not no_master.is_master(scope_with(""))
+    assert not no_master.is_master(bearer_token(scope_with(MASTER_KEY)))
+    assert not no_master.is_master(bearer_token(scope_with("")))
     assert not no_master.has_credentials
     assert a.has_credentials
 
@@ -137,7 +137,7 @@ async def test_has_credentials_with_a_store_only(store: KeyStore) -> None:
 
 
 async def test_static_key_with_models() -> None:
-    p = await auth(None).authenticate(scope_with(STATIC_TOKEN))
+    p = await auth(None).authenticate(bearer_token(scope_with(STATIC_TOKEN)))
     assert p.kind == "static" and p.key_id == "ci"
     assert p.models == frozenset({"chat", "embed"})
     assert p.may_use("chat") and not p.may_use("gpt-4o")
@@ -148,7 +148,7 @@ async def test_static_key_with_models() -> None:
 
 
 async def test_static_key_without_models_may_use_all() -> None:
-    p = await auth(None).authenticate(scope_with("ops-token-xyz"))
+    p = await auth(None).authenticate(bearer_token(scope_with("ops-token-xyz")))
     assert p.kind == "static" and p.key_id == "ops" and p.models is None and p.may_use("x")
 
 
@@ -174,7 +174,7 @@ auth:
 """
     settings = parse_config(config, env={}).settings
     assert settings.auth.keys[0].models == []
-    p = await Authenticator(settings.auth, None, "closed").authenticate(scope_with(STATIC_TOKEN))
+    p = await Authenticator(settings.auth, None, "closed").authenticate(bearer_token(scope_with(STATIC_TOKEN)))
     assert not p.may_use("chat")
 
 
@@ -225,7 +225,7 @@ async def test_stored_key_with_team(store: KeyStore) -> None:
             "enabled": True,
         }
     )
-    p = await auth(store).authenticate(scope_with(token))
+    p = await auth(store).authenticate(bearer_token(scope_with(token)))
     assert p == Principal(
         "key",
         record["id"],
@@ -240,32 +240,32 @@ async def test_stored_key_with_team(store: KeyStore) -> None:
     )
     assert not p.may_use("other") and not p.may_use("big")
     # the same key through x-api-key
-    assert await auth(store).authenticate(scope_with(token, header=b"x-api-key")) == p
+    assert await auth(store).authenticate(bearer_token(scope_with(token, header=b"x-api-key"))) == p
 
 
 async def test_stored_key_models_from_team_only(store: KeyStore) -> None:
     await store.put_team({"id": "t2", "models": ["chat"]})
     _, token = await store.create({"name": "a", "team": "t2", "models": None})
-    p = await auth(store).authenticate(scope_with(token))
+    p = await auth(store).authenticate(bearer_token(scope_with(token)))
     assert p.models == frozenset({"chat"}) and p.limits is None and p.team_limits is None
 
 
 async def test_stored_key_empty_model_list_allows_nothing(store: KeyStore) -> None:
     _, token = await store.create({"name": "a", "models": []})
-    p = await auth(store).authenticate(scope_with(token))
+    p = await auth(store).authenticate(bearer_token(scope_with(token)))
     assert p.models == frozenset() and not p.may_use("chat")
 
 
 async def test_stored_key_without_team_or_limits(store: KeyStore) -> None:
     record, token = await store.create({"name": "a"})
-    p = await auth(store).authenticate(scope_with(token))
+    p = await auth(store).authenticate(bearer_token(scope_with(token)))
     assert p == Principal("key", record["id"])
     assert p.models is None and p.team is None
 
 
 async def test_stored_key_whose_team_is_gone(store: KeyStore) -> None:
     _, token = await store.create({"name": "a", "team": "ghost", "models": ["chat"]})
-    p = await auth(store).authenticate(scope_with(token))
+    p = await auth(store).authenticate(bearer_token(scope_with(token)))
     assert p.team == "ghost" and p.models == frozenset({"chat"}) and p.team_limits is None
 
 
@@ -287,23 +287,23 @@ async def test_unusable_stored_keys(store: KeyStore, fields: Record, code: str) 
 async def test_revoke_takes_effect_at_once(store: KeyStore) -> None:
     record, token = await store.create({"name": "a"})
     a = auth(store)
-    assert (await a.authenticate(scope_with(token))).key_id == record["id"]
+    assert (await a.authenticate(bearer_token(scope_with(token)))).key_id == record["id"]
     await store.revoke(record["id"])
     assert (await _fails(a, scope_with(token))).code == "key_revoked"
 
 
 async def test_future_expiry_is_fine(store: KeyStore) -> None:
     _, token = await store.create({"name": "a", "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()})
-    assert (await auth(store).authenticate(scope_with(token))).kind == "key"
+    assert (await auth(store).authenticate(bearer_token(scope_with(token)))).kind == "key"
 
 
 async def test_rotated_key(store: KeyStore) -> None:
     record, old = await store.create({"name": "a"})
     a = auth(store)
-    await a.authenticate(scope_with(old))
+    await a.authenticate(bearer_token(scope_with(old)))
     _, new = await store.rotate(record["id"])
     assert (await _fails(a, scope_with(old))).code == "invalid_api_key"
-    assert (await a.authenticate(scope_with(new))).key_id == record["id"]
+    assert (await a.authenticate(bearer_token(scope_with(new)))).key_id == record["id"]
 
 
 # --- the backend is down ---------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ async def test_rotated_key(store: KeyStore) -> None:
 async def test_backend_down_unknown_key_closed_is_503(store: KeyStore, backend: FlakyBackend) -> None:
     backend.down = True
     with pytest.raises(BackendDegraded) as err:
-        await auth(store, "closed").authenticate(scope_with("sk-gw-" + "y" * 40))
+        await auth(store, "closed").authenticate(bearer_token(scope_with("sk-gw-" + "y" * 40)))
     assert err.value.http_status == 503 and err.value.code == "state_backend_unavailable"
 
 
@@ -326,15 +326,15 @@ async def test_backend_down_known_key_served_from_cache(store: KeyStore, backend
     await store.put_team({"id": "t1", "models": ["chat"]})
     record, token = await store.create({"name": "a", "team": "t1", "rpm": 5})
     a = auth(store, "closed")
-    before = await a.authenticate(scope_with(token))
+    before = await a.authenticate(bearer_token(scope_with(token)))
     backend.down = True
     clock.now += 30  # past the refresh interval
-    assert await a.authenticate(scope_with(token)) == before
+    assert await a.authenticate(bearer_token(scope_with(token))) == before
     assert before.key_id == record["id"] and before.models == frozenset({"chat"})
 
 
 async def test_backend_down_does_not_affect_master_or_static(store: KeyStore, backend: FlakyBackend) -> None:
     backend.down = True
     a = auth(store, "closed")
-    assert await a.authenticate(scope_with(MASTER_KEY)) is MASTER
-    assert (await a.authenticate(scope_with(STATIC_TOKEN))).key_id == "ci"
+    assert await a.authenticate(bearer_token(scope_with(MASTER_KEY))) is MASTER
+    assert (await a.authenticate(bearer_token(scope_with(STATIC_TOKEN)))).key_id == "ci"

@@ -30,8 +30,8 @@ from bench.traffic import (
     traffic_config,
 )
 from bench.wrk import WrkResult
+from gateway.config.settings import Settings, parse_config
 from gateway.policies.keys import KeyFields, TeamFields, parse_body
-from gateway.settings import Settings, parse_config
 
 ENV = {"GATEWAY_MASTER_KEY": "bench-key-123"}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.config.settings import BreakerPolicy
 from gateway.routing.breaker import BreakerState, CircuitBreaker
-from gateway.settings import BreakerPolicy
 
 
 def breaker(

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.config.settings import BudgetSettings
 from gateway.errors import BudgetExceeded
 from gateway.policies.budget import (
     BudgetEvent,
@@ -20,7 +21,6 @@ from gateway.policies.budget import (
     spend_key,
     team_model_spend_key,
 )
-from gateway.settings import BudgetSettings
 from gateway.state.base import BackendUnavailable
 
 SEOUL = ZoneInfo("Asia/Seoul")

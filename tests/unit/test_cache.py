@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from gateway.canonical import JSON
+from gateway.config.fields import Mode
+from gateway.config.settings import CacheSettings
 from gateway.dialects.openai import SSE_DONE
 from gateway.errors import BackendDegraded
-from gateway.handlers import render_chunks
 from gateway.policies.cache import (
     CACHE_HEADER,
     EXCLUDED_PARAMS,
@@ -29,8 +30,7 @@ from gateway.policies.cache import (
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.providers.openai_compat import OpenAIStreamDecoder
 from gateway.providers.sse import SSEParser
-from gateway.settings import CacheSettings
-from gateway.settings_types import Mode
+from gateway.server.handlers import render_chunks
 from gateway.state.base import BackendUnavailable, StateBackend
 from tests.unit.fixtures import load_bytes, load_json, random_pieces
 

@@ -1,4 +1,4 @@
-"""docs/configuration.md stays true to gateway/settings.py.
+"""docs/configuration.md stays true to gateway/config/settings.py.
 
 - Every ```yaml block in the doc is a complete config that loads with
   parse_config (blocks preceded by ``<!-- not-a-complete-config -->`` are skipped).
@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from gateway.settings import ConfigError, LoadedConfig, Settings, parse_config
+from gateway.config.settings import ConfigError, LoadedConfig, Settings, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"

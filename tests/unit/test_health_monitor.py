@@ -12,14 +12,14 @@ import textwrap
 
 import pytest
 
+from gateway.config.operations import HealthCheckSettings
+from gateway.config.settings import ConfigError, parse_config
 from gateway.errors import UpstreamError
 from gateway.health.monitor import Check, DeploymentHealth, HealthMonitor
 from gateway.observability.metrics import Metrics
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.router import Lease, RequestTrace, Router
-from gateway.settings import ConfigError, parse_config
-from gateway.settings_ops import HealthCheckSettings
 
 MODELS = """
 pair:

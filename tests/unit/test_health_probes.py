@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.config.settings import Deployment
 from gateway.health.probes import (
     ANALYSIS_KEYS,
     PROBE_NAMES,
@@ -25,7 +26,6 @@ from gateway.health.runner import answer_text
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
 from gateway.providers.registry import build_target, presets
-from gateway.settings import Deployment
 
 # --- basic --------------------------------------------------------------------------
 

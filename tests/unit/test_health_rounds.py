@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.config.settings import LoadedConfig, parse_config
 from gateway.health.monitor import HealthMonitor
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
@@ -20,11 +21,10 @@ from gateway.observability.metrics import Metrics
 from gateway.policies.pricing import PriceTable, UnpricedModels
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment
-from gateway.service import Service
-from gateway.settings import LoadedConfig, parse_config
+from gateway.server.service import Service
+from gateway.server.traffic import TrafficControl
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
-from gateway.traffic import TrafficControl
 from gateway.upstream.http import AiohttpClient
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import Histogram
 
+from gateway.config.settings import parse_config
 from gateway.errors import UpstreamTimeout
 from gateway.observability.metrics import Metrics
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, build_routes
-from gateway.settings import parse_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 TYPES = frozenset({"counter", "gauge", "histogram", "summary", "info", "stateset", "unknown"})

@@ -1,4 +1,4 @@
-"""gateway.models_store: the overlay of stored aliases on the config file,
+"""gateway.admin.model_store: the overlay of stored aliases on the config file,
 the store and its version polling on the embedded backend, opening secrets."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from gateway.admin.model_store import ModelStore, Stored, StoredModel, effective_config, open_secrets
+from gateway.config.settings import ConfigError, parse_config
 from gateway.errors import NotFound
-from gateway.models_store import ModelStore, Stored, StoredModel, effective_config, open_secrets
-from gateway.settings import ConfigError, parse_config
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.periodic import Periodic
+from gateway.state.periodic import Periodic
 
 
 async def test_a_failing_step_is_logged_and_the_next_runs(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.canonical import make_usage
+from gateway.config.settings import ConfigError, Price, load_config
 from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd, load_prices, parse_prices
 from gateway.providers.anthropic_stream import canonical_usage
-from gateway.settings import ConfigError, Price, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = REPO / "config" / "prices.yaml"

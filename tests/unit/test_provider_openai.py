@@ -14,11 +14,11 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway.canonical import JSON
+from gateway.config.settings import parse_config
 from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target
 from gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStreamDecoder, openai_error
 from gateway.providers.registry import build_target, presets
-from gateway.settings import parse_config
 from tests.unit.fixtures import FIXTURES, decode_events, load_bytes, load_json, random_pieces, sse_events
 
 PROVIDER = OpenAICompatProvider()

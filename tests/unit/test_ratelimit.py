@@ -15,10 +15,10 @@ import pytest
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from redis.asyncio import Redis
 
+from gateway.config.settings import LimitSpec, LimitsSettings
 from gateway.errors import BackendDegraded, RateLimited
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.policies.ratelimit_headers import format_duration
-from gateway.settings import LimitSpec, LimitsSettings
 from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.memory import MemoryWindows
 from gateway.state.redis import RedisBackend

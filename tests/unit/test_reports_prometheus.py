@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from gateway.config.settings import parse_config
 from gateway.reports.builder import ReportSources, make_report
 from gateway.reports.kpis import Targets
 from gateway.reports.prometheus import PrometheusError, PrometheusSource, queries, range_of, scalar_of
 from gateway.reports.store import StatsStore
-from gateway.settings import parse_config
 from gateway.state.embedded import EmbeddedBackend
 from tests.e2e.harness import free_port, wait_until
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from gateway.config.settings import parse_config
 from gateway.observability.logs import RequestRecord
 from gateway.policies.budget import BudgetLimits
 from gateway.reports.builder import bounds, budgets_of, parse_format, render
@@ -17,7 +18,6 @@ from gateway.reports.kpis import Report, ReportInputs, build_report
 from gateway.reports.periods import parse_date, parse_kind, period_for
 from gateway.reports.stats import DayStats
 from gateway.reports.text import usd
-from gateway.settings import parse_config
 
 P100 = 2 ** (107 / 16)  # the upper bound of the bucket holding 100 ms
 

@@ -16,7 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from gateway.app import create_app
+from gateway.app.gateway_app import create_app
+from gateway.config.operations import LoggingSettings
+from gateway.config.settings import ConfigError, parse_config
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
 from gateway.observability.logs import (
@@ -35,8 +37,6 @@ from gateway.observability.logs import (
 from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import Tracing
 from gateway.policies.budget import BudgetEvent
-from gateway.settings import ConfigError, parse_config
-from gateway.settings_ops import LoggingSettings
 
 REQ = {
     "model": "chat",

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from gateway.config.settings import RetryPolicy
 from gateway.routing.retry import backoff_delay
-from gateway.settings import RetryPolicy
 
 
 def policy(initial: float = 0.1, maximum: float = 4.0) -> RetryPolicy:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.config.settings import parse_config
 from gateway.errors import (
     AllDeploymentsFailed,
     ContextWindowExceeded,
@@ -32,7 +33,6 @@ from gateway.providers.registry import presets
 from gateway.routing.breaker import BreakerState
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.router import Lease, RequestTrace, Router
-from gateway.settings import parse_config
 
 FAST_RETRY = "{max_retries: 1, backoff_initial_s: 0.001, backoff_max_s: 0.002, max_retry_after_s: 5, max_attempts: 8}"
 LENIENT_BREAKER = "{consecutive_failures: 50, min_requests: 50, cooldown_s: 60}"

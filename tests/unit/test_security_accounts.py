@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.operations import LockoutSettings
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from gateway.security import totp
 from gateway.security.accounts import UserStore, check_password, check_role, check_username, public
 from gateway.security.secrets import SecretBox, SecretsNotConfigured
 from gateway.security.sessions import Sessions
-from gateway.settings_ops import LockoutSettings
 from gateway.state.embedded import EmbeddedBackend
 
 POLICY = LockoutSettings(max_failures=3, window_s=60, duration_s=300)

@@ -1,4 +1,4 @@
-"""gateway.settings: YAML + ${ENV} interpolation + strict schema, every error naming its path."""
+"""gateway.config.settings: YAML + ${ENV} interpolation + strict schema, every error naming its path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import ConfigError, LoadedConfig, Settings, deployment_id, load_config, parse_config
+from gateway.config.settings import ConfigError, LoadedConfig, Settings, deployment_id, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "gateway.yaml"

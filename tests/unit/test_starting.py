@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.settings import parse_config
+from gateway.app.gateway_app import create_app
+from gateway.config.settings import parse_config
 
 CONFIG = """
 auth: {master_key: sk-starting-test-0001}

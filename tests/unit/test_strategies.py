@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from gateway.config.settings import parse_config
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.strategies import (
@@ -19,7 +20,6 @@ from gateway.routing.strategies import (
     round_robin,
     weighted,
 )
-from gateway.settings import parse_config
 
 
 def route_of(yaml_text: str, alias: str = "a") -> Route:

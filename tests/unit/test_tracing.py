@@ -23,13 +23,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from gateway.config.settings import parse_config
 from gateway.errors import UpstreamError
 from gateway.observability.logs import RequestRecord
 from gateway.observability.tracing import Tracing, TracingConfigError, exporters_from_env
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, build_routes
 from gateway.routing.router import Lease, RequestTrace, Router
-from gateway.settings import parse_config
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

@@ -1,4 +1,4 @@
-"""gateway.traffic.TrafficControl over the real embedded backend, spend
+"""gateway.server.traffic.TrafficControl over the real embedded backend, spend
 ledger, price table and routes built from a parsed config: admission and
 headers, rate limits, cache before budgets, cost and spend, settling, slots,
 budget failure modes and the deployment gate."""
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.canonical import JSON
+from gateway.config.settings import LimitSpec, parse_config
 from gateway.errors import BackendDegraded, BudgetExceeded, RateLimited
 from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
@@ -22,11 +23,10 @@ from gateway.policies.budget import model_spend_key, spend_key, team_model_spend
 from gateway.policies.pricing import UnpricedModels, parse_prices
 from gateway.providers.registry import presets
 from gateway.routing.deployment import Route, build_routes
-from gateway.settings import LimitSpec, parse_config
+from gateway.server.traffic import Ticket, TrafficControl
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
-from gateway.traffic import Ticket, TrafficControl
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DAY, MONTH = "2026-11-26", "2026-11"
@@ -426,7 +426,7 @@ async def test_charge_without_usage_or_deployment_does_nothing(rig: Rig) -> None
 
 async def test_unpriced_model_counted_and_logged_once(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     route = rig.routes["mystery"]
-    caplog.set_level(logging.WARNING, logger="gateway.traffic")
+    caplog.set_level(logging.WARNING, logger="gateway.server.traffic")
     for _ in range(2):
         t = await _begin(rig, KEY, chat(), alias="mystery")
         rig.tc.charge(t, route.deployments[0], {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110})
@@ -435,7 +435,7 @@ async def test_unpriced_model_counted_and_logged_once(rig: Rig, caplog: pytest.L
         await rig.tc.end(t, usage=None, answer=None)
     assert rig.unpriced.counts == {("openai_compatible", "mystery-model"): 2}
     assert rig.unpriced.total == 2
-    logged = [r for r in caplog.records if r.name == "gateway.traffic"]
+    logged = [r for r in caplog.records if r.name == "gateway.server.traffic"]
     assert len(logged) == 1
     assert "mystery-model" in logged[0].getMessage() and logged[0].levelno == logging.WARNING
     assert spent(rig) == {}  # never costed at $0

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.settings_ops import AdminSettings, HealthCheckSettings, LoggingSettings, ReportsSettings
-from gateway.settings_types import EnvFloat, EnvInt, Flag, Mode, PositiveFloat, PositiveInt, Text
-from gateway.settings_types import Strict as _Strict
+from gateway.config.fields import EnvFloat, EnvInt, Flag, Mode, PositiveFloat, PositiveInt, Text
+from gateway.config.fields import Strict as _Strict
+from gateway.config.operations import AdminSettings, HealthCheckSettings, LoggingSettings, ReportsSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
 Strategy = Literal["priority", "weighted", "round_robin", "least_inflight", "lowest_latency", "lowest_cost"]

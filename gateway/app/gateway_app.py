@@ -28,23 +28,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.admin.access import Actor, Role
+from gateway.admin.access import Actor
 from gateway.admin.audit import request_id
 from gateway.admin.deployments import deployment_rows
 from gateway.admin.gate import AdminGate, admin_cors, build_gate
 from gateway.admin.health import HealthAPI
 from gateway.admin.keys import KeysAPI, error_response, guarded, json_response
+from gateway.admin.model_store import ModelStore, Stored, effective_config, open_secrets
 from gateway.admin.models import ModelsAPI
 from gateway.admin.openapi import OpenAPIDoc
 from gateway.admin.reports import ReportsAPI
 from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
-from gateway.asgi import Receive, Scope, Send, send_error
+from gateway.config.settings import ConfigError, LoadedConfig, Settings, load_config
 from gateway.console import console_routes
 from gateway.errors import AuthenticationFailed, GatewayError, MethodNotAllowed, NotFound, Starting
-from gateway.handlers import Handlers
 from gateway.health.monitor import HealthMonitor
-from gateway.models_store import ModelStore, Stored, effective_config, open_secrets
 from gateway.observability.logs import AccessLog, RequestSink, client_address, flush_handlers, install_handlers
 from gateway.observability.logs import audit as audit_line
 from gateway.observability.loop_lag import LoopLagMonitor
@@ -57,13 +56,15 @@ from gateway.policies.pricing import PriceTable, UnpricedModels, load_prices
 from gateway.providers.registry import presets
 from gateway.reports.builder import ReportSources
 from gateway.reports.store import StatsStore
+from gateway.security.roles import Role
 from gateway.security.secrets import SecretStore
-from gateway.service import Service
-from gateway.settings import ConfigError, LoadedConfig, Settings, load_config
+from gateway.server.asgi import Receive, Scope, Send, bearer_token, send_error
+from gateway.server.handlers import Handlers
+from gateway.server.service import Service
+from gateway.server.traffic import TrafficControl
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.factory import create_backend
 from gateway.state.ledger import SpendLedger
-from gateway.traffic import TrafficControl
 from gateway.upstream.http import AiohttpClient, HTTPClient
 
 log = logging.getLogger("gateway")
@@ -184,7 +185,7 @@ class GatewayApp:
         if self._auth is None:
             raise Starting()
         try:
-            return await self._auth.authenticate(scope)
+            return await self._auth.authenticate(bearer_token(scope))
         except AuthenticationFailed as err:
             client = client_address(scope)
             audit_line("auth.failed", logging.WARNING, reason=err.code, client=client, path=scope["path"])
@@ -197,7 +198,7 @@ class GatewayApp:
         return await self.gate.require(scope, role)
 
     def _is_master(self, scope: Scope) -> bool:
-        return self._auth is not None and self._auth.is_master(scope)
+        return self._auth is not None and self._auth.is_master(bearer_token(scope))
 
     @property
     def gate(self) -> AdminGate:
@@ -382,7 +383,7 @@ class GatewayApp:
         self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
         self._loaded = loaded
 
-    # --- runtime models (gateway/models_store.py, gateway/admin/models.py) ----
+    # --- runtime models (gateway/admin/model_store.py, gateway/admin/models.py) ----
 
     @property
     def file_config(self) -> LoadedConfig:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.models_store import ModelStore, effective_config
+from gateway.admin.model_store import ModelStore, effective_config
+from gateway.config.settings import ConfigError, LoadedConfig, load_config
 from gateway.policies.keys import KeyStore
 from gateway.reports.builder import FORMATS, ReportSources, make_report, render
 from gateway.reports.periods import KINDS, Kind, parse_date
 from gateway.reports.store import StatsStore
-from gateway.settings import ConfigError, LoadedConfig, load_config
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.factory import create_backend
 

@@ -18,10 +18,14 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import cli_keys, cli_models, cli_report, cli_secrets, cli_users
-from gateway.app import create_app
+from gateway.app.gateway_app import create_app
+from gateway.cli import keys as cli_keys
+from gateway.cli import models as cli_models
+from gateway.cli import report as cli_report
+from gateway.cli import secrets as cli_secrets
+from gateway.cli import users as cli_users
+from gateway.config.settings import ConfigError, load_config
 from gateway.observability import worker_metrics
-from gateway.settings import ConfigError, load_config
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -172,7 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         if args.workers > 1:
             os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-            uvicorn.run("gateway.cli:app_from_env", factory=True, workers=args.workers, **common)
+            uvicorn.run("gateway.cli.main:app_from_env", factory=True, workers=args.workers, **common)
         else:
             uvicorn.run(create_app(loaded, config_path=args.config), **common)
     finally:

@@ -24,9 +24,9 @@ import os
 import sys
 from typing import Any
 
+from gateway.config.settings import ConfigError, load_config
 from gateway.security.accounts import rotate_totp
 from gateway.security.secrets import SecretBox, SecretError, parse_key, rotate_all
-from gateway.settings import ConfigError, load_config
 from gateway.state.base import BackendUnavailable
 from gateway.state.factory import create_backend
 

@@ -1,6 +1,6 @@
 """Configuration sections for running the gateway rather than routing it:
 logging, scheduled health checks, admin security and reports. Part of the
-one schema of :mod:`gateway.settings`."""
+one schema of :mod:`gateway.config.settings`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from gateway.settings_types import Flag, PositiveFloat, PositiveInt
-from gateway.settings_types import Strict as _Strict
+from gateway.config.fields import Flag, PositiveFloat, PositiveInt
+from gateway.config.fields import Strict as _Strict
 
 
 class LoggingSettings(_Strict):

@@ -22,7 +22,16 @@ from typing import Protocol
 
 import orjson
 
-from gateway.asgi import (
+from gateway.canonical import JSON
+from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
+from gateway.errors import AuthenticationFailed, GatewayError, NotFound, Starting, UpstreamError
+from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
+from gateway.observability.metrics import Metrics, error_type
+from gateway.observability.tracing import RequestSpan, Tracing
+from gateway.policies.auth import Principal
+from gateway.policies.replay import ChunkAssembler, completion_to_chunks
+from gateway.routing.router import RequestTrace
+from gateway.server.asgi import (
     SSE_HEADERS,
     DisconnectWatch,
     Receive,
@@ -33,17 +42,8 @@ from gateway.asgi import (
     send_bytes,
     send_error,
 )
-from gateway.canonical import JSON
-from gateway.dialects.openai import SSE_DONE, encode_embeddings, parse_json_body, validate_chat, validate_embeddings
-from gateway.errors import AuthenticationFailed, GatewayError, NotFound, Starting, UpstreamError
-from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
-from gateway.observability.metrics import Metrics, error_type
-from gateway.observability.tracing import RequestSpan, Tracing
-from gateway.policies.auth import Principal
-from gateway.policies.replay import ChunkAssembler, completion_to_chunks
-from gateway.routing.router import RequestTrace
-from gateway.service import OpenStream, Service
-from gateway.traffic import Ticket, TrafficControl
+from gateway.server.service import OpenStream, Service
+from gateway.server.traffic import Ticket, TrafficControl
 
 log = logging.getLogger("gateway.requests")
 

@@ -39,6 +39,14 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def bearer_token(scope: Scope) -> bytes:
+    """The client's key: ``Authorization: Bearer <key>``, else ``x-api-key``."""
+    auth = header(scope, b"authorization")
+    if auth is not None and auth[:7].lower() == b"bearer ":
+        return auth[7:].strip()
+    return header(scope, b"x-api-key") or b""
+
+
 def request_id(scope: Scope) -> str:
     """The client's ``x-request-id`` when it is sane, else a fresh one."""
     given = header(scope, b"x-request-id")

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from gateway.settings import ConfigError, deployment_id, load_config
+from gateway.config.settings import ConfigError, deployment_id, load_config
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LOW_SCORE = 0, 1, 2, 3

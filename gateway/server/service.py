@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gateway.canonical import JSON
+from gateway.config.settings import LoadedConfig, Params
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import InvalidRequest, NotFound, UpstreamBadResponse, UpstreamError
 from gateway.providers.base import StreamDecoder, WireRequest, json_object
@@ -20,8 +21,7 @@ from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.router import Gate, Lease, RequestTrace, Router
-from gateway.settings import LoadedConfig, Params
-from gateway.traffic import TrafficControl
+from gateway.server.traffic import TrafficControl
 from gateway.upstream.http import HTTPClient, UpstreamResponse
 
 MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")

@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.canonical import JSON
+from gateway.config.settings import Settings
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import BackendDegraded
+from gateway.observability.logs import audit_budget_event
 from gateway.observability.metrics import LiveCounts, Metrics
 from gateway.policies.auth import Principal
 from gateway.policies.budget import BudgetEvent, BudgetLimits, BudgetPolicy
@@ -39,11 +41,10 @@ from gateway.policies.cache import (
 from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.routing.deployment import LiveDeployment, Route
-from gateway.settings import Settings
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.ledger import SpendLedger
 
-log = logging.getLogger("gateway.traffic")
+log = logging.getLogger("gateway.server.traffic")
 audit = logging.getLogger("gateway.events")
 
 Gate = Callable[[LiveDeployment], Awaitable[bool]]
@@ -264,6 +265,7 @@ class TrafficControl:
 
     def _budget_event(self, event: BudgetEvent) -> None:
         self.metrics.budget_event(event)
+        audit_budget_event(event)
         audit.warning(
             "budget %s: %s %r has spent %.6g of its %s budget of %.6g USD (%s)",
             event.kind,

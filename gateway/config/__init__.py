@@ -1,0 +1,1 @@
+"""Configuration: the strict schema of the config file, its field types and the loader (``${ENV}``, error paths)."""
