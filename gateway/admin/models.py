@@ -23,6 +23,11 @@ follow within ``state.refresh_interval_s`` (see :mod:`gateway.admin.model_store`
 
 Roles: reads ``viewer``, enable/disable ``operator``, every other write and
 ``POST /admin/reload`` ``admin``.
+
+The code: :class:`ModelsAPI` holds the routes and their handlers,
+:class:`ModelViews` shows an alias as the API serves it, and
+:class:`ModelChanges` carries one change through validation, sealing of
+literal secrets, the store, this replica and the audit log.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from gateway.admin.model_bodies import (
     unmask,
 )
 from gateway.admin.model_store import SECRET_REF, ModelStore, Stored, StoredModel, now_iso
-from gateway.config.settings import ConfigError, LoadedConfig
+from gateway.config.loader import ConfigError, LoadedConfig
 from gateway.errors import InvalidRequest, NotFound
 from gateway.security.roles import Role
 from gateway.security.secrets import SECRETS_KEY_ENV, SecretsNotConfigured, SecretStore
@@ -87,45 +92,42 @@ def _not_found(alias: str) -> NotFound:
     return NotFound(f"no model alias {alias!r}", code="model_not_found", param="alias")
 
 
-class ModelsAPI:
+def _same_name(alias: str, name: str | None) -> None:
+    if name is not None and name != alias:
+        raise InvalidRequest(
+            f"name {name!r} differs from the alias in the path {alias!r}; an alias cannot be renamed",
+            param="name",
+            code="invalid_field",
+        )
+
+
+class ModelViews:
+    """An alias as the API shows it: the stored definition over the file's,
+    secrets masked, with its source and state."""
+
+    __slots__ = ("_host",)
+
     def __init__(self, host: ModelsHost) -> None:
         self._host = host
 
-    def routes(self) -> list[Route]:
-        h = self._host
-        reads, ops, writes = Role.viewer, Role.operator, Role.admin
-        return [
-            Route("/admin/models", guarded(h, self.list_models, role=reads), methods=["GET"]),
-            Route("/admin/models", guarded(h, self.create, role=writes), methods=["POST"]),
-            Route("/admin/models/{alias:path}/disable", guarded(h, self.disable, role=ops), methods=["POST"]),
-            Route("/admin/models/{alias:path}/enable", guarded(h, self.enable, role=ops), methods=["POST"]),
-            Route("/admin/models/{alias:path}", guarded(h, self.get, role=reads), methods=["GET"]),
-            Route("/admin/models/{alias:path}", guarded(h, self.replace, role=writes), methods=["PUT"]),
-            Route("/admin/models/{alias:path}", guarded(h, self.patch, role=writes), methods=["PATCH"]),
-            Route("/admin/models/{alias:path}", guarded(h, self.delete, role=writes), methods=["DELETE"]),
-            Route("/admin/reload", guarded(h, self.reload, role=writes), methods=["POST"]),
-        ]
-
-    # --- views ----------------------------------------------------------------
-
-    def _file_models(self) -> dict[str, Any]:
+    def file_models(self) -> dict[str, Any]:
         models = self._host.file_config.raw.get("models")
         return models if isinstance(models, dict) else {}
 
-    def _spec(self, name: str, stored: Stored) -> dict[str, Any] | None:
+    def spec(self, name: str, stored: Stored) -> dict[str, Any] | None:
         """The alias's current definition (stored over file), or None."""
         model = stored.get(name)
         if model is not None and model.spec is not None:
             return model.spec
-        spec = self._file_models().get(name)
+        spec = self.file_models().get(name)
         return spec if isinstance(spec, dict) else None
 
-    def _body(self, name: str, stored: Stored) -> dict[str, Any] | None:
-        spec = self._spec(name, stored)
+    def body(self, name: str, stored: Stored) -> dict[str, Any] | None:
+        spec = self.spec(name, stored)
         if spec is None:
             return None
         model = stored.get(name)
-        in_file = name in self._file_models()
+        in_file = name in self.file_models()
         source = "config" if model is None or model.spec is None else "api_override" if in_file else "api"
         return {
             "name": name,
@@ -137,129 +139,19 @@ class ModelsAPI:
             "updated_by": model.updated_by if model else None,
         }
 
-    async def list_models(self, request: Request) -> Response:
-        stored = await self._host.model_store.all()
-        names = sorted({*self._file_models(), *stored})
-        bodies = [b for b in (self._body(n, stored) for n in names) if b is not None]
-        return json_response({"object": "list", "data": bodies})
 
-    async def get(self, request: Request) -> Response:
-        alias = request.path_params["alias"]
-        body = self._body(alias, await self._host.model_store.all())
-        if body is None:
-            raise _not_found(alias)
-        return json_response(body)
+class ModelChanges:
+    """One change to the stored aliases: validated by the config loader over the
+    whole effective configuration, literal secrets sealed, stored, applied on
+    this replica, audited."""
 
-    # --- writes ---------------------------------------------------------------
+    __slots__ = ("_host", "_views")
 
-    async def create(self, request: Request) -> Response:
-        body = split_body(await read_json(request))
-        if body.name is None:
-            raise InvalidRequest("name is required", param="name", code="missing_field")
-        stored = await self._host.model_store.all()
-        if self._spec(body.name, stored) is not None:
-            raise Conflict(
-                f"model alias {body.name!r} exists; PUT or PATCH /admin/models/{body.name} changes it",
-                param="name",
-                code="model_exists",
-            )
-        return await self._save(request, body.name, body.spec, bool(body.disabled), stored, status=201)
+    def __init__(self, host: ModelsHost, views: ModelViews) -> None:
+        self._host = host
+        self._views = views
 
-    async def replace(self, request: Request) -> Response:
-        alias = check_name(request.path_params["alias"])
-        body = split_body(await read_json(request))
-        self._same_name(alias, body.name)
-        stored = await self._host.model_store.all()
-        current = self._spec(alias, stored)
-        disabled = body.disabled if body.disabled is not None else bool(stored.get(alias) and stored[alias].disabled)
-        status = 200 if current is not None else 201
-        return await self._save(request, alias, unmask(body.spec, current), disabled, stored, status=status)
-
-    async def patch(self, request: Request) -> Response:
-        alias = request.path_params["alias"]
-        body = split_body(await read_json(request))
-        self._same_name(alias, body.name)
-        stored = await self._host.model_store.all()
-        current = self._spec(alias, stored)
-        if current is None:
-            raise _not_found(alias)
-        model = stored.get(alias)
-        disabled = body.disabled if body.disabled is not None else bool(model and model.disabled)
-        if not body.spec:  # only `disabled`: leave the definition where it is
-            return await self._save(request, alias, model.spec if model else None, disabled, stored, edited=False)
-        return await self._save(request, alias, merge_patch(current, unmask(body.spec, current)), disabled, stored)
-
-    async def disable(self, request: Request) -> Response:
-        return await self._set_disabled(request, True)
-
-    async def enable(self, request: Request) -> Response:
-        return await self._set_disabled(request, False)
-
-    async def _set_disabled(self, request: Request, disabled: bool) -> Response:
-        if (await request.body()).strip() not in (b"", b"{}"):
-            action = "disable" if disabled else "enable"
-            raise InvalidRequest(
-                f"{action} takes no request body: the alias is in the path; PATCH /admin/models/{{alias}} "
-                "changes fields",
-                param="body",
-                code="unexpected_body",
-            )
-        alias = request.path_params["alias"]
-        stored = await self._host.model_store.all()
-        if self._spec(alias, stored) is None:
-            raise _not_found(alias)
-        model = stored.get(alias)
-        return await self._save(request, alias, model.spec if model else None, disabled, stored, edited=False)
-
-    async def delete(self, request: Request) -> Response:
-        alias = request.path_params["alias"]
-        store = self._host.model_store
-        stored = await store.all()
-        in_file = alias in self._file_models()
-        if alias not in stored:
-            if in_file:
-                raise Conflict(
-                    f"model alias {alias!r} is defined in the config file: disable it "
-                    f"(POST /admin/models/{alias}/disable) or remove it from the file",
-                    param="alias",
-                    code="defined_in_config",
-                )
-            raise _not_found(alias)
-        before = self._body(alias, stored)
-        after = {k: v for k, v in stored.items() if k != alias}
-        await self._validate(alias, after, conflict=True)
-        await store.delete(alias)
-        await self._drop_sealed(alias, stored[alias].spec)
-        await self._host.refresh_models()
-        await self._host.audit(request, "models.delete", f"models/{alias}", before=before, after=None)
-        return json_response({"name": alias, "deleted": True, "reverted_to_config": in_file})
-
-    async def reload(self, request: Request) -> Response:
-        problems = await self._host.reload_config()
-        if problems:
-            raise Conflict("config reload rejected: " + "; ".join(problems), code="config_invalid")
-        loaded = self._host.file_config
-        return json_response({"reloaded": True, "source": loaded.source, "models": sorted(self._host.aliases())})
-
-    # --- helpers --------------------------------------------------------------
-
-    @staticmethod
-    def _same_name(alias: str, name: str | None) -> None:
-        if name is not None and name != alias:
-            raise InvalidRequest(
-                f"name {name!r} differs from the alias in the path {alias!r}; an alias cannot be renamed",
-                param="name",
-                code="invalid_field",
-            )
-
-    async def _validate(self, name: str, stored: Stored, *, conflict: bool = False) -> LoadedConfig:
-        try:
-            return await self._host.check_models(stored)
-        except ConfigError as exc:
-            mine = [p for p in exc.problems if p.startswith((f"models.{name}.", f"models.{name}[", f"models.{name}:"))]
-            raise config_error(name, mine or exc.problems, conflict=conflict or not mine) from None
-
-    async def _save(
+    async def save(
         self,
         request: Request,
         name: str,
@@ -274,11 +166,11 @@ class ModelsAPI:
         is new (its secrets are checked and sealed)."""
         if edited and spec is not None:
             spec = copy.deepcopy(spec)
-            check_secrets(spec, allowed_env(self._file_models()))
+            check_secrets(spec, allowed_env(self._views.file_models()))
         actor = request.state.actor
         model = StoredModel(name, spec, disabled, now_iso(), actor.name)
         store = self._host.model_store
-        before = self._body(name, stored)
+        before = self._views.body(name, stored)
         if spec is None and not disabled:  # nothing left to store: back to the file's definition
             await self._validate(name, {k: v for k, v in stored.items() if k != name})
             if name in stored:
@@ -289,10 +181,27 @@ class ModelsAPI:
                 await self._seal(name, spec)
             await store.put(model)
         await self._host.refresh_models()
-        body = self._body(name, await store.all())
+        body = self._views.body(name, await store.all())
         action = "models.create" if before is None else "models.update"
         await self._host.audit(request, action, f"models/{name}", before=before, after=body)
         return json_response(body, status)
+
+    async def delete(self, request: Request, name: str, stored: Stored) -> None:
+        """Remove what the API stored for ``name`` (in ``stored``), and the secrets sealed for it."""
+        store = self._host.model_store
+        before = self._views.body(name, stored)
+        await self._validate(name, {k: v for k, v in stored.items() if k != name}, conflict=True)
+        await store.delete(name)
+        await self._drop_sealed(name, stored[name].spec)
+        await self._host.refresh_models()
+        await self._host.audit(request, "models.delete", f"models/{name}", before=before, after=None)
+
+    async def _validate(self, name: str, stored: Stored, *, conflict: bool = False) -> LoadedConfig:
+        try:
+            return await self._host.check_models(stored)
+        except ConfigError as exc:
+            mine = [p for p in exc.problems if p.startswith((f"models.{name}.", f"models.{name}[", f"models.{name}:"))]
+            raise config_error(name, mine or exc.problems, conflict=conflict or not mine) from None
 
     async def _drop_sealed(self, name: str, spec: dict[str, Any] | None) -> None:
         """Delete the secrets :meth:`_seal` stored for ``name`` (not other references)."""
@@ -313,3 +222,128 @@ class ModelsAPI:
                     param=path,
                     code="secrets_not_configured",
                 ) from None
+
+
+class ModelsAPI:
+    def __init__(self, host: ModelsHost) -> None:
+        self._host = host
+        self._views = ModelViews(host)
+        self._changes = ModelChanges(host, self._views)
+
+    def routes(self) -> list[Route]:
+        h = self._host
+        reads, ops, writes = Role.viewer, Role.operator, Role.admin
+        return [
+            Route("/admin/models", guarded(h, self.list_models, role=reads), methods=["GET"]),
+            Route("/admin/models", guarded(h, self.create, role=writes), methods=["POST"]),
+            Route("/admin/models/{alias:path}/disable", guarded(h, self.disable, role=ops), methods=["POST"]),
+            Route("/admin/models/{alias:path}/enable", guarded(h, self.enable, role=ops), methods=["POST"]),
+            Route("/admin/models/{alias:path}", guarded(h, self.get, role=reads), methods=["GET"]),
+            Route("/admin/models/{alias:path}", guarded(h, self.replace, role=writes), methods=["PUT"]),
+            Route("/admin/models/{alias:path}", guarded(h, self.patch, role=writes), methods=["PATCH"]),
+            Route("/admin/models/{alias:path}", guarded(h, self.delete, role=writes), methods=["DELETE"]),
+            Route("/admin/reload", guarded(h, self.reload, role=writes), methods=["POST"]),
+        ]
+
+    # --- reads ----------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        stored = await self._host.model_store.all()
+        names = sorted({*self._views.file_models(), *stored})
+        bodies = [b for b in (self._views.body(n, stored) for n in names) if b is not None]
+        return json_response({"object": "list", "data": bodies})
+
+    async def get(self, request: Request) -> Response:
+        alias = request.path_params["alias"]
+        body = self._views.body(alias, await self._host.model_store.all())
+        if body is None:
+            raise _not_found(alias)
+        return json_response(body)
+
+    # --- writes ---------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        body = split_body(await read_json(request))
+        if body.name is None:
+            raise InvalidRequest("name is required", param="name", code="missing_field")
+        stored = await self._host.model_store.all()
+        if self._views.spec(body.name, stored) is not None:
+            raise Conflict(
+                f"model alias {body.name!r} exists; PUT or PATCH /admin/models/{body.name} changes it",
+                param="name",
+                code="model_exists",
+            )
+        return await self._changes.save(request, body.name, body.spec, bool(body.disabled), stored, status=201)
+
+    async def replace(self, request: Request) -> Response:
+        alias = check_name(request.path_params["alias"])
+        body = split_body(await read_json(request))
+        _same_name(alias, body.name)
+        stored = await self._host.model_store.all()
+        current = self._views.spec(alias, stored)
+        disabled = body.disabled if body.disabled is not None else bool(stored.get(alias) and stored[alias].disabled)
+        status = 200 if current is not None else 201
+        return await self._changes.save(request, alias, unmask(body.spec, current), disabled, stored, status=status)
+
+    async def patch(self, request: Request) -> Response:
+        alias = request.path_params["alias"]
+        body = split_body(await read_json(request))
+        _same_name(alias, body.name)
+        stored = await self._host.model_store.all()
+        current = self._views.spec(alias, stored)
+        if current is None:
+            raise _not_found(alias)
+        model = stored.get(alias)
+        disabled = body.disabled if body.disabled is not None else bool(model and model.disabled)
+        if not body.spec:  # only `disabled`: leave the definition where it is
+            return await self._changes.save(
+                request, alias, model.spec if model else None, disabled, stored, edited=False
+            )
+        return await self._changes.save(
+            request, alias, merge_patch(current, unmask(body.spec, current)), disabled, stored
+        )
+
+    async def disable(self, request: Request) -> Response:
+        return await self._set_disabled(request, True)
+
+    async def enable(self, request: Request) -> Response:
+        return await self._set_disabled(request, False)
+
+    async def _set_disabled(self, request: Request, disabled: bool) -> Response:
+        if (await request.body()).strip() not in (b"", b"{}"):
+            action = "disable" if disabled else "enable"
+            raise InvalidRequest(
+                f"{action} takes no request body: the alias is in the path; PATCH /admin/models/{{alias}} "
+                "changes fields",
+                param="body",
+                code="unexpected_body",
+            )
+        alias = request.path_params["alias"]
+        stored = await self._host.model_store.all()
+        if self._views.spec(alias, stored) is None:
+            raise _not_found(alias)
+        model = stored.get(alias)
+        return await self._changes.save(request, alias, model.spec if model else None, disabled, stored, edited=False)
+
+    async def delete(self, request: Request) -> Response:
+        alias = request.path_params["alias"]
+        stored = await self._host.model_store.all()
+        in_file = alias in self._views.file_models()
+        if alias not in stored:
+            if in_file:
+                raise Conflict(
+                    f"model alias {alias!r} is defined in the config file: disable it "
+                    f"(POST /admin/models/{alias}/disable) or remove it from the file",
+                    param="alias",
+                    code="defined_in_config",
+                )
+            raise _not_found(alias)
+        await self._changes.delete(request, alias, stored)
+        return json_response({"name": alias, "deleted": True, "reverted_to_config": in_file})
+
+    async def reload(self, request: Request) -> Response:
+        problems = await self._host.reload_config()
+        if problems:
+            raise Conflict("config reload rejected: " + "; ".join(problems), code="config_invalid")
+        loaded = self._host.file_config
+        return json_response({"reloaded": True, "source": loaded.source, "models": sorted(self._host.aliases())})

@@ -16,12 +16,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+from gateway.cli.connection import add_url_argument
 
 
 def add_parser(sub: Any) -> None:
     keys = sub.add_parser("keys", help="manage client keys through the admin API")
-    keys.add_argument("--url", default=os.environ.get("GATEWAY_URL", DEFAULT_URL), help="gateway base URL")
+    add_url_argument(keys, os.environ)
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a key (the key is printed once)")
     create.add_argument("--name", required=True)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not master:
         print("GATEWAY_MASTER_KEY is not set: the admin API needs the master key", file=sys.stderr)
         return 2
-    client = _Admin(args.url.rstrip("/"), master)
+    client = _Admin(args.url, master)
     try:
         if args.action == "create":
             return _create(client, args)

@@ -1,4 +1,5 @@
-"""Command line: ``gateway serve | check-config | mock`` (also ``python -m gateway``).
+"""Command line: ``gateway serve | init | check-config | keys | models | users | report | secrets | mock``
+(also ``python -m gateway``); ``gateway --version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
 """
@@ -6,64 +7,28 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 
-import uvicorn
-
-from gateway.app.gateway_app import create_app
+from gateway import __version__
+from gateway.cli import init as cli_init
 from gateway.cli import keys as cli_keys
 from gateway.cli import models as cli_models
 from gateway.cli import report as cli_report
 from gateway.cli import secrets as cli_secrets
+from gateway.cli import serve
 from gateway.cli import users as cli_users
-from gateway.config.settings import ConfigError, load_config
-from gateway.observability import worker_metrics
-
-DEFAULT_CONFIG = "config/gateway.yaml"
-CONFIG_ENV = "GATEWAY_CONFIG"
-
-
-def app_from_env() -> object:
-    """uvicorn factory for multi-worker serving: the config path comes from
-    ``GATEWAY_CONFIG`` (each worker process builds its own app)."""
-    path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
-    ports = os.environ.get(worker_metrics.PORTS_ENV)
-    return create_app(
-        load_config(path), config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None
-    )
+from gateway.config.loader import ConfigError, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="An observability-first LLM gateway.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG), help="config file (YAML)")
-    serve.add_argument("--host", default=None, help="listen address (default: server.host of the config)")
-    serve.add_argument("--port", type=int, default=None, help="listen port (default: $PORT, else server.port)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="with --workers N: each worker serves its own /metrics on one of the ports P .. P+N-1 "
-        "(scrape them all); required with more than one worker",
-    )
-    serve.add_argument(
-        "--mock-port",
-        type=int,
-        default=None,
-        help="also start the mock upstream on this port (the demo aliases use it)",
-    )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_parser(sub)
+    cli_init.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
@@ -72,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     cli_report.add_parser(sub)
     cli_users.add_parser(sub)
-    cli_secrets.add_parser(sub, os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+    cli_secrets.add_parser(sub, os.environ.get(serve.CONFIG_ENV, serve.DEFAULT_CONFIG))
 
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -85,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "init":
+        return cli_init.run(args)
     if args.command == "keys":
         return cli_keys.run(args)
     if args.command == "models":
@@ -100,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_mock(args.host, args.port, args.config)
         return 0
-    return _serve(args)
+    return serve.run(args)
 
 
 def _check_config(path: str) -> int:
@@ -114,93 +81,3 @@ def _check_config(path: str) -> int:
     if loaded.disabled_aliases:
         print(f"left out (required environment not set): {', '.join(loaded.disabled_aliases)}")
     return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.mock_port:
-        # The default config's demo aliases point at ${MOCK_BASE_URL}: the mock we start.
-        os.environ.setdefault("MOCK_BASE_URL", f"http://127.0.0.1:{args.mock_port}")
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
-        return 2
-    server = loaded.settings.server
-    host = args.host or server.host
-    port = args.port if args.port is not None else os.environ.get("PORT", server.port)
-    if not str(port).isdigit() or not 0 <= int(port) <= 65535:
-        print(f"PORT must be a number from 0 to 65535, got {port!r}", file=sys.stderr)
-        return 2
-    port = int(port)
-    if args.workers > 1 and loaded.settings.state.backend == "embedded":
-        print(
-            "--workers > 1 needs the redis state backend: with the embedded one each worker process would keep "
-            "its own keys, limits, cache and spend (a key revoked through one worker would stay valid in the "
-            "others). Set state.backend: redis, or run one worker.",
-            file=sys.stderr,
-        )
-        return 2
-    if args.workers > 1:
-        if args.metrics_port is None:
-            print(
-                "--workers > 1 needs --metrics-port P: the workers share the main port, so each serves its own "
-                f"/metrics on one of P .. P+{args.workers - 1} and Prometheus scrapes every one "
-                "(see docs/metrics.md, 'Several worker processes')",
-                file=sys.stderr,
-            )
-            return 2
-        last = args.metrics_port + args.workers - 1
-        if not 0 < args.metrics_port <= last <= 65535 or port in range(args.metrics_port, last + 1):
-            print(
-                f"--metrics-port {args.metrics_port}: the ports {args.metrics_port}-{last} must be within "
-                f"1-65535 and must not include the main port {port}",
-                file=sys.stderr,
-            )
-            return 2
-        os.environ[worker_metrics.PORTS_ENV] = f"{host}:{args.metrics_port}-{last}"
-    mock = _start_mock(args.mock_port) if args.mock_port else None
-    # uvicorn re-raises the SIGTERM it caught once it has shut down; turn that
-    # into SystemExit so the `finally` below still stops the mock.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
-        common = dict(
-            host=host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level=args.log_level,
-            timeout_graceful_shutdown=30,
-        )
-        if args.workers > 1:
-            os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-            uvicorn.run("gateway.cli.main:app_from_env", factory=True, workers=args.workers, **common)
-        else:
-            uvicorn.run(create_app(loaded, config_path=args.config), **common)
-    finally:
-        if mock is not None:
-            mock.terminate()
-            mock.wait(timeout=10)
-    return 0
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _start_mock(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "mock", "--port", str(port)])
-    url = f"http://127.0.0.1:{port}/_mock/health"
-    for _ in range(100):
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                logging.getLogger("gateway").info("mock upstream listening on 127.0.0.1:%d", port)
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"the mock upstream failed to start on port {port}") from None
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit(f"the mock upstream did not answer on port {port}")

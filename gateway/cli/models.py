@@ -24,9 +24,10 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from gateway.config.settings import ConfigError, deployment_id, load_config
+from gateway.cli.connection import add_url_argument
+from gateway.config.loader import ConfigError, load_config
+from gateway.config.settings import deployment_id
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LOW_SCORE = 0, 1, 2, 3
 
 
@@ -61,9 +62,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url", default=os.environ.get("GATEWAY_URL", DEFAULT_URL), help="gateway base URL (default $GATEWAY_URL)"
-    )
+    add_url_argument(parser, os.environ)
 
 
 def _score(text: str) -> int:
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if not master:
         print("GATEWAY_MASTER_KEY is not set: the admin API needs the master key", file=sys.stderr)
         return EXIT_USAGE
-    client = AdminClient(args.url.rstrip("/"), master)
+    client = AdminClient(args.url, master)
     try:
         if args.action == "list":
             return _list_live(client, args.json)

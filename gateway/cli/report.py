@@ -22,9 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.admin.model_store import ModelStore, effective_config
-from gateway.config.settings import ConfigError, LoadedConfig, load_config
+from gateway.config.loader import ConfigError, LoadedConfig, load_config
 from gateway.policies.keys import KeyStore
-from gateway.reports.builder import FORMATS, ReportSources, make_report, render
+from gateway.reports.builder import FORMATS, Renderer, ReportSources, make_report
 from gateway.reports.periods import KINDS, Kind, parse_date
 from gateway.reports.store import StatsStore
 from gateway.state.base import BackendUnavailable, StateBackend
@@ -99,7 +99,7 @@ async def _report(loaded: LoadedConfig, kind: Kind, on: date | None, fmt: Any) -
             teams=KeyStore(backend, refresh_interval_s=settings.state.refresh_interval_s).list_teams,
             aliases=lambda: aliases,
         )
-        return render(await make_report(kind, on, settings, sources), fmt)
+        return Renderer().render(await make_report(kind, on, settings, sources), fmt)
     finally:
         await backend.aclose()
 

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from gateway.config.settings import ConfigError, load_config
+from gateway.config.loader import ConfigError, load_config
 from gateway.security.accounts import rotate_totp
 from gateway.security.secrets import SecretBox, SecretError, parse_key, rotate_all
 from gateway.state.base import BackendUnavailable

@@ -20,12 +20,12 @@ import urllib.error
 import urllib.request
 from typing import Any, TextIO
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+from gateway.cli.connection import add_url_argument
 
 
 def add_parser(sub: Any) -> None:
     users = sub.add_parser("users", help="manage admin API users through the admin API")
-    users.add_argument("--url", default=os.environ.get("GATEWAY_URL", DEFAULT_URL), help="gateway base URL")
+    add_url_argument(users, os.environ)
     actions = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a user (admin, operator or viewer)")
     create.add_argument("--username", required=True)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     body = {"username": args.username, "password": password, "role": args.role}
-    status, answer = _post(args.url.rstrip("/") + "/admin/users", credential, body)
+    status, answer = _post(args.url + "/admin/users", credential, body)
     if status == 201:
         print(f"created user {answer['username']} ({answer['role']})")
         return 0

@@ -27,7 +27,8 @@ import pytest
 from gateway.canonical import JSON
 from gateway.errors import DEPLOYMENT_FAULT_STATUSES, InvalidRequest, UpstreamBadResponse, UpstreamError
 from gateway.providers.base import SSEEvent, Target, WireRequest
-from gateway.providers.gemini import SKIP_SIGNATURE, GeminiProvider
+from gateway.providers.gemini import GeminiProvider
+from gateway.providers.gemini_request import SKIP_SIGNATURE
 from gateway.providers.gemini_stream import envelope_error, tool_call_signature
 from gateway.providers.sse import SSEParser
 from tests.unit.fixtures import FIXTURES
