@@ -38,6 +38,7 @@ install-runtime: $(VENV)/.runtime
 install: $(VENV)/.installed
 
 run: $(VENV)/.runtime
+	@echo "gateway: http://127.0.0.1:$(PORT)/v1 (console: http://127.0.0.1:$(PORT)/console/)"
 	$(PY) -m gateway serve --config config/gateway.yaml --port $(PORT) --mock-port $(MOCK_PORT) --dev
 
 os-deps:

@@ -1,8 +1,10 @@
 """Exercise the four demo aliases with the official openai SDK.
 
 Run the gateway first (`make run`), then: `.venv/bin/python examples/demo.py`.
-Uses GATEWAY_URL (default http://127.0.0.1:8080/v1) and GATEWAY_MASTER_KEY
-(default: the Makefile's local development key). Exits non-zero on any failure.
+Uses GATEWAY_URL, the gateway's base URL with or without /v1 (the same rule as the
+`gateway` CLI; default http://127.0.0.1:$PORT, PORT 8080 unless set, as `make run`
+serves it) and GATEWAY_MASTER_KEY (default: the documented development key that
+`make run` uses). Exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ WEATHER: Any = {
 }
 
 
+def gateway_url() -> str:
+    """The gateway's base URL: ``GATEWAY_URL`` less a trailing ``/`` or ``/v1``, else the local one on ``PORT``."""
+    url = os.environ.get("GATEWAY_URL") or f"http://127.0.0.1:{os.environ.get('PORT') or 8080}"
+    return url.strip().rstrip("/").removesuffix("/v1").rstrip("/")
+
+
 def main() -> int:
     client = openai.OpenAI(
-        base_url=os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080/v1"),
+        base_url=gateway_url() + "/v1",
         api_key=os.environ.get("GATEWAY_MASTER_KEY", "sk-gateway-local-dev"),
         max_retries=0,
     )

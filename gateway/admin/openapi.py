@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway import __version__
 from gateway.admin.keys import AdminHost, guarded, json_response
 from gateway.security.roles import Role
 
@@ -22,9 +23,11 @@ DOCUMENT = "openapi.yaml"
 
 
 def load_document() -> dict[str, Any]:
+    """The document, its ``info.version`` the gateway's own version."""
     doc = yaml.safe_load(files("gateway.admin").joinpath(DOCUMENT).read_text(encoding="utf-8"))
-    if not isinstance(doc, dict):
-        raise ValueError(f"gateway/admin/{DOCUMENT} is not a mapping")
+    if not isinstance(doc, dict) or not isinstance(doc.get("info"), dict):
+        raise ValueError(f"gateway/admin/{DOCUMENT} is not a mapping with an info section")
+    doc["info"]["version"] = __version__
     return doc
 
 

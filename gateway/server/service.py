@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gateway.canonical import JSON
-from gateway.config.settings import LoadedConfig, Params
+from gateway.config.loader import LoadedConfig
+from gateway.config.settings import Params
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import InvalidRequest, NotFound, UpstreamBadResponse, UpstreamError
 from gateway.providers.base import StreamDecoder, WireRequest, json_object
@@ -122,6 +123,15 @@ class Service:
     def route_for(self, alias: str, kind: str) -> Route:
         route = self.routes.get(alias)
         if route is None:
+            missing = self.config.missing_env.get(alias)
+            if missing:
+                raise NotFound(
+                    f"The model '{alias}' is switched off: it needs the environment variable "
+                    f"{', '.join(missing)}, which is not set on the gateway. Set it and restart the gateway "
+                    "(or reload its config).",
+                    code="model_not_configured",
+                    param="model",
+                )
             raise NotFound(
                 f"The model '{alias}' does not exist or you do not have access to it.",
                 code="model_not_found",

@@ -13,6 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import __version__
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import LIMITED_KEY, MASTER_KEY, GatewayProcess, wait_until
 
@@ -173,7 +174,7 @@ def test_breaker_and_build_info(metrics_text: str) -> None:
     assert matching(s, "gateway_breaker_state", deployment="chat/0", state="half_open") == [0.0]
     info = [(labels, v) for n, labels, v in s if n == "gateway_build_info"]
     assert len(info) == 1 and info[0][1] == 1.0, info
-    assert info[0][0]["version"] and info[0][0]["python"]
+    assert info[0][0]["version"] == __version__ and info[0][0]["python"]
     assert matching(s, "gateway_state_backend_errors_total", operation="spend_flush")
 
 

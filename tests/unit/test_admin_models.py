@@ -13,9 +13,10 @@ import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from gateway import __version__
 from gateway.admin.openapi import load_document
 from gateway.app.gateway_app import create_app
-from gateway.config.settings import load_config
+from gateway.config.loader import load_config
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
 from gateway.security.secrets import SECRETS_KEY_ENV
@@ -420,6 +421,7 @@ def _app_routes(client: TestClient) -> set[tuple[str, str]]:
 def test_openapi_document_lists_exactly_the_admin_routes(client: TestClient) -> None:
     served = client.get("/admin/openapi.json").json()
     assert served == load_document()
+    assert served["info"]["version"] == __version__
     documented = {
         (method.upper(), path)
         for path, ops in served["paths"].items()
