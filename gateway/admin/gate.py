@@ -27,7 +27,7 @@ from gateway.admin.audit import AuditLog
 from gateway.config.operations import AdminSettings
 from gateway.config.settings import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, PermissionDenied
-from gateway.security import jwt
+from gateway.security import tokens
 from gateway.security.accounts import UserStore
 from gateway.security.passwords import PasswordHasher
 from gateway.security.roles import Role
@@ -157,7 +157,7 @@ def build_gate(
     (ValueError if malformed) and the token key from ``GATEWAY_JWT_SECRET`` or
     the master key (no key: logins are off, the master key still works)."""
     box = SecretBox.from_env(env)
-    key = jwt.signing_key(env, settings.auth.master_key)
+    key = tokens.signing_key(env, settings.auth.master_key)
     admin = settings.admin
     sessions = (
         Sessions(backend, key, access_ttl_s=admin.access_token_ttl_s, refresh_ttl_s=admin.refresh_token_ttl_s)

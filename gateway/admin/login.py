@@ -119,7 +119,7 @@ class LoginAPI:
             raise PermissionDenied("this account is disabled", code="account_disabled")
         await gate.users.clear_failures(username)
         if step is not None:
-            await gate.users.put({**user, "totp_last_step": step})
+            await gate.users.put(gate.users.totp_used(user, step))
         pair = await sessions.start(username, user["role"])
         await self._audit(request, username, address, "auth.login")
         return json_response(pair.body())

@@ -1,4 +1,5 @@
-"""Admin users (``/admin/users``, role admin) and the caller's own account (``/admin/me``).
+"""Admin users (``/admin/users``, role admin: :class:`UsersAPI`) and the caller's
+own account (``/admin/me``, role viewer: :class:`AccountAPI`, which also enrols TOTP).
 
 - ``POST /admin/users`` ``{username, password, role}`` -> 201 (409 ``user_exists``);
   also with the master key, which is how the first admin is made.
@@ -9,7 +10,9 @@
   ``POST .../revoke`` (ends every session now); ``DELETE .../totp`` (turns the
   second factor off, e.g. for a lost phone).
 - ``GET /admin/me``; ``POST /admin/me/totp`` (enrol: the secret and an
-  ``otpauth://`` URI, shown once); ``POST /admin/me/totp/confirm`` ``{code}``
+  ``otpauth://`` URI, shown once; 503 ``secrets_not_configured`` without
+  ``GATEWAY_SECRETS_KEY``, as the secret is stored only encrypted);
+  ``POST /admin/me/totp/confirm`` ``{code}``
   (from then on login needs a code); ``POST /admin/me/password``
   ``{current_password, new_password}``. The master key is not a user: 400.
 """
@@ -53,6 +56,13 @@ async def _object(request: Request, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
+async def _end_sessions(gate: AdminGate, user: Record) -> Record:
+    """Revoke every token of ``user`` (a role, password or state change)."""
+    if gate.sessions is not None:
+        await gate.sessions.end_all(user["username"])
+    return {**user, "tokens_after": round(time.time(), 3)}
+
+
 def _user_actor(request: Request) -> Actor:
     actor: Actor = request.state.actor
     if actor.via != "token":
@@ -61,13 +71,14 @@ def _user_actor(request: Request) -> Actor:
 
 
 class UsersAPI:
+    """Managing users (role admin): create, list, change, delete, unlock, revoke, reset TOTP."""
+
     def __init__(self, host: AdminHost, gate: Callable[[], AdminGate]) -> None:
         self._host = host
         self._gate = gate
 
     def routes(self) -> list[Route]:
-        h = self._host
-        admin, viewer = Role.admin, Role.viewer
+        h, admin = self._host, Role.admin
         return [
             Route("/admin/users", guarded(h, self.create, admin), methods=["POST"]),
             Route("/admin/users", guarded(h, self.list_users, admin), methods=["GET"]),
@@ -77,23 +88,11 @@ class UsersAPI:
             Route("/admin/users/{username}/unlock", guarded(h, self.unlock, admin), methods=["POST"]),
             Route("/admin/users/{username}/revoke", guarded(h, self.revoke, admin), methods=["POST"]),
             Route("/admin/users/{username}/totp", guarded(h, self.reset_totp, admin), methods=["DELETE"]),
-            Route("/admin/me", guarded(h, self.me, viewer), methods=["GET"]),
-            Route("/admin/me/totp", guarded(h, self.enrol_totp, viewer), methods=["POST"]),
-            Route("/admin/me/totp/confirm", guarded(h, self.confirm_totp, viewer), methods=["POST"]),
-            Route("/admin/me/password", guarded(h, self.change_password, viewer), methods=["POST"]),
         ]
 
     async def _public(self, user: Record) -> Record:
         return public(user, await self._gate().users.locked_until(user["username"]))
 
-    async def _end_sessions(self, user: Record) -> Record:
-        """Revoke every token of ``user`` (a role, password or state change)."""
-        gate = self._gate()
-        if gate.sessions is not None:
-            await gate.sessions.end_all(user["username"])
-        return {**user, "tokens_after": round(time.time(), 3)}
-
-    # --- users (admin) ----------------------------------------------------------
     async def create(self, request: Request) -> Response:
         gate = self._gate()
         body = await _object(request, {"username", "password", "role"})
@@ -140,7 +139,7 @@ class UsersAPI:
             password = check_password(body["password"], gate.settings.password_min_length)
             changed["password_hash"] = await gate.hasher.hash(password)
         if changed != user:
-            changed = await gate.users.put(await self._end_sessions(changed))
+            changed = await gate.users.put(await _end_sessions(gate, changed))
         after = await self._public(changed)
         await self._host.audit(
             request, "users.update", f"users/{user['username']}", before=before, after={**after, **_password_note(body)}
@@ -150,7 +149,7 @@ class UsersAPI:
     async def delete_user(self, request: Request) -> Response:
         gate = self._gate()
         user = await gate.users.require(request.path_params["username"])
-        await self._end_sessions(user)
+        await _end_sessions(gate, user)
         await gate.users.delete(user["username"])
         await self._host.audit(request, "users.delete", f"users/{user['username']}", before=public(user))
         return json_response({"username": user["username"], "deleted": True})
@@ -167,7 +166,7 @@ class UsersAPI:
     async def revoke(self, request: Request) -> Response:
         gate = self._gate()
         user = await gate.users.require(request.path_params["username"])
-        await gate.users.put(await self._end_sessions(user))
+        await gate.users.put(await _end_sessions(gate, user))
         await self._host.audit(request, "users.revoke_sessions", f"users/{user['username']}")
         return json_response({"username": user["username"], "revoked": True})
 
@@ -180,7 +179,24 @@ class UsersAPI:
         await self._host.audit(request, "users.totp_reset", f"users/{user['username']}", before=before, after=after)
         return json_response(after)
 
-    # --- the caller's own account (viewer) -----------------------------------------
+
+class AccountAPI:
+    """The caller's own account (role viewer; a user, not the master key, except
+    for ``GET /admin/me``): who am I, TOTP enrolment, password change."""
+
+    def __init__(self, host: AdminHost, gate: Callable[[], AdminGate]) -> None:
+        self._host = host
+        self._gate = gate
+
+    def routes(self) -> list[Route]:
+        h, viewer = self._host, Role.viewer
+        return [
+            Route("/admin/me", guarded(h, self.me, viewer), methods=["GET"]),
+            Route("/admin/me/totp", guarded(h, self.enrol_totp, viewer), methods=["POST"]),
+            Route("/admin/me/totp/confirm", guarded(h, self.confirm_totp, viewer), methods=["POST"]),
+            Route("/admin/me/password", guarded(h, self.change_password, viewer), methods=["POST"]),
+        ]
+
     async def me(self, request: Request) -> Response:
         actor: Actor = request.state.actor
         return json_response({"name": actor.name, "role": actor.role.name, "via": actor.via, "client": actor.client})
@@ -204,7 +220,7 @@ class UsersAPI:
         step = gate.users.totp_step(user, code) if isinstance(code, str) else None
         if step is None:
             raise InvalidRequest("the code does not match", param="code", code="invalid_totp")
-        await gate.users.put({**user, "totp_enabled": True, "totp_last_step": step})
+        await gate.users.put({**gate.users.totp_used(user, step), "totp_enabled": True})
         await self._host.audit(request, "users.totp_confirm", f"users/{user['username']}")
         return json_response({"username": user["username"], "totp_enabled": True})
 
@@ -216,7 +232,7 @@ class UsersAPI:
         if not isinstance(current, str) or not await gate.hasher.verify(current, user["password_hash"]):
             raise InvalidRequest("current_password is wrong", param="current_password", code="invalid_credentials")
         new = check_password(body.get("new_password"), gate.settings.password_min_length, "new_password")
-        await gate.users.put(await self._end_sessions({**user, "password_hash": await gate.hasher.hash(new)}))
+        await gate.users.put(await _end_sessions(gate, {**user, "password_hash": await gate.hasher.hash(new)}))
         await self._host.audit(request, "users.password_change", f"users/{user['username']}")
         return json_response({"username": user["username"], "password_changed": True})
 
@@ -231,6 +247,7 @@ def security_routes(host: AdminHost, gate: Callable[[], AdminGate]) -> list[Rout
     return [
         *LoginAPI(gate).routes(),
         *UsersAPI(host, gate).routes(),
+        *AccountAPI(host, gate).routes(),
         *SecretsAPI(host, lambda: gate().secrets).routes(),
         *AuditAPI(host, lambda: gate().audit_log).routes(),
     ]

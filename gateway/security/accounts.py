@@ -6,11 +6,16 @@ names that do not exist, so probing unknown names locks them the same way).
 
 A user record: ``username``, ``role``, ``password_hash`` (scrypt, see
 :mod:`gateway.security.passwords`), ``disabled``, ``totp`` (the TOTP secret,
-sealed with the secrets key when ``GATEWAY_SECRETS_KEY`` is set),
-``totp_enabled``, ``totp_last_step`` (a code is never accepted twice),
+always sealed with the secrets key, ``GATEWAY_SECRETS_KEY``: without that key
+TOTP cannot be enrolled), ``totp_enabled``, ``totp_last_step`` (a code is never accepted twice),
 ``tokens_after`` (access tokens issued before this instant are refused:
 logout-everywhere, password change, role change) and timestamps. Nothing of
 it but :func:`public` ever leaves the gateway.
+
+A record written before TOTP secrets were always sealed may hold the secret
+as ``{"plain": ...}``: it is still read (its user can log in), sealed on its
+next use when the secrets key is set (:meth:`UserStore.totp_used`), and sealed
+by ``gateway secrets rotate`` (:func:`rotate_totp`).
 
 Lock-out: ``max_failures`` failed logins within ``window_s`` lock the account
 for ``duration_s``; while it is locked even the right password is refused and
@@ -31,7 +36,7 @@ from gateway.errors import InvalidRequest, NotFound
 from gateway.security import totp
 from gateway.security.masking import iso_time
 from gateway.security.roles import Role
-from gateway.security.secrets import SecretBox, SecretError, SecretsNotConfigured
+from gateway.security.secrets import SECRETS_KEY_ENV, SecretBox, SecretError, SecretsNotConfigured
 from gateway.state.base import Record, StateBackend
 
 USERS = "users"
@@ -104,8 +109,13 @@ class UserStore:
 
     # --- TOTP ---------------------------------------------------------------
     def seal_totp(self, username: str, secret: str) -> Record:
+        """``secret`` sealed for ``username``; 503 ``secrets_not_configured`` without
+        the secrets key (a TOTP secret is never stored in plaintext)."""
         if self._box is None:
-            return {"plain": secret}
+            raise SecretsNotConfigured(
+                f"TOTP cannot be enrolled: set {SECRETS_KEY_ENV} (32 random bytes, base64) and restart;"
+                " TOTP secrets are stored only encrypted"
+            )
         return self._box.seal(f"totp:{username}", secret)
 
     def totp_secret(self, user: Record) -> str:
@@ -113,7 +123,7 @@ class UserStore:
         if "plain" in sealed:
             return str(sealed["plain"])
         if self._box is None:
-            raise SecretsNotConfigured("the TOTP secret is encrypted but GATEWAY_SECRETS_KEY is not set")
+            raise SecretsNotConfigured(f"the TOTP secret is encrypted but {SECRETS_KEY_ENV} is not set")
         try:
             return self._box.open(f"totp:{user['username']}", sealed)
         except SecretError as exc:
@@ -125,6 +135,15 @@ class UserStore:
         if step is None or step <= int(user.get("totp_last_step") or 0):
             return None
         return step
+
+    def totp_used(self, user: Record, step: int) -> Record:
+        """``user`` after a code of ``step`` was accepted (it is not accepted again);
+        a legacy plaintext secret is sealed now if the secrets key is set."""
+        changed = {**user, "totp_last_step": step}
+        legacy = user.get("totp") or {}
+        if "plain" in legacy and self._box is not None:
+            changed["totp"] = self.seal_totp(user["username"], str(legacy["plain"]))
+        return changed
 
     # --- lock-out -----------------------------------------------------------
     async def locked_until(self, username: str) -> float | None:
@@ -149,11 +168,21 @@ class UserStore:
         await self._backend.delete(FAILURES, username)
 
 
+def _stale(user: Record, new: SecretBox) -> bool:
+    sealed = user.get("totp")
+    return isinstance(sealed, dict) and ("plain" in sealed or ("kid" in sealed and sealed["kid"] != new.kid))
+
+
+def _open_totp(user: Record, old: SecretBox) -> str:
+    sealed = user["totp"]
+    return str(sealed["plain"]) if "plain" in sealed else old.open(f"totp:{user['username']}", sealed)
+
+
 async def rotate_totp(backend: StateBackend, old: SecretBox, new: SecretBox) -> int:
     """Re-seal every user's TOTP secret under ``new`` (part of ``gateway secrets
-    rotate``); the number rewritten. All are opened before any is written."""
-    users = [u for u in await backend.scan(USERS) if isinstance(u.get("totp"), dict) and "kid" in u["totp"]]
-    opened = [(u, old.open(f"totp:{u['username']}", u["totp"])) for u in users if u["totp"]["kid"] != new.kid]
+    rotate``), legacy plaintext ones included; the number rewritten. All are
+    opened before any is written."""
+    opened = [(u, _open_totp(u, old)) for u in await backend.scan(USERS) if _stale(u, new)]
     for user, secret in opened:
         await backend.put(USERS, user["username"], {**user, "totp": new.seal(f"totp:{user['username']}", secret)})
     return len(opened)

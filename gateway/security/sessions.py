@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import AuthenticationFailed
-from gateway.security import jwt
+from gateway.security import tokens
 from gateway.state.base import StateBackend
 
 TABLE = "refresh_tokens"
@@ -74,7 +74,7 @@ class Sessions:
     def _token(self, username: str, role: str, typ: str, ttl_s: int, **extra: str) -> str:
         now = round(self._clock(), 3)
         claims = {"sub": username, "role": role, "type": typ, "jti": os.urandom(12).hex(), "iat": now}
-        return jwt.encode({**claims, "exp": now + ttl_s, **extra}, self._key)
+        return tokens.encode({**claims, "exp": now + ttl_s, **extra}, self._key)
 
     async def _issue(self, username: str, role: str, family: str) -> TokenPair:
         refresh = self._token(username, role, "refresh", self.refresh_ttl_s, fam=family)
@@ -90,14 +90,14 @@ class Sessions:
     def access_claims(self, token: str | bytes) -> dict[str, Any]:
         """The claims of a valid access token; 401 ``invalid_token`` otherwise."""
         try:
-            return jwt.decode(token, self._key, typ="access", now=self._clock())
-        except jwt.TokenError as exc:
+            return tokens.decode(token, self._key, typ="access", now=self._clock())
+        except tokens.TokenError as exc:
             raise AuthenticationFailed(f"the access token is not valid: {exc}", code="invalid_token") from None
 
     def _refresh_claims(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(token, self._key, typ="refresh", now=self._clock())
-        except jwt.TokenError as exc:
+            claims = tokens.decode(token, self._key, typ="refresh", now=self._clock())
+        except tokens.TokenError as exc:
             raise AuthenticationFailed(f"the refresh token is not valid: {exc}", code="invalid_refresh_token") from None
         if not isinstance(claims.get("fam"), str) or not isinstance(claims.get("sub"), str):
             raise AuthenticationFailed("the refresh token is not valid", code="invalid_refresh_token")

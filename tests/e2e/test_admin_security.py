@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from gateway.security import totp
@@ -48,6 +50,17 @@ def tokens(gw: GatewayProcess, username: str) -> dict[str, Any]:
 
 def code_of(resp: httpx.Response) -> str:
     return str(resp.json()["error"]["code"])
+
+
+def stored_user(gw: GatewayProcess, username: str) -> str:
+    """The user's record as the embedded state backend stored it (raw JSON text)."""
+    db = sqlite3.connect(f"file:{gw.config_path.parent / 'state.db'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT json FROM records WHERE tbl = 'users' AND id = ?", (username,)).fetchone()
+    finally:
+        db.close()
+    assert row is not None, f"no stored user {username!r}"
+    return str(row[0])
 
 
 def audit_records(gw: GatewayProcess, **params: Any) -> list[dict[str, Any]]:
@@ -202,17 +215,20 @@ def test_totp_required_when_enrolled(gw: GatewayProcess) -> None:
     assert login(gw, "twofa").status_code == 200, "not enforced before it is confirmed"
     wrong = httpx.post(f"{gw.url}/admin/me/totp/confirm", json={"code": "12345x"}, headers=bearer(access))
     assert wrong.status_code == 400 and code_of(wrong) == "invalid_totp"
-    key = totp.decode_secret(secret)
     now = time.time()
     confirm = httpx.post(
-        f"{gw.url}/admin/me/totp/confirm", json={"code": totp.totp(key, now - 30)}, headers=bearer(access)
+        f"{gw.url}/admin/me/totp/confirm", json={"code": totp.code_at(secret, now - 30)}, headers=bearer(access)
     )
     assert confirm.status_code == 200, confirm.text
+    stored = stored_user(gw, "twofa")
+    assert secret not in stored and secret.lower() not in stored, "the TOTP secret is not stored in plaintext"
+    sealed = orjson.loads(stored)["totp"]
+    assert set(sealed) == {"v", "kid", "nonce", "ct"}, "it is sealed with the secrets key"
     needed = login(gw, "twofa")
     assert needed.status_code == 401 and code_of(needed) == "totp_required"
-    with_code = login(gw, "twofa", totp=totp.totp(key, now))
+    with_code = login(gw, "twofa", totp=totp.code_at(secret, now))
     assert with_code.status_code == 200, with_code.text
-    replay = login(gw, "twofa", totp=totp.totp(key, now))
+    replay = login(gw, "twofa", totp=totp.code_at(secret, now))
     assert replay.status_code == 401 and code_of(replay) == "invalid_credentials", "a code works once"
     assert gw.http.delete("/admin/users/twofa/totp").json()["totp_enabled"] is False
     assert login(gw, "twofa").status_code == 200
@@ -401,6 +417,13 @@ def test_secrets_need_the_secrets_key(mock: Mock, tmp_path: Path) -> None:
         resp = gw.http.put("/admin/secrets/x", json={"value": PROVIDER_KEY})
         assert resp.status_code == 503 and code_of(resp) == "secrets_not_configured"
         assert PROVIDER_KEY not in resp.text
+        make_user(gw, "nokey", "viewer")
+        access = tokens(gw, "nokey")["access_token"]
+        enrol = httpx.post(f"{gw.url}/admin/me/totp", headers=bearer(access))
+        assert enrol.status_code == 503 and code_of(enrol) == "secrets_not_configured", enrol.text
+        assert "GATEWAY_SECRETS_KEY" in enrol.json()["error"]["message"]
+        assert "totp" not in orjson.loads(stored_user(gw, "nokey")), "no TOTP secret was stored, not even in plaintext"
+        assert login(gw, "nokey").status_code == 200, "and login goes on without a second factor"
     finally:
         gw.stop()
 

@@ -11,7 +11,7 @@ import pytest
 from gateway.config.operations import LockoutSettings
 from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from gateway.security import totp
-from gateway.security.accounts import UserStore, check_password, check_role, check_username, public
+from gateway.security.accounts import UserStore, check_password, check_role, check_username, public, rotate_totp
 from gateway.security.secrets import SecretBox, SecretsNotConfigured
 from gateway.security.sessions import Sessions
 from gateway.state.embedded import EmbeddedBackend
@@ -98,7 +98,7 @@ async def test_user_records_and_totp_replay(backend: EmbeddedBackend) -> None:
     stored = await backend.get("users", "carol")
     assert stored is not None and secret not in str(stored), "the TOTP secret is sealed at rest"
     assert users.totp_secret(user) == secret
-    code = totp.totp(totp.decode_secret(secret), clock.now)
+    code = totp.code_at(secret, clock.now)
     step = users.totp_step(user, code)
     assert step == int(clock.now // 30)
     used = await users.put({**user, "totp_last_step": step})
@@ -112,9 +112,11 @@ async def test_user_records_and_totp_replay(backend: EmbeddedBackend) -> None:
     assert await users.delete("carol") is True
 
 
-async def test_totp_secret_without_a_secrets_key(backend: EmbeddedBackend) -> None:
+async def test_totp_is_never_stored_without_a_secrets_key(backend: EmbeddedBackend) -> None:
     users = UserStore(backend, None)
-    assert users.seal_totp("eve", "ABC") == {"plain": "ABC"}
+    with pytest.raises(SecretsNotConfigured, match="GATEWAY_SECRETS_KEY") as refused:
+        users.seal_totp("eve", totp.new_secret())
+    assert refused.value.http_status == 503 and refused.value.code == "secrets_not_configured"
     sealed_elsewhere = SecretBox(b"\x02" * 32).seal("totp:eve", "ABC")
     with pytest.raises(SecretsNotConfigured, match="GATEWAY_SECRETS_KEY"):
         users.totp_secret({"username": "eve", "totp": sealed_elsewhere})
@@ -122,6 +124,39 @@ async def test_totp_secret_without_a_secrets_key(backend: EmbeddedBackend) -> No
     with pytest.raises(SecretsNotConfigured, match="cannot check the TOTP code") as info:
         other_key.totp_secret({"username": "eve", "totp": sealed_elsewhere})
     assert info.value.http_status == 503
+
+
+async def test_a_legacy_plaintext_secret_is_sealed_on_use(backend: EmbeddedBackend) -> None:
+    clock = Clock()
+    secret = totp.new_secret()
+    legacy = {"username": "old", "role": "viewer", "totp": {"plain": secret}, "totp_enabled": True}
+    step = UserStore(backend, None, clock=clock).totp_step(legacy, totp.code_at(secret, clock.now))
+    assert step == int(clock.now // 30), "a record from before sealing still logs in"
+    assert UserStore(backend, None, clock=clock).totp_used(legacy, step)["totp"] == {"plain": secret}
+    box = SecretBox(b"\x04" * 32)
+    users = UserStore(backend, box, clock=clock)
+    used = await users.put(users.totp_used(legacy, step))
+    raw = await backend.get("users", "old")
+    assert raw is not None and secret not in str(raw) and "plain" not in raw["totp"]
+    assert used["totp_last_step"] == step and box.open("totp:old", raw["totp"]) == secret
+    sealed = {**legacy, "totp": box.seal("totp:old", secret)}
+    assert users.totp_used(sealed, step)["totp"] == sealed["totp"], "a sealed secret is kept as it is"
+
+
+async def test_rotate_totp_reseals_old_keys_and_legacy_plaintext(backend: EmbeddedBackend) -> None:
+    old, new = SecretBox(b"\x05" * 32), SecretBox(b"\x06" * 32)
+    secrets = {name: totp.new_secret() for name in ("a", "b", "c")}
+    await backend.put("users", "a", {"username": "a", "totp": old.seal("totp:a", secrets["a"])})
+    await backend.put("users", "b", {"username": "b", "totp": {"plain": secrets["b"]}})
+    await backend.put("users", "c", {"username": "c", "totp": new.seal("totp:c", secrets["c"])})
+    await backend.put("users", "d", {"username": "d", "totp": None})
+    reading_both = SecretBox(b"\x06" * 32, b"\x05" * 32)  # as `gateway secrets rotate` opens them
+    assert await rotate_totp(backend, reading_both, new) == 2
+    for name, secret in secrets.items():
+        raw = await backend.get("users", name)
+        assert raw is not None and secret not in str(raw) and raw["totp"]["kid"] == new.kid
+        assert new.open(f"totp:{name}", raw["totp"]) == secret
+    assert await rotate_totp(backend, new, new) == 0, "a second run has nothing left to do"
 
 
 # --- sessions ------------------------------------------------------------------------------------
