@@ -10,12 +10,17 @@ bare, embedded and Redis back to back, in a rotating order; each round gives
 its own ratios, and the report is their median.
 
     GATEWAY_MASTER_KEY=... python -m bench.ratio --rounds 5 --duration 5
+
+The gateways inherit the environment: ``GATEWAY_REDIS_SCRIPT_TRANSPORT=redis-py``
+measures the Redis gateway with its request-path scripts sent through redis-py
+pipelines instead of the lean RESP connection (gateway/state/script_transport.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +39,7 @@ from bench.wrk import run_wrk
 
 VARIANTS = ("bare", "embedded", "redis")
 TARGETS = {"embedded": 0.80, "redis": 0.65}  # the traffic-control issue's
+SCRIPT_TRANSPORT_ENV = "GATEWAY_REDIS_SCRIPT_TRANSPORT"  # resp (default) or redis-py: the gateways inherit it
 
 
 @dataclass
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
         raise BenchError("--rounds, --duration and --connections must be at least 1")
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
+    out(f"bench.ratio: Redis request-path scripts via {os.environ.get(SCRIPT_TRANSPORT_ENV) or 'resp'}")
     rounds = Rounds()
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)

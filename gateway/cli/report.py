@@ -28,6 +28,7 @@ from gateway.reports.builder import FORMATS, Renderer, ReportSources, make_repor
 from gateway.reports.periods import KINDS, Kind, parse_date
 from gateway.reports.store import StatsStore
 from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.embedded_schema import SchemaTooNew
 from gateway.state.factory import create_backend
 
 DEFAULT_CONFIG = "config/gateway.yaml"
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         text = asyncio.run(_report(loaded, args.period, args.date, args.format))
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, SchemaTooNew) as exc:
         print(f"error: cannot read the {state.backend} state backend: {exc}", file=sys.stderr)
         return 1
     if args.out is None:

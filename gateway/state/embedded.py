@@ -1,9 +1,11 @@
 """The embedded state backend: one process, no services.
 
-- Records (client keys, teams) and spend live in one SQLite file (WAL mode,
-  ``synchronous=NORMAL``: a committed write survives a process crash or restart;
-  an OS crash or power cut may lose the last transactions). The file and its
-  parent directories are created on first use.
+- Records (client keys, teams), spend and the append-only logs live in one
+  SQLite file (WAL mode, ``synchronous=NORMAL``: a committed write survives a
+  process crash or restart; an OS crash or power cut may lose the last
+  transactions). The file and its parent directories are created on first use.
+  The file carries its schema version: opening it applies the migrations it
+  has not had and refuses a file of a newer release (``embedded_schema.py``).
 - Every SQLite call runs on ONE dedicated worker thread (a single-thread
   executor), so the event loop never blocks on disk and the connection is
   never shared between threads.
@@ -33,15 +35,11 @@ import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
 from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.embedded_schema import migrate
 from gateway.state.memory import MemoryWindows
 
 T = TypeVar("T")
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS records (tbl TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL,"
-    " PRIMARY KEY (tbl, id))",
-    "CREATE TABLE IF NOT EXISTS spend (key TEXT PRIMARY KEY, usd REAL NOT NULL)",
-)
 _UPSERT_RECORD = (
     "INSERT INTO records (tbl, id, json) VALUES (?, ?, ?) ON CONFLICT (tbl, id) DO UPDATE SET json = excluded.json"
 )
@@ -105,13 +103,16 @@ class _Db:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        for ddl in _SCHEMA:
-            conn.execute(ddl)
-        for tbl, id_, text in conn.execute("SELECT tbl, id, json FROM records"):
-            self.mirror.setdefault(tbl, {})[id_] = text
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            migrate(conn, self.path)  # first: a file it refuses is not touched, not even switched to WAL
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for tbl, id_, text in conn.execute("SELECT tbl, id, json FROM records"):
+                self.mirror.setdefault(tbl, {})[id_] = text
+        except BaseException:
+            conn.close()  # a file it refused (or could not read) is not held open
+            raise
         self.conn = conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -151,6 +152,19 @@ class _Db:
             for key, usd in conn.execute(f"SELECT key, usd FROM spend WHERE key IN ({marks})", chunk):
                 out[key] = float(usd)
         return out
+
+    # The ``logs`` table has an AUTOINCREMENT key: a sequence number is never
+    # reused, even after the newest rows are gone. Read straight from disk (no
+    # mirror): listings are rare and not on the request path.
+    def append_log(self, stream: str, text: str) -> int:
+        cur = self._conn().execute("INSERT INTO logs (stream, json) VALUES (?, ?)", (stream, text))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def read_log(self, stream: str, limit: int, before: int | None) -> list[tuple[int, str]]:
+        sql = "SELECT seq, json FROM logs WHERE stream = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+        bound = before if before is not None else 2**63 - 1
+        return list(self._conn().execute(sql, (stream, bound, limit)))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -252,34 +266,9 @@ class EmbeddedBackend:
         self._executor.shutdown(wait=False)
 
     # --- append-only logs ------------------------------------------------------------
-    # One SQLite table, ``logs``, with an AUTOINCREMENT key: a sequence number is
-    # never reused, even after the newest rows are gone. Read straight from disk
-    # (no mirror): listings are rare and not on the request path.
-    _LOG_DDL = (
-        "CREATE TABLE IF NOT EXISTS logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,"
-        " json TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS logs_by_stream ON logs (stream, seq)",
-    )
-
-    def _log_conn(self) -> sqlite3.Connection:
-        conn = self._db._conn()
-        for ddl in self._LOG_DDL:
-            conn.execute(ddl)
-        return conn
-
-    def _append_log(self, stream: str, text: str) -> int:
-        cur = self._log_conn().execute("INSERT INTO logs (stream, json) VALUES (?, ?)", (stream, text))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    def _read_log(self, stream: str, limit: int, before: int | None) -> list[tuple[int, str]]:
-        sql = "SELECT seq, json FROM logs WHERE stream = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
-        bound = before if before is not None else 2**63 - 1
-        return list(self._log_conn().execute(sql, (stream, bound, limit)))
-
     async def append_log(self, stream: str, record: Record) -> int:
-        return await self._run(self._append_log, stream, orjson.dumps(record).decode())
+        return await self._run(self._db.append_log, stream, orjson.dumps(record).decode())
 
     async def read_log(self, stream: str, limit: int, before: int | None = None) -> list[Record]:
-        rows = await self._run(self._read_log, stream, max(0, limit), before)
+        rows = await self._run(self._db.read_log, stream, max(0, limit), before)
         return [{**_load(text), "seq": seq} for seq, text in rows]

@@ -21,6 +21,9 @@ the last fetched backend totals plus what this process wrote since plus what
 it has buffered; :meth:`refresh` fetches totals (spend of other replicas) at
 most once per ``refresh_interval_s`` per key. Flush and refresh take turns
 (one lock), so a fetched total and the local estimate never overlap.
+
+The counters themselves (no I/O) are :class:`~gateway.state.spend_counters.SpendCounters`;
+here are the writes, the fetches and when they are due (:class:`FetchSchedule`).
 """
 
 from __future__ import annotations
@@ -32,18 +35,59 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.periodic import Periodic
+from gateway.state.spend_counters import SpendCounters
 
 log = logging.getLogger("gateway.state.ledger")
 
 
-def _merge(into: dict[str, float], amounts: Mapping[str, float]) -> None:
-    for key, usd in amounts.items():
-        into[key] = into.get(key, 0.0) + usd
+class FetchSchedule:
+    """When each counter's backend total is due to be fetched again: at most
+    once per ``interval_s``; after a failed fetch, its keys fail fast (no I/O)
+    for one interval. It also remembers, for a key list a caller passes again
+    and again, until when all of it is fresh, so the common refresh is one
+    dict lookup."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._next_fetch: dict[str, float] = {}
+        self._failed_until: dict[str, float] = {}
+        self._fresh: dict[int, tuple[list[str], float]] = {}
+
+    def fresh(self, keys: Iterable[str]) -> bool:
+        """True when this very list was all fetched within the interval."""
+        fresh = self._fresh.get(id(keys))
+        return fresh is not None and fresh[0] is keys and self._clock() < fresh[1]
+
+    def due(self, keys: list[str]) -> list[str]:
+        """The keys to fetch now; raises if one of them failed within the interval."""
+        now = self._clock()
+        due = [k for k in keys if self._next_fetch.get(k, 0.0) <= now]
+        if any(self._failed_until.get(k, 0.0) > now for k in due):
+            raise BackendUnavailable("spend refresh failed recently; retrying after the refresh interval")
+        return due
+
+    def fetched(self, keys: list[str], at: float) -> None:
+        self._next_fetch.update(dict.fromkeys(keys, at + self.interval_s))
+        for key in keys:
+            self._failed_until.pop(key, None)
+
+    def failed(self, keys: list[str], at: float) -> None:
+        self._failed_until.update(dict.fromkeys(keys, at + self.interval_s))
+
+    def remember(self, keys: Iterable[str], wanted: list[str]) -> None:
+        """Until when every key of ``keys`` (if a list) needs no fetch."""
+        if not isinstance(keys, list):
+            return
+        until = min((self._next_fetch.get(k, 0.0) for k in wanted), default=0.0)
+        if len(self._fresh) > 10_000:
+            self._fresh.clear()
+        self._fresh[id(keys)] = (keys, until)
 
 
 class SpendLedger:
-    """Spend counters buffered in memory and flushed to a :class:`StateBackend`
-    (see the module docstring for the guarantees)."""
+    """Spend counters buffered in memory (:class:`SpendCounters`) and flushed
+    to a :class:`StateBackend` (see the module docstring for the guarantees)."""
 
     def __init__(
         self,
@@ -59,15 +103,8 @@ class SpendLedger:
         self.flush_failures = 0
         self._failing = False
         self._clock = clock
-        self._pending: dict[str, float] = {}
-        self._tallies: dict[Hashable, tuple[Sequence[Sequence[str]], list[float]]] = {}
-        self._inflight: dict[str, float] = {}
-        self._base: dict[str, float] = {}
-        self._known: dict[str, float] = {}
-        """base + inflight + pending per counter; a flush moves amounts between them, never changes it."""
-        self._next_fetch: dict[str, float] = {}
-        self._failed_until: dict[str, float] = {}
-        self._fresh: dict[int, tuple[list[str], float]] = {}
+        self._counters = SpendCounters()
+        self._schedule = FetchSchedule(refresh_interval_s, clock)
         self._lock = asyncio.Lock()
         self._flusher = Periodic(
             "spend-ledger-flush",
@@ -79,62 +116,32 @@ class SpendLedger:
     # --- request path (synchronous, no I/O) ----------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
         """Buffer amounts (USD) to add to their counters."""
-        pending, known = self._pending, self._known
-        for key, usd in increments.items():
-            if usd:
-                pending[key] = pending.get(key, 0.0) + usd
-                known[key] = known.get(key, 0.0) + usd
+        self._counters.add(increments)
 
     def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None:
-        """Add ``amounts[i]`` to every counter of ``keys[i]``, cheaply: the
-        amounts of one ``group`` (the same ``keys`` every time) are summed here
-        and spread over their counters when :meth:`pending` or :meth:`flush`
-        needs them. For counters that are written but not read on the request
-        path (``known`` does not see them until then)."""
-        slot = self._tallies.get(group)
-        if slot is None:
-            self._tallies[group] = (keys, list(amounts))
-            return
-        totals = slot[1]
-        for i, amount in enumerate(amounts):
-            totals[i] += amount
-
-    def _fold_tallies(self) -> None:
-        if not self._tallies:
-            return
-        tallies, self._tallies = self._tallies, {}
-        pending, known = self._pending, self._known
-        for keys, amounts in tallies.values():
-            for counters, amount in zip(keys, amounts, strict=True):
-                if amount:
-                    for key in counters:
-                        pending[key] = pending.get(key, 0.0) + amount
-                        known[key] = known.get(key, 0.0) + amount
+        """Add ``amounts[i]`` to every counter of ``keys[i]``, summed per
+        ``group`` until a flush (see :meth:`SpendCounters.tally`)."""
+        self._counters.tally(group, keys, amounts)
 
     def pending(self) -> dict[str, float]:
         """What is not yet confirmed written (buffered plus a flush in flight)."""
-        self._fold_tallies()
-        out = dict(self._inflight)
-        _merge(out, self._pending)
-        return out
+        return self._counters.pending()
 
     def known(self, keys: Iterable[str]) -> dict[str, float]:
-        """Best local view of each total: last fetched + written since + pending
-        (kept up to date as those change: one lookup per key here)."""
-        known = self._known
-        return {k: known.get(k, 0.0) for k in keys}
+        """Best local view of each total: last fetched + written since + pending."""
+        return self._counters.known(keys)
 
     # --- I/O -------------------------------------------------------------------------
     async def flush(self) -> bool:
         """Write the buffered increments; False (and kept) if the backend is down."""
         async with self._lock:
-            self._fold_tallies()
-            if not self._pending:
+            batch = self._counters.take()
+            if not batch:
                 return True
-            batch, self._pending = self._pending, {}
-            self._inflight = batch
+            written = False
             try:
                 await self.backend.incr_spend(batch)
+                written = True
             except BackendUnavailable as exc:
                 self.flush_failures += 1
                 if not self._failing:  # once per outage, not once per interval
@@ -144,65 +151,38 @@ class SpendLedger:
             except Exception:
                 self.flush_failures += 1
                 raise
-            else:
-                if self._failing:
-                    log.info("spend flush succeeded again after %d failures", self.flush_failures)
-                self._failing = False
-                _merge(self._base, batch)
-                batch = {}
-                return True
             finally:
-                self._inflight = {}
-                _merge(self._pending, batch)  # a failed batch goes back, merged with newer amounts
+                self._counters.settle(batch, written=written)  # a failed batch goes back, merged with newer amounts
+            if self._failing:
+                log.info("spend flush succeeded again after %d failures", self.flush_failures)
+            self._failing = False
+            return True
 
     async def refresh(self, keys: Iterable[str]) -> None:
         """Fetch backend totals of the keys not fetched in the last
         ``refresh_interval_s``. Raises :class:`BackendUnavailable` (old values
         kept); after a failure, those keys fail fast without I/O for one
         interval, so an outage does not stall every request."""
-        fresh = self._fresh.get(id(keys))
-        if fresh is not None and fresh[0] is keys and self._clock() < fresh[1]:
+        schedule = self._schedule
+        if schedule.fresh(keys):
             return  # the commonest case: this very list was all fetched within the interval
         wanted = list(dict.fromkeys(keys))
-        if not self._due(wanted):  # the common case: no lock, no I/O
-            self._remember_fresh(keys, wanted)
+        if not schedule.due(wanted):  # the common case: no lock, no I/O
+            schedule.remember(keys, wanted)
             return
         async with self._lock:
-            due = self._due(wanted)
+            due = schedule.due(wanted)
             if not due:
                 return
             now = self._clock()
             try:
                 totals = await self.backend.read_spend(due)
             except BackendUnavailable:
-                self._failed_until.update(dict.fromkeys(due, now + self.refresh_interval_s))
+                schedule.failed(due, now)
                 raise
-            self._base.update(totals)
-            inflight, pending = self._inflight, self._pending
-            for key, total in totals.items():
-                self._known[key] = total + inflight.get(key, 0.0) + pending.get(key, 0.0)
-            self._next_fetch.update(dict.fromkeys(due, now + self.refresh_interval_s))
-            for key in due:
-                self._failed_until.pop(key, None)
-            self._remember_fresh(keys, wanted)
-
-    def _remember_fresh(self, keys: Iterable[str], wanted: list[str]) -> None:
-        """Until when every key of ``keys`` (a list the caller passes again and
-        again) needs no fetch: the next refresh of it is one dict lookup."""
-        if not isinstance(keys, list):
-            return
-        until = min((self._next_fetch.get(k, 0.0) for k in wanted), default=0.0)
-        if len(self._fresh) > 10_000:
-            self._fresh.clear()
-        self._fresh[id(keys)] = (keys, until)
-
-    def _due(self, keys: list[str]) -> list[str]:
-        """The keys to fetch now; raises if one of them failed within the interval."""
-        now = self._clock()
-        due = [k for k in keys if self._next_fetch.get(k, 0.0) <= now]
-        if any(self._failed_until.get(k, 0.0) > now for k in due):
-            raise BackendUnavailable("spend refresh failed recently; retrying after the refresh interval")
-        return due
+            self._counters.fetched(totals)
+            schedule.fetched(due, now)
+            schedule.remember(keys, wanted)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:

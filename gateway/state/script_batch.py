@@ -6,21 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError
 
-from gateway.state.base import BackendUnavailable
-from gateway.state.resp import RespError, RespPipe, bulk
-
-REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""Everything a Redis call can raise that means "the backend is unavailable"."""
-
-Client = Redis | RedisCluster
-
-
-def unavailable(exc: BaseException) -> BackendUnavailable:
-    return BackendUnavailable(f"redis: {type(exc).__name__}: {exc}")
+from gateway.state.redis_client import REDIS_ERRORS, Client, unavailable
+from gateway.state.resp import RespError
+from gateway.state.script_transport import ScriptCall, ScriptTransport
 
 
 def noscript(result: object) -> bool:
@@ -34,13 +25,13 @@ class ScriptBatch:
     load many requests are in the same turn; a lone request goes at once (the
     batch is sent at the end of the turn that started it, with no timer).
     Scripts run by SHA; a Redis that lost them (a restart) gets them loaded
-    again and the refused calls are re-run. A Cluster client refuses scripts in
-    pipelines: there each call goes on its own, all of the turn's at once."""
+    again and the refused calls are re-run. How a batch travels is the
+    ``transport``'s business (script_transport.py)."""
 
-    def __init__(self, client: Client, deadline_s: float, pipe: RespPipe | None = None) -> None:
+    def __init__(self, client: Client, deadline_s: float, transport: ScriptTransport) -> None:
         self._client = client
         self._deadline_s = deadline_s
-        self._pipe = pipe
+        self.transport = transport
         self._queue: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
 
@@ -60,7 +51,7 @@ class ScriptBatch:
         batch, self._queue = self._queue, []
         try:
             async with asyncio.timeout(self._deadline_s):
-                results = await self._run(batch)
+                results = await self._run([(script, keys, args) for script, keys, args, _ in batch])
         except BaseException as exc:  # the whole pipeline failed: every caller hears of it
             error = unavailable(exc) if isinstance(exc, REDIS_ERRORS) else exc
             for *_, future in batch:
@@ -77,35 +68,12 @@ class ScriptBatch:
             else:
                 future.set_result(result)
 
-    async def _run(self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]) -> list[Any]:
-        if isinstance(self._client, RedisCluster):  # its pipelines refuse EVALSHA: one call each, overlapped
-            calls = (script(keys=keys, args=args) for script, keys, args, _ in batch)
-            return list(await asyncio.gather(*calls, return_exceptions=True))
-        results = await self._pipeline(batch)
+    async def _run(self, calls: list[ScriptCall]) -> list[Any]:
+        results = await self.transport.send(calls)
         missing = [i for i, r in enumerate(results) if noscript(r)]
         if missing:  # Redis lost its scripts (a restart): load each once, run the refused calls again
-            for script in {batch[i][0].sha: batch[i][0] for i in missing}.values():
+            for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
                 await self._client.script_load(script.script)
-            for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
+            for i, result in zip(missing, await self.transport.send([calls[i] for i in missing]), strict=True):
                 results[i] = result
-        return results
-
-    async def _pipeline(
-        self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        if self._pipe is not None:
-            commands = [
-                b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args))
-                + bulk(script.sha.encode())
-                + bulk(b"%d" % len(keys))
-                + b"".join(map(bulk, keys))
-                + b"".join(map(bulk, args))
-                for script, keys, args, _ in batch
-            ]
-            replies = await self._pipe.call(commands)
-            return [ResponseError(str(r)) if isinstance(r, RespError) and not r.noscript else r for r in replies]
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
         return results

@@ -19,10 +19,11 @@ from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 
-from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowSpec
+from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
+from gateway.state.script_transport import TRANSPORT_CHOICES, TRANSPORT_ENV
 from tests.redis_server import RedisServer, _free_port, wait_for_pong
 
 pytest.register_assert_rewrite("tests.state_contract")
@@ -96,6 +97,16 @@ def server() -> Iterator[RedisServer]:
 @pytest.fixture
 async def backend(server: RedisServer) -> AsyncIterator[RedisBackend]:
     b = RedisBackend(server.url, socket_timeout_s=0.2)
+    yield b
+    await b.aclose()
+
+
+@pytest.fixture(params=TRANSPORT_CHOICES)
+async def any_transport(request: pytest.FixtureRequest, server: RedisServer) -> AsyncIterator[RedisBackend]:
+    """The backend with each transport of the request-path scripts (whatever
+    GATEWAY_REDIS_SCRIPT_TRANSPORT says)."""
+    b = RedisBackend(server.url, socket_timeout_s=0.2, script_transport=request.param)
+    assert b.script_transport == request.param
     yield b
     await b.aclose()
 
@@ -185,15 +196,20 @@ async def test_slot_of_a_crashed_holder_expires(backend: RedisBackend) -> None:
 # --- the hot-path scripts: batched per event-loop turn ------------------------------------------
 
 
-async def test_scripts_of_one_turn_share_a_pipeline_and_stay_exact(server: RedisServer, backend: RedisBackend) -> None:
+async def test_scripts_of_one_turn_share_a_pipeline_and_stay_exact(
+    server: RedisServer, any_transport: RedisBackend
+) -> None:
     """60 requests at once against a 50-request window and 40 slots: each answer
     is exact, and they reach Redis as one pipeline on one connection (60 separate
     calls would each take a connection of the pool)."""
     client = redis.Redis(port=server.port)
-    await backend.hit_windows([WindowSpec("warm", 60, 1, 5)])  # the script is loaded
+    await any_transport.hit_windows([WindowSpec("warm", 60, 1, 5)])  # the script is loaded
     before = client.info("stats")["total_connections_received"]
     hits = await asyncio.gather(
-        *(backend.hit_windows([WindowSpec("turn", 60, 1, 50)], [SlotSpec("turn-slot", 40, 30)]) for _ in range(60))
+        *(
+            any_transport.hit_windows([WindowSpec("turn", 60, 1, 50)], [SlotSpec("turn-slot", 40, 30)])
+            for _ in range(60)
+        )
     )
     connections = client.info("stats")["total_connections_received"] - before
     admitted = [h for h in hits if h.refused < 0]
@@ -201,7 +217,7 @@ async def test_scripts_of_one_turn_share_a_pipeline_and_stay_exact(server: Redis
     assert sorted(h.counts[0] for h in admitted) == list(range(1, 41)), "each sees its own charge"
     assert {h.refused for h in hits if h.refused >= 0} == {1}, "index 1: the slot after the one window"
     assert connections <= 1, f"{connections} new connections for 60 calls of one turn: not batched"
-    await asyncio.gather(*(backend.adjust_windows([], ["turn-slot"]) for _ in admitted))
+    await asyncio.gather(*(any_transport.adjust_windows([], ["turn-slot"]) for _ in admitted))
     assert client.get("gw:win:{w}:slot:turn-slot") is None, "every slot given back"
     client.close()
 
@@ -211,37 +227,100 @@ def _calls(client: redis.Redis, command: str) -> int:
     return int(stats["calls"]) if stats else 0
 
 
-async def test_scripts_are_loaded_again_after_redis_lost_them(server: RedisServer, backend: RedisBackend) -> None:
-    assert (await backend.hit_windows([WindowSpec("flush", 60, 2, 10)])).counts == [2]
+async def test_scripts_are_loaded_again_after_redis_lost_them(server: RedisServer, any_transport: RedisBackend) -> None:
+    assert (await any_transport.hit_windows([WindowSpec("flush", 60, 2, 10)])).counts == [2]
     client = redis.Redis(port=server.port)
     client.script_flush()  # as after a restart (scripts are not persisted)
     loads = _calls(client, "script|load")
-    hits = await asyncio.gather(*(backend.hit_windows([WindowSpec("flush", 60, 1, 10)]) for _ in range(3)))
+    hits = await asyncio.gather(*(any_transport.hit_windows([WindowSpec("flush", 60, 1, 10)]) for _ in range(3)))
     assert _calls(client, "script|load") - loads == 1, "loaded once for the turn, not once per call"
     client.close()
     assert sorted(h.counts[0] for h in hits) == [3, 4, 5]
-    await backend.adjust_windows([WindowAdjust("flush", 60, 5, time.time() + 60)])
-    assert (await backend.hit_windows([WindowSpec("flush", 60, 0, 100)])).counts == [10]
+    await any_transport.adjust_windows([WindowAdjust("flush", 60, 5, time.time() + 60)])
+    assert (await any_transport.hit_windows([WindowSpec("flush", 60, 0, 100)])).counts == [10]
 
 
-async def test_a_failed_pipeline_fails_every_caller_of_the_turn(server: RedisServer, backend: RedisBackend) -> None:
-    await backend.ping()
+async def test_a_failed_pipeline_fails_every_caller_of_the_turn(
+    server: RedisServer, any_transport: RedisBackend
+) -> None:
+    await any_transport.ping()
     server.kill()
     results = await asyncio.gather(
-        *(backend.hit_windows([WindowSpec("down", 60, 1, 10)]) for _ in range(5)), return_exceptions=True
+        *(any_transport.hit_windows([WindowSpec("down", 60, 1, 10)]) for _ in range(5)), return_exceptions=True
     )
     assert all(isinstance(r, BackendUnavailable) for r in results), results
 
 
-async def test_a_caller_that_gives_up_does_not_break_the_others(backend: RedisBackend) -> None:
-    await backend.ping()
-    quitter = asyncio.ensure_future(backend.hit_windows([WindowSpec("quit", 60, 1, 10)]))
-    stayer = asyncio.ensure_future(backend.hit_windows([WindowSpec("quit", 60, 1, 10)]))
+async def test_a_caller_that_gives_up_does_not_break_the_others(any_transport: RedisBackend) -> None:
+    await any_transport.ping()
+    quitter = asyncio.ensure_future(any_transport.hit_windows([WindowSpec("quit", 60, 1, 10)]))
+    stayer = asyncio.ensure_future(any_transport.hit_windows([WindowSpec("quit", 60, 1, 10)]))
     await asyncio.sleep(0)
     quitter.cancel()
     assert (await stayer).refused == -1
     with pytest.raises(asyncio.CancelledError):
         await quitter
+
+
+async def test_a_refused_call_fails_alone_in_its_turn(server: RedisServer, any_transport: RedisBackend) -> None:
+    client = redis.Redis(port=server.port)
+    client.rpush("gw:win:{w}:wrong-type", "x")  # the script's GET of this key is refused (WRONGTYPE)
+    client.close()
+    results = await asyncio.gather(
+        any_transport.hit_windows([WindowSpec("fine", 60, 1, 10)]),
+        any_transport.hit_windows([WindowSpec("wrong-type", 60, 1, 10)]),
+        any_transport.hit_windows([WindowSpec("fine", 60, 1, 10)]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], BackendUnavailable) and "WRONGTYPE" in str(results[1])
+    assert [r.counts for r in (results[0], results[2]) if isinstance(r, WindowHit)] == [[1], [2]]
+
+
+@pytest.mark.parametrize(("transport", "connections"), [("resp", 2), ("redis-py", 1)])
+async def test_the_scripts_travel_on_the_lean_connection_or_redis_py_s_pool(transport: str, connections: int) -> None:
+    """``resp``: the scripts go on a connection of their own, beside the pool's;
+    ``redis-py``: on the pool's connection, like every other command."""
+    with RedisServer() as srv:
+        b = RedisBackend(srv.url, script_transport=transport)
+        client = redis.Redis(port=srv.port)
+        before = client.info("stats")["total_connections_received"]
+        try:
+            await b.ping()
+            for _ in range(3):
+                await b.hit_windows([WindowSpec("where", 60, 1, 10)], [SlotSpec("where-slot", 5, 30)])
+                await b.adjust_windows([], ["where-slot"])
+            assert client.info("stats")["total_connections_received"] - before == connections
+            assert _calls(client, "evalsha") == 8, "each of the two scripts refused once (NOSCRIPT), then six calls"
+        finally:
+            client.close()
+            await b.aclose()
+
+
+def test_the_transport_is_chosen_by_the_environment_or_the_argument(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Construction does no I/O: no server needed."""
+
+    def chosen(url: str, transport: str | None = None) -> str:
+        b = RedisBackend(url, script_transport=transport)
+        return b.script_transport
+
+    caplog.set_level("INFO", logger="gateway.state.redis")
+    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    assert chosen("redis://127.0.0.1:1/0") == "resp", "the default"
+    assert chosen("redis+sentinel://127.0.0.1:1/gw") == "resp"
+    assert chosen("rediss://127.0.0.1:1/0") == "redis-py", "TLS: never the lean connection"
+    assert chosen("unix:///tmp/no-such.sock") == "redis-py", "a unix socket: never the lean connection"
+    assert chosen("redis+cluster://127.0.0.1:1") == "cluster"
+    assert caplog.records == [], "nothing to say while the switch is off"
+    monkeypatch.setenv(TRANSPORT_ENV, "redis-py")
+    assert chosen("redis://127.0.0.1:1/0") == "redis-py"
+    assert f"{TRANSPORT_ENV}=redis-py: request-path scripts via redis-py" in caplog.text, "a benchmark says what it ran"
+    assert chosen("redis+cluster://127.0.0.1:1") == "cluster", "a Cluster whatever the switch says"
+    assert chosen("redis://127.0.0.1:1/0", "resp") == "resp", "the argument over the environment"
+    monkeypatch.setenv(TRANSPORT_ENV, "hiredis")
+    with pytest.raises(ValueError, match=f"{TRANSPORT_ENV}='hiredis': expected one of resp, redis-py"):
+        RedisBackend("redis://127.0.0.1:1/0")
 
 
 # --- outages ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from gateway.state.embedded import ByteLRU, EmbeddedBackend
 from gateway.state.factory import create_backend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
+from gateway.state.spend_counters import SpendCounters
 
 pytest.register_assert_rewrite("tests.state_contract")
 from tests import state_contract as contract  # noqa: E402
@@ -217,6 +218,27 @@ def make_ledger(backend: object, clock: Clock | None = None, flush_s: float = 60
         refresh_interval_s=1.0,
         clock=clock or Clock(),
     )
+
+
+def test_counters_a_write_moves_amounts_between_parts_and_never_changes_known() -> None:
+    counters = SpendCounters()
+    counters.add({"a": 1.0, "b": 0.5})
+    counters.tally(("g",), [["a", "c"]], [2.0])
+    assert counters.known(["a", "b", "c"]) == {"a": 1.0, "b": 0.5, "c": 0.0}, "tallies wait for a write"
+    batch = counters.take()
+    assert batch == {"a": 3.0, "b": 0.5, "c": 2.0}
+    counters.add({"a": 0.25})
+    assert counters.pending() == {"a": 3.25, "b": 0.5, "c": 2.0}, "in flight plus newly added"
+    counters.settle(batch, written=False)
+    assert counters.pending() == {"a": 3.25, "b": 0.5, "c": 2.0}, "a failed write is pending again"
+    batch = counters.take()
+    counters.settle(batch, written=True)
+    assert counters.pending() == {}
+    assert counters.take() == {}
+    assert counters.known(["a", "b", "c"]) == {"a": 3.25, "b": 0.5, "c": 2.0}
+    counters.fetched({"a": 10.0})  # the backend's total: other replicas' spend and ours
+    counters.add({"a": 0.5})
+    assert counters.known(["a", "b"]) == {"a": 10.5, "b": 0.5}
 
 
 async def test_ledger_flush_failure_keeps_everything(backend: EmbeddedBackend) -> None:

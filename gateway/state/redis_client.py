@@ -1,0 +1,161 @@
+"""How the Redis backend reaches Redis: its URL read into a redis-py client
+(standalone, Sentinel or Cluster) with the backend's timeouts and retry
+policy, every call bounded and its errors mapped to
+:class:`BackendUnavailable`, and the lean RESP connection of the request-path
+scripts where plain TCP is all it takes.
+
+URLs: ``redis://`` / ``rediss://`` (``Redis.from_url``),
+``redis+sentinel://[:password@]h1:p1,h2:p2/service_name[/db]`` (the master of
+``service_name``, found through the sentinels) and
+``redis+cluster://[:password@]h1:p1[,h2:p2]`` (``RedisCluster``). Query
+parameters (``?ssl_cert_reqs=...``) are honoured for ``redis://`` and
+``rediss://`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+from urllib.parse import unquote
+
+from redis.asyncio import Redis, RedisCluster, Sentinel
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.state.base import BackendUnavailable
+from gateway.state.resp import RespPipe
+
+T = TypeVar("T")
+
+Client = Redis | RedisCluster
+
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""Everything a Redis call can raise that means "the backend is unavailable"."""
+
+
+def unavailable(exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(f"redis: {type(exc).__name__}: {exc}")
+
+
+def parse_hosts(url: str, default_port: int) -> tuple[dict[str, str], list[tuple[str, int]], list[str]]:
+    """``scheme://[user:password@]h1:p1,h2:p2/a/b`` -> (auth, hosts, path parts)."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    netloc, _, path = rest.partition("/")
+    auth: dict[str, str] = {}
+    if "@" in netloc:
+        creds, netloc = netloc.rsplit("@", 1)
+        user, _, password = creds.partition(":")
+        auth = {k: unquote(v) for k, v in (("username", user), ("password", password)) if v}
+    hosts = []
+    for loc in netloc.split(","):
+        host, _, port = loc.rpartition(":") if ":" in loc else (loc, "", "")
+        hosts.append((host, int(port or default_port)))
+    return auth, hosts, [p for p in path.split("/") if p]
+
+
+class RedisConnection:
+    """One backend's redis-py client for its URL (no I/O until the first call).
+
+    Socket and connect timeouts are ``socket_timeout_s``; a dropped connection
+    is retried once at once, a timeout never; :meth:`call` bounds every call by
+    ``deadline_s`` (4 x the socket timeout: Sentinel discovery, Cluster
+    re-discovery)."""
+
+    def __init__(self, url: str, *, socket_timeout_s: float, max_connections: int) -> None:
+        self.url = url
+        self.timeout_s = socket_timeout_s
+        self.deadline_s = 4 * socket_timeout_s
+        self._max_connections = max_connections
+        self.sentinel: Sentinel | None = None
+        self._service = ""
+        self.client: Client = self._connect(url)
+
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
+    def options(self) -> dict[str, Any]:
+        """The redis-py connection options of this backend (also given to ``limits`` on a Cluster)."""
+        return {
+            "socket_timeout": self.timeout_s,
+            "socket_connect_timeout": self.timeout_s,
+            "max_connections": self._max_connections,
+            # One quick retry for a dropped connection (a pooled socket that died
+            # with a Redis restart); never on a timeout, which would double the wait.
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(RedisConnectionError,)),
+        }
+
+    def _connect(self, url: str) -> Client:
+        if url.startswith("redis+sentinel://"):
+            auth, hosts, path = parse_hosts(url, 26379)
+            if not path:
+                raise ValueError("redis+sentinel:// needs a service name: redis+sentinel://host:port/service_name")
+            options = self.options()  # for the sentinels too: a burst of new connections asks them
+            connection: dict[str, Any] = {**options, **auth}
+            self.sentinel = Sentinel(hosts, sentinel_kwargs=options, **connection)
+            db = int(path[1]) if len(path) > 1 else 0
+            self._service = path[0]
+            return cast(Redis, self.sentinel.master_for(path[0], db=db))
+        if url.startswith("redis+cluster://"):
+            auth, hosts, _ = parse_hosts(url, 6379)
+            nodes = [ClusterNode(host, port) for host, port in hosts]
+            user, password = auth.get("username"), auth.get("password")
+            return RedisCluster(startup_nodes=nodes, username=user, password=password, **self.options())
+        return Redis.from_url(url, **self.options())
+
+    def lean_pipe(self) -> RespPipe | None:
+        """A lean connection for the request-path scripts, where plain TCP with
+        AUTH and SELECT is all it takes (see resp.py); None elsewhere (Cluster,
+        TLS, a unix socket)."""
+        if isinstance(self.client, RedisCluster) or self.url.startswith("rediss://"):
+            return None
+        pool = self.client.connection_pool
+        if not issubclass(pool.connection_class, Connection) or issubclass(pool.connection_class, SSLConnection):
+            return None
+        kw = pool.connection_kwargs
+        sentinel, service = self.sentinel, self._service
+        host, port = str(kw.get("host", "localhost")), int(kw.get("port", 6379))
+
+        async def address() -> tuple[str, int]:
+            if sentinel is not None:
+                master: tuple[str, int] = await sentinel.discover_master(service)
+                return master
+            return host, port
+
+        return RespPipe(
+            address,
+            username=kw.get("username"),
+            password=kw.get("password"),
+            db=int(kw.get("db") or 0),
+            connect_timeout_s=self.timeout_s,
+        )
+
+    async def call(self, aw: Awaitable[T]) -> T:
+        """``aw``'s result within the deadline; any Redis failure as :class:`BackendUnavailable`."""
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await aw
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from exc
+
+    async def multi(self, fill: Callable[[Any], object]) -> list[Any]:
+        """Run the commands ``fill(pipeline)`` queues as one MULTI/EXEC (unbounded: wrap in :meth:`call`)."""
+        if isinstance(self.client, RedisCluster):
+            # redis-py 8.1: a pipeline created before the slot map is loaded fails
+            # ("attached to a different loop"); initialize() is a no-op once loaded.
+            await self.client.initialize()
+        pipe = self.client.pipeline(transaction=True)
+        fill(pipe)
+        result: list[Any] = await pipe.execute()
+        return result
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.sentinel is not None:
+            for sentinel in self.sentinel.sentinels:
+                await sentinel.aclose()
