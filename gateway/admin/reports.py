@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway.admin.keys import AdminHost, guarded, json_response
 from gateway.config.settings import Settings
 from gateway.errors import InvalidRequest
-from gateway.reports.builder import MEDIA_TYPES, ReportSources, make_report, parse_format, render
+from gateway.reports.builder import MEDIA_TYPES, Renderer, ReportSources, make_report, parse_format
 from gateway.reports.periods import parse_date, parse_kind
 from gateway.security.roles import Role
 
@@ -33,6 +33,7 @@ class ReportsHost(AdminHost, Protocol):
 class ReportsAPI:
     def __init__(self, host: ReportsHost) -> None:
         self._host = host
+        self._renderer = Renderer()
 
     def routes(self) -> list[Route]:
         return [Route("/admin/reports/{period}", guarded(self._host, self.report, role=Role.viewer), methods=["GET"])]
@@ -58,4 +59,4 @@ class ReportsAPI:
         headers = {"x-content-type-options": "nosniff"}
         if fmt == "html":
             headers["content-security-policy"] = HTML_POLICY
-        return Response(render(report, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
+        return Response(self._renderer.render(report, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -14,7 +14,7 @@ import orjson
 
 from gateway.config.settings import Settings
 from gateway.policies.budget import GLOBAL_ID, BudgetLimits
-from gateway.reports.html import render_html
+from gateway.reports.html import HtmlRenderer
 from gateway.reports.kpis import Report, ReportInputs, Targets, budget_spend_keys, build_report
 from gateway.reports.markdown import render_markdown
 from gateway.reports.periods import Kind, Period, period_for
@@ -61,6 +61,12 @@ def budgets_of(settings: Settings, teams: Iterable[Record]) -> list[BudgetLimits
     return out
 
 
+def team_names_of(teams: Iterable[Record]) -> dict[str, str]:
+    """Team id -> display name, for the teams that have one (``name`` is free
+    text set through the admin API: the renderers escape it, never trust it)."""
+    return {str(t["id"]): str(t["name"]) for t in teams if t.get("id") is not None and t.get("name")}
+
+
 def bounds(period: Period, tz: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
     """The period as UTC instants: its first local midnight, and its end
     (the local midnight after its last day) or ``now`` if that is earlier."""
@@ -90,7 +96,8 @@ async def make_report(
     today = now.astimezone(tz).date()
     period = period_for(kind, on or today)
     stats = await sources.stats.read_days(period.days)
-    budgets = budgets_of(settings, await sources.teams())
+    teams = await sources.teams()
+    budgets = budgets_of(settings, teams)
     spend = await sources.read_spend(budget_spend_keys(period, budgets))
     cfg = settings.reports
     targets = targets_of(settings)
@@ -108,6 +115,7 @@ async def make_report(
             low_use_ratio=cfg.low_use_ratio,
             warn_ratio=settings.budgets.warn_ratio,
             top_errors=cfg.top_errors,
+            team_names=team_names_of(teams),
         )
     )
     if cfg.prometheus_url and period.start <= today:
@@ -122,9 +130,17 @@ async def make_report(
     return report
 
 
-def render(report: Report, fmt: Format) -> str:
-    if fmt == "md":
-        return render_markdown(report)
-    if fmt == "html":
-        return render_html(report)
-    return orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode()
+class Renderer:
+    """A report in each format. It holds the HTML renderer (and so the
+    Jinja2 environment with its compiled templates): build one per app or
+    command run and keep it."""
+
+    def __init__(self) -> None:
+        self.html = HtmlRenderer()
+
+    def render(self, report: Report, fmt: Format) -> str:
+        if fmt == "md":
+            return render_markdown(report)
+        if fmt == "html":
+            return self.html.render(report)
+        return orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode()

@@ -14,6 +14,8 @@ Definitions (docs/reports.md has them for readers):
 - budget adherence: per team with a budget, and for the gateway: the highest
   daily spend and the days at or over the daily budget (or over
   ``warn_ratio`` of it); the month's spend against the monthly budget;
+- teams are grouped by id; a team's display name (free text from the admin
+  API, ``ReportInputs.team_names``) rides along as ``display_name``;
 - aliases under ``low_use_ratio`` (10 %) of the period's requests, configured
   aliases with no request included.
 """
@@ -58,6 +60,9 @@ class Kpi:
 @dataclass(frozen=True)
 class UsageRow:
     name: str
+    """The team id (``(no team)`` for requests without a team) or the model alias."""
+    display_name: str | None
+    """The team's display name, if it has one; None for aliases."""
     requests: int
     ok: int
     client_errors: int
@@ -91,6 +96,8 @@ class BudgetRow:
     scope: str
     """``team`` or ``gateway``."""
     id: str
+    display_name: str | None
+    """The team's display name, if it has one."""
     period: Literal["daily", "monthly"]
     when: str
     """The day with the highest spend (daily) or the month (monthly)."""
@@ -153,10 +160,11 @@ def ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
 
 
-def usage_row(name: str, cell: Cell, total_requests: int) -> UsageRow:
+def usage_row(name: str, cell: Cell, total_requests: int, display_name: str | None = None) -> UsageRow:
     valid = cell.requests - cell.client_errors
     return UsageRow(
         name=name,
+        display_name=display_name,
         requests=cell.requests,
         ok=cell.ok,
         client_errors=cell.client_errors,
@@ -208,27 +216,38 @@ def budget_spend_keys(period: Period, budgets: Sequence[BudgetLimits]) -> list[s
 
 
 def _budget_row(
-    lim: BudgetLimits, period: Literal["daily", "monthly"], spent: Mapping[str, float], limit: float, warn: float
+    lim: BudgetLimits,
+    period: Literal["daily", "monthly"],
+    spent: Mapping[str, float],
+    limit: float,
+    warn: float,
+    names: Mapping[str, str],
 ) -> BudgetRow:
     when, top = max(spent.items(), key=lambda kv: (kv[1], kv[0]))
     breaches = sum(1 for v in spent.values() if v >= limit)
     warnings = sum(1 for v in spent.values() if v >= limit * warn)
     status: Literal["ok", "warning", "exceeded"] = "exceeded" if breaches else ("warning" if warnings else "ok")
     scope = "gateway" if lim.scope == "global" else lim.scope
-    return BudgetRow(scope, lim.id, period, when, limit, round(top, 9), top / limit, breaches, warnings, status)
+    name = names.get(lim.id) if lim.scope == "team" else None
+    return BudgetRow(scope, lim.id, name, period, when, limit, round(top, 9), top / limit, breaches, warnings, status)
 
 
 def budget_rows(
-    period: Period, budgets: Sequence[BudgetLimits], spend: Mapping[str, float], warn_ratio: float
+    period: Period,
+    budgets: Sequence[BudgetLimits],
+    spend: Mapping[str, float],
+    warn_ratio: float,
+    team_names: Mapping[str, str] | None = None,
 ) -> list[BudgetRow]:
+    names = team_names or {}
     rows = []
     for lim in budgets:
         if lim.daily_usd is not None:
             daily = {day: spend.get(spend_key(lim.scope, lim.id, day), 0.0) for day in period.days}
-            rows.append(_budget_row(lim, "daily", daily, lim.daily_usd, warn_ratio))
+            rows.append(_budget_row(lim, "daily", daily, lim.daily_usd, warn_ratio, names))
         if lim.monthly_usd is not None:
             monthly = {m: spend.get(spend_key(lim.scope, lim.id, m), 0.0) for m in period.months}
-            rows.append(_budget_row(lim, "monthly", monthly, lim.monthly_usd, warn_ratio))
+            rows.append(_budget_row(lim, "monthly", monthly, lim.monthly_usd, warn_ratio, names))
     return rows
 
 
@@ -285,6 +304,8 @@ class ReportInputs:
     warn_ratio: float = 0.8
     top_errors: int = 10
     sources: Sequence[str] = ("gateway request records",)
+    team_names: Mapping[str, str] = field(default_factory=dict)
+    """Team id -> display name, for the teams that have one."""
 
 
 def build_report(inputs: ReportInputs) -> Report:
@@ -296,8 +317,9 @@ def build_report(inputs: ReportInputs) -> Report:
     by_alias = group(cells, "alias")
     by_team = group(cells, "team")
 
-    def rows(groups: Mapping[str, Cell]) -> list[UsageRow]:
-        return sorted((usage_row(k, c, n) for k, c in groups.items()), key=lambda r: (-r.cost_usd, -r.requests, r.name))
+    def rows(groups: Mapping[str, Cell], names: Mapping[str, str]) -> list[UsageRow]:
+        unsorted = (usage_row(k, c, n, names.get(k)) for k, c in groups.items())
+        return sorted(unsorted, key=lambda r: (-r.cost_usd, -r.requests, r.name))
 
     notes = []
     if period.end.isoformat() >= inputs.today:
@@ -314,9 +336,9 @@ def build_report(inputs: ReportInputs) -> Report:
         complete=period.end.isoformat() < inputs.today,
         total=total,
         kpis=kpis_of(total, inputs.targets),
-        by_team=rows(by_team),
-        by_alias=rows(by_alias),
-        budgets=budget_rows(period, inputs.budgets, inputs.spend, inputs.warn_ratio),
+        by_team=rows(by_team, inputs.team_names),
+        by_alias=rows(by_alias, {}),
+        budgets=budget_rows(period, inputs.budgets, inputs.spend, inputs.warn_ratio, inputs.team_names),
         top_errors=top_errors(total_cell, inputs.top_errors),
         low_use=low_use(by_alias, inputs.aliases, n, inputs.low_use_ratio),
         low_use_ratio=inputs.low_use_ratio,

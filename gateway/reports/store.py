@@ -15,6 +15,10 @@ a JSON document. Reading a day scans its table and adds every segment up
 this process evicted from memory (two days after it ended) and later sees a
 late record for gets a new segment rather than overwriting the old one.
 
+Two classes, one per side: :class:`OpenDays` counts on the request path
+(memory only), :class:`StatsStore` writes those counts behind, prunes old
+segments and reads days back merged.
+
 Costs and guarantees: :meth:`StatsStore.record` is a dict update, no I/O; a
 flush writes one record per day changed since the last one; a crash loses
 at most one ``reports.flush_interval_s`` of statistics of that process (spend
@@ -56,7 +60,66 @@ def new_replica_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+class OpenDays:
+    """The request path's side of the store: this process's counts of the
+    days it is counting, one segment each, and which of them changed since
+    the last write. Synchronous and without I/O."""
+
+    def __init__(self, replica: str, tz: ZoneInfo) -> None:
+        self.replica = replica
+        self.tz = tz
+        self.dropped = 0
+        self.days: dict[str, DayStats] = {}
+        self.segments: dict[str, str] = {}
+        self.dirty: set[str] = set()
+        self._opened = 0
+        self._day_memo: tuple[int, str] = (-1, "")
+
+    def record(self, rec: RequestRecord) -> None:
+        """Count one finished request. Never raises: a record that cannot be
+        read is counted in ``dropped`` and logged once."""
+        try:
+            day = self._day(rec.ts)
+            stats = self.days.get(day)
+            if stats is None:
+                stats = self._open(day)
+            stats.add(rec)
+        except Exception:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.exception("a request record could not be counted in the report statistics")
+            return
+        self.dirty.add(day)
+
+    def _day(self, ts: object) -> str:
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+            second = int(ts)
+            if self._day_memo[0] == second:
+                return self._day_memo[1]
+            day = f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
+            self._day_memo = (second, day)
+            return day
+        return f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
+
+    def _open(self, day: str) -> DayStats:
+        self._opened += 1
+        self.segments[day] = f"{self.replica}.{self._opened}"
+        stats = self.days[day] = DayStats(day)
+        return stats
+
+    def evict(self, today: date) -> None:
+        """Forget the days written and over (a later record of one opens a new segment)."""
+        keep = {f"{today - timedelta(days=i):%Y-%m-%d}" for i in range(KEEP_DAYS_IN_MEMORY)}
+        for day in [d for d in self.days if d not in keep and d not in self.dirty]:
+            del self.days[day]
+            del self.segments[day]
+
+
 class StatsStore:
+    """The write-behind side: :class:`OpenDays` written to the state backend
+    every ``flush_interval_s``, old segments pruned, and days read back with
+    every replica's segments merged."""
+
     def __init__(
         self,
         backend: StateBackend,
@@ -72,14 +135,9 @@ class StatsStore:
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self.replica = replica_id or new_replica_id()
+        self.open_days = OpenDays(self.replica, tz)
         self.flush_failures = 0
-        self.dropped = 0
         self._clock = clock
-        self._days: dict[str, DayStats] = {}
-        self._segments: dict[str, str] = {}
-        self._opened = 0
-        self._dirty: set[str] = set()
-        self._day_memo: tuple[int, str] = (-1, "")
         self._pruned_on = ""
         self._failing = False
         self._lock = asyncio.Lock()
@@ -92,40 +150,17 @@ class StatsStore:
 
     # --- request path (synchronous, no I/O) --------------------------------
     def record(self, rec: RequestRecord) -> None:
-        """Count one finished request. Never raises: a record that cannot be
-        read is counted in ``dropped`` and logged once."""
-        try:
-            day = self._day(rec.ts)
-            stats = self._days.get(day)
-            if stats is None:
-                stats = self._open(day)
-            stats.add(rec)
-        except Exception:
-            self.dropped += 1
-            if self.dropped == 1:
-                log.exception("a request record could not be counted in the report statistics")
-            return
-        self._dirty.add(day)
+        """Count one finished request (:meth:`OpenDays.record`); never raises."""
+        self.open_days.record(rec)
 
-    def _day(self, ts: object) -> str:
-        if isinstance(ts, (int, float)) and not isinstance(ts, bool):
-            second = int(ts)
-            if self._day_memo[0] == second:
-                return self._day_memo[1]
-            day = f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
-            self._day_memo = (second, day)
-            return day
-        return f"{to_datetime(ts).astimezone(self.tz):%Y-%m-%d}"
-
-    def _open(self, day: str) -> DayStats:
-        self._opened += 1
-        self._segments[day] = f"{self.replica}.{self._opened}"
-        stats = self._days[day] = DayStats(day)
-        return stats
+    @property
+    def dropped(self) -> int:
+        """Records that could not be counted."""
+        return self.open_days.dropped
 
     def local(self, day: str) -> DayStats | None:
         """This process's counts of ``day`` (flushed or not)."""
-        return self._days.get(day)
+        return self.open_days.days.get(day)
 
     # --- I/O ------------------------------------------------------------------------------
     async def flush(self) -> bool:
@@ -133,13 +168,13 @@ class StatsStore:
         is down (the counts stay in memory and are written next time)."""
         async with self._lock:
             ok = True
-            for day in sorted(self._dirty):
-                self._dirty.discard(day)
-                stats = self._days[day]
+            dirty = self.open_days.dirty
+            for day in sorted(dirty):
+                dirty.discard(day)
                 try:
-                    await self.backend.put(table_of(day), self._segments[day], self._record(day, stats))
+                    await self.backend.put(table_of(day), self.open_days.segments[day], self._record(day))
                 except BackendUnavailable as exc:
-                    self._dirty.add(day)
+                    dirty.add(day)
                     ok = False
                     self.flush_failures += 1
                     if not self._failing:
@@ -148,23 +183,17 @@ class StatsStore:
                     break
             if ok:
                 self._failing = False
-                self._evict()
+                self.open_days.evict(self._today())
                 await self._prune()
             return ok
 
-    def _record(self, day: str, stats: DayStats) -> dict[str, object]:
-        segment = self._segments[day]
-        return {"segment": segment, "replica": self.replica, "updated_at": self._clock(), **stats.to_json()}
+    def _record(self, day: str) -> dict[str, object]:
+        segment = self.open_days.segments[day]
+        stats = self.open_days.days[day].to_json()
+        return {"segment": segment, "replica": self.replica, "updated_at": self._clock(), **stats}
 
     def _today(self) -> date:
         return datetime.fromtimestamp(self._clock(), self.tz).date()
-
-    def _evict(self) -> None:
-        today = self._today()
-        keep = {f"{today - timedelta(days=i):%Y-%m-%d}" for i in range(KEEP_DAYS_IN_MEMORY)}
-        for day in [d for d in self._days if d not in keep and d not in self._dirty]:
-            del self._days[day]
-            del self._segments[day]
 
     async def _prune(self) -> None:
         today = f"{self._today():%Y-%m-%d}"
@@ -189,11 +218,11 @@ class StatsStore:
         out: dict[str, DayStats] = {}
         for day in days:
             merged = DayStats(day)
-            own = self._segments.get(day)
+            own = self.open_days.segments.get(day)
             for rec in await self.backend.scan(table_of(day)):
                 if own is None or rec.get("segment") != own:
                     merged.merge(DayStats.from_json(rec))
-            local = self._days.get(day)
+            local = self.open_days.days.get(day)
             if local is not None:
                 merged.merge(local)
             out[day] = merged
@@ -208,5 +237,5 @@ class StatsStore:
         await self._flusher.stop()
         done = await self.flush()
         if not done:
-            log.error("report statistics of %s not written at shutdown: %s", self.replica, sorted(self._dirty))
+            log.error("report statistics of %s not written at shutdown: %s", self.replica, sorted(self.open_days.dirty))
         return done

@@ -1,5 +1,10 @@
 """The report's tables as (header, rows) of display text: one definition that
-the Markdown and the HTML renderers each lay out in their own markup."""
+the Markdown and the HTML renderers each lay out in their own markup.
+
+Teams are listed by id; the by-team and budget tables add a ``name`` column
+(the team's display name, empty for a team without one) when at least one of
+their rows has a name. Names are free text from users: they leave here as
+plain text, and each renderer escapes them for its own markup."""
 
 from __future__ import annotations
 
@@ -28,10 +33,13 @@ def traffic(report: Report) -> Table:
 
 
 def usage(rows: Sequence[UsageRow], what: str) -> Table:
-    head = [what, "requests", "share", "5xx", "4xx", "error rate", "P95", "input tokens", "output tokens", "spend"]
+    named = any(r.display_name for r in rows)
+    head = [what, *(["name"] if named else []), "requests", "share", "5xx", "4xx", "error rate", "P95"]
+    head += ["input tokens", "output tokens", "spend"]
     return head, [
         [
             r.name,
+            *([r.display_name or ""] if named else []),
             count(r.requests),
             pct(r.share, 1),
             count(r.server_errors),
@@ -47,11 +55,14 @@ def usage(rows: Sequence[UsageRow], what: str) -> Table:
 
 
 def budgets(report: Report) -> Table:
-    head = ["scope", "id", "budget", "limit", "highest spend", "when", "used", "at/over limit", "over warn", "status"]
+    named = any(b.display_name for b in report.budgets)
+    head = ["scope", "id", *(["name"] if named else []), "budget", "limit", "highest spend", "when", "used"]
+    head += ["at/over limit", "over warn", "status"]
     return head, [
         [
             b.scope,
             b.id,
+            *([b.display_name or ""] if named else []),
             b.period,
             usd(b.limit_usd),
             usd(b.spent_usd),

@@ -8,6 +8,7 @@ own browser downloads are never used. ``CHROMIUM`` overrides the binary.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, Request, expect, sync_playwright
 
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess
@@ -24,11 +25,13 @@ CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/c
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 PROBES = ["basic", "korean", "evaluation", "analysis"]
 USER, PASSWORD = "ops-admin", "console-Pass-12345"
+EVIL = "<img src=x onerror=alert(1)>"
+"""A name that is markup: shown as text it is harmless; parsed as HTML its handler would run."""
 KEY_ENV = "CONSOLE_UPSTREAM_KEY"
 """The upstream key: models added through the API may only reference variables the config file uses."""
 
 
-def console_config(mock_url: str) -> str:
+def console_config(mock_url: str, more_models: str = "") -> str:
     v1 = f"{mock_url}/v1"
     price = "{input_per_1m: 10000, output_per_1m: 20000}"
     return f"""
@@ -41,7 +44,7 @@ models:
   con-embed:
     kind: embedding
     deployments: [{{provider: openai, model: con-embed-model, base_url: '{v1}', api_key: '${{{KEY_ENV}}}'}}]
-"""
+{more_models}"""
 
 
 @pytest.fixture(scope="module")
@@ -182,9 +185,10 @@ def test_login_models_add_test_keys_and_budgets(page: Page, gw: GatewayProcess, 
     spent = gw.http.get("/admin/usage", params={"group_by": "team", "id": "red"}).json()["data"][0]["spend_usd"]
     assert spent > 0
     cells = red.locator("td")
-    expect(cells.nth(2)).to_have_text("$1.00")
-    expect(cells.nth(3).locator("meter")).to_have_attribute("value", str(min(spent / 1.0, 1)))
-    expect(cells.nth(3)).to_contain_text(f"{round(spent * 100)} %")
+    expect(cells.nth(1)).to_have_text("—")  # no name
+    expect(cells.nth(3)).to_have_text("$1.00")
+    expect(cells.nth(4).locator("meter")).to_have_attribute("value", str(min(spent / 1.0, 1)))
+    expect(cells.nth(4)).to_contain_text(f"{round(spent * 100)} %")
     shot(page, "05-teams")
 
 
@@ -234,6 +238,68 @@ def test_master_key_sign_in_and_out(page: Page, gw: GatewayProcess) -> None:
     page.click("#logout")
     expect(page.locator("#login-view")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_names_from_users_are_shown_as_text(page: Page, mock: Mock, tmp_path: Path) -> None:
+    v1 = f"{mock.url}/v1"
+    alias = (
+        f"  {json.dumps(EVIL)}: {{deployments: [{{provider: openai, model: con-model, base_url: '{v1}', api_key: k}}]}}"
+    )
+    gw = GatewayProcess(console_config(mock.url, alias), tmp_path, extra_env={KEY_ENV: "sk-upstream-k"})
+    dialogs: list[str] = []
+    loads: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def on_request(request: Request) -> None:
+        loads.append(request.url)
+
+    page.on("dialog", on_dialog)
+    page.on("request", on_request)
+    try:
+        team = gw.http.post("/admin/teams", json={"id": "xss", "name": EVIL, "budget_daily_usd": 1.0})
+        assert team.status_code == 201, team.text
+        created = gw.http.post("/admin/keys", json={"name": EVIL, "team": "xss"})
+        assert created.status_code == 201, created.text
+        body = {"model": EVIL, "messages": [{"role": "user", "content": "hi"}]}
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        assert httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
+
+        page.goto(gw.url + "/console/")
+        page.fill("#key-form [name=key]", MASTER_KEY)
+        page.click("#key-form button[type=submit]")
+        models = page.locator("#models-table tbody tr", has_text=EVIL)
+        expect(models.locator("td.name")).to_have_text(EVIL)
+        page.click("#nav a[data-view=keys]")
+        key = page.locator("#keys-table tbody tr", has_text=EVIL)
+        expect(key.locator("td").nth(1)).to_have_text(EVIL)
+        expect(key.locator("td").nth(2)).to_have_text("xss")
+        page.click("#nav a[data-view=teams]")
+        team_row = page.locator("#teams-table tbody tr[data-team=xss]")
+        expect(team_row.locator("td").nth(1)).to_have_text(EVIL)
+        expect(team_row.locator("td").nth(3)).to_have_text("$1.00")
+        shot(page, "10-names-as-text")
+
+        # text, not markup: no <img> was built, nothing was fetched for it and no handler ran
+        # (an inline handler would also be a CSP violation, which the page fixture reports)
+        assert page.locator("img").count() == 0
+        assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+        assert page.evaluate("document.body.innerHTML.includes('<img')") is False
+        assert not [url for url in loads if url.rstrip("/").endswith("/x")]
+        assert dialogs == []
+
+        # the same in the HTML report, as a browser shows it
+        page.set_extra_http_headers({"authorization": f"Bearer {MASTER_KEY}"})
+        page.goto(gw.url + "/admin/reports/daily?format=html")
+        expect(page.locator("td", has_text=EVIL)).to_have_count(1)  # the by-alias table
+        expect(page.locator("svg title", has_text=EVIL)).to_have_count(1)  # the requests-by-alias chart
+        assert page.locator("img").count() == 0
+        assert not [url for url in loads if url.rstrip("/").endswith("/x")]
+        assert dialogs == []
+    finally:
+        gw.stop()
 
 
 def test_the_html_report_renders_under_its_policy(page: Page, gw: GatewayProcess) -> None:

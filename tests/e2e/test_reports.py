@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, wait_until
 from tests.redis_server import RedisServer
 
+EVIL = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
 
-def report_config(mock_url: str, state: Path) -> str:
+
+def report_config(mock_url: str, state: Path, more_models: str = "") -> str:
     v1 = f"{mock_url}/v1"
     price = "{input_per_1m: 1000, output_per_1m: 2000}"
     return f"""
@@ -32,7 +36,7 @@ models:
   rep-chat: {{deployments: [{{provider: openai, model: rep-model, base_url: '{v1}', api_key: k, price: {price}}}]}}
   rep-fail: {{deployments: [{{provider: openai, model: rep-fail-model, base_url: '{v1}', api_key: k}}]}}
   rep-idle: {{deployments: [{{provider: openai, model: rep-idle-model, base_url: '{v1}', api_key: k}}]}}
-"""
+{more_models}"""
 
 
 @pytest.fixture
@@ -104,6 +108,59 @@ def test_admin_report_counts_requests_errors_and_spend(setup: tuple[GatewayProce
     assert "script-src" not in html.headers["content-security-policy"]
     assert "default-src 'none'" in html.headers["content-security-policy"]
     assert "<svg" in html.text and "<script" not in html.text
+
+
+class Elements(HTMLParser):
+    """The element names a browser would build from a page."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+
+def test_names_from_users_are_text_in_every_html_report(mock: Mock, tmp_path: Path) -> None:
+    v1 = f"{mock.url}/v1"
+    alias = (
+        f"  {json.dumps(EVIL)}: {{deployments: [{{provider: openai, model: rep-model, base_url: '{v1}', api_key: k}}]}}"
+    )
+    gw = GatewayProcess(report_config(mock.url, tmp_path / "state.db", alias), tmp_path)
+    try:
+        # a team id cannot carry markup (letters, digits, '.', '_', '-'); a team's and a key's name can
+        refused = gw.http.post("/admin/teams", json={"id": EVIL})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "id"
+        team = gw.http.post("/admin/teams", json={"id": "xss", "name": EVIL, "budget_daily_usd": 50.0})
+        assert team.status_code == 201, team.text
+        created = gw.http.post("/admin/keys", json={"name": EVIL, "team": "xss"})
+        assert created.status_code == 201, created.text
+        assert created.json()["name"] == EVIL
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+        with httpx.Client(base_url=gw.url, timeout=30, headers=headers) as client:
+            for i in range(3):
+                body = {"model": EVIL, "temperature": i / 10, "messages": [{"role": "user", "content": "hi"}]}
+                resp = client.post("/v1/chat/completions", json=body)
+                assert resp.status_code == 200, resp.text
+        data = gw.http.get("/admin/reports/daily", params={"format": "json"}).json()
+        assert {r["name"]: r["requests"] for r in data["by_alias"]}[EVIL] == 3  # the name itself, unchanged
+        assert [(r["name"], r["display_name"], r["requests"]) for r in data["by_team"]] == [("xss", EVIL, 3)]
+        assert [(b["id"], b["display_name"]) for b in data["budgets"]] == [("xss", EVIL)]
+        for period in ("daily", "weekly", "monthly"):
+            resp = gw.http.get(f"/admin/reports/{period}", params={"format": "html"})
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+            page = resp.text
+            assert EVIL not in page and "<img" not in page, period
+            assert "img" not in Elements(page).tags, period
+            assert f"<td>{ESCAPED}</td>" in page, period  # the by-alias table
+            assert f"<tr><td>xss</td><td>{ESCAPED}</td><td>3</td>" in page, period  # by team: id, name, requests
+            assert f"<tr><td>team</td><td>xss</td><td>{ESCAPED}</td><td>daily</td>" in page, period  # budget
+            assert f"<title>{ESCAPED}: 3</title>" in page, period  # the requests-by-alias chart
+            assert ">&lt;img src=x onerror=alert(1</text>" in page, period  # its label, cut to 26 characters
+    finally:
+        gw.stop()
 
 
 @pytest.mark.parametrize(

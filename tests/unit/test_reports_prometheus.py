@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.reports.builder import ReportSources, make_report
 from gateway.reports.kpis import Targets
 from gateway.reports.prometheus import PrometheusError, PrometheusSource, queries, range_of, scalar_of

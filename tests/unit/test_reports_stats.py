@@ -4,6 +4,7 @@ and the store that writes them behind and merges replicas."""
 from __future__ import annotations
 
 import math
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ import pytest
 from gateway.observability.logs import RequestRecord
 from gateway.reports.histogram import LatencyHistogram, bucket_of, upper_bound
 from gateway.reports.stats import NO_TEAM, DayStats, day_of
-from gateway.reports.store import StatsStore, table_of
+from gateway.reports.store import OpenDays, StatsStore, table_of
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend
 
@@ -116,6 +117,23 @@ def test_day_of_uses_the_budget_timezone() -> None:
 
 
 # --- the store -------------------------------------------------------------------------
+
+
+def test_open_days_count_each_day_in_its_own_segment_and_forget_written_old_days() -> None:
+    days = OpenDays("a", ZoneInfo("Asia/Tokyo"))
+    days.record(rec())  # 21:00 in Tokyo
+    days.record(rec(ts=NOON + 4 * 3600))  # the next day there
+    days.record(rec(ts=NOON + 4 * 3600 + 1))
+    assert sorted(days.days) == ["2026-11-26", "2026-11-27"] == sorted(days.dirty)
+    assert days.segments == {"2026-11-26": "a.1", "2026-11-27": "a.2"}
+    assert days.days["2026-11-27"].total().requests == 2
+    days.evict(date(2026, 11, 29))
+    assert sorted(days.days) == ["2026-11-26", "2026-11-27"]  # not written yet: kept
+    days.dirty.clear()
+    days.evict(date(2026, 11, 28))  # keeps today and yesterday
+    assert list(days.days) == ["2026-11-27"] and list(days.segments) == ["2026-11-27"]
+    days.record(rec())  # a late record of a forgotten day opens a new segment
+    assert days.segments["2026-11-26"] == "a.3"
 
 
 class DownBackend(EmbeddedBackend):

@@ -454,6 +454,7 @@ async function loadTeams() {
         "tr",
         { dataset: { team: team.id } },
         el("td", { text: team.id }),
+        el("td", { text: team.name || "—" }),
         el("td", { text: usd(day) }),
         el("td", { text: team.budget_daily_usd == null ? "—" : usd(team.budget_daily_usd) }),
         usedCell(day, team.budget_daily_usd),
@@ -463,7 +464,7 @@ async function loadTeams() {
       ),
     );
   }
-  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: 7, text: "No teams." })));
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: 8, text: "No teams." })));
 }
 
 // --- wiring ----------------------------------------------------------------------
