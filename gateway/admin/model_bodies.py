@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.admin.model_store import secret_fields
-from gateway.config.settings import env_references
+from gateway.config.loader import env_references
 from gateway.errors import GatewayError, InvalidRequest
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config.settings import ConfigError, LoadedConfig, parse_raw
+from gateway.config.loader import ConfigError, LoadedConfig, parse_raw
 from gateway.errors import GatewayError
 from gateway.security.secrets import SecretError
 from gateway.state.base import BackendUnavailable, Record, StateBackend
@@ -88,7 +88,7 @@ Stored = dict[str, StoredModel]
 
 def effective_config(file: LoadedConfig, stored: Mapping[str, StoredModel], env: Mapping[str, str]) -> LoadedConfig:
     """The config file overlaid by the stored aliases (see the module
-    docstring); raises :class:`gateway.config.settings.ConfigError` naming each bad path."""
+    docstring); raises :class:`gateway.config.loader.ConfigError` naming each bad path."""
     raw = dict(file.raw)
     models = raw.get("models")
     merged: dict[str, Any] = dict(models) if isinstance(models, dict) else {}

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from gateway.admin.keys import AdminHost, guarded, json_response
 from gateway.admin.model_store import ModelStore
-from gateway.config.settings import LoadedConfig
+from gateway.config.loader import LoadedConfig
 from gateway.errors import InvalidRequest, Starting
 from gateway.policies.budget import GLOBAL_ID, USAGE_METRICS, model_spend_key, spend_key, usage_key
 from gateway.security.roles import Role

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.config.settings import format_loc
+from gateway.config.loader import format_loc
 from gateway.errors import InvalidRequest, NotFound
 from gateway.state.base import BackendUnavailable, Record, StateBackend
 

@@ -30,7 +30,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.canonical import JSON
-from gateway.config.settings import ConfigError, Price, format_loc, read_config_file
+from gateway.config.loader import ConfigError, format_loc, read_config_file
+from gateway.config.settings import Price
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

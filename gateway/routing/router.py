@@ -17,7 +17,9 @@ Everything is bounded by the total deadline and by ``retry.max_attempts``.
 
 The attempt itself is a callable passed in, so the same loop serves chat,
 streams (whose attempt ends once the first chunk is in hand: a stream can fall
-back only before its first byte reaches the client) and embeddings.
+back only before its first byte reaches the client) and embeddings. Making one
+attempt (lease, verdict, observer, span) is :mod:`gateway.routing.attempt`; the
+chain of fallback aliases :mod:`gateway.routing.fallback`.
 """
 
 from __future__ import annotations
@@ -25,109 +27,34 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
-from gateway.errors import (
-    AllDeploymentsFailed,
-    AttemptFailure,
-    ContextWindowExceeded,
-    GatewayError,
-    InvalidRequest,
-    NoDeploymentAvailable,
-    UpstreamBadResponse,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
+from gateway.errors import AllDeploymentsFailed, NoDeploymentAvailable, UpstreamError
+from gateway.routing.attempt import (
+    NEXT,
+    RETRY,
+    Attempt,
+    AttemptObserver,
+    AttemptRunner,
+    AttemptSpans,
+    Gate,
+    Lease,
+    RequestTrace,
+    SwitchToContextFallback,
 )
 from gateway.routing.deployment import LiveDeployment, Route
+from gateway.routing.fallback import context_chain, leave_reason
 from gateway.routing.retry import backoff_delay
 from gateway.routing.strategies import STRATEGIES
 
+__all__ = ["Attempt", "AttemptObserver", "AttemptSpans", "Gate", "Lease", "RequestTrace", "Router"]
+
 T = TypeVar("T")
-
-CONTEXT_ERROR_CODES = frozenset({"context_length_exceeded", "context_window_exceeded"})
-
-
-@dataclass(slots=True)
-class Lease:
-    """One attempt's hold on a deployment: its in-flight slot and its verdict.
-
-    The router settles it when the attempt returns or raises, unless the attempt
-    called :meth:`keep` (a stream that goes on after the attempt returned); then
-    whoever holds the stream must call :meth:`settle` when it ends.
-    """
-
-    deployment: LiveDeployment
-    started: float
-    kept: bool = False
-    settled: bool = False
-
-    def keep(self) -> None:
-        self.kept = True
-
-    def settle(self, ok: bool | None, *, latency_s: float | None = None) -> None:
-        """``ok`` None: no verdict (client went away) - the breaker is not told."""
-        if self.settled:
-            return
-        self.settled = True
-        dep = self.deployment
-        dep.inflight -= 1
-        if ok is None:
-            dep.breaker.release_trial()
-            return
-        dep.breaker.record(ok, time.monotonic())
-        if ok and latency_s is not None:
-            dep.observe_latency(latency_s)
-
-
-@dataclass(slots=True)
-class RequestTrace:
-    """What the router did for one request (for headers, logs and metrics)."""
-
-    attempts: int = 0
-    deployment: LiveDeployment | None = None
-    failures: list[AttemptFailure] = field(default_factory=list)
-    upstream_s: float = 0.0
-    """Time spent in attempts (waiting on upstreams), for the gateway's own added time."""
-    fallbacks: list[tuple[str, str, str]] = field(default_factory=list)
-    """(from alias, to alias, reason) for each switch of alias."""
-    spans: AttemptSpans | None = None
-    """Set when tracing is on: each attempt gets a span (gateway/observability/tracing.py)."""
-
-
-Attempt = Callable[[LiveDeployment, Lease, float], Awaitable[T]]
-"""(deployment, lease, deadline as loop-independent monotonic time) -> result."""
-
-Gate = Callable[[LiveDeployment], Awaitable[bool]]
-"""May this deployment take the request now (its own rate limits)? False skips it."""
-
-
-class AttemptObserver(Protocol):
-    """Told of every attempt (metrics); the router works without one."""
-
-    def attempt(
-        self,
-        dep: LiveDeployment,
-        seconds: float,
-        error: GatewayError | None,
-        retry: bool,
-        exemplar: dict[str, str] | None = None,
-    ) -> None: ...
-
-
-class AttemptSpans(Protocol):
-    """Opens and closes a span around each attempt (only present when tracing is on)."""
-
-    exemplar: dict[str, str] | None
-
-    def start_attempt(self, dep: LiveDeployment, retry: bool) -> Any: ...
-
-    def end_attempt(self, handle: Any, error: BaseException | None, result: object) -> None: ...
 
 
 class Router:
+    """The attempt loop over one configuration's routes (see the module docstring)."""
+
     def __init__(
         self,
         routes: dict[str, Route],
@@ -139,7 +66,7 @@ class Router:
         self.routes = routes
         self.total_timeout_s = total_timeout_s
         self._rng = rng or random.Random()
-        self._observer = observer
+        self._runner = AttemptRunner(observer)
 
     async def run(
         self,
@@ -154,7 +81,7 @@ class Router:
         deadline = time.monotonic() + self.total_timeout_s
         switched: set[str] = set()
         if route.spec.context_window and prompt_tokens and prompt_tokens > route.spec.context_window:
-            chain = self._context_chain(route, trace, "context_window", switched)
+            chain = context_chain(route, trace, "context_window", switched)
         else:
             chain = [alias, *route.fallbacks]
         skipped = 0
@@ -162,13 +89,13 @@ class Router:
         while pos < len(chain):
             current = self.routes[chain[pos]]
             if pos > 0:
-                trace.fallbacks.append((chain[pos - 1], current.alias, _reason(trace)))
+                trace.fallbacks.append((chain[pos - 1], current.alias, leave_reason(trace)))
             try:
                 done, result, skips = await self._try_route(
                     current, attempt, trace, deadline, route.retry.max_attempts, gate
                 )
-            except _SwitchToContextFallback as switch:
-                chain = self._context_chain(self.routes[switch.alias], trace, "context_length_exceeded", switched)
+            except SwitchToContextFallback as switch:
+                chain = context_chain(self.routes[switch.alias], trace, "context_length_exceeded", switched)
                 pos = 0
                 continue
             if done:
@@ -185,21 +112,6 @@ class Router:
             raise trace.failures[0].error
         raise AllDeploymentsFailed(trace.failures)
 
-    def _context_chain(self, route: Route, trace: RequestTrace, reason: str, switched: set[str]) -> list[str]:
-        """The aliases to try once a prompt is too long for ``route``; aliases
-        already found too small (``switched``) are not tried again."""
-        switched.add(route.alias)
-        chain = [a for a in route.spec.context_window_fallbacks if a not in switched]
-        if not chain:
-            if trace.failures:
-                raise trace.failures[-1].error
-            raise ContextWindowExceeded(
-                f"the prompt exceeds the context window of {route.alias!r} and it has no larger fallback",
-                param="messages",
-            )
-        trace.fallbacks.append((route.alias, chain[0], reason))
-        return chain
-
     async def _try_route(
         self,
         route: Route,
@@ -213,6 +125,7 @@ class Router:
         ``max_attempts`` is the requested alias's bound, for the whole request."""
         skipped = 0
         policy = route.retry
+        runner = self._runner
         deps = route.deployments
         order = deps if len(deps) == 1 else _healthy_first(STRATEGIES[route.spec.strategy](route, self._rng))
         for dep in order:
@@ -236,12 +149,12 @@ class Router:
                     if not dep.breaker.allow(time.monotonic()):
                         break
                 if trace.spans is None:
-                    outcome = await self._attempt_once(dep, attempt, trace, deadline, retry_number > 0)
+                    outcome = await runner.once(dep, attempt, trace, deadline, retry_number > 0)
                 else:
-                    outcome = await self._traced_attempt(trace.spans, dep, attempt, trace, deadline, retry_number > 0)
-                if outcome is _RETRY:
+                    outcome = await runner.traced(trace.spans, dep, attempt, trace, deadline, retry_number > 0)
+                if outcome is RETRY:
                     continue
-                if outcome is _NEXT:
+                if outcome is NEXT:
                     break
                 return True, outcome, 0  # type: ignore[return-value]
         return False, None, skipped
@@ -270,78 +183,6 @@ class Router:
             return None
         return wait
 
-    async def _attempt_once(
-        self, dep: LiveDeployment, attempt: Attempt[T], trace: RequestTrace, deadline: float, retry: bool = False
-    ) -> T | object:
-        trace.attempts += 1
-        dep.inflight += 1
-        lease = Lease(dep, time.monotonic())
-        remaining = deadline - lease.started
-        try:
-            if remaining <= 0:
-                raise UpstreamTimeout("the request's total timeout passed before this attempt")
-            result = await attempt(dep, lease, min(deadline, lease.started + dep.timeouts.total_s))
-        except UpstreamError as exc:
-            # The client's own mistake says nothing about the deployment's health.
-            lease.settle(not exc.fallback)
-            self._observe(dep, lease, trace, exc, retry)
-            return self._after_failure(dep, exc, trace)
-        except InvalidRequest as exc:
-            # The request cannot be expressed for this provider; another may take it.
-            lease.settle(None)
-            trace.failures.append(AttemptFailure(dep.id, exc))
-            if exc.code in CONTEXT_ERROR_CODES:
-                raise _SwitchToContextFallback(dep.alias) from None
-            return _NEXT
-        except BaseException:
-            lease.settle(None)
-            raise
-        trace.deployment = dep
-        if not lease.kept:
-            lease.settle(True, latency_s=time.monotonic() - lease.started)
-        self._observe(dep, lease, trace, None, retry)
-        return result
-
-    async def _traced_attempt(
-        self,
-        spans: AttemptSpans,
-        dep: LiveDeployment,
-        attempt: Attempt[T],
-        trace: RequestTrace,
-        deadline: float,
-        retry: bool,
-    ) -> T | object:
-        """:meth:`_attempt_once` inside the attempt's span."""
-        handle = spans.start_attempt(dep, retry)
-        try:
-            outcome = await self._attempt_once(dep, attempt, trace, deadline, retry)
-        except BaseException as exc:
-            failed = trace.failures[-1].error if isinstance(exc, _SwitchToContextFallback) else exc
-            spans.end_attempt(handle, failed, None)
-            raise
-        failed_here = outcome is _RETRY or outcome is _NEXT
-        spans.end_attempt(handle, trace.failures[-1].error if failed_here else None, outcome)
-        return outcome
-
-    def _observe(
-        self, dep: LiveDeployment, lease: Lease, trace: RequestTrace, error: GatewayError | None, retry: bool
-    ) -> None:
-        seconds = time.monotonic() - lease.started
-        trace.upstream_s += seconds
-        if self._observer is not None:
-            if trace.spans is None:
-                self._observer.attempt(dep, seconds, error, retry)
-            else:
-                self._observer.attempt(dep, seconds, error, retry, trace.spans.exemplar)
-
-    def _after_failure(self, dep: LiveDeployment, exc: UpstreamError, trace: RequestTrace) -> object:
-        trace.failures.append(AttemptFailure(dep.id, exc))
-        if exc.code in CONTEXT_ERROR_CODES:
-            raise _SwitchToContextFallback(dep.alias)
-        if not exc.fallback:
-            raise exc
-        return _RETRY if exc.retryable else _NEXT
-
 
 def _healthy_first(order: list[LiveDeployment]) -> list[LiveDeployment]:
     """Deployments the health checks marked degraded move to the end (in strategy
@@ -350,26 +191,3 @@ def _healthy_first(order: list[LiveDeployment]) -> list[LiveDeployment]:
     if not any(d.degraded for d in order):
         return order
     return [d for d in order if not d.degraded] + [d for d in order if d.degraded]
-
-
-class _SwitchToContextFallback(Exception):
-    def __init__(self, alias: str) -> None:
-        super().__init__(alias)
-        self.alias = alias
-
-
-_RETRY = object()
-_NEXT = object()
-
-
-def _reason(trace: RequestTrace) -> str:
-    """Why an alias was left: a bounded label value, never an upstream's own error text
-    (an upstream's error code is whatever its body said)."""
-    if not trace.failures:
-        return "unavailable"
-    err = trace.failures[-1].error
-    if isinstance(err, (UpstreamTimeout, UpstreamUnavailable, UpstreamBadResponse)):
-        return err.default_code
-    if isinstance(err, UpstreamError):
-        return f"http_{err.upstream_status}"
-    return err.default_code

@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 
 from gateway.admin.access import ROUTE_ROLES
 from gateway.app.gateway_app import create_app
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.security.roles import Role
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, GatewayProcess

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from gateway.config.fields import Mode
-from gateway.config.settings import AuthSettings, LimitSpec, StaticKey, parse_config
+from gateway.config.loader import parse_config
+from gateway.config.settings import AuthSettings, LimitSpec, StaticKey
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
 from gateway.policies.auth import MASTER, Authenticator, Principal
 from gateway.policies.keys import KeyStore

@@ -280,7 +280,7 @@ def test_gateway_config_is_valid(tmp_path: Path) -> None:
     assert deployments[JSON_ALIAS]["base_url"].endswith("/json/v1")
     assert deployments[SSE_ALIAS]["base_url"].endswith("/sse/v1")
     assert {d["provider"] for d in deployments.values()} == {"openai_compatible"}
-    from gateway.config.settings import load_config
+    from gateway.config.loader import load_config
 
     path = tmp_path / "gateway.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML

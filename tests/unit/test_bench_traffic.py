@@ -30,7 +30,8 @@ from bench.traffic import (
     traffic_config,
 )
 from bench.wrk import WrkResult
-from gateway.config.settings import Settings, parse_config
+from gateway.config.loader import parse_config
+from gateway.config.settings import Settings
 from gateway.policies.keys import KeyFields, TeamFields, parse_body
 
 ENV = {"GATEWAY_MASTER_KEY": "bench-key-123"}

@@ -329,7 +329,7 @@ def test_remembered_events_of_past_periods_are_dropped() -> None:
             policy.record(1.0, key_id=key, team=None, alias=None, limits=[BudgetLimits("key", key, daily_usd=1.0)])
     assert len(events) == 5 * 3 * 2
     # only today's marks are kept: 3 keys x 2 kinds
-    assert policy._fired == {
+    assert policy.alerts.fired == {
         (s, k, "2026-11-30", kind) for s in ("key",) for k in ("k1", "k2", "k3") for kind in ("threshold", "exhausted")
     }
 

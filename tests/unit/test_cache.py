@@ -30,7 +30,7 @@ from gateway.policies.cache import (
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.providers.openai_compat import OpenAIStreamDecoder
 from gateway.providers.sse import SSEParser
-from gateway.server.handlers import render_chunks
+from gateway.server.streaming import render_chunks
 from gateway.state.base import BackendUnavailable, StateBackend
 from tests.unit.fixtures import load_bytes, load_json, random_pieces
 

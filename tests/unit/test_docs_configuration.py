@@ -19,7 +19,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from gateway.config.settings import ConfigError, LoadedConfig, Settings, parse_config
+from gateway.config.loader import ConfigError, LoadedConfig, parse_config
+from gateway.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "configuration.md"

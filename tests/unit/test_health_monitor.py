@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
+from gateway.config.loader import ConfigError, parse_config
 from gateway.config.operations import HealthCheckSettings
-from gateway.config.settings import ConfigError, parse_config
 from gateway.errors import UpstreamError
 from gateway.health.monitor import Check, DeploymentHealth, HealthMonitor
 from gateway.observability.metrics import Metrics

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.config.settings import LoadedConfig, parse_config
+from gateway.config.loader import LoadedConfig, parse_config
 from gateway.health.monitor import HealthMonitor
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import Histogram
 
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.errors import UpstreamTimeout
 from gateway.observability.metrics import Metrics
 from gateway.policies.budget import BudgetEvent, BudgetLimits

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.admin.model_store import ModelStore, Stored, StoredModel, effective_config, open_secrets
-from gateway.config.settings import ConfigError, parse_config
+from gateway.config.loader import ConfigError, parse_config
 from gateway.errors import NotFound
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.canonical import make_usage
-from gateway.config.settings import ConfigError, Price, load_config
+from gateway.config.loader import ConfigError, load_config
+from gateway.config.settings import Price
 from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd, load_prices, parse_prices
 from gateway.providers.anthropic_stream import canonical_usage
 

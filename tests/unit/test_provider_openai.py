@@ -14,7 +14,7 @@ import pytest
 from multidict import CIMultiDict
 
 from gateway.canonical import JSON
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target
 from gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStreamDecoder, openai_error

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from gateway.app.gateway_app import create_app
+from gateway.config.loader import ConfigError, parse_config
 from gateway.config.operations import LoggingSettings
-from gateway.config.settings import ConfigError, parse_config
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
 from gateway.observability.logs import (

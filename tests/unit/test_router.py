@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.errors import (
     AllDeploymentsFailed,
     ContextWindowExceeded,

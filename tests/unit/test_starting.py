@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app.gateway_app import create_app
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 
 CONFIG = """
 auth: {master_key: sk-starting-test-0001}

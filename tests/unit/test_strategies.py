@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.strategies import (

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway.config.settings import parse_config
+from gateway.config.loader import parse_config
 from gateway.errors import UpstreamError
 from gateway.observability.logs import RequestRecord
 from gateway.observability.tracing import Tracing, TracingConfigError, exporters_from_env

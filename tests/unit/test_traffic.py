@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from gateway.canonical import JSON
-from gateway.config.settings import LimitSpec, parse_config
+from gateway.config.loader import parse_config
+from gateway.config.settings import LimitSpec
 from gateway.errors import BackendDegraded, BudgetExceeded, RateLimited
 from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal

@@ -1,0 +1,175 @@
+"""Traffic control before the call (steps 1-4 of :mod:`gateway.server.traffic`):
+rate limits and concurrency, the cache lookup, the budget check, and the
+deployment gate the router asks; the :class:`Ticket` a request carries from
+admission to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.canonical import JSON
+from gateway.config.settings import Settings
+from gateway.dialects.openai import estimate_prompt_tokens
+from gateway.errors import BackendDegraded
+from gateway.observability.metrics import Metrics
+from gateway.policies.auth import Principal
+from gateway.policies.budget import BudgetLimits, BudgetPolicy
+from gateway.policies.cache import (
+    CacheMode,
+    ResponseCache,
+    cache_key,
+    cache_partition,
+    decide,
+    decide_embedding,
+    embedding_cache_key,
+)
+from gateway.policies.ratelimit import Admission, RateLimiter, Scope
+from gateway.routing.deployment import LiveDeployment, Route
+from gateway.state.base import BackendUnavailable
+
+Gate = Callable[[LiveDeployment], Awaitable[bool]]
+_MAX_DERIVED = 100_000
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One request's traffic-control state, from admission to the end."""
+
+    principal: Principal
+    route: Route
+    est_tokens: int
+    admission: Admission
+    cache_mode: CacheMode = CacheMode.OFF
+    cache_key: str | None = None
+    hit: JSON | None = None
+    cost_usd: float | None = None
+    price_version: str = ""
+    budgets: list[BudgetLimits] = field(default_factory=list)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        out = [*self.admission.wire]
+        out.append((b"x-gateway-cache", self.cache_mode.header(hit=self.hit is not None).encode()))
+        if self.cost_usd is not None:
+            out.append((b"x-gateway-cost-usd", f"{self.cost_usd:.9f}".rstrip("0").rstrip(".").encode()))
+            out.append((b"x-gateway-price-version", self.price_version.encode()))
+        return out
+
+
+def _estimate(req: JSON, embedding: bool) -> int:
+    if embedding:
+        data = req.get("input")
+        chars = len(data) if isinstance(data, str) else sum(len(x) if isinstance(x, str) else 1 for x in data or ())
+        return chars // 4 + 1
+    out = req.get("max_completion_tokens") or req.get("max_tokens") or 0
+    return estimate_prompt_tokens(req) + (out if isinstance(out, int) else 0)
+
+
+def _scopes(principal: Principal, route: Route) -> list[Scope]:
+    scopes = []
+    if principal.team_limits is not None and principal.team:
+        scopes.append(Scope("team", principal.team, principal.team_limits))
+    if principal.limits is not None:
+        scopes.append(Scope("key", principal.key_id, principal.limits))
+    if route.spec.limits is not None:
+        scopes.append(Scope("model", route.alias, route.spec.limits))
+    return scopes
+
+
+def _budget_limits(p: Principal) -> list[BudgetLimits]:
+    limits = []
+    if p.budget_daily_usd or p.budget_monthly_usd:
+        limits.append(BudgetLimits("key", p.key_id, p.budget_daily_usd, p.budget_monthly_usd))
+    if p.team and (p.team_budget_daily_usd or p.team_budget_monthly_usd):
+        limits.append(BudgetLimits("team", p.team, p.team_budget_daily_usd, p.team_budget_monthly_usd))
+    return limits
+
+
+class Gatekeeper:
+    """Admits a request and issues its :class:`Ticket`, or refuses it; one per
+    :class:`~gateway.server.traffic.TrafficControl`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        limiter: RateLimiter,
+        budgets: BudgetPolicy,
+        cache: ResponseCache,
+        metrics: Metrics,
+    ) -> None:
+        self._limiter = limiter
+        self._budgets = budgets
+        self._cache = cache
+        self._cache_settings = settings.cache
+        self._metrics = metrics
+        self._budgets_open = settings.state.failure_mode.budgets == "open"
+        # Per principal and route: what never changes while the key store serves
+        # the same principal (it caches it for its refresh interval).
+        self._derived: dict[tuple[int, int], tuple[Principal, Route, list[Scope], list[BudgetLimits]]] = {}
+        self.degraded_budget_checks = 0
+        """Budget checks passed in failure mode ``open``."""
+
+    async def begin(
+        self, principal: Principal, route: Route, req: JSON, client_headers: Mapping[str, str], *, embedding: bool
+    ) -> Ticket:
+        """Admit (rate limits), look the answer up in the cache, and on a miss check the budgets."""
+        est = _estimate(req, embedding)
+        scopes, budgets = self._for(principal, route)
+        admission = await self._limiter.admit(scopes, est)
+        ticket = Ticket(principal, route, est, admission, budgets=budgets)
+        try:
+            await self._lookup(ticket, req, client_headers, embedding)
+            if ticket.hit is None:
+                await self._check_budgets(ticket)
+        except BaseException:
+            await self._limiter.release(admission)
+            raise
+        return ticket
+
+    def gate(self, ticket: Ticket) -> Gate | None:
+        """The deployment-scope limit check for the router (None when no
+        deployment of the route has limits)."""
+        if not any(d.spec.limits for d in ticket.route.deployments):
+            return None
+        limiter = self._limiter
+
+        async def allowed(dep: LiveDeployment) -> bool:
+            spec = dep.spec.limits
+            return spec is None or await limiter.try_deployment(dep.id, spec, ticket.est_tokens, ticket.admission)
+
+        return allowed
+
+    def _for(self, principal: Principal, route: Route) -> tuple[list[Scope], list[BudgetLimits]]:
+        cached = self._derived.get((id(principal), id(route)))
+        if cached is not None and cached[0] is principal and cached[1] is route:
+            return cached[2], cached[3]
+        scopes, budgets = _scopes(principal, route), _budget_limits(principal)
+        if len(self._derived) > _MAX_DERIVED:
+            self._derived.clear()
+        self._derived[(id(principal), id(route))] = (principal, route, scopes, budgets)
+        return scopes, budgets
+
+    async def _lookup(self, ticket: Ticket, req: JSON, headers: Mapping[str, str], embedding: bool) -> None:
+        settings = self._cache_settings
+        partition = cache_partition(settings.scope, ticket.principal.team)
+        if embedding:
+            ticket.cache_mode = decide_embedding(headers, settings)
+            if ticket.cache_mode is not CacheMode.OFF:
+                ticket.cache_key = embedding_cache_key(req, alias=ticket.route.alias, partition=partition)
+        else:
+            ticket.cache_mode = decide(req, headers, settings, ticket.route.spec.cache_sampled)
+            if ticket.cache_mode is not CacheMode.OFF:
+                ticket.cache_key = cache_key(req, alias=ticket.route.alias, partition=partition)
+        if ticket.cache_mode.lookup and ticket.cache_key is not None:
+            ticket.hit = await self._cache.get(ticket.cache_key)
+        metrics = self._metrics
+        metrics.child(metrics.cache_requests, ticket.cache_mode.header(hit=ticket.hit is not None)).inc()
+
+    async def _check_budgets(self, ticket: Ticket) -> None:
+        try:
+            await self._budgets.check(ticket.budgets)
+        except BackendUnavailable:
+            if not self._budgets_open:
+                raise BackendDegraded("cannot check budgets: the state backend is unreachable") from None
+            self.degraded_budget_checks += 1
