@@ -293,7 +293,8 @@ def test_names_from_users_are_shown_as_text(page: Page, mock: Mock, tmp_path: Pa
         # the same in the HTML report, as a browser shows it
         page.set_extra_http_headers({"authorization": f"Bearer {MASTER_KEY}"})
         page.goto(gw.url + "/admin/reports/daily?format=html")
-        expect(page.locator("td", has_text=EVIL)).to_have_count(1)  # the by-alias table
+        # the alias in the by-alias table, the team's name in the by-team and budget tables
+        expect(page.locator("td", has_text=EVIL)).to_have_count(3)
         expect(page.locator("svg title", has_text=EVIL)).to_have_count(1)  # the requests-by-alias chart
         assert page.locator("img").count() == 0
         assert not [url for url in loads if url.rstrip("/").endswith("/x")]

@@ -9,38 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.loader import ConfigError, LoadedConfig, load_config, parse_config
-from gateway.config.settings import Settings
+from gateway.config.loader import ConfigError, load_config, parse_config
+from tests.unit.config_helpers import MINIMAL, parse, problems, settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "config" / "gateway.yaml"
 REAL_ALIASES = {"gpt-4o-mini", "claude-haiku", "gemini-flash", "novita-llama", "text-embedding-3-small"}
 DEMO_ALIASES = {"demo-gpt", "demo-claude", "demo-gemini", "demo-embed"}
-
-
-def parse(text: str, env: dict[str, str] | None = None) -> LoadedConfig:
-    return parse_config(textwrap.dedent(text), env=env or {})
-
-
-def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(text, env)
-    # str() carries every problem too (that is what the CLI prints).
-    for p in info.value.problems:
-        assert p in str(info.value)
-    return info.value.problems
-
-
-def settings(text: str, env: dict[str, str] | None = None) -> Settings:
-    return parse(text, env).settings
-
-
-MINIMAL = """
-models:
-  a:
-    deployments:
-      - {provider: openai, model: m}
-"""
 
 
 # --- interpolation ----------------------------------------------------------------

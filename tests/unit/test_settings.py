@@ -4,38 +4,12 @@
 from __future__ import annotations
 
 import hashlib
-import textwrap
 
 import pytest
 
-from gateway.config.loader import ConfigError, LoadedConfig, parse_config
-from gateway.config.settings import Settings, deployment_id
-
-
-def parse(text: str, env: dict[str, str] | None = None) -> LoadedConfig:
-    return parse_config(textwrap.dedent(text), env=env or {})
-
-
-def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(text, env)
-    # str() carries every problem too (that is what the CLI prints).
-    for p in info.value.problems:
-        assert p in str(info.value)
-    return info.value.problems
-
-
-def settings(text: str, env: dict[str, str] | None = None) -> Settings:
-    return parse(text, env).settings
-
-
-MINIMAL = """
-models:
-  a:
-    deployments:
-      - {provider: openai, model: m}
-"""
-
+from gateway.config.loader import parse_config
+from gateway.config.settings import deployment_id
+from tests.unit.config_helpers import MINIMAL, parse, problems, settings
 
 # --- basics ---------------------------------------------------------------------
 
