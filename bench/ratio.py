@@ -11,18 +11,15 @@ its own ratios, and the report is their median.
 
     GATEWAY_MASTER_KEY=... python -m bench.ratio --rounds 5 --duration 5
 
-``--redis-py`` adds a fourth gateway to every round: Redis with its request-path
-scripts sent through redis-py pipelines (``transaction=False``, the hiredis parser)
-instead of the lean RESP connection (``GATEWAY_REDIS_SCRIPT_TRANSPORT=redis-py``,
-gateway/state/script_transport.py), and reports its per-round ratio to the lean one:
-the measurement behind the decision in docs/architecture.md.
+The Redis gateway's request-path scripts travel on redis-py pipelines; until the lean
+RESP connection was removed, ``--redis-py`` compared the two round by round (commit
+ab70c9d; the numbers are in docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -40,12 +37,7 @@ from bench.traffic import embedded_state, provision, redis_state, traffic_config
 from bench.wrk import run_wrk
 
 VARIANTS = ("bare", "embedded", "redis")
-REDIS_PY = "redis-py"
-"""The optional fourth variant: Redis with the request-path scripts on redis-py pipelines."""
 TARGETS = {"embedded": 0.80, "redis": 0.65}  # the traffic-control issue's
-REDIS_PY_THRESHOLD = 0.95
-"""redis-py replaces the lean RESP connection if it keeps this share of its throughput (the foundation issue's)."""
-SCRIPT_TRANSPORT_ENV = "GATEWAY_REDIS_SCRIPT_TRANSPORT"  # resp (default) or redis-py
 
 
 @dataclass
@@ -54,57 +46,43 @@ class Rounds:
 
     rps: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
 
-    @property
-    def variants(self) -> list[str]:
-        return list(self.rps)
+    def ratios(self, variant: str) -> list[float]:
+        return [x / bare for x, bare in zip(self.rps[variant], self.rps["bare"], strict=True) if bare > 0]
 
-    def ratios(self, variant: str, to: str = "bare") -> list[float]:
-        return [x / base for x, base in zip(self.rps[variant], self.rps[to], strict=True) if base > 0]
-
-    def median_ratio(self, variant: str, to: str = "bare") -> float:
-        ratios = self.ratios(variant, to)
+    def median_ratio(self, variant: str) -> float:
+        ratios = self.ratios(variant)
         return statistics.median(ratios) if ratios else 0.0
 
     def lines(self) -> list[str]:
-        shown = [v for v in self.variants if v != "bare"]
-        head = "  ".join(f"{v:>9}" for v in self.variants) + "".join(f"  {v + '/bare':>13}" for v in shown)
-        out = [f"{'round':>5}  {head}"]
+        out = [f"{'round':>5}  " + "  ".join(f"{v:>9}" for v in VARIANTS) + "  embedded/bare  redis/bare"]
         for i in range(len(self.rps["bare"])):
-            cells = "  ".join(f"{self.rps[v][i]:9,.0f}" for v in self.variants)
-            base = self.rps["bare"][i]
-            shares = "".join(f"  {(self.rps[v][i] / base if base > 0 else 0.0):13.1%}" for v in shown)
-            out.append(f"{i + 1:>5}  {cells}{shares}")
+            row = [self.rps[v][i] for v in VARIANTS]
+            shares = [row[1] / row[0], row[2] / row[0]] if row[0] > 0 else [0.0, 0.0]
+            cells = "  ".join(f"{x:9,.0f}" for x in row)
+            out.append(f"{i + 1:>5}  {cells}  {shares[0]:13.1%}  {shares[1]:10.1%}")
         if not self.rps["bare"]:
             return out
-        medians = "  ".join(f"{statistics.median(self.rps[v]):9,.0f}" for v in self.variants)
-        middle = "".join(f"  {self.median_ratio(v):13.1%}" for v in shown)
-        out.append(f"{'median':>5}  {medians}{middle}")
+        medians = "  ".join(f"{statistics.median(self.rps[v]):9,.0f}" for v in VARIANTS)
+        middle = f"{self.median_ratio('embedded'):13.1%}  {self.median_ratio('redis'):10.1%}"
+        out.append(f"{'median':>5}  {medians}  {middle}")
         for variant, target in TARGETS.items():
             got = self.median_ratio(variant)
             verdict = "met" if got >= target else "NOT MET"
             out.append(f"{variant}: median of the per-round ratios {got:.1%} (target >= {target:.0%}): {verdict}")
-        if REDIS_PY in self.rps:
-            got = self.median_ratio(REDIS_PY, to="redis")
-            verdict = "keeps" if got >= REDIS_PY_THRESHOLD else "does NOT keep"
-            out.append(
-                f"redis-py: median of the per-round ratios to the lean RESP connection {got:.1%}: "
-                f"{verdict} {REDIS_PY_THRESHOLD:.0%} of its throughput"
-            )
         return out
 
     def to_json(self) -> dict[str, Any]:
-        ratios = {v: self.ratios(v) for v in TARGETS}
-        medians = {v: self.median_ratio(v) for v in TARGETS}
-        if REDIS_PY in self.rps:
-            ratios["redis-py/redis"] = self.ratios(REDIS_PY, to="redis")
-            medians["redis-py/redis"] = self.median_ratio(REDIS_PY, to="redis")
-        return {"rps": self.rps, "ratios": ratios, "median_ratio": medians}
+        return {
+            "rps": self.rps,
+            "ratios": {v: self.ratios(v) for v in TARGETS},
+            "median_ratio": {v: self.median_ratio(v) for v in TARGETS},
+        }
 
 
-def order(round_index: int, variants: Sequence[str] = VARIANTS) -> list[str]:
+def order(round_index: int) -> list[str]:
     """Each round starts with a different variant (bare, embedded, redis, bare ...)."""
-    shift = round_index % len(variants)
-    return [*variants[shift:], *variants[:shift]]
+    shift = round_index % len(VARIANTS)
+    return [*VARIANTS[shift:], *VARIANTS[:shift]]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,11 +91,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
     p.add_argument("--connections", type=int, default=16, help="connections (default 16)")
     p.add_argument("--json-out", type=Path, default=None, metavar="FILE", help="write the rounds as JSON")
-    p.add_argument(
-        "--redis-py",
-        action="store_true",
-        help="add Redis with the request-path scripts on redis-py pipelines, compared with the lean connection",
-    )
     return p
 
 
@@ -126,18 +99,15 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
         raise BenchError("--rounds, --duration and --connections must be at least 1")
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
-    out(f"bench.ratio: Redis request-path scripts via {os.environ.get(SCRIPT_TRANSPORT_ENV) or 'resp'}")
-    variants = [*VARIANTS, REDIS_PY] if args.redis_py else list(VARIANTS)
-    rounds = Rounds({v: [] for v in variants})
+    rounds = Rounds()
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
         redis = stack.enter_context(RedisServer(workdir, pinning))
         states = {"embedded": embedded_state(workdir), "redis": redis_state(redis.url)}
-        states[REDIS_PY] = states["redis"]
         gateways: dict[str, GatewayServer] = {}
         key = master_key()
-        for variant in variants:
+        for variant in VARIANTS:
             state = states.get(variant)
             gw = GatewayServer(
                 workdir,
@@ -147,15 +117,14 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
                 key=key,
                 name=f"ratio-{variant}",
                 transform=None if state is None else _with_traffic_control(state),
-                env={SCRIPT_TRANSPORT_ENV: "redis-py"} if variant == REDIS_PY else None,
             )
             gateways[variant] = stack.enter_context(gw)
             if state is not None:
                 gw.key = provision(gw.base, gw.master_key)
-        for variant in variants:  # warm-up, not counted
+        for variant in VARIANTS:  # warm-up, not counted
             _rps(gateways[variant], variant, args, pinning, max(2, args.duration // 2))
         for i in range(args.rounds):
-            for variant in order(i, variants):
+            for variant in order(i):
                 rounds.rps[variant].append(_rps(gateways[variant], variant, args, pinning, args.duration))
             out(rounds.lines()[i + 1])
     for line in rounds.lines():

@@ -47,7 +47,6 @@ both as "backend unavailable".
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -59,7 +58,7 @@ from redis.asyncio import RedisCluster
 from gateway.state.base import Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.redis_client import RedisConnection
 from gateway.state.redis_windows import RedisWindows
-from gateway.state.script_transport import TRANSPORT_ENV, choose_transport, transport_choice
+from gateway.state.script_transport import choose_transport
 
 log = logging.getLogger("gateway.state.redis")
 
@@ -91,11 +90,7 @@ def _spend(key: str) -> str:
 
 
 class RedisBackend:
-    """State on Redis (standalone, Sentinel or Cluster); see the module docstring.
-
-    ``script_transport`` picks how the request-path scripts travel (``resp``
-    or ``redis-py``, see script_transport.py); by default the
-    ``GATEWAY_REDIS_SCRIPT_TRANSPORT`` environment variable, else ``resp``."""
+    """State on Redis (standalone, Sentinel or Cluster); see the module docstring."""
 
     kind = "redis"
 
@@ -105,21 +100,17 @@ class RedisBackend:
         *,
         socket_timeout_s: float = 0.5,
         max_connections: int = 1000,
-        script_transport: str | None = None,
     ) -> None:
         self.url = url
-        choice = transport_choice(script_transport, os.environ)  # first: a bad value leaves nothing to close
         self._conn = RedisConnection(url, socket_timeout_s=socket_timeout_s, max_connections=max_connections)
         self._client = self._conn.client
-        self.windows = RedisWindows(self._conn, choose_transport(self._conn, choice))
-        if script_transport is None and TRANSPORT_ENV in os.environ:  # the benchmark switch is on: say so
-            log.info("%s=%s: request-path scripts via %s", TRANSPORT_ENV, choice, self.script_transport)
+        self.windows = RedisWindows(self._conn, choose_transport(self._conn))
         self._append = self._client.register_script(_APPEND_LOG_LUA)
         self._limits: RedisStorage | None = None
 
     @property
     def script_transport(self) -> str:
-        """How the request-path scripts travel: "resp", "redis-py" or "cluster"."""
+        """How the request-path scripts travel: "redis-py" (a pipeline per batch) or "cluster"."""
         return self.windows.batch.transport.name
 
     # --- records ---------------------------------------------------------------

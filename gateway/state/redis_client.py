@@ -1,8 +1,7 @@
 """How the Redis backend reaches Redis: its URL read into a redis-py client
 (standalone, Sentinel or Cluster) with the backend's timeouts and retry
 policy, every call bounded and its errors mapped to
-:class:`BackendUnavailable`, and the lean RESP connection of the request-path
-scripts where plain TCP is all it takes.
+:class:`BackendUnavailable`.
 
 URLs: ``redis://`` / ``rediss://`` (``Redis.from_url``),
 ``redis+sentinel://[:password@]h1:p1,h2:p2/service_name[/db]`` (the master of
@@ -21,14 +20,12 @@ from urllib.parse import unquote
 
 from redis.asyncio import Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.state.base import BackendUnavailable
-from gateway.state.resp import RespPipe
 
 T = TypeVar("T")
 
@@ -107,33 +104,6 @@ class RedisConnection:
             user, password = auth.get("username"), auth.get("password")
             return RedisCluster(startup_nodes=nodes, username=user, password=password, **self.options())
         return Redis.from_url(url, **self.options())
-
-    def lean_pipe(self) -> RespPipe | None:
-        """A lean connection for the request-path scripts, where plain TCP with
-        AUTH and SELECT is all it takes (see resp.py); None elsewhere (Cluster,
-        TLS, a unix socket)."""
-        if isinstance(self.client, RedisCluster) or self.url.startswith("rediss://"):
-            return None
-        pool = self.client.connection_pool
-        if not issubclass(pool.connection_class, Connection) or issubclass(pool.connection_class, SSLConnection):
-            return None
-        kw = pool.connection_kwargs
-        sentinel, service = self.sentinel, self._service
-        host, port = str(kw.get("host", "localhost")), int(kw.get("port", 6379))
-
-        async def address() -> tuple[str, int]:
-            if sentinel is not None:
-                master: tuple[str, int] = await sentinel.discover_master(service)
-                return master
-            return host, port
-
-        return RespPipe(
-            address,
-            username=kw.get("username"),
-            password=kw.get("password"),
-            db=int(kw.get("db") or 0),
-            connect_timeout_s=self.timeout_s,
-        )
 
     async def call(self, aw: Awaitable[T]) -> T:
         """``aw``'s result within the deadline; any Redis failure as :class:`BackendUnavailable`."""

@@ -10,12 +10,11 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.state.redis_client import REDIS_ERRORS, Client, unavailable
-from gateway.state.resp import RespError
 from gateway.state.script_transport import ScriptCall, ScriptTransport
 
 
 def noscript(result: object) -> bool:
-    return isinstance(result, NoScriptError) or (isinstance(result, RespError) and result.noscript)
+    return isinstance(result, NoScriptError)
 
 
 class ScriptBatch:

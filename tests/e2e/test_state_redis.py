@@ -23,7 +23,6 @@ from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, Windo
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
-from gateway.state.script_transport import TRANSPORT_CHOICES, TRANSPORT_ENV
 from tests.redis_server import RedisServer, _free_port, wait_for_pong
 
 pytest.register_assert_rewrite("tests.state_contract")
@@ -101,12 +100,11 @@ async def backend(server: RedisServer) -> AsyncIterator[RedisBackend]:
     await b.aclose()
 
 
-@pytest.fixture(params=TRANSPORT_CHOICES)
-async def any_transport(request: pytest.FixtureRequest, server: RedisServer) -> AsyncIterator[RedisBackend]:
-    """The backend with each transport of the request-path scripts (whatever
-    GATEWAY_REDIS_SCRIPT_TRANSPORT says)."""
-    b = RedisBackend(server.url, socket_timeout_s=0.2, script_transport=request.param)
-    assert b.script_transport == request.param
+@pytest.fixture
+async def any_transport(server: RedisServer) -> AsyncIterator[RedisBackend]:
+    """The backend, its request-path scripts on redis-py pipelines."""
+    b = RedisBackend(server.url, socket_timeout_s=0.2)
+    assert b.script_transport == "redis-py"
     yield b
     await b.aclose()
 
@@ -276,12 +274,10 @@ async def test_a_refused_call_fails_alone_in_its_turn(server: RedisServer, any_t
     assert [r.counts for r in (results[0], results[2]) if isinstance(r, WindowHit)] == [[1], [2]]
 
 
-@pytest.mark.parametrize(("transport", "connections"), [("resp", 2), ("redis-py", 1)])
-async def test_the_scripts_travel_on_the_lean_connection_or_redis_py_s_pool(transport: str, connections: int) -> None:
-    """``resp``: the scripts go on a connection of their own, beside the pool's;
-    ``redis-py``: on the pool's connection, like every other command."""
+async def test_the_scripts_travel_on_the_pool_s_connection() -> None:
+    """The request-path scripts go on the pool's connection, like every other command."""
     with RedisServer() as srv:
-        b = RedisBackend(srv.url, script_transport=transport)
+        b = RedisBackend(srv.url)
         client = redis.Redis(port=srv.port)
         before = client.info("stats")["total_connections_received"]
         try:
@@ -289,38 +285,19 @@ async def test_the_scripts_travel_on_the_lean_connection_or_redis_py_s_pool(tran
             for _ in range(3):
                 await b.hit_windows([WindowSpec("where", 60, 1, 10)], [SlotSpec("where-slot", 5, 30)])
                 await b.adjust_windows([], ["where-slot"])
-            assert client.info("stats")["total_connections_received"] - before == connections
+            assert client.info("stats")["total_connections_received"] - before == 1
             assert _calls(client, "evalsha") == 8, "each of the two scripts refused once (NOSCRIPT), then six calls"
         finally:
             client.close()
             await b.aclose()
 
 
-def test_the_transport_is_chosen_by_the_environment_or_the_argument(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_the_transport_follows_the_url() -> None:
     """Construction does no I/O: no server needed."""
-
-    def chosen(url: str, transport: str | None = None) -> str:
-        b = RedisBackend(url, script_transport=transport)
-        return b.script_transport
-
-    caplog.set_level("INFO", logger="gateway.state.redis")
-    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
-    assert chosen("redis://127.0.0.1:1/0") == "resp", "the default"
-    assert chosen("redis+sentinel://127.0.0.1:1/gw") == "resp"
-    assert chosen("rediss://127.0.0.1:1/0") == "redis-py", "TLS: never the lean connection"
-    assert chosen("unix:///tmp/no-such.sock") == "redis-py", "a unix socket: never the lean connection"
-    assert chosen("redis+cluster://127.0.0.1:1") == "cluster"
-    assert caplog.records == [], "nothing to say while the switch is off"
-    monkeypatch.setenv(TRANSPORT_ENV, "redis-py")
-    assert chosen("redis://127.0.0.1:1/0") == "redis-py"
-    assert f"{TRANSPORT_ENV}=redis-py: request-path scripts via redis-py" in caplog.text, "a benchmark says what it ran"
-    assert chosen("redis+cluster://127.0.0.1:1") == "cluster", "a Cluster whatever the switch says"
-    assert chosen("redis://127.0.0.1:1/0", "resp") == "resp", "the argument over the environment"
-    monkeypatch.setenv(TRANSPORT_ENV, "hiredis")
-    with pytest.raises(ValueError, match=f"{TRANSPORT_ENV}='hiredis': expected one of resp, redis-py"):
-        RedisBackend("redis://127.0.0.1:1/0")
+    for url in ("redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/gw", "rediss://127.0.0.1:1/0"):
+        assert RedisBackend(url).script_transport == "redis-py", url
+    assert RedisBackend("unix:///tmp/no-such.sock").script_transport == "redis-py"
+    assert RedisBackend("redis+cluster://127.0.0.1:1").script_transport == "cluster"
 
 
 # --- outages ---------------------------------------------------------------------------------------

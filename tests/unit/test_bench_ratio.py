@@ -37,22 +37,3 @@ def test_no_rounds_yet_is_just_the_header() -> None:
 def test_counts_below_one_are_refused_before_anything_starts(flag: str) -> None:
     with pytest.raises(BenchError, match="at least 1"):
         run(parser().parse_args([flag, "0"]), out=lambda _: None)
-
-
-def test_the_redis_py_variant_is_compared_with_the_lean_connection_round_by_round() -> None:
-    rounds = Rounds(
-        {
-            "bare": [1000.0, 2000.0, 1000.0],
-            "embedded": [900.0, 1800.0, 900.0],
-            "redis": [700.0, 1400.0, 800.0],
-            "redis-py": [665.0, 1400.0, 720.0],
-        }
-    )
-    assert rounds.ratios("redis-py", to="redis") == [0.95, 1.0, 0.9]
-    assert rounds.median_ratio("redis-py", to="redis") == 0.95
-    text = "\n".join(rounds.lines())
-    assert "redis-py/bare" in text.splitlines()[0]
-    assert "to the lean RESP connection 95.0%: keeps 95% of its throughput" in text
-    assert rounds.to_json()["median_ratio"]["redis-py/redis"] == 0.95
-    slower = Rounds({**rounds.rps, "redis-py": [600.0, 1200.0, 700.0]})
-    assert "does NOT keep 95%" in "\n".join(slower.lines())
