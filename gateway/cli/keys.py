@@ -12,11 +12,9 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
-from gateway.cli.connection import add_url_argument
+from gateway.cli.connection import AdminClient, Refused, add_url_argument
 
 
 def add_parser(sub: Any) -> None:
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not master:
         print("GATEWAY_MASTER_KEY is not set: the admin API needs the master key", file=sys.stderr)
         return 2
-    client = _Admin(args.url, master)
+    client = AdminClient(args.url, master)
     try:
         if args.action == "create":
             return _create(client, args)
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             "DELETE" if args.action == "revoke" else "POST",
             f"/admin/keys/{args.id}" + ("/rotate" if args.action == "rotate" else ""),
         )
-    except _Refused as exc:
+    except Refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.action == "rotate":
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _create(client: _Admin, args: argparse.Namespace) -> int:
+def _create(client: AdminClient, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"name": args.name}
     for field in (
         "team",
@@ -88,7 +86,7 @@ def _create(client: _Admin, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(client: _Admin, as_json: bool) -> int:
+def _list(client: AdminClient, as_json: bool) -> int:
     rows = client.call("GET", "/admin/keys")["data"]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -101,37 +99,3 @@ def _list(client: _Admin, as_json: bool) -> int:
             f"{r.get('key_hint', ''):20} {','.join(r.get('models') or ['*'])}"
         )
     return 0
-
-
-class _Refused(Exception):
-    pass
-
-
-class _Admin:
-    def __init__(self, url: str, master: str) -> None:
-        self._url = url
-        self._master = master
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self._url + path,
-            data=data,
-            method=method,
-            headers={"authorization": f"Bearer {self._master}", "content-type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise _Refused(f"HTTP {exc.code}: {_message(exc.read())}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Refused(f"cannot reach the gateway at {self._url}: {reason}") from None
-
-
-def _message(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return raw[:200].decode("utf-8", "replace")

@@ -24,7 +24,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from gateway.cli.connection import add_url_argument
+from gateway.cli.connection import AdminClient, Refused, add_url_argument
 from gateway.config.loader import ConfigError, load_config
 from gateway.config.settings import deployment_id
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if not master:
         print("GATEWAY_MASTER_KEY is not set: the admin API needs the master key", file=sys.stderr)
         return EXIT_USAGE
-    client = AdminClient(args.url, master)
+    client = AdminClient(args.url, master, timeout_s=120.0)
     try:
         if args.action == "list":
             return _list_live(client, args.json)
@@ -159,39 +159,3 @@ def _test(client: AdminClient, args: argparse.Namespace) -> int:
             print(f"  {mark}  {t['name']:11} {t['latency_ms']:9.1f} ms  {t['reason']}{where}")
         print(f"health score: {score}/100 (needed: {args.min_score})")
     return EXIT_OK if score >= args.min_score else EXIT_LOW_SCORE
-
-
-# --- the admin API --------------------------------------------------------------
-
-
-class Refused(Exception):
-    """The gateway answered with an error, or could not be reached."""
-
-
-class AdminClient:
-    def __init__(self, url: str, master: str, timeout_s: float = 120.0) -> None:
-        self._url = url
-        self._master = master
-        self._timeout_s = timeout_s
-
-    def call(self, method: str, path: str) -> Any:
-        req = urllib.request.Request(
-            self._url + path, method=method, headers={"authorization": f"Bearer {self._master}"}
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self._timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise Refused(f"HTTP {exc.code}: {_message(exc.read())}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Refused(f"cannot reach the gateway at {self._url}: {reason}") from None
-        except ValueError:
-            raise Refused(f"the gateway at {self._url} did not answer JSON") from None
-
-
-def _message(raw: bytes) -> str:
-    try:
-        return str(json.loads(raw)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return raw[:200].decode("utf-8", "replace")

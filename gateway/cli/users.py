@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any, TextIO
 
-from gateway.cli.connection import add_url_argument
+from gateway.cli.connection import AdminClient, Refused, add_url_argument
 
 
 def add_parser(sub: Any) -> None:
@@ -59,37 +56,10 @@ def run(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     body = {"username": args.username, "password": password, "role": args.role}
-    status, answer = _post(args.url + "/admin/users", credential, body)
-    if status == 201:
-        print(f"created user {answer['username']} ({answer['role']})")
-        return 0
-    print(f"error: {_message(status, answer)}", file=sys.stderr)
-    return 2 if status == 400 else 1
-
-
-def _post(url: str, credential: str, body: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"authorization": f"Bearer {credential}", "content-type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, None
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, f"cannot reach the gateway at {url}: {getattr(exc, 'reason', exc)}"
-
-
-def _message(status: int, answer: Any) -> str:
-    if status == 0:
-        return str(answer)
-    try:
-        return f"HTTP {status}: {answer['error']['message']}"
-    except (KeyError, TypeError):
-        return f"HTTP {status}"
+        answer = AdminClient(args.url, credential).call("POST", "/admin/users", body)
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if exc.status == 400 else 1
+    print(f"created user {answer['username']} ({answer['role']})")
+    return 0
