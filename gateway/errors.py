@@ -18,7 +18,11 @@ ingress dialect is mechanical and nothing escapes as a bare 500::
     ├── UpstreamError                 (status mapped from the upstream's answer)
     │   ├── UpstreamTimeout           (504 upstream_timeout)
     │   ├── UpstreamUnavailable       (502 upstream_connect_error)
+    │   ├── UpstreamAddressRefused    (502 upstream_address_refused: a network the config refuses)
+    │   ├── UpstreamErrorPage         (the upstream's status; an error answer with no error envelope)
     │   └── UpstreamBadResponse       (502 upstream_bad_response)
+    │       ├── UpstreamRedirect      (502 upstream_redirect: a 3xx, never followed)
+    │       └── UpstreamResponseTooLarge (502 upstream_response_too_large: over a cap)
     ├── NoDeploymentAvailable         (503 no_deployment_available)
     └── AllDeploymentsFailed          (status of the last attempt's error)
 
@@ -253,6 +257,47 @@ class UpstreamBadResponse(UpstreamError):
 
     def __init__(self, message: str, *, retryable: bool = False, **kw: Any) -> None:
         super().__init__(message, upstream_status=502, retryable=retryable, fallback=True, error_type="api_error", **kw)
+
+
+class UpstreamRedirect(UpstreamBadResponse):
+    """The upstream answered a redirect. Redirects are never followed: the request
+    (its prompt and the deployment's credentials) would go to another origin."""
+
+    default_code = "upstream_redirect"
+    reason: ClassVar[str] = "redirect"
+
+
+class UpstreamResponseTooLarge(UpstreamBadResponse):
+    """An upstream answer passed one of the ``upstream`` caps; ``limit`` names it
+    (``max_response_bytes``, ``max_sse_line_bytes``, ...) and labels the metric."""
+
+    default_code = "upstream_response_too_large"
+
+    def __init__(self, message: str, *, limit: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = limit
+
+
+class UpstreamAddressRefused(UpstreamError):
+    """The upstream's address is on a network the config refuses (link-local and
+    cloud metadata by default; private ones when ``upstream.allow_private`` is off).
+    Not retried on the deployment: the address will not change by asking again."""
+
+    default_code = "upstream_address_refused"
+    reason: ClassVar[str] = "address"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, upstream_status=502, retryable=False, fallback=True, error_type="api_error", **kw)
+
+
+class UpstreamErrorPage(UpstreamError):
+    """An error answer without a recognisable error envelope (a proxy's HTML page):
+    ``summary`` is what the upstream said without its body; the message adds an
+    excerpt of the body for operators. Connection tests report only the summary."""
+
+    def __init__(self, summary: str, excerpt: str, **kw: Any) -> None:
+        super().__init__(summary + (f": {excerpt}" if excerpt else ""), **kw)
+        self.summary = summary
 
 
 class NoDeploymentAvailable(GatewayError):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.canonical import JSON
-from gateway.errors import GatewayError
+from gateway.errors import AllDeploymentsFailed, GatewayError, UpstreamErrorPage
 from gateway.health.probes import Probe
 from gateway.observability.metrics import Metrics
 from gateway.policies.pricing import cost_usd
@@ -70,9 +70,21 @@ def answer_text(answer: JSON) -> str:
     return ""
 
 
+def said(err: GatewayError) -> str:
+    """What an error says in a connection test's reason: its message, but never an
+    upstream's body beyond its error message (an answer with no error envelope, a
+    proxy's or any internal server's page, is reported by its status alone)."""
+    if isinstance(err, AllDeploymentsFailed):
+        story = "; ".join(f"{f.deployment}: {said(f.error)}" for f in err.failures)
+        return f"all {len(err.failures)} attempt(s) failed: {story}"
+    if isinstance(err, UpstreamErrorPage):
+        return err.summary
+    return err.message
+
+
 def _failure(err: BaseException) -> str:
     if isinstance(err, GatewayError):
-        text = f"{err.code}: {err.message}"
+        text = f"{err.code}: {said(err)}"
     elif isinstance(err, TimeoutError):
         text = "timeout: the probe took longer than its limit"
     else:

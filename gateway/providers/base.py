@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from gateway.canonical import JSON
-from gateway.errors import UpstreamBadResponse, UpstreamError
+from gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamErrorPage
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,11 +157,7 @@ def error_member(body: bytes) -> Any:
 def opaque_error(status: int, body: bytes, retry_after: float | None, who: str = "upstream") -> UpstreamError:
     """An error answer with no recognisable envelope: status plus a short snippet."""
     snippet = body[:200].decode("utf-8", "replace").strip()
-    return UpstreamError(
-        f"{who} answered HTTP {status}" + (f": {snippet}" if snippet else ""),
-        upstream_status=status,
-        retry_after=retry_after,
-    )
+    return UpstreamErrorPage(f"{who} answered HTTP {status}", snippet, upstream_status=status, retry_after=retry_after)
 
 
 def json_object(data: str | bytes, context: str) -> JSON:

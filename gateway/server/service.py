@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gateway.canonical import JSON
 from gateway.config.loader import LoadedConfig
 from gateway.config.settings import Params
 from gateway.dialects.openai import estimate_prompt_tokens
-from gateway.errors import InvalidRequest, NotFound, UpstreamBadResponse, UpstreamError
+from gateway.errors import (
+    InvalidRequest,
+    NotFound,
+    UpstreamAddressRefused,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRedirect,
+    UpstreamResponseTooLarge,
+)
 from gateway.providers.base import StreamDecoder, WireRequest, json_object
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
@@ -24,6 +33,7 @@ from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.router import Gate, Lease, RequestTrace, Router
 from gateway.server.traffic import TrafficControl
 from gateway.upstream.http import HTTPClient, UpstreamResponse
+from gateway.upstream.redact import redact_bytes, redact_error, secrets_of
 
 MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 
@@ -50,11 +60,32 @@ def apply_params(req: JSON, params: Params, *, chat: bool = True) -> JSON:
 
 
 async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: float) -> UpstreamError:
+    """The error of a non-2xx answer. A 3xx is never followed (the request, its
+    credentials included, would go to another origin). The body is read within the
+    caps and the deployment's credentials are masked before the provider reads it."""
+    if 300 <= resp.status < 400:
+        return UpstreamRedirect(
+            f"upstream answered HTTP {resp.status} (a redirect); redirects are never followed: "
+            "point the deployment's base_url at the final address"
+        )
     try:
         body = await resp.read(max(0.001, deadline - time.monotonic()))
+    except UpstreamResponseTooLarge:
+        raise
     except UpstreamError:
         body = b""
-    return dep.provider.error(resp.status, resp.headers, body)
+    return dep.provider.error(resp.status, resp.headers, redact_bytes(body, secrets_of(dep.target)))
+
+
+REFUSALS = (UpstreamRedirect, UpstreamResponseTooLarge, UpstreamAddressRefused)
+
+
+def upstream_failed(dep: LiveDeployment, err: UpstreamError, count: Callable[[str], None]) -> None:
+    """An upstream error on its way out of an attempt: the deployment's credentials
+    masked in everything it says, and a refused answer counted by ``count(reason)``."""
+    redact_error(err, secrets_of(dep.target))
+    if isinstance(err, REFUSALS):
+        count(err.reason)
 
 
 @dataclass(slots=True)
@@ -67,6 +98,8 @@ class OpenStream:
     decoder: StreamDecoder
     response: UpstreamResponse
     lease: Lease
+    failed: Callable[[UpstreamError], None]
+    """Called with an upstream error before it leaves the stream (masks credentials)."""
     ended: bool = False
     """The whole upstream stream was consumed while waiting for the first chunk."""
 
@@ -91,8 +124,9 @@ class OpenStream:
             ok = True
             if tail:
                 yield tail
-        except UpstreamError:
+        except UpstreamError as err:
             ok = False
+            self.failed(err)
             raise
         finally:
             self.response.close()
@@ -156,56 +190,76 @@ class Service:
     async def chat_attempt(self, dep: LiveDeployment, req: JSON, deadline: float) -> JSON:
         """One non-streaming chat exchange with ``dep``: translate, send, translate
         back. Client requests (through the router) and health probes share it."""
-        wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
-        body = await self._exchange(dep, wire, deadline)
-        return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
+        with self._upstream_errors(dep):
+            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
+            body = await self._exchange(dep, wire, deadline)
+            return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
+
+    @contextmanager
+    def _upstream_errors(self, dep: LiveDeployment) -> Iterator[None]:
+        """Every upstream error leaves an attempt through :func:`upstream_failed`."""
+        try:
+            yield
+        except UpstreamError as err:
+            upstream_failed(dep, err, self.traffic.metrics.upstream_refused)
+            raise
 
     async def open_stream(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> OpenStream:
         route = self.route_for(req["model"], "chat")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
-            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=True)
-            t = dep.timeouts
-            resp = await self.http.send(wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s))
-            try:
-                if resp.status >= 300:
-                    raise await _error_from(dep, resp, deadline)
-                if "event-stream" not in resp.content_type:
-                    raise UpstreamBadResponse(
-                        f"upstream answered {resp.content_type or 'no content type'} instead of an event stream"
-                    )
-                stream = OpenStream(
-                    [],
-                    resp.chunks(t.idle_s, deadline),
-                    SSEParser(),
-                    dep.provider.stream_decoder(dep.target),
-                    resp,
-                    lease,
-                )
-                await _first_chunks(stream)
-            except BaseException:
-                resp.close()
-                raise
-            dep.observe_latency(time.monotonic() - lease.started)  # time to first chunk
-            lease.keep()
-            return stream
+            with self._upstream_errors(dep):
+                return await self._open(dep, req, lease, deadline)
 
         return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
+
+    async def _open(self, dep: LiveDeployment, req: JSON, lease: Lease, deadline: float) -> OpenStream:
+        wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=True)
+        t, caps = dep.timeouts, self.settings.upstream
+        resp = await self.http.send(
+            wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=caps
+        )
+        try:
+            if resp.status >= 300:
+                raise await _error_from(dep, resp, deadline)
+            if "event-stream" not in resp.content_type:
+                raise UpstreamBadResponse(
+                    f"upstream answered {resp.content_type or 'no content type'} instead of an event stream"
+                )
+            stream = OpenStream(
+                [],
+                resp.chunks(t.idle_s, deadline),
+                SSEParser(max_line_bytes=caps.max_sse_line_bytes, max_event_bytes=caps.max_sse_event_bytes),
+                dep.provider.stream_decoder(dep.target),
+                resp,
+                lease,
+                lambda err: upstream_failed(dep, err, self.traffic.metrics.upstream_refused),
+            )
+            await _first_chunks(stream)
+        except BaseException:
+            resp.close()
+            raise
+        dep.observe_latency(time.monotonic() - lease.started)  # time to first chunk
+        lease.keep()
+        return stream
 
     async def embed(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
         route = self.route_for(req["model"], "embedding")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
-            wire = dep.provider.embed_request(apply_params(req, dep.spec.params, chat=False), dep.target)
-            body = await self._exchange(dep, wire, deadline)
-            return dep.provider.embed_response(json_object(body, "the upstream's embeddings"), dep.target, req)
+            with self._upstream_errors(dep):
+                wire = dep.provider.embed_request(apply_params(req, dep.spec.params, chat=False), dep.target)
+                body = await self._exchange(dep, wire, deadline)
+                return dep.provider.embed_response(json_object(body, "the upstream's embeddings"), dep.target, req)
 
         return await self.router.run(route.alias, attempt, trace, gate=gate)
 
     async def _exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
         """Send a non-streaming request; the 2xx JSON body, or the mapped error."""
         t = dep.timeouts
-        resp = await self.http.send(wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s))
+        resp = await self.http.send(
+            wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=self.settings.upstream
+        )
         try:
             if resp.status >= 300:
                 raise await _error_from(dep, resp, deadline)

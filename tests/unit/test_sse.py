@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import UpstreamResponseTooLarge
 from gateway.providers.base import SSEEvent
 from gateway.providers.sse import SSEParser
 from tests.unit.fixtures import FIXTURES, random_pieces
@@ -223,3 +224,59 @@ def test_recorded_gemini_crlf_stream_has_no_stray_cr() -> None:
     assert len(events) >= 3
     assert all("\r" not in e.data for e in events)
     assert all(e.data.startswith("{") and e.data.endswith("}") for e in events)
+
+
+# --- linear work and bounded memory ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_work_is_linear_in_the_input_fed_one_byte_at_a_time(eol: bytes) -> None:
+    """``copied`` counts the bytes moved into and out of the unfinished line: at most
+    twice the input whatever its size (re-joining the buffer on every piece would
+    grow with the square of the line)."""
+    for size in (1_000, 10_000, 100_000):
+        raw = b"data: " + b"x" * size + eol + eol
+        parser = SSEParser()
+        events: list[SSEEvent] = []
+        for i in range(len(raw)):
+            events.extend(parser.feed(raw[i : i + 1]))
+        assert events == [SSEEvent("x" * size)]
+        assert parser.copied <= 2 * len(raw), (size, parser.copied)
+
+
+def test_work_is_linear_for_many_short_lines_in_pieces() -> None:
+    raw = b"".join(b"data: %d\n\n" % i for i in range(5_000))
+    parser = SSEParser()
+    events = [e for i in range(0, len(raw), 7) for e in parser.feed(raw[i : i + 7])]
+    assert [e.data for e in events] == [str(i) for i in range(5_000)]
+    assert parser.copied <= 2 * len(raw)
+
+
+@pytest.mark.parametrize("piece", [1, 1000, 1 << 20], ids=["1B", "1KB", "whole"])
+def test_a_line_over_the_cap_is_refused_before_it_ends(piece: int) -> None:
+    parser = SSEParser(max_line_bytes=4096)
+    raw = b"data: " + b"x" * 10_000  # never ends
+    with pytest.raises(UpstreamResponseTooLarge) as exc:
+        for i in range(0, len(raw), piece):
+            parser.feed(raw[i : i + piece])
+    assert exc.value.reason == "max_sse_line_bytes" and exc.value.code == "upstream_response_too_large"
+    assert "upstream.max_sse_line_bytes (4096)" in exc.value.message
+    assert i < 4096 + piece, "refused as soon as the cap was passed"
+
+
+def test_a_complete_line_over_the_cap_is_refused_too() -> None:
+    with pytest.raises(UpstreamResponseTooLarge):
+        SSEParser(max_line_bytes=100).feed(b"data: " + b"x" * 200 + b"\n\n")
+    assert SSEParser(max_line_bytes=100).feed(b"data: " + b"x" * 94 + b"\n\n") == [SSEEvent("x" * 94)]
+
+
+def test_an_event_over_the_cap_is_refused_line_by_line() -> None:
+    parser = SSEParser(max_line_bytes=100, max_event_bytes=1000)
+    line = b"data: " + b"y" * 90 + b"\n"
+    assert parser.feed(line * 10) == []
+    with pytest.raises(UpstreamResponseTooLarge) as exc:
+        parser.feed(line * 2)
+    assert exc.value.reason == "max_sse_event_bytes"
+    # the cap is per event: many events of 900 bytes pass
+    events = SSEParser(max_line_bytes=100, max_event_bytes=1000).feed((line * 9 + b"\n") * 20)
+    assert len(events) == 20
