@@ -20,11 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.admin.access import Actor
+from gateway.dialects import bounded_json
 from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.observability.logs import audit, client_address
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
 from gateway.security.roles import Role
-from gateway.server.asgi import Scope
+from gateway.server.asgi import TOO_LARGE, Scope, declared_too_large, request_limits
 from gateway.state.base import BackendUnavailable, Record
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -81,11 +82,25 @@ def admin_event(request: Request, event: str, level: int = logging.INFO, **field
 
 
 async def read_json(request: Request) -> Any:
+    """The body as JSON (None when empty), within the request's limits (gateway/server/asgi.py
+    ``BoundedRequests``): 413 past ``server.max_admin_body_bytes``, 400 ``json_too_deep``
+    past ``server.max_json_depth``, 400 ``invalid_json`` for anything else that is not JSON."""
+    limits = request_limits(request.scope)
+    refusal = declared_too_large(request.scope, limits.body_bytes)
+    if refusal is not None:  # also without BoundedRequests in front: never read an announced oversize
+        limits.refused(TOO_LARGE)
+        raise refusal
     raw = await request.body()
+    if not raw:
+        return None
     try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("the request body is not valid JSON", param="body", code="invalid_json") from None
+        return bounded_json.loads(raw, limits.json_depth)
+    except InvalidRequest as err:
+        if err.code == bounded_json.TOO_DEEP:
+            limits.refused(err.code)
+        else:
+            err = InvalidRequest("the request body is not valid JSON", param="body", code="invalid_json")
+        raise err from None
 
 
 class KeysAPI:

@@ -141,7 +141,7 @@ def unmask(spec: dict[str, Any], current: dict[str, Any] | None) -> dict[str, An
             prior = before.get(field) if isinstance(before, dict) else None
             if prior is None or _shown(prior) != value:
                 raise InvalidRequest(
-                    f"{path}: {value!r} is a masked value that matches no current secret of this deployment; "
+                    f"{path}: a masked value that matches no current secret of this deployment; "
                     "send the full value, ${VAR} or secret:<name>",
                     param=path,
                     code="invalid_field",

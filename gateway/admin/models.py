@@ -56,6 +56,7 @@ from gateway.admin.model_bodies import (
 )
 from gateway.admin.model_store import SECRET_REF, ModelStore, Stored, StoredModel, now_iso
 from gateway.config.loader import ConfigError, LoadedConfig
+from gateway.config.upstream import base_url_problems
 from gateway.errors import InvalidRequest, NotFound
 from gateway.security.roles import Role
 from gateway.security.secrets import SECRETS_KEY_ENV, SecretsNotConfigured, SecretStore
@@ -86,6 +87,17 @@ class ModelsHost(AdminHost, Protocol):
     async def reload_config(self) -> list[str]:
         """Re-read the config file; its problems (none: applied)."""
         ...
+
+
+def _refuse_addresses(name: str, loaded: LoadedConfig) -> None:
+    """Early feedback: a deployment whose upstream the ``upstream`` rules refuse is not
+    stored (requests to it would be refused at connect time anyway)."""
+    spec = loaded.settings.models.get(name)
+    bases = [dep.base_url for dep in spec.deployments] if spec is not None else []
+    problems = base_url_problems(name, bases, loaded.settings.upstream)
+    if problems:
+        param = problems[0].split(": ", 1)[0].removeprefix(f"models.{name}.")
+        raise InvalidRequest("refused upstream: " + "; ".join(problems), param=param, code="upstream_address_refused")
 
 
 def _not_found(alias: str) -> NotFound:
@@ -176,7 +188,9 @@ class ModelChanges:
             if name in stored:
                 await store.delete(name)
         else:
-            await self._validate(name, {**stored, name: model})  # literal secrets checked in clear
+            loaded = await self._validate(name, {**stored, name: model})  # literal secrets checked in clear
+            if edited and spec is not None:
+                _refuse_addresses(name, loaded)
             if edited and spec is not None:
                 await self._seal(name, spec)
             await store.put(model)

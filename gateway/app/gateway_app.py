@@ -41,7 +41,7 @@ from gateway.policies.pricing import PriceTable, UnpricedModels
 from gateway.providers.registry import presets
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
-from gateway.server.asgi import Receive, Scope, Send, send_error
+from gateway.server.asgi import REFUSED_KEY, BoundedRequests, Receive, RequestLimits, Scope, Send, send_error
 from gateway.server.handlers import Handlers
 from gateway.server.service import Service
 from gateway.state.base import StateBackend
@@ -125,7 +125,9 @@ class GatewayApp(AdminHostAPI, Lifecycle):
                 *console_routes(),
             ],
         )
-        self._admin_cors = admin_cors(self._other, loaded.settings.admin.cors_origins)
+        self._bounded = BoundedRequests(self._other, self._request_limits)
+        """Every route outside /v1, its body bounded before it is read (server/asgi.py)."""
+        self._admin_cors = admin_cors(self._bounded, loaded.settings.admin.cors_origins)
         """/admin behind CORS when ``admin.cors_origins`` lists origins (read at start)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,9 +145,10 @@ class GatewayApp(AdminHostAPI, Lifecycle):
                 await self._admin_cors(scope, receive, send)
                 return
         elif kind == "lifespan":
+            scope.get("state", {})[REFUSED_KEY] = self.metrics.refused  # for the server's head limits
             await self.lifespan(receive, send)
             return
-        await self._other(scope, receive, send)
+        await self._bounded(scope, receive, send)
 
     async def _api_miss(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         if path.startswith("/v1/models/") and scope["method"] == "GET":
@@ -157,6 +160,9 @@ class GatewayApp(AdminHostAPI, Lifecycle):
             await send_error(send, err, [(b"allow", allowed.encode())])
             return
         await send_error(send, NotFound(f"unknown API route {scope['method']} {path}", code="unknown_route"))
+
+    def _request_limits(self) -> RequestLimits:
+        return RequestLimits.of(self._loaded.settings.server, self.metrics.refused)
 
     # --- runtime models (app/runtime_models.py), for the admin API ----------------
 

@@ -20,6 +20,7 @@ from gateway.app.gateway_app import create_app
 from gateway.cli import dev
 from gateway.config.loader import ConfigError, load_config
 from gateway.observability import worker_metrics
+from gateway.server.protocol import HeadLimits, protocol_class
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -140,11 +141,16 @@ def run(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            # httptools with the request head bounded: size, field count, read timeout (server/protocol.py)
+            http=protocol_class(HeadLimits.of(server)),
+            timeout_keep_alive=server.keepalive_timeout_s,
             lifespan="on",
             access_log=False,
             log_level=args.log_level,
             timeout_graceful_shutdown=30,
+            # The client address is the socket's peer: X-Forwarded-For is read only by the
+            # admin gate, and only from admin.trusted_proxies (gateway/admin/gate.py).
+            proxy_headers=False,
         )
         if args.workers > 1:
             os.environ[CONFIG_ENV] = str(Path(args.config).resolve())

@@ -15,6 +15,12 @@ that names the path of the bad value (``models.gpt-4o.deployments[1].weight: ...
    character of ``KEY`` (leading zeros included); all other text stays text;
 4. validate against the schema (unknown keys and wrong types rejected), then
    check references between aliases.
+
+Problems name the path and the problem, never a value: a value may be a secret
+that came from ``${VAR}``. The schema's own messages are written that way, and as a
+second line of defence every text a ``${VAR}`` put into the config is replaced by
+the reference itself (``${VAR}``) wherever a problem would quote it. A YAML error
+gives its line and column, not the file's text around it.
 """
 
 from __future__ import annotations
@@ -54,11 +60,19 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(root)"
 
 
-def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+Substituted = dict[str, str]
+"""Each text an environment variable put into the config -> the variable's name."""
+
+_MIN_REDACTED = 4
+"""Shorter substitutions are not redacted from messages (they would garble them, and
+three characters are no secret)."""
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str], used: Substituted) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in value.items()}
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+        return [_interpolate(v, f"{path}[{i}]", env, problems, used) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -66,6 +80,7 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
         name, default = m.group(1), m.group(2)
         value = env.get(name)
         if value:  # like the shell's ${VAR:-default}: empty counts as unset
+            used[value] = name
             return value
         if default is not None:
             return default
@@ -150,7 +165,7 @@ def parse_config(text: str, *, env: Mapping[str, str] | None = None, source: str
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{source}: not valid YAML: {yaml_problem(exc)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -167,13 +182,14 @@ def parse_raw(
     raw = copy.deepcopy(raw)
     disabled = _drop_disabled_aliases(raw, env, hidden)
     problems: list[str] = []
-    raw = _interpolate(raw, "", env, problems)
+    used: Substituted = {}
+    raw = _interpolate(raw, "", env, problems, used)
     if problems:
         raise ConfigError(problems)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_validation_problems(exc)) from None
+        raise ConfigError([redact(p, used) for p in _validation_problems(exc)]) from None
     return LoadedConfig(
         settings=settings, disabled_aliases=list(disabled), missing_env=disabled, source=source, raw=original
     )
@@ -191,6 +207,31 @@ def _validation_problems(exc: ValidationError) -> list[str]:
         else:
             problems.append(f"{loc}: {msg}")
     return problems
+
+
+def redact(text: str, used: Substituted) -> str:
+    """``text`` with every substituted value (as is, and as ``repr`` would quote it)
+    replaced by its ``${VAR}`` reference, longest first."""
+    for value in sorted(used, key=len, reverse=True):
+        if len(value) >= _MIN_REDACTED:
+            for form in {value, repr(value)[1:-1]}:
+                text = text.replace(form, "${" + used[value] + "}")
+    return text
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without the excerpt of the file PyYAML adds (the text around
+    a mistake may be a key written in the file)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    out = exc.problem or "syntax error"
+    if exc.problem_mark is not None:
+        out += f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+    if exc.context:
+        mark = exc.context_mark
+        where = f" from line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        out += f" ({exc.context}{where})"
+    return out
 
 
 def read_config_file(path: str | Path, cannot: str = "cannot read") -> str:

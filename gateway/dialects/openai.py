@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects import bounded_json
+from gateway.dialects.bounded_json import DEFAULT_MAX_DEPTH
 from gateway.errors import InvalidRequest
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -44,14 +46,12 @@ def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidReques
     return InvalidRequest(message, param=param, code=code)
 
 
-def parse_json_body(raw: bytes) -> JSON:
+def parse_json_body(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
+    """The body as a JSON object; ``json_too_deep`` past ``max_depth`` levels
+    (``server.max_json_depth``: gateway/dialects/bounded_json.py)."""
     if not raw:
         raise _bad("the request body is empty; expected a JSON object", "body", "invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        what = "not valid UTF-8" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
-        raise _bad(f"the request body is {what}", "body", "invalid_json") from None
+    body = bounded_json.loads(raw, max_depth)
     if not isinstance(body, dict):
         raise _bad(f"the request body must be a JSON object, not {_kind(body)}", "body", "invalid_json")
     return body

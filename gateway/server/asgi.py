@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.config.settings import ServerSettings
 from gateway.errors import GatewayError, RequestTooLarge
 
 Scope = MutableMapping[str, Any]
@@ -55,12 +56,29 @@ def request_id(scope: Scope) -> str:
     return "req_" + os.urandom(12).hex()
 
 
+CLOSE = {"connection": "close"}
+"""On a refused body: the server closes the connection instead of reading the rest."""
+TOO_LARGE = "request_too_large"
+
+
+def declared_too_large(scope: Scope, limit: int) -> RequestTooLarge | None:
+    """The 413 for a ``Content-Length`` over ``limit``, known before a byte of the body is read."""
+    length = header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return RequestTooLarge(f"the request body is {int(length)} bytes; the limit is {limit}", headers=CLOSE)
+    return None
+
+
+def over_limit(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"the request body is over the limit of {limit} bytes", headers=CLOSE)
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refused with 413 past ``limit`` bytes (checked
     against Content-Length up front and while reading)."""
-    length = header(scope, b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise RequestTooLarge(f"the request body is {int(length)} bytes; the limit is {limit}")
+    refusal = declared_too_large(scope, limit)
+    if refusal is not None:
+        raise refusal
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
@@ -72,9 +90,77 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise RequestTooLarge(f"the request body is over the limit of {limit} bytes")
+            raise over_limit(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _ignore(reason: str) -> None:
+    return None
+
+
+class RequestLimits(NamedTuple):
+    """The bounds of one request outside the client API (``server.max_admin_body_bytes``,
+    ``server.max_json_depth``), put in its scope by :class:`BoundedRequests`."""
+
+    body_bytes: int
+    json_depth: int
+    refused: Callable[[str], None] = _ignore
+    """Counts a refusal by reason (``gateway_requests_refused_total``)."""
+
+    @classmethod
+    def of(cls, server: ServerSettings, refused: Callable[[str], None] = _ignore) -> RequestLimits:
+        return cls(server.max_admin_body_bytes, server.max_json_depth, refused)
+
+
+LIMITS_KEY = "gateway.request_limits"
+REFUSED_KEY = "gateway.refused"
+"""Lifespan state: the app's refusal counter, for the server layer (gateway/server/protocol.py)."""
+
+
+def request_limits(scope: Scope) -> RequestLimits:
+    """The limits :class:`BoundedRequests` put in ``scope`` (the defaults without it)."""
+    limits = scope.get(LIMITS_KEY)
+    return limits if isinstance(limits, RequestLimits) else RequestLimits.of(ServerSettings())
+
+
+class BoundedRequests:
+    """Bounds every request to ``app`` before its body is read: a ``Content-Length``
+    over the limit is answered 413 at once (the body never read: the connection is
+    closed after the answer), and a body without one (chunked) is read up to the limit
+    and refused past it (``RequestTooLarge`` raised from ``receive``, which the routes
+    answer as 413). The limits in force are read per request and left in the scope
+    for the routes' JSON reading (:func:`request_limits`)."""
+
+    __slots__ = ("_app", "_limits")
+
+    def __init__(self, app: ASGIApp, limits: Callable[[], RequestLimits]) -> None:
+        self._app = app
+        self._limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        limits = scope[LIMITS_KEY] = self._limits()
+        refusal = declared_too_large(scope, limits.body_bytes)
+        if refusal is not None:
+            limits.refused(TOO_LARGE)
+            await send_error(send, refusal)
+            return
+        size = 0
+
+        async def bounded() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limits.body_bytes:
+                    limits.refused(TOO_LARGE)
+                    raise over_limit(limits.body_bytes)
+            return message
+
+        await self._app(scope, bounded, send)
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:

@@ -61,8 +61,9 @@ class Handlers:
         chat and embeddings share."""
         principal = ex.principal = await self._app.authenticate(scope)
         service = self._service()
-        raw = await read_body(scope, receive, service.settings.server.max_body_bytes)
-        req = validate_embeddings(parse_json_body(raw)) if embedding else validate_chat(parse_json_body(raw))
+        server = service.settings.server
+        body = parse_json_body(await read_body(scope, receive, server.max_body_bytes), server.max_json_depth)
+        req = validate_embeddings(body) if embedding else validate_chat(body)
         ex.req = req
         principal.check_model(req["model"])
         route = service.route_for(req["model"], "embedding" if embedding else "chat")
