@@ -4,7 +4,8 @@ Components, all on 127.0.0.1, in start order: ``redis`` (redis-server, append-on
 ``mock`` upstream, two gateway replicas (``gateway-1``, ``gateway-2``: config/gateway.yaml on the
 redis backend), the alert ``sink`` (scripts/stack_sink.py: records what Alertmanager sends),
 ``alertmanager`` (alerts/alertmanager.yml, every receiver delivered to the sink), ``prometheus``
-(deploy/prometheus.yml, the rules of alerts/rules, scraping both replicas) and ``nginx``
+(deploy/prometheus.yml, the rules of alerts/rules, scraping both replicas' metrics ports: their
+client ports answer /metrics with 404, as in docker-compose.yml) and ``nginx``
 (deploy/nginx.conf) in front of the replicas. The same topology as docker-compose.yml; Grafana and
 the trace backend (Jaeger) are not OS packages here, so they are not started.
 
@@ -243,6 +244,8 @@ class Ports:
     nginx: int = 8080
     gateway_1: int = 8081
     gateway_2: int = 8082
+    gateway_1_metrics: int = 9464  # each gateway's /metrics, as in docker-compose.yml (METRICS_PORT)
+    gateway_2_metrics: int = 9465
     mock: int = 8090
     redis: int = 6380  # not 6379: leaves a system redis-server alone
     prometheus: int = 9090
@@ -403,12 +406,13 @@ class Stack:
             if config != s.gateway_config:
                 config.write_text(scale_gateway_config(s.gateway_config.read_text(), s.time_scale))
 
-        def gateway(n: int, port: int) -> Component:
+        def gateway(n: int, port: int, metrics_port: int) -> Component:
             argv = [py, "-m", "gateway", "serve", "--config", str(config)]
             argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
             url = f"http://127.0.0.1:{port}"
             env = {
                 **gateway_env,
+                "METRICS_PORT": str(metrics_port),  # /metrics there; the client port answers 404
                 # traces to the sink (the stack's trace backend), exported within a second
                 "OTEL_EXPORTER_OTLP_ENDPOINT": self.sink_url,
                 "OTEL_SERVICE_NAME": f"gateway-{n}",
@@ -437,8 +441,8 @@ class Stack:
                 lambda: _http_ok(self.url("mock") + "/_mock/health"),
                 self.url("mock"),
             ),
-            gateway(1, p.gateway_1),
-            gateway(2, p.gateway_2),
+            gateway(1, p.gateway_1, p.gateway_1_metrics),
+            gateway(2, p.gateway_2, p.gateway_2_metrics),
             self._alertmanager(),
         ]
         if s.sink_url is None:
@@ -490,7 +494,7 @@ class Stack:
                     (rules / source.name).write_text(scale_rules(source.read_text(), s.time_scale))
             text = prometheus_config(
                 (ROOT / "deploy" / "prometheus.yml").read_text(),
-                gateways=[f"127.0.0.1:{self.ports.gateway_1}", f"127.0.0.1:{self.ports.gateway_2}"],
+                gateways=[f"127.0.0.1:{self.ports.gateway_1_metrics}", f"127.0.0.1:{self.ports.gateway_2_metrics}"],
                 alertmanager=f"127.0.0.1:{self.ports.alertmanager}",
                 rule_files=self.rule_files(),
                 scrape_interval=s.scrape_interval,

@@ -5,7 +5,10 @@ every ``guarded`` route) checks, in order:
 
 1. the caller's address against ``admin.allow_ips`` (403 ``ip_not_allowed``);
    the address is the socket peer, or the last address in ``X-Forwarded-For``
-   that is not one of ``admin.trusted_proxies`` when the peer is one of them;
+   that is not one of ``admin.trusted_proxies`` when the peer is one of them.
+   This is the only place ``X-Forwarded-For`` is read: the server runs with its
+   own proxy-header handling off (``gateway serve``), so ``scope["client"]`` is
+   always the socket's peer;
 2. the bearer credential: the master key (an ``admin`` named ``master``), or a
    user's access token (401 ``invalid_token`` if forged, expired or revoked;
    the role is the user's role *now*, so a demotion applies at once). A
@@ -72,8 +75,11 @@ class AdminGate:
         secrets: SecretStore,
         is_master: Callable[[Scope], bool],
         check_client_key: Callable[[Scope], Awaitable[Any]],
+        count_login: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         self.users = users
+        self.count_login = count_login
+        """Counts each login attempt by outcome (``gateway_admin_login_attempts_total``)."""
         self.sessions = sessions
         self.audit_log = audit
         self.secrets = secrets
@@ -152,6 +158,7 @@ def build_gate(
     is_master: Callable[[Scope], bool],
     check_client_key: Callable[[Scope], Awaitable[Any]],
     env: Mapping[str, str],
+    count_login: Callable[[str], None] = lambda outcome: None,
 ) -> AdminGate:
     """The gate for ``settings``: the secrets key from ``GATEWAY_SECRETS_KEY``
     (ValueError if malformed) and the token key from ``GATEWAY_JWT_SECRET`` or
@@ -172,6 +179,7 @@ def build_gate(
         secrets=SecretStore(backend, box),
         is_master=is_master,
         check_client_key=check_client_key,
+        count_login=count_login,
     )
 
 

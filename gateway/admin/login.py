@@ -7,6 +7,10 @@ token_type, expires_in}``. A wrong username or password is 401
 time for an unknown name); ``admin.lockout.max_failures`` of them within
 ``window_s`` lock the account: 403 ``account_locked`` with ``Retry-After``, even
 with the right password, until ``duration_s`` passes or an admin unlocks it.
+Each guess reserves its place in the lock-out window before its password is
+hashed, so at most ``max_failures`` wrong guesses are checked per window however
+many arrive at once; the rest are refused unchecked (``account_locked``), and a
+right password gives back only its own place (gateway/security/lockout.py).
 With TOTP enrolled, a right password without ``totp`` is 401 ``totp_required``
 and a wrong or reused code counts as a failure. A disabled user gets 403
 ``account_disabled``. Every outcome is in the audit log.
@@ -28,7 +32,7 @@ from gateway.admin.gate import AdminGate
 from gateway.admin.keys import error_response, json_response, read_json
 from gateway.errors import AuthenticationFailed, BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.security.accounts import check_username
-from gateway.state.base import BackendUnavailable
+from gateway.state.base import BackendUnavailable, Record
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -96,33 +100,49 @@ class LoginAPI:
         code = _text_field(body, "totp", required=False)
         assert password is not None
         sessions = gate.require_sessions()
-        locked = await gate.users.locked_until(username)
-        if locked is not None:
+        user, step = await self._check(request, gate, username, password, code, address)
+        if user.get("disabled"):
+            gate.count_login("disabled")
+            await self._audit(request, username, address, "auth.login_refused", reason="account_disabled")
+            raise PermissionDenied("this account is disabled", code="account_disabled")
+        if step is not None:
+            await gate.users.put(gate.users.totp_used(user, step))
+        pair = await sessions.start(username, user["role"])
+        gate.count_login("success")
+        await self._audit(request, username, address, "auth.login")
+        return json_response(pair.body())
+
+    async def _check(
+        self, request: Request, gate: AdminGate, username: str, password: str, code: str | None, address: str
+    ) -> tuple[Record, int | None]:
+        """The user whose password (and TOTP code) is right, and the code's step. The guess
+        takes its place in the lock-out window first: none left is 403 ``account_locked``
+        with nothing hashed (gateway/security/lockout.py)."""
+        policy = gate.settings.lockout
+        guess = await gate.users.reserve_guess(username, policy)
+        if guess.refused_until is not None:
+            gate.count_login("locked")
             await self._audit(request, username, address, "auth.login_refused", reason="account_locked")
-            raise account_locked(locked)
+            raise account_locked(guess.refused_until)
         user = await gate.users.get(username)
         ok = await gate.hasher.verify(password, user["password_hash"] if user else None)
         step = None
         if ok and user is not None and user.get("totp_enabled"):
             if code is None:
+                await gate.users.guess_right(guess)
+                gate.count_login("totp_required")
                 raise AuthenticationFailed("this account needs a TOTP code: send totp", code="totp_required")
             step = gate.users.totp_step(user, code)
             ok = step is not None
         if not ok or user is None:
-            until = await gate.users.record_failure(username, gate.settings.lockout)
+            until = await gate.users.guess_failed(guess, policy)
+            gate.count_login("invalid")
             await self._audit(request, username, address, "auth.login_failed", locked=until is not None)
             if until is not None:
                 raise account_locked(until)
             raise AuthenticationFailed("invalid username, password or TOTP code", code="invalid_credentials")
-        if user.get("disabled"):
-            await self._audit(request, username, address, "auth.login_refused", reason="account_disabled")
-            raise PermissionDenied("this account is disabled", code="account_disabled")
-        await gate.users.clear_failures(username)
-        if step is not None:
-            await gate.users.put(gate.users.totp_used(user, step))
-        pair = await sessions.start(username, user["role"])
-        await self._audit(request, username, address, "auth.login")
-        return json_response(pair.body())
+        await gate.users.guess_right(guess)  # its own place back; no failure is erased
+        return user, step
 
     async def refresh(self, request: Request) -> Response:
         gate = self._gate()

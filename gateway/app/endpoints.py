@@ -1,5 +1,7 @@
 """The operational endpoints: ``/health`` (alive), ``/ready`` (serving a config), ``/metrics``
-(the exposition, brought up to date first) and ``/admin/deployments`` (live routing state)."""
+(the exposition, brought up to date first; behind ``metrics.bearer_token`` when set, and a 404
+naming the listener when ``metrics.port`` or per-worker ports serve it) and ``/admin/deployments``
+(live routing state)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.admin.deployments import deployment_rows
 from gateway.admin.keys import error_response, json_response
-from gateway.errors import NotFound
+from gateway.errors import AuthenticationFailed, NotFound
 from gateway.observability.metrics import Metrics
+from gateway.observability.worker_metrics import MetricsExposure
 from gateway.server.service import Service
 from gateway.upstream.http import HTTPClient
 
@@ -24,9 +27,7 @@ class OpsHost(Protocol):
     http: HTTPClient | None
     service: Service | None
     reloads: int
-
-    @property
-    def worker_ports(self) -> tuple[str, range] | None: ...
+    metrics_exposure: MetricsExposure
 
 
 class OpsEndpoints:
@@ -51,14 +52,27 @@ class OpsEndpoints:
         return host.metrics.render(accept)
 
     async def metrics(self, request: Request) -> Response:
-        ports = self._host.worker_ports
-        if ports is not None:  # several workers share this port: see worker_metrics.py
-            host, numbers = ports
+        exposure = self._host.metrics_exposure
+        if exposure.per_worker:  # several workers share this port: see worker_metrics.py
             return error_response(
                 NotFound(
                     f"this gateway runs several worker processes; each serves its own /metrics on "
-                    f"http://{host}:{numbers.start}-{numbers.stop - 1}/metrics: scrape every one",
+                    f"{exposure.where()}: scrape every one",
                     code="metrics_per_worker",
+                )
+            )
+        if exposure.ports is not None:  # metrics.port: a listener of its own
+            return error_response(
+                NotFound(f"/metrics is not served on this port: it is on {exposure.where()}", code="metrics_elsewhere")
+            )
+        refusal = exposure.refusal(request.headers.get("authorization"))
+        if refusal is not None:
+            self._host.metrics.metrics_refused.labels(refusal).inc()
+            return error_response(
+                AuthenticationFailed(
+                    "/metrics needs the metrics token: send 'Authorization: Bearer <metrics.bearer_token>'",
+                    code=refusal,
+                    headers={"www-authenticate": 'Bearer realm="metrics"'},
                 )
             )
         body, content_type = self.render_metrics(request.headers.get("accept", ""))

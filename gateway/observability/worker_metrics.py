@@ -1,4 +1,5 @@
-"""``/metrics`` of one worker process, on a port of its own.
+"""``/metrics`` on a port of its own: one per worker process, or the one of a single
+process (config ``metrics.port``), and who may read it (``metrics.bearer_token``).
 
 With ``gateway serve --workers N`` uvicorn's workers share the main port, and
 the kernel hands each connection to whichever worker accepts it first: a
@@ -13,6 +14,13 @@ process collector), keeps a file per process and metric that must be cleaned
 on restart, and gauges need a merge mode each; a target per worker needs none
 of that and shows each worker's own CPU and memory.
 
+A single process serves its ``/metrics`` on a listener of its own the same way
+when ``metrics.port`` is set (so the client port, which answers 404 naming it,
+never shows team ids and spend to whoever can reach it). With
+``metrics.bearer_token`` set, every ``/metrics`` (client port and listeners)
+answers only ``Authorization: Bearer <token>``: 401 otherwise
+(:class:`MetricsExposure`).
+
 The listener is a few lines of asyncio (``GET /metrics`` only, one request per
 connection, bounded header size and read time) rather than a second uvicorn
 server, whose signal handling would fight the worker's own.
@@ -22,8 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config.operations import MetricsSettings
 
 log = logging.getLogger("gateway.metrics")
 
@@ -33,8 +45,54 @@ PORTS_ENV = "GATEWAY_WORKER_METRICS"
 _MAX_HEAD = 16 * 1024
 _READ_S = 5.0
 
+_REFUSALS = {
+    "missing_metrics_token": b"/metrics needs 'Authorization: Bearer <metrics.bearer_token>'\n",
+    "invalid_metrics_token": b"the bearer token is not the metrics token\n",
+}
+
 Render = Callable[[str], tuple[bytes, str]]
 """The exposition for an ``Accept`` header: (body, content type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsExposure:
+    """Where ``/metrics`` is served and who may read it (built at start)."""
+
+    token: bytes | None = None
+    """``metrics.bearer_token``: required on every ``/metrics`` when set."""
+    host: str = ""
+    ports: range | None = None
+    """A listener of its own on one of these ports; None: the client port serves it."""
+    per_worker: bool = False
+    """``ports`` are one per worker process (``gateway serve --workers N --metrics-port P``)."""
+
+    @classmethod
+    def of(cls, settings: MetricsSettings, server_host: str, worker_ports: tuple[str, range] | None) -> MetricsExposure:
+        token = settings.bearer_token.encode() if settings.bearer_token else None
+        if worker_ports is not None:
+            if settings.port is not None:
+                log.warning("metrics.port is not used with --workers: each worker serves /metrics on --metrics-port")
+            return cls(token, worker_ports[0], worker_ports[1], per_worker=True)
+        if settings.port is not None:
+            return cls(token, settings.host or server_host, range(settings.port, settings.port + 1))
+        return cls(token)
+
+    def where(self) -> str:
+        """Where the listeners are, for the client port's 404 (with ``ports`` set)."""
+        assert self.ports is not None
+        first, last = self.ports.start, self.ports.stop - 1
+        return f"http://{self.host}:{first}{f'-{last}' if last != first else ''}/metrics"
+
+    def refusal(self, authorization: str | None) -> str | None:
+        """None when a request with this ``Authorization`` header may read the
+        metrics; else why not: ``missing_metrics_token`` or ``invalid_metrics_token``."""
+        if self.token is None:
+            return None
+        scheme, _, credential = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            return "missing_metrics_token"
+        given = credential.strip().encode("latin-1", "replace")
+        return None if hmac.compare_digest(given, self.token) else "invalid_metrics_token"
 
 
 def parse_ports(text: str) -> tuple[str, range]:
@@ -50,8 +108,20 @@ def parse_ports(text: str) -> tuple[str, range]:
 
 
 class WorkerMetricsListener:
-    def __init__(self, render: Render, host: str, ports: range, *, read_timeout_s: float = _READ_S) -> None:
+    def __init__(
+        self,
+        render: Render,
+        host: str,
+        ports: range,
+        *,
+        read_timeout_s: float = _READ_S,
+        exposure: MetricsExposure | None = None,
+        refused: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """``exposure`` says who may read (its token); ``refused`` counts each refusal by reason."""
         self._render = render
+        self._exposure = exposure or MetricsExposure()
+        self._refused = refused
         self._read_timeout_s = read_timeout_s
         self._host = host
         self._ports = ports
@@ -90,6 +160,8 @@ class WorkerMetricsListener:
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             status, body, ctype = "400 Bad Request", b"incomplete or oversized request\n", "text/plain"
         head_out = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        if status.startswith("401"):
+            head_out += 'WWW-Authenticate: Bearer realm="metrics"\r\n'
         with contextlib.suppress(ConnectionError):
             writer.write(head_out.encode() + b"Connection: close\r\n\r\n" + body)
             await writer.drain()
@@ -109,10 +181,27 @@ class WorkerMetricsListener:
             return "404 Not Found", b"only /metrics is served on this port\n", "text/plain"
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", b"use GET\n", "text/plain"
-        accept = ""
+        fields: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "accept":
-                accept = value.strip()
-        body, ctype = self._render(accept)
+            fields[name.strip().lower()] = value.strip()
+        refusal = self._exposure.refusal(fields.get("authorization"))
+        if refusal is not None:
+            self._refused(refusal)
+            return "401 Unauthorized", _REFUSALS[refusal], "text/plain"
+        body, ctype = self._render(fields.get("accept", ""))
         return "200 OK", b"" if method == "HEAD" else body, ctype
+
+
+async def open_listener(
+    exposure: MetricsExposure, render: Render, refused: Callable[[str], None]
+) -> WorkerMetricsListener | None:
+    """The listener ``exposure`` asks for, started (None: the client port serves /metrics).
+    A worker with no free port of its range is logged; a single process that cannot bind
+    ``metrics.port`` does not start (RuntimeError)."""
+    if exposure.ports is None:
+        return None
+    listener = WorkerMetricsListener(render, exposure.host, exposure.ports, exposure=exposure, refused=refused)
+    if await listener.start() is None and not exposure.per_worker:
+        raise RuntimeError(f"metrics.port: cannot listen on {exposure.where()} (the address is taken or invalid)")
+    return listener

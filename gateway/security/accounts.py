@@ -17,11 +17,11 @@ as ``{"plain": ...}``: it is still read (its user can log in), sealed on its
 next use when the secrets key is set (:meth:`UserStore.totp_used`), and sealed
 by ``gateway secrets rotate`` (:func:`rotate_totp`).
 
-Lock-out: ``max_failures`` failed logins within ``window_s`` lock the account
-for ``duration_s``; while it is locked even the right password is refused and
-the count does not reset. Read-modify-write on the backend is not atomic across
-replicas: two replicas failing at the same instant may count one failure
-less, never more.
+Lock-out (:mod:`gateway.security.lockout`): a login guess reserves its place
+atomically before its password is hashed, so at most ``max_failures`` wrong
+guesses are checked per ``window_s``, however many arrive at once on however
+many replicas; ``max_failures`` failures lock the account for ``duration_s``,
+and while it is locked even the right password is refused unchecked.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from typing import Any
 from gateway.config.operations import LockoutSettings
 from gateway.errors import InvalidRequest, NotFound
 from gateway.security import totp
+from gateway.security.lockout import Guess, Lockout
 from gateway.security.masking import iso_time
 from gateway.security.roles import Role
 from gateway.security.secrets import SECRETS_KEY_ENV, SecretBox, SecretError, SecretsNotConfigured
 from gateway.state.base import Record, StateBackend
 
 USERS = "users"
-FAILURES = "login_failures"
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MAX_PASSWORD = 1024
 
@@ -84,6 +84,7 @@ class UserStore:
         self._backend = backend
         self._box = box
         self._clock = clock
+        self.lockout = Lockout(backend, clock=clock)
 
     async def get(self, username: str) -> Record | None:
         return await self._backend.get(USERS, username)
@@ -104,7 +105,7 @@ class UserStore:
         return user
 
     async def delete(self, username: str) -> bool:
-        await self._backend.delete(FAILURES, username)
+        await self.lockout.clear(username)  # a user made again under this name starts unlocked
         return await self._backend.delete(USERS, username)
 
     # --- TOTP ---------------------------------------------------------------
@@ -145,27 +146,25 @@ class UserStore:
             changed["totp"] = self.seal_totp(user["username"], str(legacy["plain"]))
         return changed
 
-    # --- lock-out -----------------------------------------------------------
+    # --- lock-out (gateway/security/lockout.py) ----------------------------
     async def locked_until(self, username: str) -> float | None:
-        state = await self._backend.get(FAILURES, username)
-        until = (state or {}).get("locked_until")
-        return float(until) if until and until > self._clock() else None
+        return await self.lockout.locked_until(username)
 
-    async def record_failure(self, username: str, policy: LockoutSettings) -> float | None:
-        """Count a failed login; when the account locks, the time it unlocks."""
-        now = self._clock()
-        state = await self._backend.get(FAILURES, username) or {}
-        expired_lock = bool(state.get("locked_until")) and float(state["locked_until"]) <= now
-        if expired_lock or now - float(state.get("first_at") or 0) > policy.window_s:
-            state = {"count": 0, "first_at": now}
-        state["count"] = int(state.get("count") or 0) + 1
-        if state["count"] >= policy.max_failures:
-            state["locked_until"] = now + policy.duration_s
-        await self._backend.put(FAILURES, username, state)
-        return state.get("locked_until")
+    async def reserve_guess(self, username: str, policy: LockoutSettings) -> Guess:
+        """A place for one login guess, taken before the password is checked."""
+        return await self.lockout.reserve(username, policy)
+
+    async def guess_failed(self, guess: Guess, policy: LockoutSettings) -> float | None:
+        """Count a wrong guess; when the account locks, the time it unlocks."""
+        return await self.lockout.failed(guess, policy)
+
+    async def guess_right(self, guess: Guess) -> None:
+        """The password was right: the guess gives back its own place (no failure is erased)."""
+        await self.lockout.release(guess)
 
     async def clear_failures(self, username: str) -> None:
-        await self._backend.delete(FAILURES, username)
+        """Unlock (an admin's action): fresh windows, no failures."""
+        await self.lockout.clear(username)
 
 
 def _stale(user: Record, new: SecretBox) -> bool:

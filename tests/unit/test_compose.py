@@ -119,3 +119,22 @@ def test_prometheus_config_is_valid_with_the_rules(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
+
+
+def test_metrics_are_not_served_on_the_client_port() -> None:
+    """The production default: each gateway serves /metrics (team ids, spend) on a port of its
+    own, published nowhere; Prometheus scrapes that port; nginx forwards only the client port."""
+    gateway = yaml.safe_load((ROOT / "config" / "gateway.yaml").read_text())
+    assert gateway["metrics"]["port"] == "${METRICS_PORT:-}", "config/gateway.yaml reads METRICS_PORT"
+    metrics_ports = set()
+    for name in ("gateway-1", "gateway-2"):
+        svc = services()[name]
+        metrics_ports.add(svc["environment"]["METRICS_PORT"])
+        assert not svc.get("ports"), f"{name} publishes no port"
+    (metrics_port,) = metrics_ports
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    (job,) = [sc for sc in prometheus["scrape_configs"] if sc["job_name"] == "gateway"]
+    targets = [t for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"gateway-1:{metrics_port}", f"gateway-2:{metrics_port}"]
+    upstreams = re.findall(r"^\s*server\s+([\w.-]+):(\d+)", (ROOT / "deploy/nginx.conf").read_text(), re.M)
+    assert {port for _, port in upstreams} == {"8080"} and metrics_port != "8080"

@@ -3,6 +3,7 @@ controlled clock: lock-out, TOTP replay, refresh-token rotation and reuse."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -55,33 +56,48 @@ def test_field_checks() -> None:
 # --- lock-out ------------------------------------------------------------------------------------
 
 
+async def fail(users: UserStore, username: str, policy: LockoutSettings = POLICY) -> float | None:
+    """One wrong guess: it gets a place, then fails; when the account locks, until when."""
+    guess = await users.reserve_guess(username, policy)
+    assert guess.refused_until is None, "the guess got a place"
+    return await users.guess_failed(guess, policy)
+
+
 async def test_lockout_locks_and_stays_locked(backend: EmbeddedBackend) -> None:
     clock = Clock()
     users = UserStore(backend, None, clock=clock)
-    assert await users.record_failure("alice", POLICY) is None
-    assert await users.record_failure("alice", POLICY) is None
-    until = await users.record_failure("alice", POLICY)
+    assert await fail(users, "alice") is None
+    assert await fail(users, "alice") is None
+    until = await fail(users, "alice")
     assert until == clock.now + 300
     clock.now += 299
     assert await users.locked_until("alice") == until, "locked for the whole duration"
     other = UserStore(backend, None, clock=clock)  # another replica on the same backend
     assert await other.locked_until("alice") == until
+    refused = await other.reserve_guess("alice", POLICY)
+    assert refused.refused_until == until, "a guess while locked gets no place"
     clock.now += 2
     assert await users.locked_until("alice") is None, "and unlocked after it"
-    assert await users.record_failure("alice", POLICY) is None, "an expired lock starts a fresh count"
+    assert await fail(users, "alice") is None, "an expired lock starts a fresh count"
+    assert await fail(users, "alice") is None
 
 
 async def test_lockout_window_and_clear(backend: EmbeddedBackend) -> None:
     clock = Clock()
     users = UserStore(backend, None, clock=clock)
-    await users.record_failure("bob", POLICY)
-    await users.record_failure("bob", POLICY)
-    clock.now += 61  # the window passed: the count starts over
-    assert await users.record_failure("bob", POLICY) is None
-    assert await users.record_failure("bob", POLICY) is None
-    await users.clear_failures("bob")
-    assert await users.record_failure("bob", POLICY) is None
+    await fail(users, "bob")
+    await fail(users, "bob")
+    await users.clear_failures("bob")  # an admin's unlock: fresh windows
+    assert await fail(users, "bob") is None
+    assert await fail(users, "bob") is None
+    assert await fail(users, "bob") is not None, "three failures since the unlock lock it"
     assert await users.locked_until("nobody") is None
+    short = LockoutSettings(max_failures=3, window_s=0.05, duration_s=300)
+    await fail(users, "carol", short)
+    await fail(users, "carol", short)
+    await asyncio.sleep(0.1)  # the window passed: the count starts over
+    assert await fail(users, "carol", short) is None
+    assert await fail(users, "carol", short) is None
 
 
 # --- users and TOTP -------------------------------------------------------------------------------

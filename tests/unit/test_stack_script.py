@@ -349,3 +349,19 @@ def test_the_gateways_send_their_traces_to_the_sink(tmp_path: Path) -> None:
         assert c.env is not None
         assert c.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == s.sink_url
         assert c.env["OTEL_SERVICE_NAME"] == c.name
+
+
+def test_prometheus_scrapes_the_gateways_metrics_ports_not_their_client_ports(tmp_path: Path) -> None:
+    s = stack.Stack(loopback_settings(tmp_path))
+    p = s.ports
+    gateways = {c.name: c for wave in s.components() for c in wave if c.name.startswith("gateway-")}
+    assert gateways["gateway-1"].env is not None and gateways["gateway-2"].env is not None
+    assert gateways["gateway-1"].env["METRICS_PORT"] == str(p.gateway_1_metrics)
+    assert gateways["gateway-2"].env["METRICS_PORT"] == str(p.gateway_2_metrics)
+    prometheus = next(c for wave in s.components() for c in wave if c.name == "prometheus")
+    assert prometheus.prepare is not None
+    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    prometheus.prepare()
+    config = yaml.safe_load((tmp_path / "config" / "prometheus.yml").read_text())
+    targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"127.0.0.1:{p.gateway_1_metrics}", f"127.0.0.1:{p.gateway_2_metrics}"]

@@ -1,4 +1,5 @@
-"""The per-worker /metrics listener over real loopback sockets."""
+"""The /metrics listener (per worker, or a single process's ``metrics.port``) over real loopback
+sockets, and who may read it (``metrics.bearer_token``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.observability.worker_metrics import WorkerMetricsListener, parse_ports
+from gateway.config.operations import MetricsSettings
+from gateway.observability.worker_metrics import MetricsExposure, WorkerMetricsListener, parse_ports
 from tests.ports import free_port_run
 
 
@@ -88,3 +90,41 @@ async def test_every_port_taken_is_logged_not_fatal(ports: range, caplog: pytest
         for h in holders:
             await h.aclose()
         await extra.aclose()
+
+
+TOKEN = "metrics-token-0123456789abcdef"
+
+
+async def test_with_a_token_only_its_bearer_reads_the_metrics(ports: range) -> None:
+    refusals: list[str] = []
+    exposure = MetricsExposure(token=TOKEN.encode(), host="127.0.0.1", ports=ports)
+    listener = WorkerMetricsListener(render, "127.0.0.1", ports, exposure=exposure, refused=refusals.append)
+    try:
+        port = await listener.start()
+        assert port is not None
+        none = await ask(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert none.startswith(b"HTTP/1.1 401") and b'WWW-Authenticate: Bearer realm="metrics"' in none
+        assert b"requests_total" not in none and b"Authorization: Bearer" in none
+        wrong = await ask(port, b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer " + b"x" * 30 + b"\r\n\r\n")
+        assert wrong.startswith(b"HTTP/1.1 401") and b"requests_total" not in wrong
+        basic = await ask(port, f"GET /metrics HTTP/1.1\r\nAuthorization: Basic {TOKEN}\r\n\r\n".encode())
+        assert basic.startswith(b"HTTP/1.1 401")
+        ok = await ask(port, f"GET /metrics HTTP/1.1\r\nauthorization: bearer {TOKEN}\r\n\r\n".encode())
+        assert ok.startswith(b"HTTP/1.1 200 OK") and b"requests_total 7" in ok
+        assert refusals == ["missing_metrics_token", "invalid_metrics_token", "missing_metrics_token"]
+    finally:
+        await listener.aclose()
+
+
+def test_exposure_from_settings() -> None:
+    open_ = MetricsExposure.of(MetricsSettings(), "127.0.0.1", None)
+    assert open_.ports is None and open_.refusal(None) is None, "no token, no port: open on the client port"
+    own = MetricsExposure.of(MetricsSettings(port=9464, bearer_token=TOKEN), "0.0.0.0", None)
+    assert (own.host, own.ports, own.per_worker) == ("0.0.0.0", range(9464, 9465), False)
+    assert own.where() == "http://0.0.0.0:9464/metrics"
+    assert own.refusal(f"Bearer {TOKEN}") is None and own.refusal(f"Bearer {TOKEN}x") == "invalid_metrics_token"
+    assert own.refusal("Bearer ") == "missing_metrics_token" and own.refusal("Bearer\u00e9 x") is not None
+    elsewhere = MetricsExposure.of(MetricsSettings(port=9464, host="10.0.0.5"), "0.0.0.0", None)
+    assert elsewhere.where() == "http://10.0.0.5:9464/metrics"
+    workers = MetricsExposure.of(MetricsSettings(port=9464), "127.0.0.1", ("127.0.0.1", range(9100, 9102)))
+    assert workers.per_worker and workers.where() == "http://127.0.0.1:9100-9101/metrics", "--metrics-port wins"
