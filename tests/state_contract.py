@@ -9,7 +9,7 @@ import time
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
-from gateway.state.base import StateBackend, WindowAdjust, WindowSpec
+from gateway.state.base import SpendBatch, StateBackend, WindowAdjust, WindowSpec
 
 
 async def check_records(b: StateBackend) -> None:
@@ -51,6 +51,44 @@ async def check_spend_concurrent(b: StateBackend, n: int = 200) -> None:
     await asyncio.gather(*(b.incr_spend({"team:c": 0.125, f"key:{i % 4}": 0.5}) for i in range(n)))
     totals = await b.read_spend(["team:c", "key:0", "key:3"])
     assert totals == {"team:c": n * 0.125, "key:0": n / 4 * 0.5, "key:3": n / 4 * 0.5}
+
+
+async def check_spend_batches(b: StateBackend) -> None:
+    """Each batch ``(owner, seq)`` is applied at most once; a later ``seq`` of the
+    owner applies, an earlier one is skipped; owners are independent."""
+    first = SpendBatch("contract-a", 1, {"batch:x": 0.5, "batch:y": 0.25})
+    assert await b.apply_spend(first) is True
+    assert await b.apply_spend(first) is False, "the same batch again (a retry after a timeout)"
+    assert await b.apply_spend(SpendBatch("contract-b", 1, {"batch:x": 1.0})) is True, "another owner"
+    assert await b.apply_spend(SpendBatch("contract-a", 3, {"batch:x": 0.125})) is True, "seq may skip"
+    assert await b.apply_spend(SpendBatch("contract-a", 2, {"batch:x": 9.0})) is False, "older than the last"
+    assert await b.apply_spend(SpendBatch("contract-a", 4, {})) is False, "nothing to add"
+    again = SpendBatch("contract-c", 7, {"batch:x": 0.0625})
+    assert sorted(await asyncio.gather(*(b.apply_spend(again) for _ in range(10)))) == [False] * 9 + [True]
+    assert await b.read_spend(["batch:x", "batch:y"]) == {"batch:x": 1.6875, "batch:y": 0.25}
+    totals, others = await b.read_budget(["batch:x", "never"], "contract-a")
+    assert (totals, others) == ({"batch:x": 1.6875, "never": 0.0}, {})
+    assert await b.read_budget([], "contract-a") == ({}, {})
+
+
+async def check_reservations(b: StateBackend) -> None:
+    """A shared backend shows each owner the reservations of the others (not its
+    own); 0 drops one; a reservation lapses after its TTL (a crashed replica's).
+    A one-process backend keeps none (its ledger holds them all)."""
+    await b.apply_spend(SpendBatch("resv-a", 1, {}, {"budget:k": 0.5}, 30))
+    await b.apply_spend(SpendBatch("resv-b", 1, {"budget:spent": 2.0}, {"budget:k": 0.25, "budget:j": 1.0}, 0.2))
+    totals, by_a = await b.read_budget(["budget:k", "budget:j", "budget:spent"], "resv-a")
+    _, by_c = await b.read_budget(["budget:k"], "resv-c")
+    assert totals == {"budget:k": 0.0, "budget:j": 0.0, "budget:spent": 2.0}
+    if b.kind == "embedded":
+        assert by_a == by_c == {}
+        return
+    assert by_a == {"budget:k": 0.25, "budget:j": 1.0}, "the other owners' only"
+    assert by_c == {"budget:k": 0.75}
+    await asyncio.sleep(0.3)  # resv-b stopped publishing: its reservations lapse
+    assert (await b.read_budget(["budget:k", "budget:j"], "resv-c"))[1] == {"budget:k": 0.5}
+    await b.apply_spend(SpendBatch("resv-a", 2, {}, {"budget:k": 0.0}, 30))
+    assert (await b.read_budget(["budget:k"], "resv-c"))[1] == {}, "released"
 
 
 async def check_cache(b: StateBackend) -> None:
@@ -115,6 +153,8 @@ async def check_all(b: StateBackend) -> None:
     await check_records_are_copies(b)
     await check_spend(b)
     await check_spend_concurrent(b)
+    await check_spend_batches(b)
+    await check_reservations(b)
     await check_cache(b)
     await check_slots(b)
     await check_limits(b)

@@ -22,9 +22,23 @@ Usage counters (same float counters, daily only; :meth:`BudgetPolicy.count`)::
 
 :meth:`BudgetPolicy.check` runs before a request: it refreshes the counters
 from the backend (``BackendUnavailable`` propagates: the caller applies
-``state.failure_mode.budgets``) and refuses with :class:`BudgetExceeded` (429
-``insufficient_quota``, ``Retry-After`` = seconds until the period resets) when
-a limit is reached. :meth:`BudgetPolicy.record` runs after it, adds the cost
+``state.failure_mode.budgets``), refuses with :class:`BudgetExceeded` (429
+``insufficient_quota``) when a budget is spent, and otherwise *reserves* the
+request's estimated cost on the budgets' counters (a :class:`Reservation`,
+held in the ledger) until the request is charged or ends
+(:meth:`BudgetPolicy.release`). A request that finds reservations of requests
+in flight on a budget must fit beside them (spent + reserved + its estimate
+within the limit) or is refused too. So concurrent requests cannot overshoot a
+budget by more than the gap between their estimates and their real costs: a
+burst admits only as many as the estimates fit. (A request alone on a budget
+is admitted as before while the budget is not spent, even if its estimate is
+more than what is left: the one request that may take a budget past its
+limit, never two at once.) ``Retry-After``: seconds until the period resets
+when a budget is spent, :data:`RESERVED_RETRY_S` when reservations of requests
+in flight stand in the way. On a shared backend the reservations of the other
+replicas count as they were last fetched (about a flush plus a refresh
+interval late).
+:meth:`BudgetPolicy.record` runs after it, adds the cost
 to every counter and emits a :class:`BudgetEvent` once per scope, id, period
 and kind when spend crosses ``warn_ratio`` (``threshold``) or 100 %
 (``exhausted``). Events are remembered per process and per current period
@@ -74,6 +88,7 @@ __all__ = [
     "EventKind",
     "Ledger",
     "Period",
+    "Reservation",
     "Scope",
     "model_spend_key",
     "period_end",
@@ -87,6 +102,8 @@ __all__ = [
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 _MAX_MEMO = 100_000
+RESERVED_RETRY_S = 1.0
+"""Retry-After when only reservations of requests in flight refuse a request."""
 
 
 class Ledger(Protocol):
@@ -99,6 +116,21 @@ class Ledger(Protocol):
     async def refresh(self, keys: Sequence[str]) -> None: ...
 
     def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None: ...
+
+    def reserve(self, keys: Sequence[str], usd: float) -> None: ...
+
+    def release(self, keys: Sequence[str], usd: float) -> None: ...
+
+    def reserved(self, keys: Sequence[str]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A request's estimated cost, held on its budgets' counters until it is
+    charged or ends (give it back once: :meth:`BudgetPolicy.release`)."""
+
+    keys: Sequence[str]
+    usd: float
 
 
 def _utc_now() -> datetime:
@@ -173,31 +205,53 @@ class BudgetPolicy:
         self._periods_at: tuple[int, tuple[str, str]] = (-1, ("", ""))
         """Period ids of the current second (computing them is the costly part)."""
 
-    async def check(self, limits: Sequence[BudgetLimits]) -> None:
+    async def check(self, limits: Sequence[BudgetLimits], estimate_usd: float = 0.0) -> Reservation | None:
         """Raise :class:`BudgetExceeded` when any budget is spent (100 % or
-        more). With several spent, the one resetting last is reported, since
-        the request cannot pass before then. Raises ``BackendUnavailable``
-        when the counters cannot be refreshed."""
+        more), or holds reservations of requests in flight and has less left
+        than ``estimate_usd`` beside them; otherwise reserve ``estimate_usd`` on
+        every budget's counter and return the :class:`Reservation` (None when
+        there is no budget or nothing to reserve). With several refusing, the
+        one resetting last is reported, since the request cannot pass before
+        then. Raises ``BackendUnavailable`` when the counters cannot be refreshed."""
         now = self.clock()
         today = self._checks(limits, *self._period_ids(now))
         if not today.checks:
-            return
+            return None
         keys = today.keys
-        await self.ledger.refresh(keys)
-        totals = self.ledger.known(keys)
-        worst: tuple[float, BudgetCheck] | None = None
+        ledger = self.ledger
+        await ledger.refresh(keys)
+        totals = ledger.known(keys)
+        held = ledger.reserved(keys)
+        worst: tuple[float, str] | None = None
         for c in today.checks:
-            if totals.get(c.key, 0.0) >= c.limit:
-                wait = seconds_until_reset(now, self.tz, c.period)
-                if worst is None or wait > worst[0]:
-                    worst = (wait, c)
+            spent, reserved = totals.get(c.key, 0.0), held.get(c.key, 0.0)
+            if spent < c.limit and (reserved <= 0 or spent + reserved + estimate_usd <= c.limit):
+                continue
+            refusal = self._refusal(now, c, spent, reserved, estimate_usd)
+            if worst is None or refusal[0] > worst[0]:
+                worst = refusal
         if worst is not None:
-            wait, c = worst
-            raise BudgetExceeded(
-                f"the {c.period} budget of {_who(c.limits)} ({_usd(c.limit)} USD) is spent; "
-                f"it resets in {_duration(wait)}",
-                retry_after=wait,
-            )
+            raise BudgetExceeded(worst[1], retry_after=worst[0])
+        if not estimate_usd > 0:
+            return None
+        ledger.reserve(keys, estimate_usd)
+        return Reservation(keys, estimate_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation of :meth:`check` (once: the caller forgets it)."""
+        self.ledger.release(reservation.keys, reservation.usd)
+
+    def _refusal(self, now: datetime, c: BudgetCheck, spent: float, held: float, estimate: float) -> tuple[float, str]:
+        """Retry-After and the message for a refusing check."""
+        budget = f"the {c.period} budget of {_who(c.limits)} ({_usd(c.limit)} USD)"
+        if spent >= c.limit:
+            wait = seconds_until_reset(now, self.tz, c.period)
+            return wait, f"{budget} is spent; it resets in {_duration(wait)}"
+        return RESERVED_RETRY_S, (
+            f"{budget} has {_usd(c.limit - spent)} USD left, of which requests in flight have reserved"
+            f" {_usd(held)} USD: too little remains for this request (estimated {_usd(estimate)} USD:"
+            " its prompt and max_tokens at its deployments' prices); retry shortly"
+        )
 
     def record(
         self,

@@ -1,7 +1,7 @@
 """Traffic control before the call (steps 1-4 of :mod:`gateway.server.traffic`):
-rate limits and concurrency, the cache lookup, the budget check, and the
-deployment gate the router asks; the :class:`Ticket` a request carries from
-admission to the end.
+rate limits and concurrency, the cache lookup, the budget check (which reserves
+the request's estimated cost: :func:`cost_estimate`), and the deployment gate
+the router asks; the :class:`Ticket` a request carries from admission to the end.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import BackendDegraded
 from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
-from gateway.policies.budget import BudgetLimits, BudgetPolicy
+from gateway.policies.budget import BudgetLimits, BudgetPolicy, Reservation
 from gateway.policies.cache import (
     CacheMode,
     ResponseCache,
@@ -25,12 +25,15 @@ from gateway.policies.cache import (
     decide_embedding,
     embedding_cache_key,
 )
+from gateway.policies.pricing import PriceTable
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.routing.deployment import LiveDeployment, Route
 from gateway.state.base import BackendUnavailable
 
 Gate = Callable[[LiveDeployment], Awaitable[bool]]
 _MAX_DERIVED = 100_000
+RoutePrice = tuple[float, float, int | None]
+"""A priced deployment of a route: input and output USD per 1M tokens, its max_tokens_cap."""
 
 
 @dataclass(slots=True)
@@ -47,6 +50,8 @@ class Ticket:
     cost_usd: float | None = None
     price_version: str = ""
     budgets: list[BudgetLimits] = field(default_factory=list)
+    reservation: Reservation | None = None
+    """The estimated cost held on the budgets until the request is charged or ends."""
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         out = [*self.admission.wire]
@@ -57,13 +62,39 @@ class Ticket:
         return out
 
 
-def _estimate(req: JSON, embedding: bool) -> int:
+def _estimate(req: JSON, embedding: bool) -> tuple[int, int]:
+    """(prompt tokens, roughly; the max_tokens asked for, 0 when none)."""
     if embedding:
         data = req.get("input")
         chars = len(data) if isinstance(data, str) else sum(len(x) if isinstance(x, str) else 1 for x in data or ())
-        return chars // 4 + 1
+        return chars // 4 + 1, 0
     out = req.get("max_completion_tokens") or req.get("max_tokens") or 0
-    return estimate_prompt_tokens(req) + (out if isinstance(out, int) else 0)
+    return estimate_prompt_tokens(req), (out if isinstance(out, int) else 0)
+
+
+def route_prices(route: Route, prices: PriceTable) -> list[RoutePrice]:
+    """The prices of a route's priced deployments (as the settlement prices them)."""
+    out = []
+    for dep in route.deployments:
+        price = prices.price_for(dep.target.provider, dep.target.model, dep.spec.price)
+        if price is not None:
+            out.append((price.input_per_1m, price.output_per_1m, dep.spec.params.max_tokens_cap))
+    return out
+
+
+def cost_estimate(priced: list[RoutePrice], prompt: int, max_tokens: int, default_out: int, embedding: bool) -> float:
+    """The most the request may cost on any priced deployment of its route: the
+    prompt estimate at the input price plus the output tokens at the output
+    price, the output being ``max_tokens`` (capped by the deployment's
+    ``max_tokens_cap``), else that cap, else ``default_out``; none for an
+    embedding. 0 when no deployment is priced (nothing would be charged)."""
+    worst = 0.0
+    for input_per_1m, output_per_1m, cap in priced:
+        out = 0 if embedding else (max_tokens or cap or default_out)
+        if cap is not None and out > cap:
+            out = cap
+        worst = max(worst, (prompt * input_per_1m + out * output_per_1m) / 1_000_000)
+    return worst
 
 
 def _scopes(principal: Principal, route: Route) -> list[Scope]:
@@ -97,9 +128,13 @@ class Gatekeeper:
         budgets: BudgetPolicy,
         cache: ResponseCache,
         metrics: Metrics,
+        prices: PriceTable,
     ) -> None:
         self._limiter = limiter
         self._budgets = budgets
+        self._prices = prices
+        self._default_out = settings.budgets.estimate_output_tokens
+        self._route_prices: dict[str, tuple[Route, list[RoutePrice]]] = {}
         self._cache = cache
         self._cache_settings = settings.cache
         self._metrics = metrics
@@ -114,14 +149,16 @@ class Gatekeeper:
         self, principal: Principal, route: Route, req: JSON, client_headers: Mapping[str, str], *, embedding: bool
     ) -> Ticket:
         """Admit (rate limits), look the answer up in the cache, and on a miss check the budgets."""
-        est = _estimate(req, embedding)
+        prompt, max_tokens = _estimate(req, embedding)
         scopes, budgets = self._for(principal, route)
-        admission = await self._limiter.admit(scopes, est)
-        ticket = Ticket(principal, route, est, admission, budgets=budgets)
+        admission = await self._limiter.admit(scopes, prompt + max_tokens)
+        ticket = Ticket(principal, route, prompt + max_tokens, admission, budgets=budgets)
         try:
             await self._lookup(ticket, req, client_headers, embedding)
             if ticket.hit is None:
-                await self._check_budgets(ticket)
+                priced = self._priced(route)
+                estimate = cost_estimate(priced, prompt, max_tokens, self._default_out, embedding) if priced else 0.0
+                await self._check_budgets(ticket, estimate)
         except BaseException:
             await self._limiter.release(admission)
             raise
@@ -166,9 +203,18 @@ class Gatekeeper:
         metrics = self._metrics
         metrics.child(metrics.cache_requests, ticket.cache_mode.header(hit=ticket.hit is not None)).inc()
 
-    async def _check_budgets(self, ticket: Ticket) -> None:
+    def _priced(self, route: Route) -> list[RoutePrice]:
+        """The route's prices, once per route (by alias: as many as the config has)."""
+        cached = self._route_prices.get(route.alias)
+        if cached is not None and cached[0] is route:
+            return cached[1]
+        priced = route_prices(route, self._prices)
+        self._route_prices[route.alias] = (route, priced)
+        return priced
+
+    async def _check_budgets(self, ticket: Ticket, estimate_usd: float) -> None:
         try:
-            await self._budgets.check(ticket.budgets)
+            ticket.reservation = await self._budgets.check(ticket.budgets, estimate_usd)
         except BackendUnavailable:
             if not self._budgets_open:
                 raise BackendDegraded("cannot check budgets: the state backend is unreachable") from None

@@ -1,12 +1,16 @@
 """Traffic control after the call (steps 5 and 6 of :mod:`gateway.server.traffic`):
-the real usage priced and recorded as spend, the token estimate corrected, the
-answer stored in the cache, the concurrency slots released; and the budget
-events reported.
+the budget reservation given back and the real usage priced and recorded as
+spend (in one synchronous step, so the budgets never see neither) and written
+to the spend journal before the answer is sent, the token estimate corrected,
+the answer stored in the cache, the concurrency slots released (the
+reservation too, on every path that never charged); and the budget events
+reported.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from gateway.canonical import JSON
 from gateway.observability.logs import audit_budget_event
@@ -33,8 +37,10 @@ class Settlement:
         prices: PriceTable,
         unpriced: UnpricedModels,
         metrics: Metrics,
+        journal_now: Callable[[], None],
     ) -> None:
         self._limiter = limiter
+        self._journal_now = journal_now
         self._budgets = budgets
         self._cache = cache
         self._prices = prices
@@ -44,9 +50,20 @@ class Settlement:
         """Answers that came without usage, by model (same counting as unpriced)."""
 
     def charge(self, ticket: Ticket, dep: LiveDeployment | None, usage: JSON | None) -> None:
-        """Price the real usage and record it as spend (key, team, global, alias)."""
+        """Give back the budget reservation, price the real usage and record it
+        as spend (key, team, global, alias) and usage, then write them to the
+        spend journal (the embedded backend's) at once: a non-stream answer is
+        sent right after, so what its client receives is on file."""
+        reservation, ticket.reservation = ticket.reservation, None
+        if reservation is not None:
+            self._budgets.release(reservation)
         if dep is None:
             return
+        self._record(ticket, dep, usage)
+        self._journal_now()
+
+    def _record(self, ticket: Ticket, dep: LiveDeployment, usage: JSON | None) -> None:
+        """Usage counted; priced, the cost recorded on every spend counter (or unpriced/unmetered noted)."""
         target = dep.target
         team = ticket.principal.team or ""
         metrics = self._metrics
@@ -88,7 +105,11 @@ class Settlement:
             await self._limiter.finish(ticket.admission, tokens)
 
     async def release(self, ticket: Ticket) -> None:
-        """Give the concurrency slots back (idempotent; ``end`` already did, unless it never ran)."""
+        """Give the budget reservation and the concurrency slots back, whatever
+        happened (idempotent; ``charge`` and ``end`` already did, unless they never ran)."""
+        reservation, ticket.reservation = ticket.reservation, None
+        if reservation is not None:
+            self._budgets.release(reservation)
         await self._limiter.release(ticket.admission)
 
     async def _store(self, ticket: Ticket, answer: JSON) -> None:

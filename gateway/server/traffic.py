@@ -7,10 +7,14 @@ The order, and why:
 2. **cache lookup**: a hit is answered at once, costs nothing and is not
    charged to any budget.
 3. **budget check** (only on a miss): refuse with ``insufficient_quota`` when a
-   key's, team's or the gateway's budget for the period is spent.
+   key's, team's or the gateway's budget for the period is spent, or too little
+   is left for the request's estimated cost beside what requests in flight
+   reserved; otherwise reserve that estimate until step 5 (or the end).
 4. the router runs; a deployment over its own rpm/tpm is skipped (``gate``);
-5. **charge**: the real usage is priced and recorded as spend; a model with
-   no price is counted as unpriced (and logged once), never costed at $0;
+5. **charge**: the reservation is given back and the real usage priced and
+   recorded as spend, and written to the spend journal (embedded) before the
+   answer is sent; a model with no price is counted as unpriced (and logged
+   once), never costed at $0;
 6. **end**: the token estimate is corrected, the answer stored in the cache,
    the concurrency slots released.
 
@@ -45,7 +49,8 @@ class TrafficControl:
     - ``begin(principal, route, req, client_headers, *, embedding) -> Ticket``
       (steps 1-3), ``gate(ticket) -> Gate | None`` (step 4): the gatekeeper's;
     - ``charge(ticket, dep, usage)``, ``end(ticket, *, usage, answer)`` (steps
-      5, 6) and ``release(ticket)`` (the slots, whatever happened): the settlement's.
+      5, 6) and ``release(ticket)`` (the reservation and the slots, whatever
+      happened): the settlement's.
     """
 
     def __init__(
@@ -67,8 +72,9 @@ class TrafficControl:
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
-        self._gatekeeper = gatekeeper = Gatekeeper(settings, self.limiter, self.budgets, self.cache, metrics)
-        settlement = Settlement(self.limiter, self.budgets, self.cache, prices, unpriced, metrics)
+        self._gatekeeper = gatekeeper = Gatekeeper(settings, self.limiter, self.budgets, self.cache, metrics, prices)
+        self.ledger = ledger
+        settlement = Settlement(self.limiter, self.budgets, self.cache, prices, unpriced, metrics, ledger.journal_now)
         self.unmetered = settlement.unmetered
         """Answers that came without usage, by model (same counting as unpriced)."""
         self.begin = gatekeeper.begin
@@ -95,4 +101,5 @@ class TrafficControl:
             "cache": self.cache.degraded,
             "budgets": self.degraded_budget_checks,
         }
-        return LiveCounts(dict(self.limiter.rejections), degraded, flush_failures, dict(self.unpriced.counts))
+        rejections, unpriced = dict(self.limiter.rejections), dict(self.unpriced.counts)
+        return LiveCounts(rejections, degraded, flush_failures, unpriced, self.ledger.stats())

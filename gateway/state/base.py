@@ -12,7 +12,8 @@ Every method may raise :class:`BackendUnavailable` when the backend cannot be
 reached; each policy then follows its configured failure mode (fail-open or
 fail-closed) and counts the degraded decision. Spend is never written straight
 through: :class:`gateway.state.ledger.SpendLedger` buffers increments and
-retries them, so a Redis outage loses nothing.
+retries them, so a Redis outage loses nothing; each of its writes is a
+:class:`SpendBatch` that a backend applies at most once (:meth:`StateBackend.apply_spend`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,28 @@ class WindowHit:
     """Seconds until each window resets (its period for a window not started)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SpendBatch:
+    """One write of the spend ledger, applied at most once: ``(owner, seq)`` names it.
+
+    ``owner`` is one ledger (a gateway process, or the journal of an earlier one),
+    ``seq`` increases with every batch it writes, and it writes them in order, one
+    at a time; so a backend remembers only the last ``seq`` applied per owner and
+    skips a batch whose ``seq`` is not above it (a call that timed out but was
+    applied, then retried; a journal replayed twice)."""
+
+    owner: str
+    seq: int
+    increments: Mapping[str, float]
+    """USD (or usage units) to add to each counter; may be empty (reservations only)."""
+    reserved: Mapping[str, float] | None = None
+    """This owner's budget reservations now, per spend counter (absolute; 0 drops
+    one), for other replicas' budget checks; None: unchanged. A shared backend keeps
+    them ``reserved_ttl_s`` (so a crashed owner's go away); a one-process backend
+    ignores them."""
+    reserved_ttl_s: float = 30.0
+
+
 class StateBackend(Protocol):
     kind: str
     """"embedded" or "redis"."""
@@ -97,6 +120,21 @@ class StateBackend(Protocol):
 
     async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
         """Current totals; a counter never written reads 0.0."""
+        ...
+
+    async def apply_spend(self, batch: SpendBatch) -> bool:
+        """Add ``batch.increments`` (all or nothing, as :meth:`incr_spend`) unless
+        its owner's batch ``seq`` or a later one was applied already; True when
+        added now, False when skipped. The check and the increments are one atomic
+        step (SQLite: one transaction; Redis: one Lua script), so a retry of a call
+        that timed out after it was applied changes nothing. Also publishes
+        ``batch.reserved`` (see :class:`SpendBatch`), whatever the outcome."""
+        ...
+
+    async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
+        """(spend totals as :meth:`read_spend`, the budget reservations every owner
+        but ``owner`` holds now on each counter) in one operation; the second is
+        empty on a one-process backend."""
         ...
 
     # --- response cache --------------------------------------------------------

@@ -6,6 +6,10 @@
   transactions). The file and its parent directories are created on first use.
   The file carries its schema version: opening it applies the migrations it
   has not had and refuses a file of a newer release (``embedded_schema.py``).
+  Each spend batch of the ledger is applied once: ``apply_spend`` records the
+  owner's last batch ``seq`` (table ``spend_batches``) in the transaction of
+  its increments. The spend not yet committed is in the ledger's journal
+  beside the file (``spend_journal.py``), replayed at start-up.
 - Every SQLite call runs on ONE dedicated worker thread (a single-thread
   executor), so the event loop never blocks on disk and the connection is
   never shared between threads.
@@ -34,7 +38,15 @@ from typing import TypeVar, cast
 import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
-from gateway.state.base import BackendUnavailable, Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.base import (
+    BackendUnavailable,
+    Record,
+    SlotSpec,
+    SpendBatch,
+    WindowAdjust,
+    WindowHit,
+    WindowSpec,
+)
 from gateway.state.embedded_schema import migrate
 from gateway.state.memory import MemoryWindows
 
@@ -44,6 +56,11 @@ _UPSERT_RECORD = (
     "INSERT INTO records (tbl, id, json) VALUES (?, ?, ?) ON CONFLICT (tbl, id) DO UPDATE SET json = excluded.json"
 )
 _UPSERT_SPEND = "INSERT INTO spend (key, usd) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET usd = usd + excluded.usd"
+_LAST_BATCH = "SELECT seq FROM spend_batches WHERE owner = ?"
+_MARK_BATCH = (
+    "INSERT INTO spend_batches (owner, seq, at) VALUES (?, ?, ?)"
+    " ON CONFLICT (owner) DO UPDATE SET seq = excluded.seq, at = excluded.at"
+)
 _SQL_VARS = 500  # stay well under SQLite's bound-parameter limit per statement
 
 
@@ -143,6 +160,24 @@ class _Db:
             raise
         conn.execute("COMMIT")
 
+    def apply_spend(self, owner: str, seq: int, items: list[tuple[str, float]]) -> bool:
+        """The increments and the owner's new last ``seq`` in one transaction,
+        unless that ``seq`` (or a later one) is there already."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute(_LAST_BATCH, (owner,)).fetchone()
+            if last is not None and last[0] >= seq:
+                conn.execute("ROLLBACK")
+                return False
+            conn.executemany(_UPSERT_SPEND, items)
+            conn.execute(_MARK_BATCH, (owner, seq, time.time()))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return True
+
     def read_spend(self, keys: list[str]) -> dict[str, float]:
         conn = self._conn()
         out = dict.fromkeys(keys, 0.0)
@@ -227,6 +262,17 @@ class EmbeddedBackend:
 
     async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
         return await self._run(self._db.read_spend, list(keys)) if keys else {}
+
+    async def apply_spend(self, batch: SpendBatch) -> bool:
+        """Once per ``(owner, seq)`` (the ``spend_batches`` table); reservations are
+        ignored: one process holds them all, in its ledger."""
+        if not batch.increments:
+            return False
+        items = [(k, float(v)) for k, v in batch.increments.items()]
+        return await self._run(self._db.apply_spend, batch.owner, batch.seq, items)
+
+    async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
+        return await self.read_spend(keys), {}
 
     # --- response cache ------------------------------------------------------------
     async def cache_get(self, key: str) -> bytes | None:

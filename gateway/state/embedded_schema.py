@@ -44,6 +44,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX IF NOT EXISTS logs_by_stream ON logs (stream, seq)",
         ),
     ),
+    Migration(
+        "the last spend batch applied per owner (a ledger or a replayed journal): each batch once",
+        ("CREATE TABLE spend_batches (owner TEXT PRIMARY KEY, seq INTEGER NOT NULL, at REAL NOT NULL)",),
+    ),
 )
 
 

@@ -1,10 +1,12 @@
-"""Build the configured state backend."""
+"""Build the configured state backend and the spend ledger over it."""
 
 from __future__ import annotations
 
 from gateway.config.settings import StateSettings
 from gateway.state.base import StateBackend
 from gateway.state.embedded import EmbeddedBackend
+from gateway.state.ledger import SpendLedger
+from gateway.state.spend_journal import SpendJournal, journal_dir
 
 
 def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBackend:
@@ -18,3 +20,19 @@ def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBac
 
         return RedisBackend(settings.url)
     return EmbeddedBackend(settings.path, cache_max_bytes=cache_max_bytes)
+
+
+def create_ledger(settings: StateSettings, backend: StateBackend) -> SpendLedger:
+    """The spend ledger over ``backend``. On the embedded backend (unless
+    ``spend_journal`` is off) it journals spend beside the state file
+    (:mod:`gateway.state.spend_journal`); :meth:`SpendLedger.start` takes the
+    journal and replays what an earlier process left."""
+    journal = None
+    if settings.backend == "embedded" and settings.spend_journal:
+        journal = SpendJournal(journal_dir(settings.path))
+    return SpendLedger(
+        backend,
+        flush_interval_s=settings.flush_interval_s,
+        refresh_interval_s=settings.refresh_interval_s,
+        journal=journal,
+    )

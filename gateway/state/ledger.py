@@ -3,18 +3,28 @@ writes them to the state backend in batches.
 
 Guarantees:
 
-- No increment is lost or counted twice by the ledger: a flush takes a
-  snapshot of the pending amounts, clears them, writes the snapshot with ONE
-  ``incr_spend`` and, if that fails, merges the snapshot back into whatever
-  was added meanwhile, to be retried on the next flush. (The one ambiguity the
-  ledger cannot see: a Redis timeout after the transaction was applied but
-  before its reply arrived is retried, and so counted twice. The flush task is
-  never cancelled mid-write, so shutdown does not add to that.)
+- No increment is lost or counted twice: a flush takes the pending amounts as
+  one batch with an id, ``(owner, seq)`` (:class:`~gateway.state.base.SpendBatch`),
+  and writes it with ONE ``apply_spend``, which the backend applies at most once
+  per id. A batch that fails is kept whole and written again under the same id
+  before any newer one (so a Redis call that timed out after it was applied,
+  then retried, counts once); newer amounts go into the next batch. The writes
+  are :class:`~gateway.state.spend_writer.SpendWriter`'s.
 - Spend survives a graceful restart: :meth:`close` stops the task and makes a
   final flush, retried a few times (embedded: the totals are in SQLite).
 - Spend survives a Redis outage: increments stay buffered and are retried every
   flush interval until Redis answers again.
-- A crash loses at most what was buffered: about one flush interval of spend.
+- A killed process loses nothing with a journal (the embedded backend's:
+  :mod:`gateway.state.spend_journal`): a charged request's amounts are in its
+  file before its answer is sent (:meth:`SpendLedger.journal_now`), anything
+  else within the event-loop turn, and :meth:`SpendLedger.start` replays what
+  an earlier process left. Without one (Redis), a crash loses what was
+  buffered: about one flush interval.
+
+Budget reservations (:class:`~gateway.state.reservations.Reservations`) live
+here too: a request in flight holds its estimated cost on its budgets' counters
+until it is charged or ends. On a shared backend every flush publishes this
+process's reservations and every refresh fetches the other replicas'.
 
 Reads are cheap and never do I/O on the request path: :meth:`known` returns
 the last fetched backend totals plus what this process wrote since plus what
@@ -31,11 +41,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.periodic import Periodic
+from gateway.state.reservations import Reservations
 from gateway.state.spend_counters import SpendCounters
+from gateway.state.spend_journal import SpendJournal
+from gateway.state.spend_writer import SpendWriter
 
 log = logging.getLogger("gateway.state.ledger")
 
@@ -85,6 +100,19 @@ class FetchSchedule:
         self._fresh[id(keys)] = (keys, until)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """What the ledger counted, for the metrics scrape."""
+
+    journal_writes: int = 0
+    journal_write_errors: int = 0
+    journal_unreadable_lines: int = 0
+    journal_replayed: int = 0
+    duplicate_batches: int = 0
+    reservations: int = 0
+    reserved_usd: float = 0.0
+
+
 class SpendLedger:
     """Spend counters buffered in memory (:class:`SpendCounters`) and flushed
     to a :class:`StateBackend` (see the module docstring for the guarantees)."""
@@ -96,14 +124,19 @@ class SpendLedger:
         flush_interval_s: float,
         refresh_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        journal: SpendJournal | None = None,
     ) -> None:
         self.backend = backend
         self.flush_interval_s = flush_interval_s
         self.refresh_interval_s = refresh_interval_s
-        self.flush_failures = 0
-        self._failing = False
+        self.journal = journal
+        self.owner = journal.owner if journal is not None else f"p-{uuid.uuid4().hex[:16]}"
+        self.reservations = Reservations()
         self._clock = clock
         self._counters = SpendCounters()
+        self._writer = SpendWriter(
+            backend, self._counters, self.reservations, journal, self.owner, max(5.0, 10 * flush_interval_s)
+        )
         self._schedule = FetchSchedule(refresh_interval_s, clock)
         self._lock = asyncio.Lock()
         self._flusher = Periodic(
@@ -113,56 +146,70 @@ class SpendLedger:
             "spend flush failed unexpectedly; amounts kept for retry",
         )
 
+    @property
+    def flush_failures(self) -> int:
+        return self._writer.failures
+
     # --- request path (synchronous, no I/O) ----------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
-        """Buffer amounts (USD) to add to their counters."""
+        """Buffer amounts (USD) to add to their counters (and to the journal's buffer)."""
         self._counters.add(increments)
+        if self.journal is not None:
+            self.journal.add(increments)
 
     def tally(self, group: Hashable, keys: Sequence[Sequence[str]], amounts: Sequence[float]) -> None:
         """Add ``amounts[i]`` to every counter of ``keys[i]``, summed per
         ``group`` until a flush (see :meth:`SpendCounters.tally`)."""
         self._counters.tally(group, keys, amounts)
+        if self.journal is not None:
+            self.journal.tally(group, keys, amounts)
+
+    def reserve(self, keys: Sequence[str], usd: float) -> None:
+        """Hold ``usd`` on each counter of ``keys`` for a request in flight."""
+        self.reservations.reserve(keys, usd)
+
+    def release(self, keys: Sequence[str], usd: float) -> None:
+        """Give back a reservation of :meth:`reserve` (the same keys and amount)."""
+        self.reservations.release(keys, usd)
+
+    def reserved(self, keys: Iterable[str]) -> dict[str, float]:
+        """What requests in flight hold on each counter: ours, and the other
+        replicas' as last fetched."""
+        return self.reservations.held(keys)
+
+    def journal_now(self) -> None:
+        """Append what was added and not yet journaled to the journal now (the
+        settlement calls it after charging a request, before its answer is
+        sent); nothing without a journal."""
+        if self.journal is not None:
+            self.journal.write()
 
     def pending(self) -> dict[str, float]:
-        """What is not yet confirmed written (buffered plus a flush in flight)."""
+        """What is not yet confirmed written (held batches plus what is buffered)."""
         return self._counters.pending()
 
     def known(self, keys: Iterable[str]) -> dict[str, float]:
         """Best local view of each total: last fetched + written since + pending."""
         return self._counters.known(keys)
 
+    def stats(self) -> LedgerStats:
+        j, r = self.journal, self.reservations
+        journal = (j.writes, j.write_errors, j.bad_lines, j.replayed) if j else (0, 0, 0, 0)
+        return LedgerStats(*journal, self._writer.duplicates, r.count, max(0.0, r.usd))
+
     # --- I/O -------------------------------------------------------------------------
     async def flush(self) -> bool:
-        """Write the buffered increments; False (and kept) if the backend is down."""
+        """Write the held batches again, then the buffered amounts as a new
+        batch (:class:`SpendWriter`); False (everything kept) if the backend is down."""
         async with self._lock:
-            batch = self._counters.take()
-            if not batch:
-                return True
-            written = False
-            try:
-                await self.backend.incr_spend(batch)
-                written = True
-            except BackendUnavailable as exc:
-                self.flush_failures += 1
-                if not self._failing:  # once per outage, not once per interval
-                    log.warning("spend flush failed; buffering and retrying: %s", exc)
-                self._failing = True
-                return False
-            except Exception:
-                self.flush_failures += 1
-                raise
-            finally:
-                self._counters.settle(batch, written=written)  # a failed batch goes back, merged with newer amounts
-            if self._failing:
-                log.info("spend flush succeeded again after %d failures", self.flush_failures)
-            self._failing = False
-            return True
+            return await self._writer.flush()
 
     async def refresh(self, keys: Iterable[str]) -> None:
-        """Fetch backend totals of the keys not fetched in the last
-        ``refresh_interval_s``. Raises :class:`BackendUnavailable` (old values
-        kept); after a failure, those keys fail fast without I/O for one
-        interval, so an outage does not stall every request."""
+        """Fetch backend totals (and the other replicas' reservations) of the
+        keys not fetched in the last ``refresh_interval_s``. Raises
+        :class:`BackendUnavailable` (old values kept); after a failure, those
+        keys fail fast without I/O for one interval, so an outage does not stall
+        every request."""
         schedule = self._schedule
         if schedule.fresh(keys):
             return  # the commonest case: this very list was all fetched within the interval
@@ -176,28 +223,43 @@ class SpendLedger:
                 return
             now = self._clock()
             try:
-                totals = await self.backend.read_spend(due)
+                totals, others = await self.backend.read_budget(due, self.owner)
             except BackendUnavailable:
                 schedule.failed(due, now)
                 raise
             self._counters.fetched(totals)
+            self.reservations.fetched(due, others)
             schedule.fetched(due, now)
             schedule.remember(keys, wanted)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the background task that flushes every ``flush_interval_s``."""
+        """Replay what an earlier process left in the journal (applied once
+        each; kept for the next flush if the backend is down), then start the
+        task that flushes every ``flush_interval_s``."""
+        if self.journal is not None:
+            for owner, seq, amounts in self.journal.open():
+                self._counters.hold((owner, seq), amounts)
+            if self._counters.held():
+                log.info("spend journal: replaying %d batch(es) left by an earlier process", len(self._counters.held()))
+                await self.flush()
         self._flusher.start()
 
     async def close(self, *, attempts: int = 3, retry_wait_s: float = 0.2) -> dict[str, float]:
         """Stop the task (never mid-write), then flush, retrying up to
-        ``attempts`` times. Returns what could not be written (logged too)."""
+        ``attempts`` times. Returns what could not be written (logged too; with
+        a journal it is kept there and applied at the next start)."""
         await self._flusher.stop()  # never mid-write
+        lost: dict[str, float] = {}
         for attempt in range(attempts):
             if await self.flush():
-                return {}
+                break
             if attempt + 1 < attempts:
                 await asyncio.sleep(retry_wait_s)
-        lost = self.pending()
-        log.error("spend not written at shutdown (USD by counter): %s", lost)
+        else:
+            lost = self.pending()
+            kept = " (kept in the spend journal: applied at the next start)" if self.journal is not None else ""
+            log.error("spend not written at shutdown%s (USD by counter): %s", kept, lost)
+        if self.journal is not None:
+            self.journal.close()
         return lost

@@ -13,6 +13,8 @@ multi-key command below stays on one slot):
 - records: ``gw:rec:{<table>}:<id>`` (a JSON string) plus the set index
   ``gw:idx:{<table>}``; put/delete update both in one MULTI;
 - spend: ``gw:spend:{s}:<key>``, INCRBYFLOAT in one MULTI, read with MGET;
+  the ledger's batches (applied once each) and the budget reservations:
+  ``redis_spend.py``;
 - cache: ``gw:cache:<key>`` (SET PX / GET);
 - rate-limit windows and concurrency slots: ``gw:win:{w}:...``
   (``redis_windows.py``); the other strategies' ``gw:limits:...`` keys are
@@ -38,10 +40,12 @@ Sentinel the ``limits`` storage is built on *this* backend's connection pool
 retry policy, auth and Sentinel failover handling, and are always read from the
 master (``limits``' own Sentinel mode would read windows from replicas). For
 Cluster, ``limits`` builds its own ``RedisCluster`` from the same URL and
-timeouts. The storage is created with ``wrap_exceptions=True``: when Redis is
-down, a limiter call raises :class:`limits.errors.StorageError` (the library's
-own error, not :class:`BackendUnavailable`); the rate-limit policy must treat
-both as "backend unavailable".
+timeouts. The storage is created with ``wrap_exceptions=True`` and its base
+exceptions widened to every client failure (``redis_client.REDIS_ERRORS``: a
+closed transport's ``RuntimeError`` included): when Redis is down, a limiter
+call raises :class:`limits.errors.StorageError` (the library's own error, not
+:class:`BackendUnavailable`); the rate-limit policy must treat both as
+"backend unavailable".
 """
 
 from __future__ import annotations
@@ -51,12 +55,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import orjson
-from limits.aio.storage import RedisStorage, Storage
-from limits.storage import storage_from_string
+from limits.aio.storage import RedisClusterStorage, RedisStorage, Storage
 from redis.asyncio import RedisCluster
 
-from gateway.state.base import Record, SlotSpec, WindowAdjust, WindowHit, WindowSpec
-from gateway.state.redis_client import RedisConnection
+from gateway.state.base import Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.redis_client import REDIS_ERRORS, RedisConnection
+from gateway.state.redis_spend import RedisSpend, spend_key
 from gateway.state.redis_windows import RedisWindows
 from gateway.state.script_transport import choose_transport
 
@@ -86,7 +90,23 @@ def _idx(table: str) -> str:
 
 
 def _spend(key: str) -> str:
-    return f"{_PREFIX}spend:{{s}}:{key}"
+    return spend_key(key)
+
+
+class _Storage(RedisStorage):
+    """``limits``' Redis storage, wrapping every client failure in ``StorageError``."""
+
+    @property
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        return REDIS_ERRORS
+
+
+class _ClusterStorage(RedisClusterStorage):
+    """``limits``' Redis Cluster storage, wrapping every client failure in ``StorageError``."""
+
+    @property
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        return REDIS_ERRORS
 
 
 class RedisBackend:
@@ -105,6 +125,7 @@ class RedisBackend:
         self._conn = RedisConnection(url, socket_timeout_s=socket_timeout_s, max_connections=max_connections)
         self._client = self._conn.client
         self.windows = RedisWindows(self._conn, choose_transport(self._conn))
+        self.spend = RedisSpend(self._conn)
         self._append = self._client.register_script(_APPEND_LOG_LUA)
         self._limits: RedisStorage | None = None
 
@@ -152,6 +173,12 @@ class RedisBackend:
         values = await self._conn.call(self._client.mget([_spend(k) for k in keys]))
         return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, values, strict=True)}
 
+    async def apply_spend(self, batch: SpendBatch) -> bool:
+        return await self.spend.apply(batch)
+
+    async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
+        return await self.spend.read(keys, owner)
+
     # --- response cache ------------------------------------------------------------
     async def cache_get(self, key: str) -> bytes | None:
         value = await self._conn.call(self._client.get(f"{_PREFIX}cache:{key}"))
@@ -182,11 +209,9 @@ class RedisBackend:
         common: dict[str, Any] = {"implementation": "redispy", "wrap_exceptions": True, "key_prefix": _LIMITS_PREFIX}
         if isinstance(self._client, RedisCluster):
             uri = "async+" + self.url.split("?", 1)[0]
-            storage = storage_from_string(uri, **common, **self._conn.options())
-            assert isinstance(storage, RedisStorage)
-            return storage
+            return _ClusterStorage(uri, **common, **self._conn.options())
         common["connection_pool"] = self._client.connection_pool
-        return RedisStorage("async+redis://", **common)
+        return _Storage("async+redis://", **common)
 
     async def ping(self) -> bool:
         return bool(await self._conn.call(self._client.ping()))

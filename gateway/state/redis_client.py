@@ -31,8 +31,18 @@ T = TypeVar("T")
 
 Client = Redis | RedisCluster
 
-REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""Everything a Redis call can raise that means "the backend is unavailable"."""
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,  # ConnectionError, TimeoutError, ResponseError, ClusterDownError, ... of redis-py
+    RedisClusterException,
+    OSError,  # ConnectionResetError, BrokenPipeError, ... a socket that failed under the client
+    TimeoutError,  # the deadline of RedisConnection.call
+    EOFError,  # asyncio.IncompleteReadError: the server closed the connection mid-reply
+    RuntimeError,  # a closed transport written to (uvloop: "the handler is closed"), a closed loop
+)
+"""Everything a Redis call can raise that means "the backend is unavailable".
+A caller maps each to :class:`BackendUnavailable` (:func:`unavailable`), whatever
+the state of the connection it happened in (idle in the pool, in flight,
+closed under the client): never an internal error."""
 
 
 def unavailable(exc: BaseException) -> BackendUnavailable:

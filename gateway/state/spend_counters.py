@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
+BatchId = tuple[str, int]
+"""A batch's owner (one ledger, or an earlier process's journal) and its ``seq``."""
+
 
 def merge(into: dict[str, float], amounts: Mapping[str, float]) -> None:
     for key, usd in amounts.items():
@@ -13,19 +16,21 @@ def merge(into: dict[str, float], amounts: Mapping[str, float]) -> None:
 
 class SpendCounters:
     """Spend per counter in three parts: *base* (the backend's total when last
-    fetched, plus what this process wrote since), *in flight* (a write not yet
-    confirmed) and *pending* (added, not yet written). :meth:`known` is their
-    sum, kept up to date as amounts come in (one lookup per key to read); a
-    write moves amounts between the parts and never changes it. No I/O: the
-    :class:`~gateway.state.ledger.SpendLedger` does that."""
+    fetched, plus what this process wrote since), *held* (batches taken for a
+    write and not yet confirmed: the one in flight, and any that failed, kept
+    whole to be written again under the same id) and *pending* (added, not yet
+    taken). :meth:`known` is their sum, kept up to date as amounts come in (one
+    lookup per key to read); a write moves amounts between the parts and never
+    changes it. No I/O: the :class:`~gateway.state.ledger.SpendLedger` does that."""
 
     def __init__(self) -> None:
         self._pending: dict[str, float] = {}
         self._tallies: dict[Hashable, tuple[Sequence[Sequence[str]], list[float]]] = {}
-        self._inflight: dict[str, float] = {}
+        self._held: dict[BatchId, dict[str, float]] = {}
+        """Batches taken and not yet written, by id, oldest first."""
         self._base: dict[str, float] = {}
         self._known: dict[str, float] = {}
-        """base + inflight + pending per counter."""
+        """base + held + pending per counter."""
 
     # --- the request path ------------------------------------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
@@ -56,9 +61,11 @@ class SpendCounters:
         return {k: known.get(k, 0.0) for k in keys}
 
     def pending(self) -> dict[str, float]:
-        """What is not yet confirmed written (buffered plus a write in flight)."""
+        """What is not yet confirmed written (held batches plus what is buffered)."""
         self._fold_tallies()
-        out = dict(self._inflight)
+        out: dict[str, float] = {}
+        for batch in self._held.values():
+            merge(out, batch)
         merge(out, self._pending)
         return out
 
@@ -75,22 +82,37 @@ class SpendCounters:
                         known[key] = known.get(key, 0.0) + amount
 
     # --- a write and a fetch -------------------------------------------------------------
-    def take(self) -> dict[str, float]:
-        """Everything pending (tallies spread), now in flight; empty when nothing is."""
+    def take(self, batch_id: BatchId) -> dict[str, float]:
+        """Everything pending (tallies spread), now held as batch ``batch_id``;
+        empty (and nothing held) when nothing is pending."""
         self._fold_tallies()
         batch, self._pending = self._pending, {}
-        self._inflight = batch
+        if batch:
+            self._held[batch_id] = batch
         return batch
 
-    def settle(self, batch: Mapping[str, float], *, written: bool) -> None:
-        """The write of ``batch`` (from :meth:`take`) is over: written, it is
-        part of the base; failed, it is pending again, merged with newer amounts."""
-        self._inflight = {}
-        merge(self._base if written else self._pending, batch)
+    def hold(self, batch_id: BatchId, batch: Mapping[str, float]) -> None:
+        """A batch written by an earlier process and not known to be applied (a
+        journal replayed at start-up): held, and counted in :meth:`known`."""
+        held = self._held.setdefault(batch_id, {})
+        merge(held, batch)
+        merge(self._known, batch)
+
+    def held(self) -> list[tuple[BatchId, dict[str, float]]]:
+        """The batches waiting to be written again, oldest first."""
+        return list(self._held.items())
+
+    def settle(self, batch_id: BatchId, *, written: bool) -> None:
+        """The write of batch ``batch_id`` is over: written (or found applied
+        already), it is part of the base; failed, it stays held, whole, to be
+        written again under the same id (never merged with newer amounts)."""
+        if written:
+            merge(self._base, self._held.pop(batch_id, {}))
 
     def fetched(self, totals: Mapping[str, float]) -> None:
         """The backend's totals of some counters (other replicas' spend included)."""
         self._base.update(totals)
-        inflight, pending, known = self._inflight, self._pending, self._known
+        pending, known = self._pending, self._known
+        held = self._held.values()
         for key, total in totals.items():
-            known[key] = total + inflight.get(key, 0.0) + pending.get(key, 0.0)
+            known[key] = total + sum(batch.get(key, 0.0) for batch in held) + pending.get(key, 0.0)

@@ -436,3 +436,53 @@ async def test_ledger_refresh_sees_other_replicas(server: RedisServer) -> None:
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_flush_that_timed_out_but_was_applied_is_not_counted_again(
+    server: RedisServer, backend: RedisBackend
+) -> None:
+    """Redis paused: the flush times out with its call already in Redis's socket; Redis applies it
+    when it resumes, and the retry of the same batch (same owner and seq) is skipped."""
+    ledger = SpendLedger(backend, flush_interval_s=60, refresh_interval_s=1)
+    ledger.add({"team:a": 0.5})
+    assert await ledger.flush() is True
+    ledger.add({"team:a": 0.25, "key:k": 1.0})
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert await ledger.flush() is False, "timed out"
+        ledger.add({"team:a": 2.0})  # newer spend: a batch of its own, after the held one
+        assert await ledger.flush() is False
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    client = redis.Redis(port=server.port)
+    wait_for(lambda: client.get("gw:spend:{s}:team:a") == b"0.75", 5)  # the timed-out call, applied late
+    client.close()
+    assert await ledger.flush() is True, "the held batch again (skipped), then the newer one"
+    assert await backend.read_spend(["team:a", "key:k"]) == {"team:a": 2.75, "key:k": 1.0}
+    assert ledger.stats().duplicate_batches == 1
+    assert ledger.pending() == {}
+
+
+async def test_reservations_are_shared_through_the_ledgers(server: RedisServer) -> None:
+    a, b = RedisBackend(server.url), RedisBackend(server.url)
+    mine = SpendLedger(a, flush_interval_s=60, refresh_interval_s=60)
+    other = SpendLedger(b, flush_interval_s=60, refresh_interval_s=60)
+    try:
+        other.reserve(["spend:team:t:2026-11"], 0.75)
+        other.reserve(["spend:team:t:2026-11"], 0.25)
+        assert await other.flush() is True  # published with the flush, no spend needed
+        mine.reserve(["spend:team:t:2026-11"], 0.5)
+        await mine.refresh(["spend:team:t:2026-11"])
+        assert mine.reserved(["spend:team:t:2026-11"]) == {"spend:team:t:2026-11": 1.5}, "ours and theirs"
+        other.release(["spend:team:t:2026-11"], 0.75)
+        other.release(["spend:team:t:2026-11"], 0.25)
+        other.add({"spend:team:t:2026-11": 0.9})
+        assert await other.flush() is True  # the spend and the release in one script
+        fresh = SpendLedger(a, flush_interval_s=60, refresh_interval_s=60)
+        await fresh.refresh(["spend:team:t:2026-11"])
+        assert fresh.known(["spend:team:t:2026-11"]) == {"spend:team:t:2026-11": 0.9}
+        assert fresh.reserved(["spend:team:t:2026-11"]) == {"spend:team:t:2026-11": 0.0}
+    finally:
+        await a.aclose()
+        await b.aclose()

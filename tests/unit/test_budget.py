@@ -28,13 +28,25 @@ LA = ZoneInfo("America/Los_Angeles")
 
 
 class FakeLedger:
-    """The SpendLedger contract, in memory: add, known, refresh."""
+    """The SpendLedger contract, in memory: add, known, refresh, reservations."""
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
         self.adds: list[dict[str, float]] = []
         self.refreshed: list[list[str]] = []
+        self.held: dict[str, float] = {}
         self.down = False
+
+    def reserve(self, keys: Sequence[str], usd: float) -> None:
+        for key in keys:
+            self.held[key] = self.held.get(key, 0.0) + usd
+
+    def release(self, keys: Sequence[str], usd: float) -> None:
+        for key in keys:
+            self.held[key] -= usd
+
+    def reserved(self, keys: Sequence[str]) -> dict[str, float]:
+        return {k: self.held.get(k, 0.0) for k in keys}
 
     def add(self, increments: Mapping[str, float]) -> None:
         self.adds.append(dict(increments))
@@ -71,7 +83,8 @@ def make(
     ledger, clock = FakeLedger(), Clock(at)
     events: list[BudgetEvent] = []
     typed: Ledger = ledger  # the fake satisfies the policy's ledger protocol
-    policy = BudgetPolicy(typed, BudgetSettings(timezone=tz, **settings), clock=clock, on_event=events.append)
+    budgets = BudgetSettings.model_validate({"timezone": tz, **settings})
+    policy = BudgetPolicy(typed, budgets, clock=clock, on_event=events.append)
     return policy, ledger, clock, events
 
 
@@ -390,3 +403,52 @@ def test_levels_are_published_on_demand_for_team_and_global_budgets_of_this_peri
     policy.record(0.5, key_id="k1", team=None, alias="a", limits=limits[:1])
     policy.publish_levels()
     assert levels == [("global", "all", "daily", 0.5, 100.0)]
+
+
+# --- reservations ----------------------------------------------------------------------------------
+
+
+async def test_check_reserves_the_estimate_and_release_gives_it_back() -> None:
+    policy, ledger, _, _ = make(local(SEOUL, 2026, 11, 26, 12, 0))
+    limits = [BudgetLimits("key", "k1", daily_usd=1.0)]
+    day = spend_key("key", "k1", "2026-11-26")
+    first = await policy.check(limits, 0.4)
+    second = await policy.check(limits, 0.4)
+    assert first is not None and second is not None
+    assert ledger.held == {day: pytest.approx(0.8)}
+    with pytest.raises(BudgetExceeded) as err:  # 0.8 reserved + 0.4 > 1.0
+        await policy.check(limits, 0.4)
+    assert err.value.message == (
+        "the daily budget of key 'k1' (1.00 USD) has 1.00 USD left, of which requests in flight have reserved"
+        " 0.80 USD: too little remains for this request (estimated 0.40 USD: its prompt and max_tokens at its"
+        " deployments' prices); retry shortly"
+    )
+    assert err.value.headers["retry-after"] == "1"
+    assert await policy.check(limits, 0.2) is not None, "a smaller one still fits"
+    policy.release(first)
+    assert ledger.held[day] == pytest.approx(0.6)
+    assert await policy.check(limits, 0.0) is None, "nothing to reserve"
+
+
+async def test_a_request_alone_is_admitted_while_the_budget_is_not_spent() -> None:
+    policy, ledger, _, _ = make(local(SEOUL, 2026, 11, 26, 12, 0))
+    limits = [BudgetLimits("key", "k1", daily_usd=1.0)]
+    ledger.totals[spend_key("key", "k1", "2026-11-26")] = 0.9
+    alone = await policy.check(limits, 5.0)  # more than is left, but nothing else in flight
+    assert alone is not None
+    with pytest.raises(BudgetExceeded):
+        await policy.check(limits, 0.01)  # the second must fit beside the first
+    policy.release(alone)
+    ledger.totals[spend_key("key", "k1", "2026-11-26")] = 1.0
+    with pytest.raises(BudgetExceeded) as err:
+        await policy.check(limits, 0.0)
+    assert "is spent" in err.value.message and float(err.value.headers["retry-after"]) > 1
+
+
+async def test_other_replicas_reservations_count_too() -> None:
+    policy, ledger, _, _ = make(local(SEOUL, 2026, 11, 26, 12, 0))
+    limits = [BudgetLimits("team", "eng", monthly_usd=10.0)]
+    ledger.held[spend_key("team", "eng", "2026-11")] = 9.5  # as fetched from the shared backend
+    with pytest.raises(BudgetExceeded):
+        await policy.check(limits, 1.0)
+    assert await policy.check(limits, 0.5) is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.settings import StateSettings
-from gateway.state.base import BackendUnavailable
+from gateway.state.base import BackendUnavailable, SpendBatch
 from gateway.state.embedded import ByteLRU, EmbeddedBackend
 from gateway.state.factory import create_backend
 from gateway.state.ledger import SpendLedger
@@ -207,6 +207,14 @@ class Flaky:
             raise BackendUnavailable("down")
         return await self.inner.read_spend(keys)
 
+    async def apply_spend(self, batch: SpendBatch) -> bool:
+        if self.down:
+            raise BackendUnavailable("down")
+        return await self.inner.apply_spend(batch)
+
+    async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
+        return await self.read_spend(keys), {}
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
@@ -225,16 +233,19 @@ def test_counters_a_write_moves_amounts_between_parts_and_never_changes_known() 
     counters.add({"a": 1.0, "b": 0.5})
     counters.tally(("g",), [["a", "c"]], [2.0])
     assert counters.known(["a", "b", "c"]) == {"a": 1.0, "b": 0.5, "c": 0.0}, "tallies wait for a write"
-    batch = counters.take()
+    batch = counters.take(("me", 1))
     assert batch == {"a": 3.0, "b": 0.5, "c": 2.0}
     counters.add({"a": 0.25})
     assert counters.pending() == {"a": 3.25, "b": 0.5, "c": 2.0}, "in flight plus newly added"
-    counters.settle(batch, written=False)
-    assert counters.pending() == {"a": 3.25, "b": 0.5, "c": 2.0}, "a failed write is pending again"
-    batch = counters.take()
-    counters.settle(batch, written=True)
+    counters.settle(("me", 1), written=False)
+    assert counters.pending() == {"a": 3.25, "b": 0.5, "c": 2.0}, "a failed write is pending still"
+    assert counters.held() == [(("me", 1), {"a": 3.0, "b": 0.5, "c": 2.0})], "kept whole, not merged"
+    counters.settle(("me", 1), written=True)
+    assert counters.take(("me", 2)) == {"a": 0.25}
+    counters.settle(("me", 2), written=True)
     assert counters.pending() == {}
-    assert counters.take() == {}
+    assert counters.take(("me", 3)) == {}
+    assert counters.held() == []
     assert counters.known(["a", "b", "c"]) == {"a": 3.25, "b": 0.5, "c": 2.0}
     counters.fetched({"a": 10.0})  # the backend's total: other replicas' spend and ours
     counters.add({"a": 0.5})

@@ -14,6 +14,7 @@ import pytest
 from gateway.app.gateway_app import create_app
 from gateway.cli.main import main
 from gateway.config.loader import parse_config
+from gateway.state.base import SpendBatch
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.embedded_schema import MIGRATIONS, Migration, SchemaTooNew, migrate
 
@@ -122,9 +123,25 @@ async def test_version_1_is_exactly_the_previous_release_schema(tmp_path: Path) 
     b = EmbeddedBackend(str(new))
     await b.ping()
     await b.aclose()
-    assert schema_of(new) == schema_of(old)
+    batches = ("table", "spend_batches", MIGRATIONS[1].statements[0])  # version 2: each spend batch once
+    assert schema_of(new) == sorted([*schema_of(old), batches], key=lambda row: row[1])
     assert user_version(new) == len(MIGRATIONS)
     assert MIGRATIONS[0].statements == PREVIOUS_RELEASE_SCHEMA + PREVIOUS_RELEASE_LOG_SCHEMA
+
+
+async def test_a_previous_release_file_gets_the_spend_batches_table_and_applies_each_batch_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.db"
+    previous_release_file(path, with_logs=True)
+    b = EmbeddedBackend(str(path))
+    try:
+        assert await b.apply_spend(SpendBatch("owner-a", 1, {"k": 0.5})) is True
+        assert await b.apply_spend(SpendBatch("owner-a", 1, {"k": 0.5})) is False, "the same batch again"
+        assert await b.read_spend(["k"]) == {"k": 0.75}, "0.25 from the previous release, 0.5 once"
+    finally:
+        await b.aclose()
+    assert user_version(path) == len(MIGRATIONS)
 
 
 # --- a file of a newer release ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ budget failure modes and the deployment gate."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,10 +25,12 @@ from gateway.policies.budget import model_spend_key, spend_key, team_model_spend
 from gateway.policies.pricing import UnpricedModels, parse_prices
 from gateway.providers.registry import presets
 from gateway.routing.deployment import Route, build_routes
+from gateway.server.gatekeeper import cost_estimate
 from gateway.server.traffic import Ticket, TrafficControl
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
+from gateway.state.spend_journal import SpendJournal, read_segment
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DAY, MONTH = "2026-11-26", "2026-11"
@@ -119,12 +122,12 @@ MakeRig = Callable[..., Awaitable[Rig]]
 async def make_rig(tmp_path: Path) -> AsyncIterator[MakeRig]:
     backends: list[EmbeddedBackend] = []
 
-    async def make(budgets: str = "open", extra: str = "") -> Rig:
+    async def make(budgets: str = "open", extra: str = "", journal: SpendJournal | None = None) -> Rig:
         settings = parse_config(CONFIG.format(budgets=budgets, extra=extra), env={}).settings
         backend = FlakyBackend(str(tmp_path / f"gw{len(backends)}.db"))
         backends.append(backend)
         clock = Clock()
-        ledger = SpendLedger(backend, flush_interval_s=60.0, refresh_interval_s=1.0, clock=clock)
+        ledger = SpendLedger(backend, flush_interval_s=60.0, refresh_interval_s=1.0, clock=clock, journal=journal)
         unpriced = UnpricedModels()
         tc = TrafficControl(settings, backend, ledger, parse_prices(PRICES), unpriced, Metrics())
         tc.budgets.clock = lambda: NOW
@@ -531,3 +534,107 @@ async def test_answer_without_usage_is_counted_unmetered_and_logged_once(
     assert rig.tc.unmetered.total == 3
     assert sum("answered without usage" in r.message for r in caplog.records) == 1
     assert spent(rig) == {}, "nothing was recorded as spend"
+
+
+# --- budget reservations ----------------------------------------------------------------------------------------------
+
+# chat(): "hello world!" (12 characters: 4 prompt tokens estimated) and max_tokens 100, on gpt-4o-mini at
+# $1/1M input and $2/1M output: 4 * 1 + 100 * 2 = 204 micro-dollars reserved per request.
+EST = 204e-6
+REAL: JSON = {"prompt_tokens": 4, "completion_tokens": 90, "total_tokens": 94}  # 184 micro-dollars
+
+
+async def test_a_concurrent_burst_is_admitted_only_as_far_as_its_estimates_fit(rig: Rig) -> None:
+    p = Principal("key", "key_burst", budget_daily_usd=5.5 * EST)
+    route = rig.routes["chat"]
+    results = await asyncio.gather(*(_begin(rig, p, chat()) for _ in range(40)), return_exceptions=True)
+    admitted = [r for r in results if isinstance(r, Ticket)]
+    refused = [r for r in results if isinstance(r, BudgetExceeded)]
+    assert (len(admitted), len(refused)) == (5, 35), "5 estimates fit in 5.5, the sixth does not"
+    assert "reserved" in refused[0].message and refused[0].headers["retry-after"] == "1"
+    assert rig.ledger.stats().reservations == 5
+    assert rig.ledger.stats().reserved_usd == pytest.approx(5 * EST)
+    for ticket in admitted:
+        rig.tc.charge(ticket, route.deployments[0], REAL)
+        await rig.tc.end(ticket, usage=REAL, answer=None)
+        await rig.tc.release(ticket)
+    assert rig.ledger.stats().reservations == 0 and rig.ledger.stats().reserved_usd == 0.0
+    total = rig.ledger.known([spend_key("key", "key_burst", DAY)])[spend_key("key", "key_burst", DAY)]
+    assert total == pytest.approx(5 * 184e-6) and total <= 5.5 * EST, "no overshoot: the real cost was below"
+    # What is left (0.5 estimate + 5 x 20 micro-dollars) is less than one estimate: a lone request is
+    # still admitted while the budget is not spent, as before; two at once are not.
+    lone = await _begin(rig, p, chat())
+    with pytest.raises(BudgetExceeded):
+        await _begin(rig, p, chat())
+    await rig.tc.release(lone)
+
+
+async def test_every_path_gives_the_reservation_back(rig: Rig) -> None:
+    p = Principal("key", "key_paths", team="t-paths", budget_daily_usd=1.0, team_budget_monthly_usd=1.0)
+    route = rig.routes["chat"]
+    held = [spend_key("key", "key_paths", DAY), spend_key("team", "t-paths", MONTH)]
+    charged = await _begin(rig, p, chat())
+    assert rig.ledger.reserved(held) == pytest.approx(dict.fromkeys(held, EST))
+    rig.tc.charge(charged, route.deployments[0], REAL)  # charged: given back in the same step
+    assert rig.ledger.reserved(held) == dict.fromkeys(held, 0.0)
+    await rig.tc.release(charged)
+    failed = await _begin(rig, p, chat())  # an upstream error, a client that left: never charged
+    await rig.tc.release(failed)
+    await rig.tc.release(failed)  # idempotent
+    unpriced = await _begin(rig, p, chat())
+    rig.tc.charge(unpriced, None, None)  # no deployment answered
+    assert rig.ledger.reserved(held) == dict.fromkeys(held, 0.0)
+    await rig.tc.end(unpriced, usage=None, answer=None)
+    await rig.tc.release(unpriced)
+    assert rig.ledger.stats().reservations == 0
+
+
+async def test_no_budget_no_price_no_reservation(rig: Rig) -> None:
+    plain = await _begin(rig, KEY, chat())  # no budget at all
+    assert plain.reservation is None
+    await rig.tc.release(plain)
+    p = Principal("key", "key_unpriced", budget_daily_usd=1.0)
+    unpriced = await _begin(rig, p, chat(), alias="mystery")  # no price: nothing will be charged
+    assert unpriced.reservation is None
+    await rig.tc.release(unpriced)
+    assert rig.ledger.stats().reservations == 0
+
+
+async def test_the_estimate_follows_max_tokens_the_cap_and_the_default(make_rig: MakeRig) -> None:
+    rig = await make_rig(extra="budgets: {estimate_output_tokens: 10}")
+    p = Principal("key", "key_est", budget_daily_usd=100.0)
+    for req, expected in (
+        (chat(max_tokens=100), 4 * 1 + 100 * 2),
+        (chat(max_tokens=None), 4 * 1 + 10 * 2),  # budgets.estimate_output_tokens
+    ):
+        ticket = await _begin(rig, p, req)
+        assert ticket.reservation is not None
+        assert ticket.reservation.usd == pytest.approx(expected / 1e6)
+        await rig.tc.release(ticket)
+    # capped: the dearest priced deployment (claude-x, $3/$15), max_tokens as asked
+    capped = await _begin(rig, p, chat(max_tokens=1000), alias="capped")
+    assert capped.reservation is not None and capped.reservation.usd == pytest.approx((4 * 3 + 1000 * 15) / 1e6)
+    await rig.tc.release(capped)
+
+
+def test_cost_estimate_takes_the_dearest_deployment_and_its_cap() -> None:
+    priced = [(1.0, 2.0, 50), (3.0, 1.0, None)]  # input, output USD per 1M; max_tokens_cap
+    assert cost_estimate(priced, 4, 100, 10, False) == pytest.approx(112e-6), "max(4 + 50 * 2, 12 + 100)"
+    assert cost_estimate(priced, 4, 0, 10, False) == pytest.approx(104e-6), "the cap, else the default (10)"
+    assert cost_estimate(priced, 4, 0, 10, True) == pytest.approx(12e-6), "an embedding: the prompt only"
+    assert cost_estimate([], 4, 100, 10, False) == 0.0, "nothing priced: nothing to reserve"
+
+
+async def test_a_charge_is_in_the_spend_journal_before_the_answer_is_sent(make_rig: MakeRig, tmp_path: Path) -> None:
+    journal = SpendJournal(tmp_path / "journal")
+    journal.open()
+    rig = await make_rig(journal=journal)
+    t = await _begin(rig, Principal("key", "key_j"), chat())
+    rig.tc.charge(t, rig.routes["chat"].deployments[0], REAL)  # synchronous: the handler sends next
+    [segment] = [p for p in (tmp_path / "journal").iterdir() if p.suffix == ".spend"]
+    amounts, bad = read_segment(segment)
+    assert bad == 0 and journal.writes == 1
+    assert amounts[spend_key("key", "key_j", DAY)] == pytest.approx(184e-6) == t.cost_usd
+    assert amounts[usage_key("requests", "key", "key_j", DAY)] == 1
+    await rig.tc.release(t)
+    journal.close()
