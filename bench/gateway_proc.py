@@ -128,8 +128,11 @@ class GatewayServer:
         startup_timeout_s: float = 60.0,
         name: str = "gateway",
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.env = dict(env or {})
+        """Variables for this gateway on top of the benchmark's environment."""
         self.pinning = pinning
         self.port = free_port()
         self.master_key = key
@@ -169,7 +172,7 @@ class GatewayServer:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         self.command = [*self.pinning.prefix(SERVER_CORE), sys.executable, "-m", "gateway", "serve"]
         self.command += ["--config", str(self.config_path), "--port", str(self.port), *self.extra_args]
-        env = {**os.environ, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.proc = spawn(self.command, log=log, env=env)  # taskset execs: same pid as the gateway
         try:

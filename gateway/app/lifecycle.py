@@ -28,7 +28,7 @@ from gateway.observability.logs import AccessLog, RequestSink, flush_handlers, i
 from gateway.observability.loop_lag import LoopLagMonitor
 from gateway.observability.metrics import LiveCounts
 from gateway.observability.tracing import Tracing
-from gateway.observability.worker_metrics import WorkerMetricsListener
+from gateway.observability.worker_metrics import MetricsExposure, WorkerMetricsListener, open_listener
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, UnpricedModels
@@ -38,7 +38,7 @@ from gateway.server.asgi import Receive, Scope, Send
 from gateway.server.service import Service
 from gateway.server.traffic import TrafficControl
 from gateway.state.base import StateBackend
-from gateway.state.factory import create_backend
+from gateway.state.factory import create_backend, create_ledger
 from gateway.state.ledger import SpendLedger
 from gateway.upstream.http import AiohttpClient
 
@@ -62,6 +62,8 @@ class Lifecycle(Reload):
     _loop_lag: LoopLagMonitor
     _worker_ports: tuple[str, range] | None
     _worker_metrics: WorkerMetricsListener | None
+    metrics_exposure: MetricsExposure = MetricsExposure()
+    """Where /metrics is served and who may read it: set at start from ``metrics`` and the worker ports."""
 
     async def authenticate(self, scope: Scope) -> Principal:
         raise NotImplementedError
@@ -95,9 +97,10 @@ class Lifecycle(Reload):
 
     async def startup(self) -> None:
         settings = self._loaded.settings
-        if self._worker_ports is not None:
-            self._worker_metrics = WorkerMetricsListener(self.ops.render_metrics, *self._worker_ports)
-            await self._worker_metrics.start()
+        self.metrics_exposure = MetricsExposure.of(settings.metrics, settings.server.host, self._worker_ports)
+        self._worker_metrics = await open_listener(
+            self.metrics_exposure, self.ops.render_metrics, self.metrics.metrics_refusal
+        )
         self._loop_lag.start()
         prices = load_price_table(self._loaded)
         self._apply_logging(self._loaded)
@@ -106,13 +109,10 @@ class Lifecycle(Reload):
         self.http = AiohttpClient(
             max_connections_per_host=settings.server.max_connections_per_upstream,
             inject=self.tracing.inject if self.tracing.enabled else None,
+            settings=settings.upstream,
         )
         self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
-        self.ledger = SpendLedger(
-            self.backend,
-            flush_interval_s=settings.state.flush_interval_s,
-            refresh_interval_s=settings.state.refresh_interval_s,
-        )
+        self.ledger = create_ledger(settings.state, self.backend)  # embedded: replays its spend journal at start
         await self.ledger.start()
         self.stats = StatsStore(
             self.backend,
@@ -130,6 +130,7 @@ class Lifecycle(Reload):
             is_master=self._is_master,
             check_client_key=self.authenticate,
             env=os.environ,
+            count_login=self.metrics.login_attempt,
         )
         store = ModelStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
         self._loaded = await self.models.at_startup(store)

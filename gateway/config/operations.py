@@ -1,16 +1,16 @@
 """Configuration sections for running the gateway rather than routing it:
-logging, scheduled health checks, admin security and reports. Part of the
+logging, scheduled health checks, admin security, reports and metrics exposure. Part of the
 one schema of :mod:`gateway.config.settings`."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from gateway.config.fields import Flag, PositiveFloat, PositiveInt
+from gateway.config.fields import Flag, PositiveFloat, PositiveInt, Text
 from gateway.config.fields import Strict as _Strict
 
 
@@ -62,7 +62,7 @@ class HealthCheckSettings(_Strict):
     @model_validator(mode="after")
     def _failures_fit(self) -> HealthCheckSettings:
         if self.failures > self.window:
-            raise ValueError(f"failures ({self.failures}) cannot exceed window ({self.window})")
+            raise ValueError("failures cannot exceed window")
         return self
 
 
@@ -77,11 +77,11 @@ class LockoutSettings(_Strict):
 
 
 def _networks(values: list[str]) -> list[str]:
-    for value in values:
+    for i, value in enumerate(values):
         try:
             ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or CIDR network") from None
+        except ValueError:  # the message names the entry, never its text (it may come from ${VAR})
+            raise ValueError(f"entry [{i}] is not an IP address or CIDR network") from None
     return values
 
 
@@ -132,5 +132,32 @@ class ReportsSettings(_Strict):
     @model_validator(mode="after")
     def _url(self) -> ReportsSettings:
         if self.prometheus_url is not None and not re.match(r"^https?://[^/\s]+", self.prometheus_url):
-            raise ValueError(f"prometheus_url must be an http(s) URL, got {self.prometheus_url!r}")
+            raise ValueError("prometheus_url must be an http(s) URL (http://host... or https://host...)")
         return self
+
+
+def _empty_is_unset(value: Any) -> Any:
+    """``""`` (what ``${VAR:-}`` gives for an unset variable) means the option is off."""
+    return None if value == "" else value
+
+
+def _token_length(value: str) -> str:
+    if not 16 <= len(value) <= 4096:  # the message never repeats the token
+        raise ValueError("must be 16 to 4096 characters (a long random string)")
+    return value
+
+
+MetricsToken = Annotated[Text, AfterValidator(_token_length)]
+MetricsPort = Annotated[int, Field(ge=1, le=65535)]
+
+
+class MetricsSettings(_Strict):
+    """Who may read ``/metrics`` and where it is served (docs/security.md, "Metrics").
+    Read at start: a change needs a restart."""
+
+    bearer_token: Annotated[MetricsToken | None, BeforeValidator(_empty_is_unset)] = None
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>`` (else 401)."""
+    port: Annotated[MetricsPort | None, BeforeValidator(_empty_is_unset)] = None
+    """When set, ``/metrics`` is served on this port of its own, and the client port answers 404."""
+    host: Annotated[str | None, BeforeValidator(_empty_is_unset)] = None
+    """The metrics listener's address (default: ``server.host``)."""

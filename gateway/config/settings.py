@@ -17,7 +17,14 @@ from pydantic import Field, model_validator
 
 from gateway.config.fields import Flag, Mode, PositiveFloat, PositiveInt, Text
 from gateway.config.fields import Strict as _Strict
-from gateway.config.operations import AdminSettings, HealthCheckSettings, LoggingSettings, ReportsSettings
+from gateway.config.operations import (
+    AdminSettings,
+    HealthCheckSettings,
+    LoggingSettings,
+    MetricsSettings,
+    ReportsSettings,
+)
+from gateway.config.upstream import UpstreamSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
 Strategy = Literal["priority", "weighted", "round_robin", "least_inflight", "lowest_latency", "lowest_cost"]
@@ -52,6 +59,9 @@ class StateSettings(_Strict):
     """How often buffered spend is written to the backend."""
     refresh_interval_s: PositiveFloat = 1.0
     """How stale another replica's spend and key changes may be seen."""
+    spend_journal: Flag = True
+    """Embedded only: journal spend beside the state file (``<path>.spend-journal/``);
+    a killed process loses none."""
     failure_mode: FailureModes = FailureModes()
 
     @model_validator(mode="after")
@@ -89,13 +99,15 @@ class BudgetSettings(_Strict):
     warn_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.8
     daily_usd: Annotated[float, Field(gt=0)] | None = None
     monthly_usd: Annotated[float, Field(gt=0)] | None = None
+    estimate_output_tokens: Annotated[int, Field(ge=0)] = 1024
+    """Output tokens reserved for a request with no max_tokens whose deployments have no max_tokens_cap."""
 
     @model_validator(mode="after")
     def _zone(self) -> BudgetSettings:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+            raise ValueError("timezone is not a known IANA time zone name (Europe/Paris, America/New_York)") from None
         return self
 
 
@@ -157,7 +169,7 @@ class Params(_Strict):
     def _ranges_ordered(self) -> Params:
         for name, (low, high) in self.ranges.items():
             if low > high:
-                raise ValueError(f"range of {name!r} is empty: {low} > {high}")
+                raise ValueError(f"range of {name!r} is empty: its low bound is above its high bound")
         return self
 
 
@@ -186,7 +198,7 @@ class Deployment(_Strict):
         if self.limits is not None and self.limits.max_concurrent is not None:
             raise ValueError("limits.max_concurrent is not used on a deployment: set max_concurrency instead")
         if self.base_url is not None and not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+            raise ValueError("base_url must be an http(s) URL (http://host... or https://host...)")
         if self.provider == "openai_compatible" and not self.base_url:
             raise ValueError("base_url is required for provider openai_compatible")
         return self
@@ -232,6 +244,19 @@ class ServerSettings(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
     max_connections_per_upstream: Annotated[int, Field(ge=1)] = 1000
+    # Requests are bounded before they are read (docs/security.md, "Request limits").
+    max_admin_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    """Largest body of every route outside /v1 (admin, login included): 413 before reading."""
+    max_json_depth: Annotated[int, Field(ge=1, le=128)] = 64
+    """Deepest nesting of a JSON body, checked right after parsing (400 json_too_deep)."""
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 32 * 1024
+    """Request line plus headers; more is 431 and the connection closed (read at start)."""
+    max_headers: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Header fields per request; more is 431 and the connection closed (read at start)."""
+    header_timeout_s: PositiveFloat = 10.0
+    """A request head (or a new connection's first one) must arrive within this (read at start)."""
+    keepalive_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 5
+    """An idle keep-alive connection is closed after this (read at start)."""
 
 
 class RouterSettings(_Strict):
@@ -253,6 +278,8 @@ class Settings(_Strict):
     health_checks: HealthCheckSettings = HealthCheckSettings()
     logging: LoggingSettings = LoggingSettings()
     reports: ReportsSettings = ReportsSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
     models: dict[str, ModelAlias] = Field(default_factory=dict)
 
     @model_validator(mode="after")

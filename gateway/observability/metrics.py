@@ -26,7 +26,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from gateway import __version__
@@ -34,6 +34,7 @@ from gateway.canonical import JSON
 from gateway.errors import (
     AllDeploymentsFailed,
     GatewayError,
+    UpstreamAddressRefused,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
@@ -41,6 +42,7 @@ from gateway.errors import (
 )
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
+from gateway.state.ledger import LedgerStats
 
 # GenAI semantic conventions: recommended bucket boundaries.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -55,6 +57,26 @@ BREAKER_STATES = ("closed", "half_open", "open")
 # and increase() count their first event too (a series born at 1 shows no increase).
 CACHE_RESULTS = ("hit", "miss", "refresh", "off")
 RELOAD_RESULTS = ("applied", "rejected")
+# Requests refused for their size or shape before they were read or parsed (docs/security.md,
+# "Request limits"): body, JSON depth (any route), head size, header count, head timeout (server).
+REQUEST_REFUSALS = ("request_too_large", "json_too_deep", "headers_too_large", "too_many_headers", "header_timeout")
+# /admin/login: checked and right (success, or refused after: totp_required, disabled), checked and
+# wrong (invalid), or refused unchecked, with no place left in the lock-out window (locked).
+LOGIN_OUTCOMES = ("success", "invalid", "locked", "totp_required", "disabled")
+METRICS_REFUSALS = ("missing_metrics_token", "invalid_metrics_token")
+# Upstream answers refused (gateway/upstream/http.py, providers/sse.py): a redirect, a cap
+# passed (named by its upstream.* key), or an address on a refused network.
+UPSTREAM_REFUSALS = (
+    "redirect",
+    "max_response_bytes",
+    "max_decompressed_bytes",
+    "max_decompression_ratio",
+    "max_sse_line_bytes",
+    "max_sse_event_bytes",
+    "max_header_bytes",
+    "max_headers",
+    "address",
+)
 # gen_ai.provider.name values of the conventions, by provider kind.
 GENAI_PROVIDER = {"gemini": "gcp.gemini"}
 
@@ -69,6 +91,8 @@ def error_type(err: GatewayError | None) -> str:
         return "timeout"
     if isinstance(err, UpstreamUnavailable):
         return "connect_error"
+    if isinstance(err, UpstreamAddressRefused):
+        return "address_refused"
     if isinstance(err, UpstreamBadResponse):
         return "bad_response"
     if isinstance(err, UpstreamError):
@@ -86,6 +110,8 @@ class LiveCounts(NamedTuple):
     flush_failures: int
     unpriced: Mapping[tuple[str, str], int]
     """Requests to unpriced models, by (provider, model)."""
+    ledger: LedgerStats = LedgerStats()
+    """The spend ledger's journal, duplicate batches and budget reservations."""
 
     @classmethod
     def empty(cls) -> LiveCounts:
@@ -102,6 +128,31 @@ LIVE_COUNTERS = (
     ),
     ("gateway_state_backend_errors", "State backend operations that failed, by operation.", ("operation",)),
     ("gateway_unpriced_requests", "Requests to a model with no price (not costed).", ("provider", "model")),
+    (
+        "gateway_spend_journal_writes",
+        "Appends to the spend journal: one write each, per charged request or event-loop turn (embedded backend).",
+        (),
+    ),
+    (
+        "gateway_spend_journal_errors",
+        "Spend journal failures: write (that spend is in memory only until flushed), unreadable (a line skipped).",
+        ("kind",),
+    ),
+    (
+        "gateway_spend_journal_replayed_batches",
+        "Spend batches an earlier process left in the journal, replayed at start-up (each applied once).",
+        (),
+    ),
+    (
+        "gateway_spend_duplicate_batches",
+        "Spend batches the state backend had applied already (a timed-out write, then its retry): not counted again.",
+        (),
+    ),
+)
+# name, help: gauges read from LiveCounts at scrape time.
+LIVE_GAUGES = (
+    ("gateway_budget_reservations", "Budget reservations held by requests in flight in this process."),
+    ("gateway_budget_reserved_usd", "USD reserved on budgets by requests in flight in this process (each once)."),
 )
 
 
@@ -109,22 +160,37 @@ class _LiveCollector:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def describe(self) -> list[CounterMetricFamily]:
-        return [CounterMetricFamily(name, text, labels=labels) for name, text, labels in LIVE_COUNTERS]
+    def describe(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        counters = [CounterMetricFamily(name, text, labels=labels) for name, text, labels in LIVE_COUNTERS]
+        return [*counters, *(GaugeMetricFamily(name, text) for name, text in LIVE_GAUGES)]
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         live = self._metrics.live()
+        ledger = live.ledger
         values: dict[str, list[tuple[tuple[str, ...], float]]] = {
             "gateway_ratelimit_rejections": [((k,), float(v)) for k, v in live.rejections.items()],
             "gateway_degraded_decisions": [((k,), float(v)) for k, v in live.degraded.items()],
             "gateway_state_backend_errors": [(("spend_flush",), float(live.flush_failures))],
             "gateway_unpriced_requests": [((p, m), float(v)) for (p, m), v in live.unpriced.items()],
+            "gateway_spend_journal_writes": [((), float(ledger.journal_writes))],
+            "gateway_spend_journal_errors": [
+                (("write",), float(ledger.journal_write_errors)),
+                (("unreadable",), float(ledger.journal_unreadable_lines)),
+            ],
+            "gateway_spend_journal_replayed_batches": [((), float(ledger.journal_replayed))],
+            "gateway_spend_duplicate_batches": [((), float(ledger.duplicate_batches))],
         }
         for name, text, labels in LIVE_COUNTERS:
             family = CounterMetricFamily(name, text, labels=labels)
             for label_values, value in values[name]:
                 family.add_metric(list(label_values), value)
             yield family
+        gauges = {
+            "gateway_budget_reservations": float(ledger.reservations),
+            "gateway_budget_reserved_usd": ledger.reserved_usd,
+        }
+        for name, text in LIVE_GAUGES:
+            yield GaugeMetricFamily(name, text, value=gauges[name])
 
 
 class Metrics:
@@ -157,6 +223,15 @@ class Metrics:
         self.inflight = Gauge(
             "gateway_inflight_requests", "Client requests being handled now, by route.", ["route"], registry=r
         )
+        self.requests_refused = Counter(
+            "gateway_requests_refused",
+            "Requests refused before they were read or parsed (any route), by reason: "
+            "request_too_large, json_too_deep, headers_too_large, too_many_headers, header_timeout.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REQUEST_REFUSALS:
+            self.requests_refused.labels(reason)
         self.loop_lag = Histogram(
             "gateway_event_loop_lag_seconds",
             "How late the event loop ran a timer (sampled every 0.5 s): time it could not serve anyone.",
@@ -219,6 +294,14 @@ class Metrics:
             ["alias"],
             registry=r,
         )
+        self.upstream_refusals = Counter(
+            "gateway_upstream_refusals",
+            "Upstream answers refused: a redirect, a cap passed (the upstream.* key), a refused address.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in UPSTREAM_REFUSALS:
+            self.upstream_refusals.labels(reason)
 
         # --- health checks (connection tests; never charged to users) -----------------------
         self.probes = Counter(
@@ -299,10 +382,33 @@ class Metrics:
         )
         for result in RELOAD_RESULTS:
             self.config_reloads.labels(result)
+        self.login_attempts = Counter(
+            "gateway_admin_login_attempts",
+            "Admin logins by outcome: success, invalid, totp_required, disabled (password checked), "
+            "locked (refused unchecked).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in LOGIN_OUTCOMES:
+            self.login_attempts.labels(outcome)
+        self.metrics_refused = Counter(
+            "gateway_metrics_refused",
+            "Requests for /metrics refused for their bearer token, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in METRICS_REFUSALS:
+            self.metrics_refused.labels(reason)
         self.build_info = Gauge(
             "gateway_build_info", "Gateway version and Python version (always 1).", ["version", "python"], registry=r
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    def login_attempt(self, outcome: str) -> None:
+        self.login_attempts.labels(outcome).inc()
+
+    def metrics_refusal(self, reason: str) -> None:
+        self.metrics_refused.labels(reason).inc()
 
     # --- budgets ------------------------------------------------------------------------
 
@@ -350,6 +456,10 @@ class Metrics:
         if retry:
             self.child(self.retries, dep.id).inc()
 
+    def refused(self, reason: str) -> None:
+        """A request refused for its size or shape (one of ``REQUEST_REFUSALS``)."""
+        self.child(self.requests_refused, reason).inc()
+
     def request_done(
         self,
         route: str,
@@ -366,6 +476,8 @@ class Metrics:
         operation = "embeddings" if route == "embeddings" else "chat"
         self.child(self.requests, route, alias, provider, f"{status // 100}xx").inc()
         self.child(self.server_duration, operation, alias, error_code).observe(seconds, exemplar)
+        if status in (400, 413) and error_code in REQUEST_REFUSALS:
+            self.refused(error_code)
         if not streamed:  # a stream's upstream time goes on after its first chunk
             self.child(self.overhead, route).observe(max(0.0, seconds - upstream_s))
 
@@ -395,6 +507,10 @@ class Metrics:
             self._usage_children.clear()
         self._usage_children[(dep.target.provider, dep.target.model, dep.operation, alias, team)] = children
         return children
+
+    def upstream_refused(self, reason: str) -> None:
+        """An upstream answer refused, by one of ``UPSTREAM_REFUSALS``."""
+        self.child(self.upstream_refusals, reason).inc()
 
     # --- breakers ------------------------------------------------------------------------
 

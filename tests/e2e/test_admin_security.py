@@ -404,7 +404,9 @@ def test_no_response_log_or_audit_record_holds_a_provider_key(gw: GatewayProcess
     assert not leaks, f"answers holding the provider key: {leaks}"
     assert PROVIDER_KEY not in str(records), "an audit record holds the provider key"
     assert PROVIDER_KEY not in gw.log(), "the gateway log holds the provider key"
-    state = b"".join(p.read_bytes() for p in gw.config_path.parent.iterdir() if p.name.startswith("state.db"))
+    # the SQLite file, its WAL and the spend journal's segments
+    files = [p for p in gw.config_path.parent.rglob("*") if p.is_file() and "state.db" in str(p)]
+    state = b"".join(p.read_bytes() for p in files)
     assert state and PROVIDER_KEY.encode() not in state, "the state file holds the provider key in clear"
     deleted = gw.http.delete("/admin/secrets/openai-prod")
     assert deleted.status_code == 200 and gw.http.get("/admin/secrets/openai-prod").status_code == 404

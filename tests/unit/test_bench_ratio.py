@@ -3,10 +3,12 @@ measurement itself needs nginx, wrk and minutes: it is run by hand)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.procs import BenchError
-from bench.ratio import Rounds, order, parser, run
+from bench.ratio import Rounds, order, parser, run, worktree
 
 
 def test_each_round_starts_with_the_next_variant() -> None:
@@ -37,3 +39,31 @@ def test_no_rounds_yet_is_just_the_header() -> None:
 def test_counts_below_one_are_refused_before_anything_starts(flag: str) -> None:
     with pytest.raises(BenchError, match="at least 1"):
         run(parser().parse_args([flag, "0"]), out=lambda _: None)
+
+
+def test_today_is_weighed_against_an_earlier_commit_round_by_round() -> None:
+    rounds = Rounds(
+        {
+            "bare": [1000.0, 2000.0, 1000.0],
+            "embedded": [900.0, 1800.0, 760.0],
+            "redis": [700.0, 1400.0, 800.0],
+            "before": [920.0, 1800.0, 800.0],
+        }
+    )
+    assert rounds.ratios("embedded", to="before") == [900 / 920, 1.0, 0.95]
+    assert rounds.median_ratio("embedded", to="before") == 900 / 920
+    text = "\n".join(rounds.lines())
+    assert "before/bare" in text.splitlines()[0]
+    assert "embedded now / before: median of the per-round ratios 97.8% (target >= 95%): met" in text
+    slower = Rounds({**rounds.rps, "before": [1000.0, 2000.0, 900.0]})
+    assert "(target >= 95%): NOT MET" in "\n".join(slower.lines())
+    assert rounds.to_json()["median_ratio"]["embedded/before"] == 900 / 920
+
+
+def test_four_variants_rotate_and_a_missing_revision_is_refused(tmp_path: Path) -> None:
+    assert order(1, ["bare", "embedded", "redis", "before"]) == ["embedded", "redis", "before", "bare"]
+    with (
+        pytest.raises(BenchError, match="--before no-such-rev: git worktree add failed"),
+        worktree("no-such-rev", tmp_path / "tree"),
+    ):
+        pass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observability.metrics import CACHE_RESULTS, RELOAD_RESULTS, Metrics
+from gateway.observability.metrics import CACHE_RESULTS, LOGIN_OUTCOMES, METRICS_REFUSALS, RELOAD_RESULTS, Metrics
 from gateway.policies.cache import CacheMode
 
 
@@ -44,3 +44,20 @@ def test_counting_goes_on_from_zero() -> None:
 def test_cache_results_are_every_value_the_cache_reports() -> None:
     reported = {mode.header(hit=hit) for mode in CacheMode for hit in (False, True)}
     assert reported == set(CACHE_RESULTS)
+
+
+def test_login_outcomes_and_metrics_refusals_start_at_zero() -> None:
+    metrics = Metrics()
+    metrics.login_attempt("locked")
+    metrics.metrics_refusal("invalid_metrics_token")
+    text = metrics.render()[0].decode()
+    samples = {
+        (s.name, s.labels.get("outcome") or s.labels.get("reason")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name in ("gateway_admin_login_attempts_total", "gateway_metrics_refused_total")
+    }
+    assert samples == {
+        **{("gateway_admin_login_attempts_total", o): float(o == "locked") for o in LOGIN_OUTCOMES},
+        **{("gateway_metrics_refused_total", r): float(r == "invalid_metrics_token") for r in METRICS_REFUSALS},
+    }
