@@ -3,8 +3,8 @@ once, or a live stream relayed batch by batch once its first chunk is in hand.
 
 A stream that fails after its first byte cannot change its status any more: it
 ends with an error event (which the openai SDK raises as an ``APIError``) and
-no ``[DONE]``. A client that goes away is still charged the usage the upstream
-reported.
+no ``[DONE]``. A stream is charged before its last bytes (``[DONE]`` or the error event)
+are sent; a client that goes away is still charged the usage the upstream reported.
 """
 
 from __future__ import annotations
@@ -85,9 +85,11 @@ class StreamWriter:
             traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
             raise
         ex.stop_watch()
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        # Charged (and, on the embedded store, journaled) before the last bytes go out, so a
+        # gateway killed in between has recorded every stream its clients saw complete.
         usage = ex.usage = stream.decoder.usage
         traffic.charge(ticket, ex.trace.deployment, usage)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
         ex.answer = keep.completion() if keep is not None and ok else None
         await traffic.end(ticket, usage=usage, answer=ex.answer)
 

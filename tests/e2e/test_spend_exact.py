@@ -53,8 +53,10 @@ class Load:
     key: str = MASTER_KEY
     concurrency: int = 16
     limit: int = 600
+    stream: bool = False
+    """Send BODY as a stream; a 200 is counted only for a stream that reached ``[DONE]``."""
     results: list[tuple[int, str | None]] = field(default_factory=list)
-    """(status, x-gateway-cost-usd) per request; status 0: no answer (a transport error)."""
+    """(status, x-gateway-cost-usd) per request; status 0: no (whole) answer (a transport error)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -78,11 +80,23 @@ class Load:
         with httpx.Client(base_url=self.url, headers=headers, timeout=15) as client:
             while self._take():
                 try:
-                    resp = client.post("/v1/chat/completions", json=BODY)
+                    self.results.append(self._stream(client) if self.stream else self._post(client))
                 except httpx.TransportError:  # the gateway is gone: this client stops
                     self.results.append((0, None))
                     return
-                self.results.append((resp.status_code, resp.headers.get("x-gateway-cost-usd")))
+
+    @staticmethod
+    def _post(client: httpx.Client) -> tuple[int, str | None]:
+        resp = client.post("/v1/chat/completions", json=BODY)
+        return resp.status_code, resp.headers.get("x-gateway-cost-usd")
+
+    @staticmethod
+    def _stream(client: httpx.Client) -> tuple[int, str | None]:
+        with client.stream("POST", "/v1/chat/completions", json={**BODY, "stream": True}) as resp:
+            if resp.status_code != 200:
+                return resp.status_code, None
+            done = any(line == "data: [DONE]" for line in resp.iter_lines())
+        return (200 if done else 0), None
 
     def wait_for(self, count: int, timeout_s: float = 60) -> None:
         assert wait_until(lambda: len(self.results) >= count, timeout=timeout_s), f"{len(self.results)} answers"
@@ -158,6 +172,38 @@ def test_kill_9_under_load_loses_no_answered_spend(mock: Mock, tmp_path: Path) -
     assert abs(extra_requests - round(extra_requests)) < Decimal("1e-6")
     assert 0 <= round(extra_requests) <= unanswered
     assert not any(p.name.endswith(".spend") for p in journal.iterdir()), "applied and deleted"
+
+
+def test_kill_9_under_streaming_load_loses_no_completed_stream(mock: Mock, tmp_path: Path) -> None:
+    """A stream is charged (journaled) before its ``[DONE]`` goes out: every stream a client saw
+    complete is in the spend after a kill -9 and a restart."""
+    mock.behave(MODEL, latency_ms=5)
+    text = config(mock.url)
+    gw = GatewayProcess(text, tmp_path)
+    one = gw.http.post("/v1/chat/completions", json=BODY)  # one answer's cost: every stream costs the same
+    assert one.status_code == 200, one.text
+    cost = Decimal(one.headers["x-gateway-cost-usd"])
+    load = Load(gw.url, limit=800, stream=True).start()
+    try:
+        load.wait_for(300)
+        os.kill(gw.proc.pid, signal.SIGKILL)
+        gw.proc.wait(timeout=10)
+    finally:
+        load.stop()
+        gw.stop()
+    again = GatewayProcess(text, tmp_path)
+    again.stop()
+    completed, cut_off = load.count(200), load.count(0)
+    recorded, answered = embedded_spend(tmp_path / "state.db"), cost * (completed + 1)
+    print(
+        f"\nkill -9 (embedded, streams): {completed} streams completed, {cut_off} cut off; answered "
+        f"{answered} USD, recorded after the restart {recorded} USD; recorded - answered = {recorded - answered} USD"
+    )
+    assert completed >= 300 and load.count(200) + cut_off == len(load.results)
+    assert recorded - answered > -NANO, "no completed stream's spend is lost (to a nano-dollar)"
+    extra = (recorded - answered) / cost  # streams charged whose [DONE] the kill kept from their client
+    assert abs(extra - round(extra)) < Decimal("1e-6")
+    assert 0 <= round(extra) <= cut_off
 
 
 # --- Redis paused while spend flushes ----------------------------------------------------------------
