@@ -167,10 +167,6 @@ class GatewayApp(AdminHostAPI, Lifecycle):
     # --- runtime models (app/runtime_models.py), for the admin API ----------------
 
     @property
-    def worker_ports(self) -> tuple[str, range] | None:
-        return self._worker_ports
-
-    @property
     def file_config(self) -> LoadedConfig:
         return self.models.file
 

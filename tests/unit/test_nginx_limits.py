@@ -5,8 +5,6 @@ before they reach a gateway, at most as loosely as the gateway's own defaults (d
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,20 +72,7 @@ def test_the_directives_are_read_from_the_server_block() -> None:
     assert (size("8k"), size("2m"), size("100"), seconds("10s"), seconds("1m")) == (8192, 2 << 20, 100, 10.0, 60.0)
 
 
-def test_nginx_accepts_the_config(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+def test_the_loopback_stack_keeps_every_limit(tmp_path: Path) -> None:
+    """scripts/stack.py rewrites only the listen address (nginx -t of the result: test_stack_script.py)."""
     conf = stack.nginx_config(CONF.read_text(), listen=18080, upstreams=[18081, 18082], workdir=tmp_path, as_root=False)
-    (tmp_path / "nginx.conf").write_text(conf)
-    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp_path / f"tmp_{name}").mkdir()
-    checked = subprocess.run(
-        [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-e", str(tmp_path / "e.log")],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    assert checked.returncode == 0, checked.stderr
     assert server_directives(conf) == server_directives(CONF.read_text()) | {"listen": ["127.0.0.1:18080"]}
