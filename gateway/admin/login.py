@@ -133,6 +133,8 @@ class LoginAPI:
                 gate.count_login("totp_required")
                 raise AuthenticationFailed("this account needs a TOTP code: send totp", code="totp_required")
             step = gate.users.totp_step(user, code)
+            if step is not None and not await gate.users.claim_totp_step(user, step):
+                step = None  # the same code in another login at the same moment: used once
             ok = step is not None
         if not ok or user is None:
             until = await gate.users.guess_failed(guess, policy)

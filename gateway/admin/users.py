@@ -218,6 +218,8 @@ class AccountAPI:
         if not user.get("totp"):
             raise InvalidRequest("no TOTP enrolment to confirm: POST /admin/me/totp first", code="totp_not_enrolled")
         step = gate.users.totp_step(user, code) if isinstance(code, str) else None
+        if step is not None and not await gate.users.claim_totp_step(user, step):
+            step = None  # the same code confirmed twice at once: used once
         if step is None:
             raise InvalidRequest("the code does not match", param="code", code="invalid_totp")
         await gate.users.put({**gate.users.totp_used(user, step), "totp_enabled": True})

@@ -137,6 +137,12 @@ class UserStore:
             return None
         return step
 
+    async def claim_totp_step(self, user: Record, step: int) -> bool:
+        """Whether this caller is the one that uses ``step``'s code (a code sent twice at
+        once, to one replica or two, is accepted once): see :meth:`Lockout.claim_step`."""
+        window_s = totp.STEP_S * (2 * totp.DRIFT_STEPS + 1)
+        return await self.lockout.claim_step(str(user["username"]), step, window_s)
+
     def totp_used(self, user: Record, step: int) -> Record:
         """``user`` after a code of ``step`` was accepted (it is not accepted again);
         a legacy plaintext secret is sealed now if the secrets key is set."""

@@ -108,6 +108,13 @@ class Lockout:
         refund = WindowAdjust(guess.places, guess.period_s, -1, guess.window_end)
         await self._backend.adjust_windows([refund])
 
+    async def claim_step(self, username: str, step: int, period_s: float) -> bool:
+        """Take TOTP ``step`` of ``username`` for good: True for the one caller that got it,
+        False for every other, even at the same instant and on another replica (one atomic
+        window of one place, kept ``period_s``: as long as a code of that step is accepted)."""
+        hit = await self._backend.hit_windows([WindowSpec(f"totp-step:{username}:{step}", period_s, 1, 1)])
+        return hit.refused < 0
+
     async def clear(self, username: str) -> None:
         """Unlock ``username`` and forget its failures: a new epoch, fresh windows."""
         await self._backend.put(FAILURES, username, {"epoch": self._clock()})

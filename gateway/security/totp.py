@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 import pyotp
 
 STEP_S = 30
+DRIFT_STEPS = 1
+"""Steps either side of the current one a code is accepted in (clock drift)."""
 DIGITS = 6
 ISSUER = "LLM Gateway"
 
@@ -51,7 +53,7 @@ def code_at(secret: str, now: float, *, digits: int = DIGITS, digest: str = "sha
     return generator(secret, digits=digits, digest=digest).at(_instant(now))
 
 
-def match(secret: str, code: str, now: float, *, drift_steps: int = 1) -> int | None:
+def match(secret: str, code: str, now: float, *, drift_steps: int = DRIFT_STEPS) -> int | None:
     """The time step ``code`` is valid for (within ``drift_steps``), else None."""
     if not (len(code) == DIGITS and code.isascii() and code.isdigit()):
         return None

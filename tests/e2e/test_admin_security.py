@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,11 @@ def test_totp_required_when_enrolled(gw: GatewayProcess) -> None:
     assert with_code.status_code == 200, with_code.text
     replay = login(gw, "twofa", totp=totp.code_at(secret, now))
     assert replay.status_code == 401 and code_of(replay) == "invalid_credentials", "a code works once"
+    # The next step's code sent by two logins at the same moment: one is accepted (two, not more:
+    # each refusal is a failure, and this gateway locks at three).
+    with ThreadPoolExecutor(2) as pool:
+        at_once = list(pool.map(lambda _: login(gw, "twofa", totp=totp.code_at(secret, now + 30)), range(2)))
+    assert sorted(r.status_code for r in at_once) == [200, 401], [r.text for r in at_once]
     assert gw.http.delete("/admin/users/twofa/totp").json()["totp_enabled"] is False
     assert login(gw, "twofa").status_code == 200
     master_me = gw.http.post("/admin/me/totp")

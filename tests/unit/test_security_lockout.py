@@ -109,3 +109,12 @@ async def test_a_refund_after_its_window_ended_changes_nothing(backend: Embedded
     await lockout.release(first)  # its window is over: the new window keeps both places
     third = await lockout.reserve("frank", short)
     assert [g.refused_until is None for g in fresh] == [True, True] and third.refused_until is not None
+
+
+async def test_a_totp_step_is_claimed_once_even_at_the_same_instant(backend: EmbeddedBackend) -> None:
+    lockout = Lockout(backend)
+    claims = await asyncio.gather(*(lockout.claim_step("alice", 59_000_001, 90) for _ in range(10)))
+    assert claims.count(True) == 1, "ten logins with one code at once: one is accepted"
+    assert await lockout.claim_step("alice", 59_000_002, 90), "the next step is a new code"
+    assert await lockout.claim_step("bob", 59_000_001, 90), "another user's step is theirs"
+    assert not await lockout.claim_step("alice", 59_000_001, 90), "and later still refused"
