@@ -24,9 +24,9 @@ from gateway.app.endpoints import OpsEndpoints
 from gateway.app.reload import Reload, load_price_table
 from gateway.config.loader import LoadedConfig
 from gateway.health.monitor import HealthMonitor
+from gateway.observability.live_counts import LiveCounts
 from gateway.observability.logs import AccessLog, RequestSink, flush_handlers, install_handlers
 from gateway.observability.loop_lag import LoopLagMonitor
-from gateway.observability.metrics import LiveCounts
 from gateway.observability.tracing import Tracing
 from gateway.observability.worker_metrics import MetricsExposure, WorkerMetricsListener, open_listener
 from gateway.policies.auth import Authenticator, Principal

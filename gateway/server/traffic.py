@@ -28,7 +28,8 @@ from __future__ import annotations
 from functools import partial
 
 from gateway.config.settings import Settings
-from gateway.observability.metrics import LiveCounts, Metrics
+from gateway.observability.live_counts import LiveCounts
+from gateway.observability.metrics import Metrics
 from gateway.policies.budget import BudgetPolicy
 from gateway.policies.cache import ResponseCache
 from gateway.policies.pricing import PriceTable, UnpricedModels
