@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 from gateway import __version__
@@ -19,7 +18,7 @@ from gateway.cli import report as cli_report
 from gateway.cli import secrets as cli_secrets
 from gateway.cli import serve
 from gateway.cli import users as cli_users
-from gateway.config.loader import ConfigError, load_config
+from gateway.cli.config_file import default_config, load_or_say
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_models.add_parser(sub)
     cli_report.add_parser(sub)
     cli_users.add_parser(sub)
-    cli_secrets.add_parser(sub, os.environ.get(serve.CONFIG_ENV, serve.DEFAULT_CONFIG))
+    cli_secrets.add_parser(sub, default_config(os.environ))
 
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -71,10 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(path: str) -> int:
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+    loaded = load_or_say(path)
+    if loaded is None:
         return 2
     models = loaded.settings.models
     print(f"{path}: OK - {len(models)} model alias(es): {', '.join(models) or '(none)'}")

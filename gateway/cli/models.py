@@ -24,8 +24,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from gateway.cli.config_file import load_or_say
 from gateway.cli.connection import AdminClient, Refused, add_url_argument
-from gateway.config.loader import ConfigError, load_config
 from gateway.config.settings import deployment_id
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LOW_SCORE = 0, 1, 2, 3
@@ -112,10 +112,8 @@ def _list_live(client: AdminClient, as_json: bool) -> int:
 
 
 def _list_config(path: str, as_json: bool) -> int:
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+    loaded = load_or_say(path)
+    if loaded is None:
         return EXIT_USAGE
     rows = [
         {

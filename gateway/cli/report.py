@@ -22,7 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.admin.model_store import ModelStore, effective_config
-from gateway.config.loader import ConfigError, LoadedConfig, load_config
+from gateway.cli.config_file import default_config, load_or_say
+from gateway.config.loader import ConfigError, LoadedConfig
 from gateway.policies.keys import KeyStore
 from gateway.reports.builder import FORMATS, Renderer, ReportSources, make_report
 from gateway.reports.periods import KINDS, Kind, parse_date
@@ -30,8 +31,6 @@ from gateway.reports.store import StatsStore
 from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.embedded_schema import SchemaTooNew
 from gateway.state.factory import create_backend
-
-DEFAULT_CONFIG = "config/gateway.yaml"
 
 
 def _date(text: str) -> date:
@@ -53,16 +52,12 @@ def add_parser(sub: Any) -> None:
     report.add_argument("--date", type=_date, default=None, help="a day of the period, YYYY-MM-DD (default: today)")
     report.add_argument("--format", choices=FORMATS, default="md", help="md (default), html (with charts) or json")
     report.add_argument("--out", default=None, help="write to this file instead of standard output")
-    report.add_argument(
-        "--config", default=os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG), help="the gateway's config file"
-    )
+    report.add_argument("--config", default=default_config(os.environ), help="the gateway's config file")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    loaded = load_or_say(args.config)
+    if loaded is None:
         return 2
     state = loaded.settings.state
     if state.backend == "embedded" and not Path(state.path).is_file():

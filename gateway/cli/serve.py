@@ -18,18 +18,16 @@ import uvicorn
 
 from gateway.app.gateway_app import create_app
 from gateway.cli import dev
-from gateway.config.loader import ConfigError, load_config
+from gateway.cli.config_file import CONFIG_ENV, DEFAULT_CONFIG, default_config, load_or_say
+from gateway.config.loader import load_config
 from gateway.observability import worker_metrics
 from gateway.server.protocol import HeadLimits, protocol_class
-
-DEFAULT_CONFIG = "config/gateway.yaml"
-CONFIG_ENV = "GATEWAY_CONFIG"
 
 
 def app_from_env() -> object:
     """uvicorn factory for multi-worker serving: the config path comes from
     ``GATEWAY_CONFIG`` (each worker process builds its own app)."""
-    path = os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
+    path = default_config(os.environ)
     ports = os.environ.get(worker_metrics.PORTS_ENV)
     return create_app(
         load_config(path), config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None
@@ -40,7 +38,7 @@ def add_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
         "--config",
-        default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG),
+        default=default_config(os.environ),
         help=f"config file (YAML; default ${CONFIG_ENV}, else {DEFAULT_CONFIG}; `gateway init` writes one)",
     )
     serve.add_argument("--host", default=None, help="listen address (default: server.host of the config)")
@@ -90,10 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if args.mock_port:
         # The default config's demo aliases point at ${MOCK_BASE_URL}: the mock we start.
         os.environ.setdefault("MOCK_BASE_URL", f"http://127.0.0.1:{args.mock_port}")
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+    loaded = load_or_say(args.config)
+    if loaded is None:
         return 2
     server = loaded.settings.server
     host = args.host or server.host

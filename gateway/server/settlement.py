@@ -19,6 +19,7 @@ from gateway.policies.budget import BudgetEvent, BudgetPolicy
 from gateway.policies.cache import ResponseCache
 from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd
 from gateway.policies.ratelimit import RateLimiter
+from gateway.providers.base import Target
 from gateway.routing.deployment import LiveDeployment
 from gateway.server.gatekeeper import Ticket
 
@@ -71,21 +72,19 @@ class Settlement:
             metrics.usage(dep, ticket.route.alias, team, usage)
         self._budgets.count(usage, key_id=ticket.principal.key_id, team=ticket.principal.team, alias=ticket.route.alias)
         if not usage:
-            if self.unmetered.note(target.provider, target.model):
-                log.warning(
-                    "%s model %r answered without usage: such answers cannot be costed (counted as unmetered)",
-                    target.provider,
-                    target.model,
-                )
+            _note_once(
+                self.unmetered,
+                target,
+                "%s model %r answered without usage: such answers cannot be costed (counted as unmetered)",
+            )
             return
         price = self._prices.price_for(target.provider, target.model, dep.spec.price)
         if price is None:
-            if self._unpriced.note(target.provider, target.model):
-                log.warning(
-                    "no price for %s model %r: its requests are counted as unpriced, not costed at $0",
-                    target.provider,
-                    target.model,
-                )
+            _note_once(
+                self._unpriced,
+                target,
+                "no price for %s model %r: its requests are counted as unpriced, not costed at $0",
+            )
             return
         ticket.cost_usd = cost_usd(usage, price)
         ticket.price_version = self._prices.version
@@ -134,3 +133,9 @@ def report_budget_event(metrics: Metrics, event: BudgetEvent) -> None:
         event.limit,
         event.period_id,
     )
+
+
+def _note_once(counts: UnpricedModels, target: Target, warning: str) -> None:
+    """Count a request of ``target``'s model in ``counts``; the first of each model is logged."""
+    if counts.note(target.provider, target.model):
+        log.warning(warning, target.provider, target.model)
