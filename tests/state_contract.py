@@ -104,6 +104,43 @@ async def check_cache(b: StateBackend) -> None:
     assert await b.cache_get("c1") == b"v2"
 
 
+async def check_blobs(b: StateBackend) -> None:
+    """Durable values with a TTL: put, get, overwrite, delete, expiry; any bytes,
+    megabytes included; a namespace apart from the cache's."""
+    assert await b.blob_get("resp_1") is None
+    assert await b.blob_delete("resp_1") is False
+    await b.blob_put("resp_1", b'{"id":"resp_1","output":[]}', 30 * 86400)  # kept 30 days
+    assert await b.blob_get("resp_1") == b'{"id":"resp_1","output":[]}'
+    await b.blob_put("resp_1", b'{"id":"resp_1","v":2}', 60)
+    assert await b.blob_get("resp_1") == b'{"id":"resp_1","v":2}', "overwritten"
+    binary = bytes(range(256)) * 4  # NUL, invalid UTF-8: stored as bytes, not text
+    await b.blob_put("bin", binary, 60)
+    assert await b.blob_get("bin") == binary
+    big = bytes(range(256)) * 8192 + b"end"  # 2 MiB and a tail: nothing truncated
+    await b.blob_put("big", big, 60)
+    assert await b.blob_get("big") == big
+    await b.cache_set("same-key", b"cache", 60)
+    await b.blob_put("same-key", b"blob", 60)
+    assert (await b.cache_get("same-key"), await b.blob_get("same-key")) == (b"cache", b"blob"), "apart"
+    assert await b.blob_delete("resp_1") is True
+    assert await b.blob_delete("resp_1") is False
+    assert await b.blob_get("resp_1") is None
+    assert await b.blob_get("bin") == binary, "only the key deleted"
+    await b.blob_put("bin", b"x", 0)  # no time to live: removed, not stored
+    assert await b.blob_get("bin") is None
+    await b.blob_put("short", b"v", 0.05)
+    assert await b.blob_get("short") == b"v"
+    await b.blob_put("short-unread", b"v", 0.05)
+    await b.blob_put("short-but-renewed", b"v1", 0.05)
+    await b.blob_put("short-but-renewed", b"v2", 60)  # an overwrite takes the new TTL
+    await asyncio.sleep(0.1)
+    assert await b.blob_get("short") is None, "expired"
+    assert await b.blob_delete("short-unread") is False, "an expired value is not there to delete"
+    assert await b.blob_get("short-unread") is None
+    assert await b.blob_get("short-but-renewed") == b"v2"
+    assert await b.blob_get("big") == big
+
+
 async def check_slots(b: StateBackend) -> None:
     assert [await b.acquire_slot("s", 2, 30) for _ in range(3)] == [True, True, False]
     await b.release_slot("s")
@@ -156,6 +193,7 @@ async def check_all(b: StateBackend) -> None:
     await check_spend_batches(b)
     await check_reservations(b)
     await check_cache(b)
+    await check_blobs(b)
     await check_slots(b)
     await check_limits(b)
     await check_windows(b)

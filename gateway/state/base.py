@@ -4,7 +4,8 @@ One small interface, two implementations:
 
 - ``embedded`` (the default): one process, no services. Records and spend live
   in a local SQLite file (so keys, teams and spend survive a restart); the
-  response cache, rate-limit windows and concurrency slots live in memory.
+  response cache, rate-limit windows and concurrency slots live in memory;
+  blobs (large values with a TTL) live in the file only.
 - ``redis``: standalone, Sentinel or Cluster. Everything is shared, so limits,
   cache, spend and key revocation hold across any number of replicas.
 
@@ -141,6 +142,23 @@ class StateBackend(Protocol):
     async def cache_get(self, key: str) -> bytes | None: ...
 
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    # --- blobs: durable values with a time to live ----------------------------
+    # Large values (stored responses: up to a few MB, kept for days) that must
+    # survive a restart (embedded: the SQLite file, never held in memory) and
+    # be shared by replicas (Redis). A namespace apart from the cache's.
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl_s`` seconds (finite), replacing
+        what was there and its TTL; ``ttl_s <= 0`` removes ``key`` instead."""
+        ...
+
+    async def blob_get(self, key: str) -> bytes | None:
+        """The value stored under ``key``; None when absent or expired."""
+        ...
+
+    async def blob_delete(self, key: str) -> bool:
+        """Remove ``key``; True when it held a value not yet expired."""
+        ...
 
     # --- concurrency slots ---------------------------------------------------
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:

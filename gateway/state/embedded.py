@@ -22,6 +22,11 @@
   expiry; concurrency slots are in-memory counters (a crashed holder takes its
   slots with it, so ``ttl_s`` is not needed); rate-limit windows live in one
   ``limits`` :class:`~limits.aio.storage.MemoryStorage` per backend.
+- Blobs (``blob_put``/``blob_get``/``blob_delete``: large values with a TTL,
+  such as stored responses) live in the SQLite file only, never in memory;
+  their expiry is wall-clock time, so it holds across a restart. Expired rows
+  are deleted when read and by a bounded sweep every so many puts
+  (``embedded_blobs.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import TypeVar, cast
 import orjson
 from limits.aio.storage import MemoryStorage, Storage
 
+from gateway.state import embedded_blobs as blobs
 from gateway.state.base import (
     BackendUnavailable,
     Record,
@@ -114,6 +120,7 @@ class _Db:
         self.path = path
         self.conn: sqlite3.Connection | None = None
         self.mirror: dict[str, dict[str, str]] = {}
+        self.blob_puts = 0
 
     def open(self) -> None:
         if self.conn is not None:
@@ -201,6 +208,20 @@ class _Db:
         bound = before if before is not None else 2**63 - 1
         return list(self._conn().execute(sql, (stream, bound, limit)))
 
+    # Blobs: straight to and from the file (no mirror), see embedded_blobs.py.
+    def blob_put(self, key: str, value: bytes, expires_at: float) -> None:
+        conn = self._conn()
+        blobs.put(conn, key, value, expires_at)
+        self.blob_puts += 1
+        if self.blob_puts % blobs.SWEEP_EVERY == 0:
+            blobs.sweep(conn, time.time())
+
+    def blob_get(self, key: str) -> bytes | None:
+        return blobs.get(self._conn(), key, time.time())
+
+    def blob_delete(self, key: str) -> bool:
+        return blobs.delete(self._conn(), key, time.time())
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -280,6 +301,20 @@ class EmbeddedBackend:
 
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         self._cache.set(key, value, ttl_s)
+
+    # --- blobs: in the SQLite file only ------------------------------------------------
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
+        if ttl_s <= 0:
+            await self._run(self._db.blob_delete, key)
+            return
+        await self._run(self._db.blob_put, key, value, time.time() + ttl_s)
+
+    async def blob_get(self, key: str) -> bytes | None:
+        return await self._run(self._db.blob_get, key)
+
+    async def blob_delete(self, key: str) -> bool:
+        return await self._run(self._db.blob_delete, key)
 
     # --- concurrency slots and rate-limit windows: in memory ------------------
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:

@@ -48,6 +48,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the last spend batch applied per owner (a ledger or a replayed journal): each batch once",
         ("CREATE TABLE spend_batches (owner TEXT PRIMARY KEY, seq INTEGER NOT NULL, at REAL NOT NULL)",),
     ),
+    Migration(
+        "blobs with a time to live (stored responses): expiry in epoch seconds, indexed for the sweep",
+        (
+            "CREATE TABLE blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL, expires_at REAL NOT NULL)",
+            "CREATE INDEX blobs_by_expiry ON blobs (expires_at)",
+        ),
+    ),
 )
 
 

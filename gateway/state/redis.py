@@ -16,6 +16,8 @@ multi-key command below stays on one slot):
   the ledger's batches (applied once each) and the budget reservations:
   ``redis_spend.py``;
 - cache: ``gw:cache:<key>`` (SET PX / GET);
+- blobs: ``gw:blob:<key>`` (SET PX / GET / DEL): a namespace of its own, so
+  a blob and a cache entry of the same key never meet;
 - rate-limit windows and concurrency slots: ``gw:win:{w}:...``
   (``redis_windows.py``); the other strategies' ``gw:limits:...`` keys are
   written by the ``limits`` library;
@@ -87,6 +89,10 @@ def _rec(table: str, id: str) -> str:
 
 def _idx(table: str) -> str:
     return f"{_PREFIX}idx:{{{table}}}"
+
+
+def _blob(key: str) -> str:
+    return f"{_PREFIX}blob:{key}"
 
 
 def _spend(key: str) -> str:
@@ -186,6 +192,21 @@ class RedisBackend:
 
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._conn.call(self._client.set(f"{_PREFIX}cache:{key}", value, px=max(1, int(ttl_s * 1000))))
+
+    # --- blobs: durable values with a TTL -------------------------------------------------
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
+        if ttl_s <= 0:
+            await self.blob_delete(key)
+            return
+        await self._conn.call(self._client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
+
+    async def blob_get(self, key: str) -> bytes | None:
+        value = await self._conn.call(self._client.get(_blob(key)))
+        return value.encode() if isinstance(value, str) else value
+
+    async def blob_delete(self, key: str) -> bool:
+        return bool(await self._conn.call(self._client.delete(_blob(key))))
 
     # --- rate-limit windows and concurrency slots: redis_windows.py ------------------
     async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:

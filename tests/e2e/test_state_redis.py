@@ -172,6 +172,12 @@ async def test_replicas_share_state(server: RedisServer) -> None:
         assert await a.read_spend(["team:t"]) == await b.read_spend(["team:t"]) == {"team:t": 0.75}
         await a.cache_set("c", b"shared", 60)
         assert await b.cache_get("c") == b"shared"
+        await a.blob_put("resp_1", b"stored", 60)
+        assert await b.blob_get("resp_1") == b"stored"
+        with redis.Redis(port=server.port) as raw:
+            assert 0 < raw.pttl("gw:blob:resp_1") <= 60_000, "its own namespace, with its TTL"
+        assert await b.blob_delete("resp_1") is True
+        assert await a.blob_get("resp_1") is None
         assert await a.acquire_slot("s", 1, 30) is True
         assert await b.acquire_slot("s", 1, 30) is False
         await a.release_slot("s")
@@ -319,6 +325,9 @@ async def test_outage_fails_fast_then_recovers(server: RedisServer, backend: Red
         lambda: backend.read_spend(["a"]),
         lambda: backend.cache_get("c"),
         lambda: backend.cache_set("c", b"v", 60),
+        lambda: backend.blob_put("b", b"v", 60),
+        lambda: backend.blob_get("b"),
+        lambda: backend.blob_delete("b"),
         lambda: backend.acquire_slot("s", 1, 30),
         lambda: backend.release_slot("s"),
         lambda: backend.hit_windows([WindowSpec("w", 60, 1, 5)], [SlotSpec("s", 1, 30)]),

@@ -124,7 +124,8 @@ async def test_version_1_is_exactly_the_previous_release_schema(tmp_path: Path) 
     await b.ping()
     await b.aclose()
     batches = ("table", "spend_batches", MIGRATIONS[1].statements[0])  # version 2: each spend batch once
-    assert schema_of(new) == sorted([*schema_of(old), batches], key=lambda row: row[1])
+    blobs = [("table", "blobs", MIGRATIONS[2].statements[0]), ("index", "blobs_by_expiry", MIGRATIONS[2].statements[1])]
+    assert schema_of(new) == sorted([*schema_of(old), batches, *blobs], key=lambda row: row[1])
     assert user_version(new) == len(MIGRATIONS)
     assert MIGRATIONS[0].statements == PREVIOUS_RELEASE_SCHEMA + PREVIOUS_RELEASE_LOG_SCHEMA
 
@@ -142,6 +143,31 @@ async def test_a_previous_release_file_gets_the_spend_batches_table_and_applies_
     finally:
         await b.aclose()
     assert user_version(path) == len(MIGRATIONS)
+
+
+async def test_a_version_2_file_is_upgraded_with_the_blobs_table(tmp_path: Path) -> None:
+    """A file of the release before blobs (schema version 2, with a spend batch
+    recorded) opens with everything in it, gets the blobs table, and is stamped 3."""
+    path = tmp_path / "gateway.db"
+    previous_release_file(path, with_logs=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, str(path), MIGRATIONS[:2]) == 2
+    conn.execute("INSERT INTO spend_batches (owner, seq, at) VALUES ('owner-a', 4, 0)")
+    assert "blobs" not in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    b = EmbeddedBackend(str(path))
+    try:
+        assert await b.get("teams", "eng") == {"id": "eng", "rpm": 60}
+        assert await b.apply_spend(SpendBatch("owner-a", 4, {"k": 1.0})) is False, "its batches are remembered"
+        assert await b.read_spend(["k"]) == {"k": 0.25}
+        assert await b.blob_get("resp_1") is None
+        await b.blob_put("resp_1", b"\x00stored", 60)
+        assert await b.blob_get("resp_1") == b"\x00stored"
+    finally:
+        await b.aclose()
+    assert user_version(path) == len(MIGRATIONS)
+    names = {name for _, name, _ in schema_of(path)}
+    assert {"records", "spend", "logs", "spend_batches", "blobs", "blobs_by_expiry"} <= names
 
 
 # --- a file of a newer release ---------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""The embedded backend's blobs beyond the shared contract (``tests/state_contract.py``):
+they are in the SQLite file (not memory) when a put returns, survive a restart
+with their expiry, and expired rows are deleted on read and by the bounded sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.state import embedded_blobs
+from gateway.state.base import BackendUnavailable
+from gateway.state.embedded import EmbeddedBackend
+from gateway.state.embedded_schema import migrate
+
+
+def rows(path: Path) -> dict[str, bytes]:
+    """The ``blobs`` table as another process reads it (expired rows included)."""
+    with sqlite3.connect(path) as conn:
+        found = {str(k): bytes(v) for k, v in conn.execute("SELECT key, value FROM blobs")}
+    conn.close()
+    return found
+
+
+async def test_blobs_survive_closing_and_reopening_the_backend(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "gateway.db"
+    big = bytes(range(256)) * 8192  # 2 MiB
+    first = EmbeddedBackend(str(path))
+    await first.blob_put("resp_1", b'{"id":"resp_1"}', 30 * 86400)
+    await first.blob_put("resp_big", big, 60)
+    await first.blob_put("resp_gone", b"x", 60)
+    await first.blob_put("resp_short", b"x", 0.05)
+    assert await first.blob_delete("resp_gone") is True
+    assert rows(path).keys() == {"resp_1", "resp_big", "resp_short"}, "on disk when the call returns"
+    await first.aclose()
+
+    await asyncio.sleep(0.1)  # resp_short expires while no gateway runs: wall-clock expiry
+    second = EmbeddedBackend(str(path))
+    try:
+        assert await second.blob_get("resp_1") == b'{"id":"resp_1"}'
+        assert await second.blob_get("resp_big") == big
+        assert await second.blob_get("resp_gone") is None
+        assert await second.blob_get("resp_short") is None
+    finally:
+        await second.aclose()
+
+
+async def test_an_expired_row_found_by_a_read_is_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    b = EmbeddedBackend(str(path))
+    try:
+        await b.blob_put("short", b"v", 0.05)
+        await b.blob_put("long", b"w", 60)
+        await asyncio.sleep(0.1)
+        assert rows(path).keys() == {"short", "long"}, "expired, but nothing has looked yet"
+        assert await b.blob_get("short") is None
+        assert rows(path) == {"long": b"w"}
+    finally:
+        await b.aclose()
+
+
+async def test_expired_rows_nobody_reads_are_swept_every_so_many_puts(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    b = EmbeddedBackend(str(path))
+    try:
+        for i in range(3):
+            await b.blob_put(f"stale-{i}", b"old", 0.05)
+        await b.blob_put("kept", b"live", 60)
+        await asyncio.sleep(0.1)
+        for i in range(embedded_blobs.SWEEP_EVERY - 5):  # puts 5 .. SWEEP_EVERY - 1: no sweep yet
+            await b.blob_put(f"fill-{i % 7}", b"f", 60)
+        assert {f"stale-{i}" for i in range(3)} <= rows(path).keys(), "not swept before its turn"
+        await b.blob_put("the-100th", b"f", 60)
+        left = rows(path)
+        assert not any(k.startswith("stale-") for k in left), "swept with the SWEEP_EVERY-th put"
+        assert left["kept"] == b"live" and left["the-100th"] == b"f", "live rows stay"
+    finally:
+        await b.aclose()
+
+
+def test_one_sweep_deletes_at_most_its_limit_oldest_first(tmp_path: Path) -> None:
+    path = str(tmp_path / "gateway.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, path)
+        now = time.time()
+        for i in range(5):
+            embedded_blobs.put(conn, f"expired-{i}", b"x", now - 100 + i)
+        embedded_blobs.put(conn, "live", b"y", now + 60)
+        assert embedded_blobs.sweep(conn, now, limit=2) == 2
+        left = sorted(k for (k,) in conn.execute("SELECT key FROM blobs"))
+        assert left == ["expired-2", "expired-3", "expired-4", "live"], "the two oldest went"
+        assert embedded_blobs.sweep(conn, now, limit=10) == 3
+        assert embedded_blobs.sweep(conn, now, limit=10) == 0
+        assert embedded_blobs.get(conn, "live", now) == b"y"
+    finally:
+        conn.close()
+
+
+async def test_blob_calls_on_a_closed_or_unusable_backend_are_unavailable(tmp_path: Path) -> None:
+    b = EmbeddedBackend(str(tmp_path / "gw.db"))
+    await b.blob_put("k", b"v", 60)
+    await b.aclose()
+    (tmp_path / "file").write_text("")
+    unusable = EmbeddedBackend(str(tmp_path / "file" / "gw.db"))  # a parent that is a file
+    try:
+        for backend in (b, unusable):
+            with pytest.raises(BackendUnavailable):
+                await backend.blob_put("k", b"v", 60)
+            with pytest.raises(BackendUnavailable):
+                await backend.blob_get("k")
+            with pytest.raises(BackendUnavailable):
+                await backend.blob_delete("k")
+    finally:
+        await unusable.aclose()
