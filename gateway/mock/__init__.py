@@ -6,9 +6,11 @@ model in the YAML config, at runtime (``PUT /_mock/behaviours/{model}``) or per
 request (``x-mock-<knob>`` headers). :mod:`gateway.mock.testing` runs it in a thread.
 
 Modules: ``app`` (create/run), ``behaviour`` (knobs, config), ``state`` (stats,
-overrides), ``pipeline`` (shared request steps), ``content`` (generated replies),
-``streaming`` (paced SSE), ``errors`` (error bodies), ``openai``/``anthropic``/
-``gemini`` (wire formats), ``control`` (``/_mock/*``), ``testing`` (a server for tests).
+overrides, cache memory), ``pipeline`` (shared request steps), ``content`` (generated
+replies), ``reasoning`` (thinking text, signatures), ``thinking`` (Anthropic thinking
+rules), ``caching`` (prompt-cache accounting), ``streaming`` (paced SSE), ``errors``
+(error bodies), ``openai``/``responses``/``responses_wire``/``anthropic``/``gemini`` (wire
+formats), ``control`` (``/_mock/*``), ``testing`` (a server for tests).
 """
 
 from gateway.mock.app import create_mock_app, run_mock

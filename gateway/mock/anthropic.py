@@ -1,8 +1,18 @@
-"""Anthropic Messages wire format: ``/v1/messages`` (and the model list on ``/v1/models``)."""
+"""Anthropic Messages wire format: ``/v1/messages``, ``/v1/messages/count_tokens`` (and the
+model list on ``/v1/models``).
+
+Extended thinking (:mod:`gateway.mock.thinking`): the answer starts with a signed
+``thinking`` block, streamed as ``thinking_delta`` events and one ``signature_delta``;
+``output_tokens`` includes the thinking. Prompt caching (:mod:`gateway.mock.caching`):
+``cache_control`` blocks give ``cache_creation_input_tokens`` / ``cache_read_input_tokens``
+and ``input_tokens`` is the uncached rest. ``count_tokens`` answers the total input tokens
+a generation with the same body reports (uncached + written + read).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -11,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.mock.caching import CacheUsage, Segment, anthropic_cache, anthropic_segments
 from gateway.mock.content import (
     Prompt,
     Reply,
@@ -35,26 +46,43 @@ from gateway.mock.pipeline import (
     state_of,
     stream_flag,
 )
-from gateway.mock.streaming import SSEResponse, StreamPlan, sse
+from gateway.mock.reasoning import sign_thinking, thinking_budget, thinking_words
+from gateway.mock.streaming import EventLog, SSEResponse, StreamPlan, sse
+from gateway.mock.thinking import Thinking, check_history, thinking_setting
 
 DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
 _STOP: Mapping[str, str] = MappingProxyType({"stop": "end_turn", "length": "max_tokens", "tool": "tool_use"})
 _TOOL_MODES: Mapping[str, ToolMode] = MappingProxyType({"auto": "auto", "any": "required", "none": "none"})
 
 
-def parse_messages(body: dict[str, Any], model: str) -> Prompt:
-    """The :class:`Prompt` of a Messages request; ``max_tokens`` is required, as Anthropic requires it."""
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A checked Messages request: the generator's prompt, the cache segments, the thinking setting."""
+
+    prompt: Prompt
+    segments: tuple[Segment, ...]
+    thinking: Thinking | None
+
+
+def parse_messages(body: dict[str, Any], model: str, counting: bool = False) -> Parsed:
+    """Check and read a Messages request. ``max_tokens`` is required, as Anthropic requires
+    it, except for token counting (``counting``)."""
     limit = body.get("max_tokens")
-    if not isinstance(limit, int) or isinstance(limit, bool):
+    if counting:
+        limit = None
+    elif not isinstance(limit, int) or isinstance(limit, bool):
         raise BadRequest("max_tokens: Field required", "max_tokens")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: Field required", "messages")
+    thinking = thinking_setting(body, limit)
+    check_history(messages, thinking)
+    segments = anthropic_segments(body, model)
     mode, forced = _tool_choice(as_dict(body.get("tool_choice")))
     schema = _output_schema(body)
-    return Prompt(
+    prompt = Prompt(
         model=model,
-        prompt_tokens=count_words(text_of(body.get("system"))) + count_words(text_of(messages)),
+        prompt_tokens=sum(s.tokens for s in segments),
         last_user=_last_user_text(messages),
         tools=_tools(body.get("tools")),
         tool_mode=mode,
@@ -64,6 +92,7 @@ def parse_messages(body: dict[str, Any], model: str) -> Prompt:
         json_schema=schema,
         max_tokens=limit,
     )
+    return Parsed(prompt, segments, thinking)
 
 
 def _last_user_text(messages: list[Any]) -> str:
@@ -110,15 +139,52 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
     return as_dict(fmt.get("schema"))
 
 
-def usage(reply: Reply) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the mock answers: the reply, the thinking text (``None`` without thinking) and
+    the request's cache usage."""
+
+    reply: Reply
+    thought: str | None
+    cache: CacheUsage
+
+    @property
+    def output_tokens(self) -> int:
+        return self.reply.completion_tokens + count_words(self.thought or "")
+
+
+def answer(call: Call) -> Answer:
+    """Generate the answer to ``call`` (thinking takes its words out of ``max_tokens``)."""
+    parsed = parse_messages(call.body, call.model)
+    prompt, thought = parsed.prompt, None
+    if parsed.thinking is not None:
+        count = thinking_budget(call.behaviour.thinking_tokens, parsed.thinking.budget, prompt.max_tokens)
+        thought = " ".join(thinking_words(prompt.last_user, count))
+        if prompt.max_tokens is not None:
+            prompt = replace(prompt, max_tokens=prompt.max_tokens - count)
+    reply = generate(prompt, call.behaviour)
+    return Answer(reply, thought, anthropic_cache(parsed.segments, call.prefixes))
+
+
+def usage(answer: Answer) -> dict[str, Any]:
+    cache, reply = answer.cache, answer.reply
     return {
-        "input_tokens": reply.prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": reply.completion_tokens,
+        "input_tokens": reply.prompt_tokens - cache.read - cache.written,
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache.written_5m,
+            "ephemeral_1h_input_tokens": cache.written_1h,
+        },
+        "output_tokens": answer.output_tokens,
         "service_tier": "standard",
     }
+
+
+def _thinking_block(thought: str, streaming: bool) -> dict[str, Any]:
+    if streaming:
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": "thinking", "thinking": thought, "signature": sign_thinking(thought)}
 
 
 def _block(reply: Reply, streaming: bool) -> dict[str, Any]:
@@ -133,14 +199,16 @@ def _block(reply: Reply, streaming: bool) -> dict[str, Any]:
     }
 
 
-def message(reply: Reply, model: str, streaming: bool = False) -> dict[str, Any]:
+def message(answer: Answer, model: str, streaming: bool = False) -> dict[str, Any]:
     """A ``message`` object (the ``message_start`` form when ``streaming``)."""
     if streaming:
-        start_usage = {**usage(reply), "output_tokens": 1}
+        start_usage = {**usage(answer), "output_tokens": 1}
         content: list[Any] = []
         stop: str | None = None
     else:
-        start_usage, content, stop = usage(reply), [_block(reply, False)], _STOP[reply.finish]
+        start_usage, stop = usage(answer), _STOP[answer.reply.finish]
+        content = [] if answer.thought is None else [_thinking_block(answer.thought, False)]
+        content.append(_block(answer.reply, False))
     return {
         "id": random_id("msg_01", 22),
         "type": "message",
@@ -157,46 +225,68 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return sse(orjson.dumps({"type": kind, **data}), kind)
 
 
-def stream_plan(reply: Reply, model: str, complete: bool) -> StreamPlan:
-    """message_start, content_block_start, ping, content_block_delta..., then (when
-    ``complete``) content_block_stop, message_delta (cumulative usage), message_stop."""
-    head = [
-        _event("message_start", {"message": message(reply, model, streaming=True)}),
-        _event("content_block_start", {"index": 0, "content_block": _block(reply, True)}),
-        _event("ping", {}),
-    ]
+def _delta(index: int, delta: dict[str, Any]) -> bytes:
+    return _event("content_block_delta", {"index": index, "delta": delta})
+
+
+def stream_plan(answer: Answer, model: str, complete: bool) -> StreamPlan:
+    """message_start, content_block_start, ping, content_block_delta... (with thinking: the
+    thinking block's thinking_delta events, one signature_delta, its content_block_stop and
+    the next content_block_start come first), then (when ``complete``) content_block_stop,
+    message_delta (cumulative usage), message_stop."""
+    reply, log, index = answer.reply, EventLog(), 0
+    log.add(_event("message_start", {"message": message(answer, model, streaming=True)}))
+    if answer.thought is not None:
+        log.add(_event("content_block_start", {"index": 0, "content_block": _thinking_block("", True)}))
+        log.add(_event("ping", {}))
+        for piece in chunks(answer.thought):
+            log.add(_delta(0, {"type": "thinking_delta", "thinking": piece}), delta=True)
+        log.add(_delta(0, {"type": "signature_delta", "signature": sign_thinking(answer.thought)}), delta=True)
+        log.add(_event("content_block_stop", {"index": 0}))
+        index = 1
+        log.add(_event("content_block_start", {"index": 1, "content_block": _block(reply, True)}))
+    else:
+        log.add(_event("content_block_start", {"index": 0, "content_block": _block(reply, True)}))
+        log.add(_event("ping", {}))
     if reply.tool_call is None:
         deltas = [{"type": "text_delta", "text": piece} for piece in chunks(reply.text)]
     else:
         deltas = [{"type": "input_json_delta", "partial_json": p} for p in fragments(reply.tool_call.arguments_json)]
-    content = [_event("content_block_delta", {"index": 0, "delta": d}) for d in deltas]
-    if not complete:
-        return StreamPlan(head, content, [])
-    final_usage = {k: v for k, v in usage(reply).items() if k not in ("cache_creation", "service_tier")}
-    tail = [
-        _event("content_block_stop", {"index": 0}),
-        _event(
-            "message_delta",
-            {"delta": {"stop_reason": _STOP[reply.finish], "stop_sequence": None}, "usage": final_usage},
-        ),
-        _event("message_stop", {}),
-    ]
-    return StreamPlan(head, content, tail)
+    for delta in deltas:
+        log.add(_delta(index, delta), delta=True)
+    log.begin_tail()
+    final_usage = {k: v for k, v in usage(answer).items() if k not in ("cache_creation", "service_tier")}
+    log.add(_event("content_block_stop", {"index": index}))
+    stop = {"stop_reason": _STOP[reply.finish], "stop_sequence": None}
+    log.add(_event("message_delta", {"delta": stop, "usage": final_usage}))
+    log.add(_event("message_stop", {}))
+    return log.plan(complete)
 
 
 def respond_messages(call: Call) -> Response:
-    reply = generate(parse_messages(call.body, call.model), call.behaviour)
+    result = answer(call)
     if not stream_flag(call.body):
-        return json_or_truncated(call, message(reply, call.model))
+        return json_or_truncated(call, message(result, call.model))
     complete = call.behaviour.garbage != "truncate"
-    return SSEResponse(stream_plan(reply, call.model, complete), call.behaviour)
+    return SSEResponse(stream_plan(result, call.model, complete), call.behaviour)
+
+
+def respond_count_tokens(call: Call) -> Response:
+    """``{"input_tokens": n}``: what a generation with this body reports as its total input."""
+    parsed = parse_messages(call.body, call.model, counting=True)
+    return json_or_truncated(call, {"input_tokens": parsed.prompt.prompt_tokens})
 
 
 MESSAGES = ModelRoute("anthropic", "anthropic.messages", respond_messages, stream_flag)
+COUNT_TOKENS = ModelRoute("anthropic", "anthropic.count_tokens", respond_count_tokens)
 
 
 async def messages(request: Request) -> Response:
     return await handle(request, MESSAGES)
+
+
+async def count_tokens(request: Request) -> Response:
+    return await handle(request, COUNT_TOKENS)
 
 
 def list_models(request: Request) -> Response:
@@ -210,4 +300,7 @@ def list_models(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    return [Route("/v1/messages", messages, methods=["POST"])]
+    return [
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]

@@ -40,6 +40,9 @@ class Behaviour(BaseModel):
     garbage: Garbage | None = None
     reply: str | None = Field(default=None, description="fixed reply text")
     output_tokens: int = Field(default=12, ge=0, le=100_000, description="words in generated replies")
+    thinking_tokens: int = Field(
+        default=8, ge=1, le=100_000, description="words of Anthropic thinking / Responses reasoning, when asked for"
+    )
     hang_ms: float = Field(default=0, ge=0, description="streams: stall after the first content chunk")
     require_api_key: str | None = Field(default=None, description="the key the request must carry")
 

@@ -2,7 +2,8 @@
 
 - ``GET /_mock/stats`` -> ``{"total", "by_model", "by_route"}`` (model routes only;
   model listings are not counted)
-- ``POST /_mock/reset`` -> forget stats, runtime behaviours and ``fail_times`` countdowns
+- ``POST /_mock/reset`` -> forget stats, runtime behaviours, ``fail_times`` countdowns and
+  the prompt-cache prefixes
 - ``GET /_mock/behaviours`` -> the runtime overrides
 - ``PUT /_mock/behaviours/{model}`` (body: a Behaviour) -> replace ``model``'s
   override (``*`` = every model); 422 with the problems when invalid

@@ -24,10 +24,11 @@ Format = Literal["openai", "anthropic", "gemini"]
 class BadRequest(Exception):
     """An invalid request body; answered with the format's 400."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
 
 
 def json_response(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -74,13 +75,15 @@ _GEMINI: Mapping[int, tuple[str, str]] = MappingProxyType(
 )
 
 
-def error_body(fmt: Format, status: int, message: str | None = None, param: str | None = None) -> Any:
-    """The JSON body ``fmt``'s API sends with ``status``."""
+def error_body(
+    fmt: Format, status: int, message: str | None = None, param: str | None = None, code: str | None = None
+) -> Any:
+    """The JSON body ``fmt``'s API sends with ``status`` (``code`` overrides OpenAI's default code)."""
     server = status >= 500
     if fmt == "openai":
         default = ("server_error", None, "Upstream error (mock).") if server else _OPENAI[400]
-        kind, code, text = _OPENAI.get(status, default)
-        return {"error": {"message": message or text, "type": kind, "param": param, "code": code}}
+        kind, default_code, text = _OPENAI.get(status, default)
+        return {"error": {"message": message or text, "type": kind, "param": param, "code": code or default_code}}
     if fmt == "anthropic":
         kind, text = _ANTHROPIC.get(status, _ANTHROPIC[500 if server else 400])
         request_id = random_id("req_011C", 20)
@@ -95,10 +98,11 @@ def error_response(
     message: str | None = None,
     *,
     param: str | None = None,
+    code: str | None = None,
     retry_after: float | None = None,
 ) -> Response:
     """An error in ``fmt``'s shape; ``retry_after`` adds ``Retry-After`` and ``retry-after-ms``."""
-    body = error_body(fmt, status, message, param)
+    body = error_body(fmt, status, message, param, code)
     headers: dict[str, str] = {}
     if retry_after is not None:
         headers["retry-after"] = f"{retry_after:g}"

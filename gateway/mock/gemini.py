@@ -2,7 +2,12 @@
 
 Methods: ``generateContent``, ``streamGenerateContent`` (always SSE: each event a
 whole response object, ``\\r\\n\\r\\n``-separated, no ``[DONE]``; the last one
-carries ``finishReason``), ``embedContent`` and ``batchEmbedContents``.
+carries ``finishReason``), ``countTokens``, ``embedContent`` and ``batchEmbedContents``.
+
+A request naming ``cachedContent`` (``cachedContents/<id>``, any id) reports
+``cachedContentTokenCount`` (:func:`gateway.mock.caching.gemini_cached_tokens`), included
+in ``promptTokenCount``. ``countTokens`` (``contents`` or ``generateContentRequest``)
+answers ``totalTokens`` = the ``promptTokenCount`` a generation with that body reports.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.mock.caching import gemini_cached_tokens
 from gateway.mock.content import (
     Prompt,
     Reply,
@@ -54,9 +60,10 @@ def parse_generate(body: dict[str, Any], model: str) -> Prompt:
     config = as_dict(body.get("generationConfig"))
     schema = config.get("responseJsonSchema") or config.get("responseSchema")
     limit = config.get("maxOutputTokens")
+    words = count_words(text_of(body.get("systemInstruction"))) + count_words(text_of(contents))
     return Prompt(
         model=model,
-        prompt_tokens=count_words(text_of(body.get("systemInstruction"))) + count_words(text_of(contents)),
+        prompt_tokens=words + cached_content_tokens(body),
         last_user=_last_user_text(contents),
         tools=tools,
         tool_mode=mode,
@@ -66,6 +73,16 @@ def parse_generate(body: dict[str, Any], model: str) -> Prompt:
         json_schema=schema if isinstance(schema, dict) else None,
         max_tokens=limit if isinstance(limit, int) else None,
     )
+
+
+def cached_content_tokens(body: dict[str, Any]) -> int:
+    """The cached tokens of the request's ``cachedContent`` (0 without one)."""
+    name = body.get("cachedContent")
+    if name is None:
+        return 0
+    if not isinstance(name, str) or not name.startswith("cachedContents/") or name == "cachedContents/":
+        raise BadRequest(f"* GenerateContentRequest.cached_content: invalid cached content name {name!r}")
+    return gemini_cached_tokens(name)
 
 
 def _parts(content: Any) -> list[Any]:
@@ -95,24 +112,29 @@ def _tools(raw: Any) -> tuple[ToolSpec, ...]:
     )
 
 
-def _usage(reply: Reply, final: bool) -> dict[str, Any]:
+def _usage(reply: Reply, final: bool, cached: int) -> dict[str, Any]:
     prompt = reply.prompt_tokens
     usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
     if final:
         usage["candidatesTokenCount"] = reply.completion_tokens
         usage["totalTokenCount"] = reply.total_tokens
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    if cached:
+        usage["cachedContentTokenCount"] = cached
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
     return usage
 
 
-def response(reply: Reply, model: str, response_id: str, parts: list[Any], final: bool) -> dict[str, Any]:
+def response(
+    reply: Reply, model: str, response_id: str, parts: list[Any], final: bool, cached: int = 0
+) -> dict[str, Any]:
     """A ``GenerateContentResponse``; only a ``final`` one has ``finishReason`` and output usage."""
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if final:
         candidate["finishReason"] = _FINISH[reply.finish]
     return {
         "candidates": [candidate],
-        "usageMetadata": _usage(reply, final),
+        "usageMetadata": _usage(reply, final, cached),
         "modelVersion": model,
         "responseId": response_id,
     }
@@ -124,7 +146,7 @@ def _reply_parts(reply: Reply) -> list[Any]:
     return [{"text": reply.text}]
 
 
-def stream_plan(reply: Reply, model: str, complete: bool) -> StreamPlan:
+def stream_plan(reply: Reply, model: str, complete: bool, cached: int = 0) -> StreamPlan:
     """One event per word (a function call arrives whole); the last event is final
     when ``complete``, otherwise no event has a ``finishReason``."""
     response_id = random_id("", 22)
@@ -134,7 +156,7 @@ def stream_plan(reply: Reply, model: str, complete: bool) -> StreamPlan:
         pieces = [[{"text": piece}] for piece in chunks(reply.text)] or [[{"text": ""}]]
     last = len(pieces) - 1
     events = [
-        sse(orjson.dumps(response(reply, model, response_id, parts, complete and i == last)), sep=_SEP)
+        sse(orjson.dumps(response(reply, model, response_id, parts, complete and i == last, cached)), sep=_SEP)
         for i, parts in enumerate(pieces)
     ]
     return StreamPlan([], events, [])
@@ -142,13 +164,26 @@ def stream_plan(reply: Reply, model: str, complete: bool) -> StreamPlan:
 
 def respond_generate(call: Call) -> Response:
     reply = generate(parse_generate(call.body, call.model), call.behaviour)
-    return json_or_truncated(call, response(reply, call.model, random_id("", 22), _reply_parts(reply), True))
+    cached = cached_content_tokens(call.body)
+    return json_or_truncated(call, response(reply, call.model, random_id("", 22), _reply_parts(reply), True, cached))
 
 
 def respond_stream(call: Call) -> Response:
     reply = generate(parse_generate(call.body, call.model), call.behaviour)
     complete = call.behaviour.garbage != "truncate"
-    return SSEResponse(stream_plan(reply, call.model, complete), call.behaviour)
+    return SSEResponse(stream_plan(reply, call.model, complete, cached_content_tokens(call.body)), call.behaviour)
+
+
+def respond_count_tokens(call: Call) -> Response:
+    """``{"totalTokens", "promptTokensDetails"[, "cachedContentTokenCount", "cacheTokensDetails"]}``."""
+    request = as_dict(call.body.get("generateContentRequest")) or call.body
+    total = parse_generate(request, call.model).prompt_tokens
+    body: dict[str, Any] = {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
+    cached = cached_content_tokens(request)
+    if cached:
+        body["cachedContentTokenCount"] = cached
+        body["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+    return json_or_truncated(call, body)
 
 
 def _values(request: dict[str, Any], default_dims: int) -> dict[str, Any]:
@@ -181,6 +216,7 @@ _METHODS: Mapping[str, ModelRoute] = MappingProxyType(
     {
         "generateContent": ModelRoute("gemini", "gemini.generateContent", respond_generate),
         "streamGenerateContent": ModelRoute("gemini", "gemini.streamGenerateContent", respond_stream, _always),
+        "countTokens": ModelRoute("gemini", "gemini.countTokens", respond_count_tokens),
         "embedContent": ModelRoute("gemini", "gemini.embedContent", respond_embed),
         "batchEmbedContents": ModelRoute("gemini", "gemini.batchEmbedContents", respond_batch_embed),
     }

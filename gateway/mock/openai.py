@@ -1,4 +1,9 @@
-"""OpenAI wire format: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``."""
+"""OpenAI wire format: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``
+(the Responses API is :mod:`gateway.mock.responses`).
+
+Automatic prompt caching (:mod:`gateway.mock.caching`): a prompt of >= 1024 tokens whose
+prefix an earlier request sent reports ``prompt_tokens_details.cached_tokens``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.mock import anthropic
+from gateway.mock.caching import openai_cached_tokens, seed_key
 from gateway.mock.content import (
     Prompt,
     Reply,
@@ -86,12 +92,12 @@ def _tool_choice(raw: Any) -> tuple[ToolMode, str | None]:
     return "auto", None
 
 
-def usage(reply: Reply) -> dict[str, Any]:
+def usage(reply: Reply, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -101,7 +107,7 @@ def usage(reply: Reply) -> dict[str, Any]:
     }
 
 
-def completion(reply: Reply, model: str) -> dict[str, Any]:
+def completion(reply: Reply, model: str, cached: int = 0) -> dict[str, Any]:
     """A ``chat.completion`` object."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
     if reply.tool_call is not None:
@@ -112,7 +118,7 @@ def completion(reply: Reply, model: str) -> dict[str, Any]:
     return {
         **_envelope(model, "chat.completion"),
         "choices": [choice],
-        "usage": usage(reply),
+        "usage": usage(reply, cached),
     }
 
 
@@ -127,7 +133,7 @@ def _envelope(model: str, obj: str) -> dict[str, Any]:
     }
 
 
-def stream_plan(reply: Reply, model: str, include_usage: bool, complete: bool) -> StreamPlan:
+def stream_plan(reply: Reply, model: str, include_usage: bool, complete: bool, cached: int = 0) -> StreamPlan:
     """``chat.completion.chunk`` events; ``complete=False`` leaves out the finish
     chunk, the usage chunk and ``[DONE]``."""
     base = _envelope(model, "chat.completion.chunk")
@@ -152,19 +158,21 @@ def stream_plan(reply: Reply, model: str, include_usage: bool, complete: bool) -
         return StreamPlan([head], content, [])
     tail = [chunk({}, _FINISH[reply.finish])]
     if include_usage:
-        tail.append(sse(orjson.dumps({**base, "choices": [], "usage": usage(reply)})))
+        tail.append(sse(orjson.dumps({**base, "choices": [], "usage": usage(reply, cached)})))
     tail.append(_DONE)
     return StreamPlan([head], content, tail)
 
 
 def respond_chat(call: Call) -> Response:
     reply = generate(parse_chat(call.body, call.model), call.behaviour)
+    words = text_of(call.body["messages"]).split()
+    cached = openai_cached_tokens(words, seed_key(call.model, call.body.get("tools")), call.prefixes)
     if not stream_flag(call.body):
-        return json_or_truncated(call, completion(reply, call.model))
+        return json_or_truncated(call, completion(reply, call.model, cached))
     options = call.body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     complete = call.behaviour.garbage != "truncate"
-    return SSEResponse(stream_plan(reply, call.model, include_usage, complete), call.behaviour)
+    return SSEResponse(stream_plan(reply, call.model, include_usage, complete, cached), call.behaviour)
 
 
 def respond_embeddings(call: Call) -> Response:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.mock.behaviour import Behaviour, MockConfig
+from gateway.mock.caching import PrefixMemory
 from gateway.mock.errors import (
     BadRequest,
     Format,
@@ -33,12 +34,14 @@ from gateway.mock.state import MockState
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One accepted request, handed to a format's responder."""
+    """One accepted request, handed to a format's responder (``prefixes``: the mock's
+    prompt-cache memory)."""
 
     body: dict[str, Any]
     model: str
     behaviour: Behaviour
     config: MockConfig
+    prefixes: PrefixMemory
 
 
 def _never(body: dict[str, Any]) -> bool:
@@ -94,7 +97,7 @@ async def handle(request: Request, route: ModelRoute, model: str | None = None) 
         return error_response(route.fmt, 400, "The request body is not a valid JSON object.")
     if model is None:
         return error_response(route.fmt, 400, "model: Field required", param="model")
-    return _respond(route, Call(body, model, behaviour, state.config), state)
+    return _respond(route, Call(body, model, behaviour, state.config, state.prefixes), state)
 
 
 def _respond(route: ModelRoute, call: Call, state: MockState) -> Response:
@@ -107,7 +110,7 @@ def _respond(route: ModelRoute, call: Call, state: MockState) -> Response:
     try:
         return route.respond(call)
     except BadRequest as exc:
-        return error_response(route.fmt, 400, exc.message, param=exc.param)
+        return error_response(route.fmt, 400, exc.message, param=exc.param, code=exc.code)
 
 
 def json_or_truncated(call: Call, obj: Any) -> Response:

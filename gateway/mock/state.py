@@ -1,7 +1,8 @@
 """Everything the mock remembers, held on ``app.state.mock`` (no module state).
 
 :class:`MockState` owns the config, the runtime behaviour overrides, the
-``fail_times`` countdowns and the request statistics.
+``fail_times`` countdowns, the request statistics and the prompt-cache prefix
+memory (:class:`gateway.mock.caching.PrefixMemory`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.mock.behaviour import Behaviour, MockConfig, header_layer, layer, merge
+from gateway.mock.caching import PrefixMemory
 
 ALL_MODELS = "*"
 
@@ -44,6 +46,7 @@ class MockState:
         self.runtime: dict[str, Behaviour] = {}
         self._fails_left: dict[str, int] = {}
         self._rng = rng or random.Random()
+        self.prefixes = PrefixMemory()
 
     def resolve(self, model: str, headers: Iterable[tuple[str, str]]) -> Behaviour:
         """The effective behaviour for ``model`` (see :mod:`gateway.mock.behaviour`).
@@ -71,10 +74,11 @@ class MockState:
         return self.runtime.pop(model, None) is not None
 
     def reset(self) -> None:
-        """Forget statistics, runtime overrides and countdowns."""
+        """Forget statistics, runtime overrides, countdowns and cached prefixes."""
         self.stats = Stats()
         self.runtime.clear()
         self._fails_left.clear()
+        self.prefixes.clear()
 
     def fault_status(self, model: str, behaviour: Behaviour) -> int | None:
         """The error status this request must get, or ``None`` to answer normally.

@@ -31,6 +31,33 @@ class StreamPlan:
     tail: Sequence[bytes]
 
 
+class EventLog:
+    """Builds a :class:`StreamPlan` event by event: events go to ``head`` until the first
+    delta, then to ``content`` until :meth:`begin_tail`, then to ``tail``."""
+
+    __slots__ = ("_part", "content", "count", "head", "tail")
+
+    def __init__(self) -> None:
+        self.head: list[bytes] = []
+        self.content: list[bytes] = []
+        self.tail: list[bytes] = []
+        self._part = self.head
+        self.count = 0
+
+    def add(self, event: bytes, delta: bool = False) -> None:
+        if delta and self._part is self.head:
+            self._part = self.content
+        self._part.append(event)
+        self.count += 1
+
+    def begin_tail(self) -> None:
+        self._part = self.tail
+
+    def plan(self, complete: bool) -> StreamPlan:
+        """The plan; without the tail when not ``complete`` (``garbage: truncate``)."""
+        return StreamPlan(self.head, self.content, self.tail if complete else [])
+
+
 class _Drop(Exception):
     """Raised inside the body iterator to abandon the response mid-body."""
 
