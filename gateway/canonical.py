@@ -24,6 +24,34 @@ from typing import Any, Literal, NotRequired, TypedDict
 JSON = dict[str, Any]
 """A JSON object (request, response or chunk) in canonical form."""
 
+WIRE_ANTHROPIC = "anthropic"
+"""Wire format names, shared by ingress dialects and providers (``Provider.wire``): a
+client's dialect equal to a deployment's wire format means same-format pass-through."""
+WIRE_OPENAI_CHAT = "openai_chat"
+WIRE_OPENAI_RESPONSES = "openai_responses"
+WIRE_GEMINI = "gemini"
+
+EXTENSIONS = ("thinking", "reasoning", "thinking_config", "cached_content", "native_body")
+"""Request keys an ingress dialect keeps beside the OpenAI ones (its reasoning and
+cache settings): part of the cache key and of what the same-format path forwards,
+never sent upstream by a translation. Assistant messages may likewise carry
+``thinking_blocks`` (Anthropic thinking blocks, verbatim)."""
+
+
+def upstream_view(req: JSON) -> JSON:
+    """``req`` without :data:`EXTENSIONS` and message ``thinking_blocks`` (``req`` is not modified)."""
+    messages = req.get("messages")
+    blocks = isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages)
+    if not blocks and not any(k in req for k in EXTENSIONS):
+        return req
+    out = {k: v for k, v in req.items() if k not in EXTENSIONS}
+    if blocks and isinstance(messages, list):
+        out["messages"] = [
+            {k: v for k, v in m.items() if k != "thinking_blocks"} if isinstance(m, dict) else m for m in messages
+        ]
+    return out
+
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 

@@ -6,6 +6,7 @@ ingress dialect is mechanical and nothing escapes as a bare 500::
 
     GatewayError                      (500 internal_error)
     ├── InvalidRequest                (400 invalid_request_error / <code>)
+    │   ├── Untranslatable            (400 unsupported_value: only to another wire format)
     │   └── ContextWindowExceeded     (400 context_length_exceeded)
     ├── AuthenticationFailed          (401 authentication_error)
     ├── PermissionDenied              (403 permission_error)
@@ -77,6 +78,14 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     default_code = "invalid_request"
+
+
+class Untranslatable(InvalidRequest):
+    """A client's field that exists in its dialect but cannot be carried to another
+    wire format (a server tool, a file reference): refused only when the request is
+    not going to a deployment of the client's own format (same-format pass-through)."""
+
+    default_code = "unsupported_value"
 
 
 class ContextWindowExceeded(InvalidRequest):

@@ -1,0 +1,200 @@
+"""Canonical answers rendered as OpenAI ``Response`` objects.
+
+:func:`response_object` builds the envelope the way the API does: the answer's
+status, output and usage, and the request's parameters echoed with the API's
+defaults (``temperature`` 1, ``tool_choice`` auto, ``store`` true, ...). It
+serves both the non-stream answer (:func:`render_response`) and the lifecycle
+events of a stream. Output items get gateway ids (``msg_``/``fc_`` + hex); a
+function call's ``call_id`` is the canonical tool-call id, so the client's
+``function_call_output`` finds its way back to the provider's call.
+
+Statuses: finish reason ``length`` -> ``incomplete`` with reason
+``max_output_tokens``, ``content_filter`` -> ``incomplete`` with reason
+``content_filter``; anything else -> ``completed``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from gateway.canonical import JSON, message_text
+
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def new_id(prefix: str) -> str:
+    """A fresh item id in OpenAI's style (prefix + 48 hex digits)."""
+    return prefix + secrets.token_hex(24)
+
+
+def status_of(finish_reason: Any) -> tuple[str, str | None]:
+    """(response status, incomplete reason) for a canonical finish reason."""
+    reason = INCOMPLETE_REASONS.get(finish_reason) if isinstance(finish_reason, str) else None
+    return ("incomplete", reason) if reason else ("completed", None)
+
+
+def responses_usage(usage: Any) -> JSON | None:
+    """Canonical usage -> the Responses ``usage`` object (None when unknown).
+    The details the API always sends (cached, cache-write and reasoning tokens)
+    are 0 when the upstream did not report them."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    prompt_details = _object(usage.get("prompt_tokens_details"))
+    cached = _count(prompt_details.get("cached_tokens"))
+    reasoning = _count(_object(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    total = usage.get("total_tokens")
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": cached,
+            "cache_write_tokens": _count(prompt_details.get("cache_write_tokens")),
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": total if isinstance(total, int) else prompt + completion,
+    }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _object(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def response_object(
+    body: JSON,
+    *,
+    response_id: str,
+    model: str,
+    created_at: int,
+    status: str,
+    output: list[JSON],
+    usage: JSON | None,
+    incomplete_reason: str | None = None,
+    error: JSON | None = None,
+) -> JSON:
+    """A ``Response`` with the request's parameters echoed as the API does."""
+    reasoning = _object(body.get("reasoning"))
+    text = _object(body.get("text"))
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "error": error,
+        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "metadata": _or(body.get("metadata"), {}),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": _or(body.get("parallel_tool_calls"), True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "safety_identifier": body.get("safety_identifier"),
+        "service_tier": _or(body.get("service_tier"), "default"),
+        "store": _or(body.get("store"), True),
+        "temperature": _or(body.get("temperature"), 1.0),
+        "text": {
+            "format": _or(text.get("format"), {"type": "text"}),
+            "verbosity": _or(text.get("verbosity"), "medium"),
+        },
+        "tool_choice": _or(body.get("tool_choice"), "auto"),
+        "tools": _or(body.get("tools"), []),
+        "top_logprobs": _or(body.get("top_logprobs"), 0),
+        "top_p": _or(body.get("top_p"), 1.0),
+        "truncation": _or(body.get("truncation"), "disabled"),
+        "usage": usage,
+        "user": body.get("user"),
+    }
+
+
+def text_part(text: str) -> JSON:
+    return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+
+def refusal_part(refusal: str) -> JSON:
+    return {"type": "refusal", "refusal": refusal}
+
+
+def message_item(item_id: str, content: list[JSON], status: str) -> JSON:
+    return {"id": item_id, "type": "message", "status": status, "content": content, "role": "assistant"}
+
+
+def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> JSON:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def render_response(completion: JSON, *, response_id: str, model: str, body: JSON, created_at: int) -> JSON:
+    """A canonical ``chat.completion`` -> the ``Response`` object for ``body``."""
+    choices = completion.get("choices") or [{}]
+    choice = _object(choices[0])
+    message = _object(choice.get("message"))
+    status, reason = status_of(choice.get("finish_reason"))
+    output: list[JSON] = []
+    content: list[JSON] = []
+    text = message_text(message)
+    if text:
+        content.append(text_part(text))
+    if isinstance(message.get("refusal"), str) and message["refusal"]:
+        content.append(refusal_part(message["refusal"]))
+    if content:
+        output.append(message_item(new_id("msg_"), content, status))
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        call_id = call.get("id") or new_id("call_")
+        output.append(call_item(new_id("fc_"), call_id, fn.get("name", ""), fn.get("arguments") or "", "completed"))
+    return response_object(
+        body,
+        response_id=response_id,
+        model=model,
+        created_at=created_at,
+        status=status,
+        output=output,
+        usage=responses_usage(completion.get("usage")),
+        incomplete_reason=reason,
+    )
+
+
+def output_items(response: JSON) -> list[JSON]:
+    """The items of a ``Response`` a continuation replays (for the store): its
+    output, less reasoning items without ``encrypted_content`` (a stateless
+    upstream cannot resolve them)."""
+    output = response.get("output")
+    if not isinstance(output, list):
+        return []
+    return [
+        item
+        for item in output
+        if isinstance(item, dict) and (item.get("type") != "reasoning" or item.get("encrypted_content"))
+    ]
+
+
+def rewrite(upstream_response: JSON, response_id: str, *, body: JSON | None = None) -> JSON:
+    """A Responses upstream's ``Response`` under the gateway's id (a new dict).
+    With the client's ``body``, ``store`` and ``previous_response_id`` are echoed
+    as the client sent them (the upstream was asked statelessly)."""
+    out = {**upstream_response, "id": response_id}
+    if body is not None:
+        out["store"] = _or(body.get("store"), True)
+        out["previous_response_id"] = body.get("previous_response_id")
+    return out

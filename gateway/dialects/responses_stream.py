@@ -1,0 +1,328 @@
+"""Responses event streams: canonical chunks rendered as Responses events
+(:class:`ResponsesStream`), and a Responses upstream's events relayed under the
+gateway's response id (:class:`PassthroughEvents`).
+
+The events follow the API's sequence: ``response.created`` and
+``response.in_progress``; per output item ``response.output_item.added``, for a
+message ``response.content_part.added``, ``response.output_text.delta``...,
+``response.output_text.done`` and ``response.content_part.done`` (refusals use
+the ``response.refusal.*`` events), for a function call
+``response.function_call_arguments.delta``... and ``.done``; then
+``response.output_item.done``; last ``response.completed`` (or
+``response.incomplete``) carrying the whole response with its usage. Every
+event has ``type`` and an increasing ``sequence_number``; framing is
+``event: <type>\\ndata: <json>\\n\\n`` with no ``[DONE]`` sentinel.
+
+A message item closes when a function call starts and function calls close
+when text starts again or the stream ends, so parallel calls may stream side
+by side (each by its ``output_index``). Items still open when the stream ends
+take the response's status (``incomplete`` after ``max_output_tokens``). A
+stream that breaks closes its open items as ``incomplete``, then sends an
+``error`` event (the spec's flat ``code``/``message``/``param`` and the
+recorded API's nested ``error`` object) and ``response.failed``.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.canonical import JSON
+from gateway.dialects.responses_render import (
+    call_item,
+    message_item,
+    new_id,
+    refusal_part,
+    response_object,
+    responses_usage,
+    rewrite,
+    status_of,
+    text_part,
+)
+from gateway.errors import GatewayError
+
+LIFECYCLE = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.failed",
+        "response.incomplete",
+    }
+)
+FINAL = frozenset({"response.completed", "response.incomplete"})
+
+
+def sse_frame(kind: str, data: bytes) -> bytes:
+    """One server-sent event (a multi-line payload gets one ``data:`` line per line)."""
+    lines = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n"))
+    return b"event: " + kind.encode() + b"\n" + lines + b"\n"
+
+
+class _Events:
+    """Numbered events, framed, waiting to be written."""
+
+    __slots__ = ("_out", "_seq")
+
+    def __init__(self) -> None:
+        self._out: list[bytes] = []
+        self._seq = 0
+
+    def emit(self, kind: str, fields: JSON) -> None:
+        event = {"type": kind, **fields, "sequence_number": self._seq}
+        self._seq += 1
+        self._out.append(sse_frame(kind, orjson.dumps(event)))
+
+    def take(self) -> bytes:
+        out = b"".join(self._out)
+        self._out = []
+        return out
+
+
+class _Output:
+    """The output items of one streamed response, opened, fed and closed with their events."""
+
+    __slots__ = ("_calls", "_events", "_msg", "_part", "items")
+
+    def __init__(self, events: _Events) -> None:
+        self._events = events
+        self.items: list[JSON] = []
+        self._msg: int | None = None
+        """output_index of the open message item."""
+        self._part: tuple[str, list[str]] | None = None
+        """(kind, pieces) of the message's open content part: output_text or refusal."""
+        self._calls: dict[int, tuple[int, list[str]]] = {}
+        """canonical tool-call index -> (output_index, argument pieces) of the open calls."""
+
+    def text(self, kind: str, delta: str) -> None:
+        """A piece of message text (``kind`` output_text) or refusal."""
+        if not delta:
+            return
+        self._close_calls("completed")
+        if self._msg is None:
+            self._msg = len(self.items)
+            self._add(message_item(new_id("msg_"), [], "in_progress"))
+        index, item = self._msg, self.items[self._msg]
+        if self._part is not None and self._part[0] != kind:
+            self._close_part()
+        where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": index}
+        if self._part is None:
+            self._part = (kind, [])
+            part = text_part("") if kind == "output_text" else refusal_part("")
+            self._events.emit("response.content_part.added", {**where, "part": part})
+        self._part[1].append(delta)
+        if kind == "output_text":
+            self._events.emit("response.output_text.delta", {**where, "delta": delta, "logprobs": []})
+        else:
+            self._events.emit("response.refusal.delta", {**where, "delta": delta})
+
+    def call(self, delta: JSON) -> None:
+        """A canonical tool-call delta (``index``, ``id`` and name first, then argument pieces)."""
+        key = delta.get("index", 0)
+        fn = delta.get("function") or {}
+        if key not in self._calls:
+            self._close_message("completed")
+            self._calls[key] = (len(self.items), [])
+            call_id = delta.get("id") or new_id("call_")
+            self._add(call_item(new_id("fc_"), call_id, fn.get("name") or "", "", "in_progress"))
+        index, pieces = self._calls[key]
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            pieces.append(arguments)
+            where = {"item_id": self.items[index]["id"], "output_index": index}
+            self._events.emit("response.function_call_arguments.delta", {**where, "delta": arguments})
+
+    def close(self, status: str) -> None:
+        """Close every open item with ``status``."""
+        self._close_message(status)
+        self._close_calls(status)
+
+    def _add(self, item: JSON) -> None:
+        self.items.append(item)
+        self._events.emit("response.output_item.added", {"item": item, "output_index": len(self.items) - 1})
+
+    def _close_part(self) -> None:
+        if self._part is None or self._msg is None:
+            return
+        kind, pieces = self._part
+        self._part = None
+        item, text = self.items[self._msg], "".join(pieces)
+        where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": self._msg}
+        if kind == "output_text":
+            part = text_part(text)
+            self._events.emit("response.output_text.done", {**where, "logprobs": [], "text": text})
+        else:
+            part = refusal_part(text)
+            self._events.emit("response.refusal.done", {**where, "refusal": text})
+        self._events.emit("response.content_part.done", {**where, "part": part})
+        item["content"].append(part)
+
+    def _close_message(self, status: str) -> None:
+        if self._msg is None:
+            return
+        self._close_part()
+        index, self._msg = self._msg, None
+        self._done(index, status)
+
+    def _close_calls(self, status: str) -> None:
+        for index, pieces in sorted(self._calls.values()):
+            item = self.items[index]
+            item["arguments"] = "".join(pieces)
+            where = {"item_id": item["id"], "output_index": index}
+            self._events.emit("response.function_call_arguments.done", {**where, "arguments": item["arguments"]})
+            self._done(index, status)
+        self._calls = {}
+
+    def _done(self, index: int, status: str) -> None:
+        item = self.items[index]
+        item["status"] = status
+        self._events.emit("response.output_item.done", {"item": item, "output_index": index})
+
+
+class ResponsesStream:
+    """Canonical ``chat.completion.chunk`` batches -> Responses events (a StreamEncoder)."""
+
+    __slots__ = (
+        "_body",
+        "_created_at",
+        "_events",
+        "_finish_reason",
+        "_id",
+        "_model",
+        "_output",
+        "_response",
+        "_started",
+        "_usage",
+    )
+
+    def __init__(self, response_id: str, model: str, body: JSON, created_at: int) -> None:
+        self._id = response_id
+        self._model = model
+        self._body = body
+        self._created_at = created_at
+        self._events = _Events()
+        self._output = _Output(self._events)
+        self._started = False
+        self._finish_reason: str | None = None
+        self._usage: JSON | None = None
+        self._response: JSON | None = None
+
+    @property
+    def response(self) -> JSON | None:
+        """The final Response object once the stream ended (for the store)."""
+        return self._response
+
+    def chunks(self, batch: list[JSON]) -> bytes:
+        events = self._start()
+        if self._response is not None:
+            return b""
+        for chunk in batch:
+            if isinstance(chunk.get("usage"), dict):
+                self._usage = chunk["usage"]
+            choices = chunk.get("choices") or ()
+            for choice in choices[:1]:
+                self._choice(choice)
+        return events.take()
+
+    def _choice(self, choice: JSON) -> None:
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            self._output.text("output_text", delta["content"])
+        if isinstance(delta.get("refusal"), str):
+            self._output.text("refusal", delta["refusal"])
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                self._output.call(call)
+        if choice.get("finish_reason"):
+            self._finish_reason = choice["finish_reason"]
+
+    def finish(self) -> bytes:
+        events = self._start()
+        if self._response is not None:
+            return b""
+        status, reason = status_of(self._finish_reason)
+        self._output.close("incomplete" if status == "incomplete" else "completed")
+        self._response = self._snapshot(status, usage=responses_usage(self._usage), incomplete_reason=reason)
+        kind = "response.incomplete" if status == "incomplete" else "response.completed"
+        events.emit(kind, {"response": self._response})
+        return events.take()
+
+    def error(self, err: GatewayError) -> bytes:
+        events = self._start()
+        if self._response is not None:
+            return b""
+        self._output.close("incomplete")
+        body = err.to_body()["error"]
+        events.emit("error", {"code": err.code, "message": err.message, "param": err.param, "error": body})
+        failure = {"code": err.code, "message": err.message}
+        self._response = self._snapshot("failed", usage=responses_usage(self._usage), error=failure)
+        events.emit("response.failed", {"response": self._response})
+        return events.take()
+
+    def _start(self) -> _Events:
+        """The events, opened with ``response.created`` and ``response.in_progress``."""
+        if not self._started:
+            self._started = True
+            opening = self._snapshot("in_progress", usage=None)
+            self._events.emit("response.created", {"response": opening})
+            self._events.emit("response.in_progress", {"response": opening})
+        return self._events
+
+    def _snapshot(
+        self, status: str, *, usage: JSON | None, incomplete_reason: str | None = None, error: JSON | None = None
+    ) -> JSON:
+        return response_object(
+            self._body,
+            response_id=self._id,
+            model=self._model,
+            created_at=self._created_at,
+            status=status,
+            output=[] if status == "in_progress" else list(self._output.items),
+            usage=usage,
+            incomplete_reason=incomplete_reason,
+            error=error,
+        )
+
+
+class PassthroughEvents:
+    """A Responses upstream's events re-emitted under the gateway's response id.
+
+    Only the lifecycle events (``response.created`` ... ``response.completed``)
+    carry the response id; they are re-serialised with it, every other event is
+    relayed byte for byte. With the client's ``body``, ``store`` and
+    ``previous_response_id`` are echoed as the client sent them.
+    """
+
+    __slots__ = ("_body", "_id", "_response")
+
+    def __init__(self, response_id: str, *, body: JSON | None = None) -> None:
+        self._id = response_id
+        self._body = body
+        self._response: JSON | None = None
+
+    @property
+    def response(self) -> JSON | None:
+        """The final Response (from ``response.completed``/``response.incomplete``), gateway id."""
+        return self._response
+
+    def event(self, name: str, data: str) -> bytes:
+        kind = name
+        if name in LIFECYCLE or name in ("", "message"):
+            payload = _json_object(data)
+            if payload is not None:
+                if name in ("", "message") and isinstance(payload.get("type"), str):
+                    kind = payload["type"]
+                if kind in LIFECYCLE and isinstance(payload.get("response"), dict):
+                    payload["response"] = rewrite(payload["response"], self._id, body=self._body)
+                    if kind in FINAL:
+                        self._response = payload["response"]
+                    return sse_frame(kind, orjson.dumps(payload))
+        return sse_frame(kind, data.encode())
+
+
+def _json_object(data: str) -> JSON | None:
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
