@@ -22,13 +22,14 @@ from gateway.admin.openapi import OpenAPIDoc
 from gateway.admin.reports import ReportsAPI
 from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
+from gateway.app.client_api import API_PREFIXES, ClientAPI
 from gateway.app.endpoints import OpsEndpoints
 from gateway.app.host import AdminHostAPI
 from gateway.app.lifecycle import Lifecycle
 from gateway.app.runtime_models import RuntimeModels
 from gateway.config.loader import LoadedConfig
 from gateway.console import console_routes
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound
+from gateway.errors import Starting
 from gateway.health.monitor import HealthMonitor
 from gateway.observability.logs import AccessLog, RequestSink
 from gateway.observability.loop_lag import LoopLagMonitor
@@ -41,20 +42,14 @@ from gateway.policies.pricing import PriceTable, UnpricedModels
 from gateway.providers.registry import presets
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
-from gateway.server.asgi import REFUSED_KEY, BoundedRequests, Receive, RequestLimits, Scope, Send, send_error
-from gateway.server.handlers import Handlers
+from gateway.server.asgi import REFUSED_KEY, BoundedRequests, Receive, RequestLimits, Scope, Send
 from gateway.server.service import Service
 from gateway.state.base import StateBackend
 from gateway.state.ledger import SpendLedger
+from gateway.state.response_store import ResponseStore
 from gateway.upstream.http import HTTPClient
 
 log = logging.getLogger("gateway")
-
-API_ROUTES = {
-    "/v1/chat/completions": "POST",
-    "/v1/embeddings": "POST",
-    "/v1/models": "GET",
-}
 
 
 class GatewayApp(AdminHostAPI, Lifecycle):
@@ -103,12 +98,7 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         self.health = HealthMonitor(lambda: self.service, self.metrics)
         """Scheduled health checks (gateway/health/); started with the app."""
         self.ops = OpsEndpoints(self)
-        self._handlers = Handlers(self)
-        self._exact = {
-            ("POST", "/v1/chat/completions"): self._handlers.chat,
-            ("POST", "/v1/embeddings"): self._handlers.embeddings,
-            ("GET", "/v1/models"): self._handlers.list_models,
-        }
+        self._api = ClientAPI(self, self.response_store)
         self._other = Starlette(
             routes=[
                 Route("/health", self.ops.health),
@@ -133,13 +123,13 @@ class GatewayApp(AdminHostAPI, Lifecycle):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._exact.get((scope["method"], scope["path"]))
+            handler = self._api.exact.get((scope["method"], scope["path"]))
             if handler is not None:
                 await handler(scope, receive, send)
                 return
             path: str = scope["path"]
-            if path.startswith("/v1/"):
-                await self._api_miss(scope, receive, send, path)
+            if path.startswith(API_PREFIXES):
+                await self._api.other(scope, receive, send, path)
                 return
             if self._admin_cors is not None and path.startswith("/admin"):
                 await self._admin_cors(scope, receive, send)
@@ -150,16 +140,12 @@ class GatewayApp(AdminHostAPI, Lifecycle):
             return
         await self._bounded(scope, receive, send)
 
-    async def _api_miss(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        if path.startswith("/v1/models/") and scope["method"] == "GET":
-            await self._handlers.get_model(scope, receive, send, path[len("/v1/models/") :])
-            return
-        allowed = API_ROUTES.get(path)
-        if allowed is not None:
-            err: GatewayError = MethodNotAllowed(f"{scope['method']} is not allowed on {path}; use {allowed}")
-            await send_error(send, err, [(b"allow", allowed.encode())])
-            return
-        await send_error(send, NotFound(f"unknown API route {scope['method']} {path}", code="unknown_route"))
+    def response_store(self) -> ResponseStore:
+        """Stored Responses, on the state backend with the settings in force."""
+        if self.backend is None:
+            raise Starting()
+        settings = self._loaded.settings.responses
+        return ResponseStore(self.backend, settings.store_ttl_s, settings.max_stored_bytes)
 
     def _request_limits(self) -> RequestLimits:
         return RequestLimits.of(self._loaded.settings.server, self.metrics.refused)

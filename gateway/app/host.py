@@ -24,7 +24,7 @@ from gateway.reports.builder import ReportSources
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
 from gateway.security.secrets import SecretStore
-from gateway.server.asgi import Scope, bearer_token
+from gateway.server.asgi import Scope, bearer_token, client_key
 from gateway.server.service import Service
 from gateway.state.base import StateBackend
 from gateway.state.ledger import SpendLedger
@@ -46,7 +46,7 @@ class AdminHostAPI:
         if self._auth is None:
             raise Starting()
         try:
-            return await self._auth.authenticate(bearer_token(scope))
+            return await self._auth.authenticate(client_key(scope))
         except AuthenticationFailed as err:
             client = client_address(scope)
             audit_line("auth.failed", logging.WARNING, reason=err.code, client=client, path=scope["path"])

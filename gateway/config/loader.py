@@ -130,6 +130,13 @@ def _drop_disabled_aliases(
                 refs = spec.get(field)
                 if isinstance(refs, list):
                     spec[field] = [r for r in refs if r not in gone]
+    names = raw.get("model_aliases")
+    if isinstance(names, dict):
+        for name, targets in list(names.items()):
+            if isinstance(targets, list):
+                names[name] = [t for t in targets if t not in gone]
+            if targets in gone if isinstance(targets, str) else targets and not names[name]:
+                del names[name]  # every alias it names is switched off
     auth = raw.get("auth")
     keys = auth.get("keys") if isinstance(auth, dict) else None
     for key in keys if isinstance(keys, list) else ():

@@ -184,6 +184,8 @@ class Deployment(_Strict):
     api_version: Text | None = None
     headers: dict[str, Text] = Field(default_factory=dict)
     drop_params: list[str] = Field(default_factory=list)
+    api: Literal["chat", "responses"] = "chat"
+    """OpenAI-format deployments: the upstream API spoken (``responses``: ``POST /responses``)."""
     weight: PositiveFloat = 1.0
     priority: int = 0
     timeouts: TimeoutOverrides = TimeoutOverrides()
@@ -201,6 +203,8 @@ class Deployment(_Strict):
             raise ValueError("base_url must be an http(s) URL (http://host... or https://host...)")
         if self.provider == "openai_compatible" and not self.base_url:
             raise ValueError("base_url is required for provider openai_compatible")
+        if self.api == "responses" and self.provider in ("anthropic", "gemini"):
+            raise ValueError(f"api: responses is for OpenAI-format deployments, not provider {self.provider}")
         return self
 
 
@@ -259,6 +263,14 @@ class ServerSettings(_Strict):
     """An idle keep-alive connection is closed after this (read at start)."""
 
 
+class ResponsesSettings(_Strict):
+    """Stored OpenAI Responses (``previous_response_id``): kept in the state backend."""
+
+    store_ttl_s: Annotated[float, Field(gt=0)] = 30 * 86400
+    max_stored_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    """A conversation larger than this is answered but not stored (``store`` is then reported false)."""
+
+
 class RouterSettings(_Strict):
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
@@ -280,7 +292,13 @@ class Settings(_Strict):
     reports: ReportsSettings = ReportsSettings()
     metrics: MetricsSettings = MetricsSettings()
     upstream: UpstreamSettings = UpstreamSettings()
+    responses: ResponsesSettings = ResponsesSettings()
     models: dict[str, ModelAlias] = Field(default_factory=dict)
+    model_aliases: dict[Annotated[str, Field(min_length=1, max_length=200)], str | list[str]] = Field(
+        default_factory=dict
+    )
+    """Model names as clients send them (exact, or globs such as ``claude-*``) -> an alias,
+    or a list of aliases of which the first one enabled is used (gateway/routing/names.py)."""
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -306,6 +324,12 @@ class Settings(_Strict):
                         f"models.{alias}.deployments[{i}].id: duplicate deployment id {did!r} (also in {ids[did]})"
                     )
                 ids[did] = f"models.{alias}"
+        for name, targets in self.model_aliases.items():
+            if not targets:
+                problems.append(f"model_aliases.{name}: names no alias")
+            for ref in [targets] if isinstance(targets, str) else targets:
+                if ref not in self.models:
+                    problems.append(f"model_aliases.{name}: unknown model alias {ref!r}")
         for i, key in enumerate(self.auth.keys):
             for j, ref in enumerate(key.models or ()):
                 if ref not in self.models:

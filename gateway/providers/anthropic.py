@@ -49,8 +49,9 @@ from typing import Any
 
 import orjson
 
-from gateway.canonical import JSON, make_completion
+from gateway.canonical import JSON, WIRE_ANTHROPIC, make_completion
 from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
+from gateway.providers.anthropic_native import DEFAULT_API_VERSION, count_request, native_request
 from gateway.providers.anthropic_stream import (
     AnthropicStreamDecoder,
     anthropic_error,
@@ -59,7 +60,6 @@ from gateway.providers.anthropic_stream import (
 )
 from gateway.providers.base import Target, WireRequest, auth_headers, join_url
 
-DEFAULT_API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 _KEEP = frozenset({"model", "messages", "max_tokens"})
 _JSON_OBJECT_INSTRUCTION = "Respond with one valid JSON object and nothing else: no prose, no code fences."
@@ -68,6 +68,9 @@ _TOOL_CHOICES: Mapping[str, str] = MappingProxyType({"auto": "auto", "required":
 
 class AnthropicProvider:
     kind = "anthropic"
+    wire = WIRE_ANTHROPIC
+    native_request = staticmethod(native_request)
+    count_request = staticmethod(count_request)
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
         dropped = target.drop_params - _KEEP

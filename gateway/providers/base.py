@@ -112,6 +112,22 @@ class Provider(Protocol):
         ...
 
 
+class NativeProvider(Provider, Protocol):
+    """A provider that also forwards a client's body in its own wire format
+    (same-format pass-through: gateway/dialects/base.py ``Native``)."""
+
+    wire: str
+
+    def native_request(self, body: JSON, target: Target, *, stream: bool, headers: Mapping[str, str]) -> WireRequest:
+        """The client's body (model and policy already applied) as a wire request;
+        ``headers`` are the client headers to forward."""
+        ...
+
+    def count_request(self, body: JSON, target: Target, headers: Mapping[str, str]) -> WireRequest:
+        """The upstream's token-count request for a client's count body of this format."""
+        ...
+
+
 def join_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from gateway.canonical import JSON
+from gateway.canonical import JSON, WIRE_GEMINI
 from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
 from gateway.providers.base import Target, WireRequest, auth_headers, join_url
 from gateway.providers.gemini_request import generate_body, model_path
@@ -31,6 +31,20 @@ from gateway.providers.gemini_stream import GeminiStreamDecoder, completion_from
 
 class GeminiProvider:
     kind = "gemini"
+    wire = WIRE_GEMINI
+
+    def native_request(self, body: JSON, target: Target, *, stream: bool, headers: Mapping[str, str]) -> WireRequest:
+        action = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        url = join_url(target.base_url, f"/{model_path(target.model)}{action}")
+        return WireRequest("POST", url, auth_headers(target), orjson.dumps(body))
+
+    def count_request(self, body: JSON, target: Target, headers: Mapping[str, str]) -> WireRequest:
+        model = model_path(target.model)
+        inner = body.get("generateContentRequest")
+        if isinstance(inner, dict):
+            body = {**body, "generateContentRequest": {**inner, "model": model}}
+        url = join_url(target.base_url, f"/{model}:countTokens")
+        return WireRequest("POST", url, auth_headers(target), orjson.dumps(body))
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
         params = {k: v for k, v in req.items() if k not in target.drop_params and v is not None}

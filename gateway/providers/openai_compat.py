@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from gateway.canonical import JSON, make_chunk
+from gateway.canonical import JSON, WIRE_OPENAI_CHAT, make_chunk
 from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import (
     SSEEvent,
@@ -30,6 +30,7 @@ from gateway.providers.base import (
 
 class OpenAICompatProvider:
     kind = "openai_compatible"
+    wire = WIRE_OPENAI_CHAT
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
         body = {k: v for k, v in req.items() if k not in target.drop_params}

@@ -13,6 +13,7 @@ from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, Target
 from gateway.providers.gemini import GeminiProvider
 from gateway.providers.openai_compat import OpenAICompatProvider
+from gateway.providers.openai_responses import OpenAIResponsesProvider
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,16 @@ class Preset:
     base_url: str | None
     auth_header: str
     auth_scheme: str
+    responses: Provider | None = None
+    """The translator for deployments with ``api: responses`` (OpenAI-format presets only)."""
 
 
 def presets() -> dict[str, Preset]:
-    openai = OpenAICompatProvider()
+    openai, responses = OpenAICompatProvider(), OpenAIResponsesProvider()
     return {
-        "openai": Preset(openai, "https://api.openai.com/v1", "authorization", "Bearer"),
-        "novita": Preset(openai, "https://api.novita.ai/v3/openai", "authorization", "Bearer"),
-        "openai_compatible": Preset(openai, None, "authorization", "Bearer"),
+        "openai": Preset(openai, "https://api.openai.com/v1", "authorization", "Bearer", responses),
+        "novita": Preset(openai, "https://api.novita.ai/v3/openai", "authorization", "Bearer", responses),
+        "openai_compatible": Preset(openai, None, "authorization", "Bearer", responses),
         "anthropic": Preset(AnthropicProvider(), "https://api.anthropic.com/v1", "x-api-key", ""),
         "gemini": Preset(GeminiProvider(), "https://generativelanguage.googleapis.com/v1beta", "x-goog-api-key", ""),
     }

@@ -87,11 +87,12 @@ def build_routes(
                 live.append(prior)
                 continue
             preset = presets[dep.provider]
+            responses = dep.api == "responses" and spec.kind == "chat" and preset.responses is not None
             live.append(
                 LiveDeployment(
                     id=did,
                     alias=alias,
-                    provider=preset.provider,
+                    provider=preset.responses if responses and preset.responses else preset.provider,
                     target=build_target(dep, preset),
                     spec=dep,
                     timeouts=timeouts,

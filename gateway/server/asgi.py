@@ -48,6 +48,19 @@ def bearer_token(scope: Scope) -> bytes:
     return header(scope, b"x-api-key") or b""
 
 
+def client_key(scope: Scope) -> bytes:
+    """The client's API key in whichever way its SDK sends it: ``Authorization: Bearer``,
+    ``x-api-key`` (Anthropic), ``x-goog-api-key`` (Gemini), or, on the Gemini routes
+    (``/v1beta/``), the ``key=`` query parameter. Never logged: the access log and spans
+    record the path without its query string."""
+    token = bearer_token(scope) or header(scope, b"x-goog-api-key") or b""
+    if not token and scope["path"].startswith("/v1beta/"):
+        for pair in scope.get("query_string", b"").split(b"&"):
+            if pair.startswith(b"key="):
+                return bytes(pair[4:])
+    return token
+
+
 def request_id(scope: Scope) -> str:
     """The client's ``x-request-id`` when it is sane, else a fresh one."""
     given = header(scope, b"x-request-id")
@@ -174,8 +187,20 @@ def error_headers(err: GatewayError, extra: Iterable[tuple[bytes, bytes]]) -> li
     return out
 
 
-async def send_error(send: Send, err: GatewayError, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    await send_bytes(send, err.http_status, orjson.dumps(err.to_body()), error_headers(err, extra))
+def openai_error(err: GatewayError) -> tuple[int, bytes]:
+    """OpenAI's error envelope (the chat, embeddings and Responses dialects)."""
+    return err.http_status, orjson.dumps(err.to_body())
+
+
+async def send_error(
+    send: Send,
+    err: GatewayError,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+    render: Callable[[GatewayError], tuple[int, bytes]] = openai_error,
+) -> None:
+    """``err`` as an answer, in the envelope ``render`` draws (a dialect's ``render_error``)."""
+    status, body = render(err)
+    await send_bytes(send, status, body, error_headers(err, extra))
 
 
 class DisconnectWatch:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from gateway.canonical import JSON
@@ -22,7 +23,7 @@ from gateway.observability.metrics import Metrics, error_type
 from gateway.observability.tracing import RequestSpan, Tracing
 from gateway.policies.auth import Principal
 from gateway.routing.router import RequestTrace
-from gateway.server.asgi import DisconnectWatch, Receive, Scope, Send, request_id, send_error
+from gateway.server.asgi import DisconnectWatch, Receive, Scope, Send, openai_error, request_id, send_error
 from gateway.server.service import Service
 from gateway.server.traffic import Ticket, TrafficControl
 
@@ -148,6 +149,9 @@ class Exchange:
             await self.traffic.release(self.ticket)
 
 
+ErrorRender = Callable[[GatewayError], tuple[int, bytes]]
+
+
 class Work(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, ex: Exchange) -> None: ...
 
@@ -158,7 +162,10 @@ class Guard:
     def __init__(self, app: AppState) -> None:
         self._app = app
 
-    async def run(self, scope: Scope, receive: Receive, send: Send, work: Work, route: str) -> None:
+    async def run(
+        self, scope: Scope, receive: Receive, send: Send, work: Work, route: str, render: ErrorRender = openai_error
+    ) -> None:
+        """``render`` draws an error in the client's dialect (its ``render_error``)."""
         ex = Exchange(send, request_id(scope).encode())
         tracing = self._app.tracing
         if tracing.enabled:
@@ -178,7 +185,7 @@ class Guard:
             if isinstance(err, AuthenticationFailed):
                 metrics.auth_failures.labels(err.code).inc()
             if not ex.started:
-                await send_error(send, err, ex.headers())
+                await send_error(send, err, ex.headers(), render)
         except asyncio.CancelledError:
             if ex.watch is None or not ex.watch.disconnected:
                 raise
@@ -192,7 +199,7 @@ class Guard:
             status, code = 500, "internal_error"
             log.exception("unexpected error handling request %s", ex.rid.decode())
             if not ex.started:
-                await send_error(send, GatewayError("internal error; see the gateway log"), ex.headers())
+                await send_error(send, GatewayError("internal error; see the gateway log"), ex.headers(), render)
         finally:
             ex.stop_watch()
             inflight.dec()

@@ -164,6 +164,12 @@ class Gatekeeper:
             raise
         return ticket
 
+    async def admit(self, principal: Principal, route: Route) -> Ticket:
+        """Rate limits only, for a request that calls no model (token counting): it
+        counts as a request, with no tokens, no cache and no budget."""
+        scopes, _ = self._for(principal, route)
+        return Ticket(principal, route, 0, await self._limiter.admit(scopes, 0))
+
     def gate(self, ticket: Ticket) -> Gate | None:
         """The deployment-scope limit check for the router (None when no
         deployment of the route has limits)."""

@@ -18,10 +18,22 @@ from __future__ import annotations
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects import anthropic
 from gateway.dialects.openai import encode_embeddings, parse_json_body, validate_chat, validate_embeddings
 from gateway.errors import GatewayError, NotFound, Starting
 from gateway.policies.replay import completion_to_chunks
-from gateway.server.asgi import DisconnectWatch, Receive, Scope, Send, read_body, request_id, send_bytes, send_error
+from gateway.server.asgi import (
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    header,
+    openai_error,
+    read_body,
+    request_id,
+    send_bytes,
+    send_error,
+)
 from gateway.server.exchange import AppState, Exchange, Guard
 from gateway.server.service import Service
 from gateway.server.streaming import StreamWriter
@@ -114,27 +126,37 @@ class Handlers:
         await send_bytes(ex.send, 200, orjson.dumps(body), ex.headers())
 
     async def list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The aliases the key may use; in Anthropic's shape when the request carries
+        ``anthropic-version`` (Claude Code's model discovery)."""
         rid = request_id(scope).encode()
+        claude = header(scope, b"anthropic-version") is not None
         try:
             principal = await self._app.authenticate(scope)
             service = self._service()
         except GatewayError as err:
-            await send_error(send, err, [(b"x-request-id", rid)])
+            await send_error(send, err, [(b"x-request-id", rid)], anthropic.render_error if claude else openai_error)
             return
-        data = [_model_card(alias, service.created) for alias in service.routes if principal.may_use(alias)]
-        await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), [(b"x-request-id", rid)])
+        aliases = [alias for alias, route in service.routes.items() if principal.may_use(alias)]
+        if claude:
+            chat = [alias for alias in aliases if service.routes[alias].spec.kind == "chat"]
+            body = anthropic.model_list(chat, service.created)
+        else:
+            body = {"object": "list", "data": [_model_card(alias, service.created) for alias in aliases]}
+        await send_bytes(send, 200, orjson.dumps(body), [(b"x-request-id", rid)])
 
     async def get_model(self, scope: Scope, receive: Receive, send: Send, model_id: str) -> None:
         rid = request_id(scope).encode()
+        claude = header(scope, b"anthropic-version") is not None
         try:
             principal = await self._app.authenticate(scope)
             service = self._service()
             if model_id not in service.routes or not principal.may_use(model_id):
                 raise NotFound(f"The model '{model_id}' does not exist", code="model_not_found", param="model")
         except GatewayError as err:
-            await send_error(send, err, [(b"x-request-id", rid)])
+            await send_error(send, err, [(b"x-request-id", rid)], anthropic.render_error if claude else openai_error)
             return
-        await send_bytes(send, 200, orjson.dumps(_model_card(model_id, service.created)), [(b"x-request-id", rid)])
+        card = anthropic.model_card(model_id, service.created) if claude else _model_card(model_id, service.created)
+        await send_bytes(send, 200, orjson.dumps(card), [(b"x-request-id", rid)])
 
 
 def _model_card(alias: str, created: int) -> JSON:

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from gateway.canonical import JSON
+from gateway.canonical import JSON, upstream_view
 from gateway.config.loader import LoadedConfig
 from gateway.config.settings import Params
+from gateway.dialects.base import Native
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import (
     InvalidRequest,
@@ -26,10 +27,11 @@ from gateway.errors import (
     UpstreamRedirect,
     UpstreamResponseTooLarge,
 )
-from gateway.providers.base import StreamDecoder, WireRequest, json_object
+from gateway.providers.base import NativeProvider, SSEEvent, StreamDecoder, WireRequest, json_object
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
+from gateway.routing.names import ModelNames
 from gateway.routing.router import Gate, Lease, RequestTrace, Router
 from gateway.server.traffic import TrafficControl
 from gateway.upstream.http import HTTPClient, UpstreamResponse
@@ -102,6 +104,15 @@ class OpenStream:
     """Called with an upstream error before it leaves the stream (masks credentials)."""
     ended: bool = False
     """The whole upstream stream was consumed while waiting for the first chunk."""
+    raw: list[SSEEvent] | None = None
+    """Same-format pass-through: the upstream's events as they came, drained by the writer
+    after each batch (a batch may then be empty: events that carry no chunk still count)."""
+
+    def feed(self, events: list[SSEEvent], into: list[JSON]) -> None:
+        if self.raw is not None:
+            self.raw.extend(events)
+        for event in events:
+            into.extend(self.decoder.on_event(event))
 
     async def rest(self) -> AsyncIterator[list[JSON]]:
         """The remaining chunks, a batch per upstream read; settles the lease.
@@ -113,16 +124,14 @@ class OpenStream:
                 return
             async for piece in self.pieces:
                 batch: list[JSON] = []
-                for event in self.parser.feed(piece):
-                    batch.extend(self.decoder.on_event(event))
-                if batch:
+                self.feed(self.parser.feed(piece), batch)
+                if batch or self.raw:
                     yield batch
             tail: list[JSON] = []
-            for event in self.parser.close():
-                tail.extend(self.decoder.on_event(event))
+            self.feed(self.parser.close(), tail)
             tail.extend(self.decoder.finish())
             ok = True
-            if tail:
+            if tail or self.raw:
                 yield tail
         except UpstreamError as err:
             ok = False
@@ -153,24 +162,16 @@ class Service:
             self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng, observer=traffic.metrics
         )
         self.created = int(time.time())
+        self.names = ModelNames(self.routes, self.settings.model_aliases)
+
+    def resolve(self, name: str, kind: str) -> Route:
+        """The route of a model name as a client sent it (an alias, or a name ``model_aliases`` maps)."""
+        return self.route_for(self.names.resolve(name) or name, kind)
 
     def route_for(self, alias: str, kind: str) -> Route:
         route = self.routes.get(alias)
         if route is None:
-            missing = self.config.missing_env.get(alias)
-            if missing:
-                raise NotFound(
-                    f"The model '{alias}' is switched off: it needs the environment variable "
-                    f"{', '.join(missing)}, which is not set on the gateway. Set it and restart the gateway "
-                    "(or reload its config).",
-                    code="model_not_configured",
-                    param="model",
-                )
-            raise NotFound(
-                f"The model '{alias}' does not exist or you do not have access to it.",
-                code="model_not_found",
-                param="model",
-            )
+            raise _unknown_model(alias, self.config.missing_env.get(alias))
         if route.spec.kind != kind:
             raise InvalidRequest(
                 f"model '{alias}' is a {route.spec.kind} model and cannot serve {kind} requests",
@@ -185,18 +186,20 @@ class Service:
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
             return await self.chat_attempt(dep, req, deadline)
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate)
 
     async def chat_attempt(self, dep: LiveDeployment, req: JSON, deadline: float) -> JSON:
         """One non-streaming chat exchange with ``dep``: translate, send, translate
         back. Client requests (through the router) and health probes share it."""
-        with self._upstream_errors(dep):
-            wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=False)
-            body = await self._exchange(dep, wire, deadline)
+        with self.upstream_errors(dep):
+            wire = dep.provider.chat_request(
+                apply_params(upstream_view(req), dep.spec.params), dep.target, stream=False
+            )
+            body = await self.exchange(dep, wire, deadline)
             return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
 
     @contextmanager
-    def _upstream_errors(self, dep: LiveDeployment) -> Iterator[None]:
+    def upstream_errors(self, dep: LiveDeployment) -> Iterator[None]:
         """Every upstream error leaves an attempt through :func:`upstream_failed`."""
         try:
             yield
@@ -204,17 +207,30 @@ class Service:
             upstream_failed(dep, err, self.traffic.metrics.upstream_refused)
             raise
 
-    async def open_stream(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> OpenStream:
+    async def open_stream(
+        self, req: JSON, trace: RequestTrace, gate: Gate | None = None, native: Native | None = None
+    ) -> OpenStream:
+        """A chat stream; with ``native``, the client's own body to a deployment of its
+        format, whose events the stream then also keeps (:attr:`OpenStream.raw`)."""
         route = self.route_for(req["model"], "chat")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
-            with self._upstream_errors(dep):
-                return await self._open(dep, req, lease, deadline)
+            with self.upstream_errors(dep):
+                return await self._open(dep, req, lease, deadline, native)
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self._tokens(route, req), gate=gate)
+        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate)
 
-    async def _open(self, dep: LiveDeployment, req: JSON, lease: Lease, deadline: float) -> OpenStream:
-        wire = dep.provider.chat_request(apply_params(req, dep.spec.params), dep.target, stream=True)
+    async def _open(
+        self, dep: LiveDeployment, req: JSON, lease: Lease, deadline: float, native: Native | None
+    ) -> OpenStream:
+        provider = native_provider(dep, native) if native is not None else None
+        if native is not None and provider is None and native.untranslatable is not None:
+            raise native.untranslatable
+        if provider is not None and native is not None:
+            body = native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params)
+            wire = provider.native_request(body, dep.target, stream=True, headers=native.headers)
+        else:
+            wire = dep.provider.chat_request(apply_params(upstream_view(req), dep.spec.params), dep.target, stream=True)
         t, caps = dep.timeouts, self.settings.upstream
         resp = await self.http.send(
             wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=caps
@@ -234,6 +250,7 @@ class Service:
                 resp,
                 lease,
                 lambda err: upstream_failed(dep, err, self.traffic.metrics.upstream_refused),
+                raw=[] if provider is not None else None,
             )
             await _first_chunks(stream)
         except BaseException:
@@ -247,14 +264,14 @@ class Service:
         route = self.route_for(req["model"], "embedding")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
-            with self._upstream_errors(dep):
+            with self.upstream_errors(dep):
                 wire = dep.provider.embed_request(apply_params(req, dep.spec.params, chat=False), dep.target)
-                body = await self._exchange(dep, wire, deadline)
+                body = await self.exchange(dep, wire, deadline)
                 return dep.provider.embed_response(json_object(body, "the upstream's embeddings"), dep.target, req)
 
         return await self.router.run(route.alias, attempt, trace, gate=gate)
 
-    async def _exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
+    async def exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
         """Send a non-streaming request; the 2xx JSON body, or the mapped error."""
         t = dep.timeouts
         resp = await self.http.send(
@@ -271,8 +288,28 @@ class Service:
         return body
 
     @staticmethod
-    def _tokens(route: Route, req: JSON) -> int | None:
+    def tokens(route: Route, req: JSON) -> int | None:
         return estimate_prompt_tokens(req) if route.spec.context_window else None
+
+
+def _unknown_model(alias: str, missing: list[str] | None) -> NotFound:
+    if missing:
+        return NotFound(
+            f"The model '{alias}' is switched off: it needs the environment variable "
+            f"{', '.join(missing)}, which is not set on the gateway. Set it and restart the gateway "
+            "(or reload its config).",
+            code="model_not_configured",
+            param="model",
+        )
+    return NotFound(
+        f"The model '{alias}' does not exist or you do not have access to it.", code="model_not_found", param="model"
+    )
+
+
+def native_provider(dep: LiveDeployment, native: Native) -> NativeProvider | None:
+    """``dep``'s provider when it speaks ``native``'s format (same-format pass-through)."""
+    provider = dep.provider
+    return provider if getattr(provider, "wire", None) == native.format else None  # type: ignore[return-value]
 
 
 def _left(deadline: float, cap: float) -> float:
@@ -286,12 +323,10 @@ async def _first_chunks(stream: OpenStream) -> None:
         try:
             piece = await anext(stream.pieces)
         except StopAsyncIteration:
-            for event in stream.parser.close():
-                stream.first.extend(stream.decoder.on_event(event))
+            stream.feed(stream.parser.close(), stream.first)
             stream.first.extend(stream.decoder.finish())
             stream.ended = True
             if not stream.first:
                 raise UpstreamBadResponse("upstream stream ended without any content") from None
             return
-        for event in stream.parser.feed(piece):
-            stream.first.extend(stream.decoder.on_event(event))
+        stream.feed(stream.parser.feed(piece), stream.first)

@@ -49,7 +49,7 @@ class StreamWriter:
         ex.stop_watch()
         await ex.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
         await ex.send({"type": "http.response.body", "body": render_chunks(chunks, include_usage) + SSE_DONE})
-        self._first_chunk(ex)
+        first_chunk_seen(self._app, ex)
 
     async def stream(self, ex: Exchange, stream: OpenStream, req: JSON, traffic: TrafficControl) -> None:
         """Relay a live stream, then charge its usage and end its ticket."""
@@ -64,7 +64,7 @@ class StreamWriter:
         await send(
             {"type": "http.response.body", "body": render_chunks(stream.first, include_usage), "more_body": True}
         )
-        self._first_chunk(ex)
+        first_chunk_seen(self._app, ex)
         if keep is not None:
             keep.extend(stream.first)
         tail, ok = SSE_DONE, True
@@ -93,8 +93,10 @@ class StreamWriter:
         ex.answer = keep.completion() if keep is not None and ok else None
         await traffic.end(ticket, usage=usage, answer=ex.answer)
 
-    def _first_chunk(self, ex: Exchange) -> None:
-        metrics = self._app.metrics
-        ex.ttft = time.perf_counter() - ex.began
-        exemplar = ex.span.exemplar if ex.span is not None else None
-        metrics.child(metrics.server_ttft, "chat", ex.alias).observe(ex.ttft, exemplar)
+
+def first_chunk_seen(app: AppState, ex: Exchange) -> None:
+    """The time to first chunk, in the request and the server TTFT histogram."""
+    metrics = app.metrics
+    ex.ttft = time.perf_counter() - ex.began
+    exemplar = ex.span.exemplar if ex.span is not None else None
+    metrics.child(metrics.server_ttft, "chat", ex.alias).observe(ex.ttft, exemplar)

@@ -79,6 +79,7 @@ class TrafficControl:
         self.unmetered = settlement.unmetered
         """Answers that came without usage, by model (same counting as unpriced)."""
         self.begin = gatekeeper.begin
+        self.admit = gatekeeper.admit
         self.gate = gatekeeper.gate
         self.charge = settlement.charge
         self.end = settlement.end

@@ -193,4 +193,10 @@ models:
     strategy: weighted
     deployments: [{oa("w-a", ", weight: 3")}, {oa("w-b", ", weight: 1")}]
   breaker: {{deployments: [{oa("brk-model", ", priority: 0")}, {oa("brk-backup", ", priority: 1")}]}}
+  resp-api: {{deployments: [{oa("mock-gpt", ", api: responses")}]}}
+model_aliases:
+  "claude-*": claude
+  "gpt-*": chat
+  "gemini-*-embedding*": gemini-embed
+  "gemini-*": gemini
 """
