@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from gateway.dialects import gemini
+from gateway.dialects import anthropic, gemini
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from gateway.server.asgi import Receive, Scope, Send, header, send_error
 from gateway.server.dialect_flow import DialectFlow
@@ -94,7 +94,11 @@ class ClientAPI:
         if gemini_path and method == "GET":
             await self.gemini.models(scope, receive, send)
             return
-        render = gemini.render_error if path.startswith("/v1beta/") or google_client(scope) else None
+        render = None
+        if path.startswith("/v1beta/") or google_client(scope):
+            render = gemini.render_error
+        elif path.startswith("/v1/messages") or header(scope, b"anthropic-version") is not None:
+            render = anthropic.render_error
         allowed = API_ROUTES.get(path)
         err: GatewayError
         if allowed is not None:

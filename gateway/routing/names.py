@@ -4,7 +4,8 @@ Agent clients send provider model names (Claude Code ``claude-sonnet-4-5-2025092
 Codex ``gpt-5.1-codex``). ``model_aliases`` in the config maps such names to
 aliases: exact names first, then glob patterns (``*``, ``?``, ``[...]``, matched
 case-sensitively against the whole name) in the order the config lists them. A
-configured alias always means itself. An entry may list several aliases; the
+configured alias always means itself, also one switched off by its ``requires_env``
+(whose client then learns it is switched off, rather than reaching another model). An entry may list several aliases; the
 first one enabled is used (the loader removes the ones switched off by their
 ``requires_env``).
 """

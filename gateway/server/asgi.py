@@ -51,10 +51,11 @@ def bearer_token(scope: Scope) -> bytes:
 def client_key(scope: Scope) -> bytes:
     """The client's API key in whichever way its SDK sends it: ``Authorization: Bearer``,
     ``x-api-key`` (Anthropic), ``x-goog-api-key`` (Gemini), or, on the Gemini routes
-    (``/v1beta/``), the ``key=`` query parameter. Never logged: the access log and spans
-    record the path without its query string."""
+    (``/v1beta/...``, ``/v1/models/{model}:{method}``), the ``key=`` query parameter. Never
+    logged: the access log and spans record the path without its query string."""
     token = bearer_token(scope) or header(scope, b"x-goog-api-key") or b""
-    if not token and scope["path"].startswith("/v1beta/"):
+    path: str = scope["path"]
+    if not token and (path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path)):
         for pair in scope.get("query_string", b"").split(b"&"):
             if pair.startswith(b"key="):
                 return bytes(pair[4:])

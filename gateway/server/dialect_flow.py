@@ -104,9 +104,11 @@ class DialectFlow:
 
     def route(self, ex: Exchange, name: str, kind: str) -> Route:
         """The route of the client's model name, once the key may use it."""
-        route = self.service().resolve(name, kind)
+        service = self.service()
+        alias = service.names.resolve(name) or name
         assert ex.principal is not None
-        ex.principal.check_model(route.alias)
+        ex.principal.check_model(alias)
+        route = service.route_for(alias, kind)
         ex.alias = route.alias
         return route
 

@@ -77,8 +77,9 @@ class Handlers:
         body = parse_json_body(await read_body(scope, receive, server.max_body_bytes), server.max_json_depth)
         req = validate_embeddings(body) if embedding else validate_chat(body)
         ex.req = req
-        principal.check_model(req["model"])
-        route = service.route_for(req["model"], "embedding" if embedding else "chat")
+        alias = req["model"] = service.names.resolve(req["model"]) or req["model"]
+        principal.check_model(alias)
+        route = service.route_for(alias, "embedding" if embedding else "chat")
         ex.alias = route.alias
         ex.traffic = service.traffic
         ex.ticket = await service.traffic.begin(principal, route, req, client_headers(scope), embedding=embedding)

@@ -70,6 +70,7 @@ class MessagesAPI:
             same,
             render=lambda completion: anthropic.render_message(completion, model),
             encoder=lambda: anthropic.MessagesStream(model, estimate),
+            headers=[(b"request-id", ex.rid)],
         )
         await self._flow.chat(scope, receive, ex, turn)
 

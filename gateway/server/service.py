@@ -162,11 +162,8 @@ class Service:
             self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng, observer=traffic.metrics
         )
         self.created = int(time.time())
-        self.names = ModelNames(self.routes, self.settings.model_aliases)
-
-    def resolve(self, name: str, kind: str) -> Route:
-        """The route of a model name as a client sent it (an alias, or a name ``model_aliases`` maps)."""
-        return self.route_for(self.names.resolve(name) or name, kind)
+        self.names = ModelNames([*self.routes, *loaded.missing_env], self.settings.model_aliases)
+        """Model names as clients send them -> aliases (``model_aliases``)."""
 
     def route_for(self, alias: str, kind: str) -> Route:
         route = self.routes.get(alias)

@@ -232,7 +232,7 @@ def test_error_permission_denied_for_model_outside_key(gateway: GatewayProcess) 
 
 def test_error_not_found_model(gateway: GatewayProcess) -> None:
     with pytest.raises(openai.NotFoundError) as err:
-        gateway.client().chat.completions.create(model="gpt-nonexistent", messages=HELLO)
+        gateway.client().chat.completions.create(model="no-such-model", messages=HELLO)
     assert err.value.code == "model_not_found"
 
 
