@@ -178,6 +178,8 @@ def _messages(body: JSON, history: list[JSON]) -> list[JSON]:
     for i, item in enumerate(history):
         try:
             stored = check_item(item, f"history.{i}")
+        except Untranslatable:
+            raise  # only a Responses upstream can continue this conversation
         except InvalidRequest as err:
             raise bad(
                 f"the conversation of previous_response_id cannot be continued here: {err.message}",
@@ -326,7 +328,7 @@ def apply_native(body: JSON, model: str, params: Params, drop: frozenset[str], h
     model, parameter policy and dropped parameters. ``body`` is not modified."""
     out = {k: v for k, v in body.items() if k != "previous_response_id"}
     out["model"] = model
-    out["input"] = [*history, *input_items(body)]
+    out["input"] = [*history, *input_items(body, lenient=True)]
     out["store"] = False
     given = body.get("include")
     include = list(given) if isinstance(given, list) else []

@@ -75,15 +75,25 @@ def required(obj: JSON, key: str, param: str) -> Any:
     return value
 
 
-def input_items(body: JSON) -> list[JSON]:
-    """The request's ``input`` as a list of checked items (new dicts)."""
+def input_items(body: JSON, *, lenient: bool = False) -> list[JSON]:
+    """The request's ``input`` as a list of checked items (new dicts). ``lenient`` (the
+    same-format path, a Responses upstream): items no translation can carry (built-in
+    tools' calls, item references) are kept as they are instead of refused."""
     raw = body.get("input")
     if raw is None:
         raise bad("you must provide an input parameter", "input", "missing_required_parameter")
     if isinstance(raw, str):
         return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
     expect(raw, list, "input", "a string or an array of input items")
-    return [check_item(item, f"input.{i}") for i, item in enumerate(raw)]
+    items = []
+    for i, item in enumerate(raw):
+        try:
+            items.append(check_item(item, f"input.{i}"))
+        except Untranslatable:
+            if not lenient:
+                raise
+            items.append(dict(item))
+    return items
 
 
 def check_item(item: Any, param: str) -> JSON:

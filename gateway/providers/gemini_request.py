@@ -107,6 +107,10 @@ def generate_body(params: JSON, model: str) -> JSON:
     return body
 
 
+def _is_text(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+
+
 class _Contents:
     """Canonical messages -> ``systemInstruction`` parts and ``contents`` turns."""
 
@@ -123,8 +127,10 @@ class _Contents:
             raise InvalidRequest("a message must be an object", param=f"messages[{i}]")
         role = msg.get("role")
         if role in ("system", "developer"):
-            text = message_text(msg)
-            if text:
+            content = msg.get("content")
+            if isinstance(content, list):  # one part per text part: blocks stay apart
+                self.system.extend({"text": p["text"]} for p in content if _is_text(p) and p["text"])
+            elif text := message_text(msg):
                 self.system.append({"text": text})
         elif role == "user":
             self._append("user", _content_parts(msg.get("content"), f"messages[{i}].content"))

@@ -5,9 +5,9 @@ Codex ``gpt-5.1-codex``). ``model_aliases`` in the config maps such names to
 aliases: exact names first, then glob patterns (``*``, ``?``, ``[...]``, matched
 case-sensitively against the whole name) in the order the config lists them. A
 configured alias always means itself, also one switched off by its ``requires_env``
-(whose client then learns it is switched off, rather than reaching another model). An entry may list several aliases; the
-first one enabled is used (the loader removes the ones switched off by their
-``requires_env``).
+(whose client then learns it is switched off, rather than reaching another model).
+An entry may list several aliases; the first one enabled is used (the loader removes
+the ones switched off by their ``requires_env``).
 """
 
 from __future__ import annotations

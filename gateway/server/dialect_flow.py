@@ -139,10 +139,10 @@ class DialectFlow:
         usage = ex.usage = result.completion.get("usage")
         traffic.charge(ticket, ex.trace.deployment, usage)
         body = turn.relayed(result) if result.answer is not None else orjson.dumps(turn.render(result.completion))
+        if turn.done is not None:  # stored before it is answered: the client may continue at once
+            await turn.done(orjson.loads(body))
         await self.send_bytes(ex, body, turn)
         await traffic.end(ticket, usage=usage, answer=result.completion)
-        if turn.done is not None:
-            await turn.done(orjson.loads(body))
 
     async def embed(self, scope: Scope, receive: Receive, ex: Exchange, req: JSON, render: Render) -> None:
         """An embeddings request of a dialect (canonical ``req``; ``render`` draws the answer)."""
@@ -178,9 +178,9 @@ class DialectFlow:
         await traffic.end(ticket, usage=None, answer=None)
 
     async def send_json(self, ex: Exchange, body: JSON, turn: Turn) -> None:
-        await self.send_bytes(ex, orjson.dumps(body), turn)
         if turn.done is not None:
             await turn.done(body)
+        await self.send_bytes(ex, orjson.dumps(body), turn)
 
     @staticmethod
     async def send_bytes(ex: Exchange, body: bytes, turn: Turn | Headers) -> None:

@@ -36,10 +36,11 @@ class DialectStreamWriter:
         ex.started = ex.streamed = True
         ex.stop_watch()
         await ex.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + ex.headers()})
-        await ex.send({"type": "http.response.body", "body": encoder.chunks(chunks) + encoder.finish()})
-        first_chunk_seen(self._app, ex)
-        if turn.done is not None:
+        data = encoder.chunks(chunks) + encoder.finish()
+        if turn.done is not None:  # stored before the stream's end reaches the client
             await turn.done(turn.final())
+        await ex.send({"type": "http.response.body", "body": data})
+        first_chunk_seen(self._app, ex)
 
     async def stream(self, ex: Exchange, stream: OpenStream, turn: Turn, traffic: TrafficControl) -> None:
         ticket = ex.ticket
@@ -82,8 +83,8 @@ class DialectStreamWriter:
         ex.stop_watch()
         usage = ex.usage = stream.decoder.usage
         traffic.charge(ticket, ex.trace.deployment, usage)
+        if turn.done is not None:  # stored before the stream's end reaches the client
+            await turn.done(turn.final() if ok else None)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         ex.answer = keep.completion() if keep is not None and ok else None
         await traffic.end(ticket, usage=usage, answer=ex.answer)
-        if turn.done is not None:
-            await turn.done(turn.final() if ok else None)

@@ -78,7 +78,7 @@ class ResponsesAPI:
             req, untranslatable = opaque(body, stream=body.get("stream") is True), err
         model, created = str(req["model"]), int(time.time())
         rid = "resp_" + os.urandom(24).hex()
-        items = history + responses.input_items(body)
+        items = history + responses.input_items(body, lenient=True)
         passthrough = PassthroughEvents(rid, body=body)
         streams: list[ResponsesStream] = []
         key_id = ex.principal.key_id if ex.principal is not None else ""

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.canonical import JSON
 from gateway.dialects.responses import input_items, output_items, parse_responses
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, Untranslatable
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, Target
 from gateway.providers.gemini import GeminiProvider
@@ -392,5 +392,20 @@ def test_built_in_tools_refused_in_the_cross_provider_recording() -> None:
 
 def test_a_bad_stored_history_names_previous_response_id() -> None:
     with pytest.raises(InvalidRequest) as info:
-        parse_responses({**OK, "previous_response_id": "resp_1"}, [{"type": "web_search_call", "id": "ws_1"}])
+        parse_responses({**OK, "previous_response_id": "resp_1"}, [{"type": "message", "role": "wizard"}])
     assert info.value.param == "previous_response_id"
+
+
+def test_a_stored_history_only_a_responses_upstream_can_continue_is_untranslatable() -> None:
+    # The server then sends the turn to an `api: responses` deployment only (gateway/server/responses_api.py).
+    with pytest.raises(Untranslatable) as info:
+        parse_responses({**OK, "previous_response_id": "resp_1"}, [{"type": "web_search_call", "id": "ws_1"}])
+    assert info.value.param == "history.0.type"
+
+
+def test_lenient_items_keep_what_no_translation_carries() -> None:
+    search = {"type": "web_search_call", "id": "ws_1", "status": "completed"}
+    body = {**OK, "input": [search, {"role": "user", "content": "and?"}]}
+    with pytest.raises(Untranslatable):
+        input_items(body)
+    assert input_items(body, lenient=True)[0] == search

@@ -1033,3 +1033,12 @@ def test_every_gemini_fixture_is_driven() -> None:
     assert sse == set(SSE_FILES)
     assert all(n in source for n in names - sse)
     assert names >= PENDING_ISSUE_12
+
+
+def test_system_text_blocks_stay_separate_parts() -> None:
+    # Claude Code sends its system prompt as several text blocks: joined without a
+    # separator they would run into each other ("...CLI for Claude.You are an...").
+    system = [{"type": "text", "text": "billing header"}, {"type": "text", "text": "You are Claude Code."}]
+    req = {"model": "a", "messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]}
+    body = body_of(PROVIDER.chat_request(req, target(), stream=False))
+    assert body["systemInstruction"] == {"parts": [{"text": "billing header"}, {"text": "You are Claude Code."}]}
