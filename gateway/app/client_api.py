@@ -36,6 +36,8 @@ API_ROUTES = {
 """Each exact path and its method, for the ``405`` and its ``Allow``."""
 RESPONSE_PATH = "/v1/responses/"
 V1_MODELS = "/v1/models/"
+MODEL_PATHS = (GEMINI_PREFIX, V1_MODELS)
+"""Where ``{model}:{method}`` paths live: POST only."""
 
 
 def google_client(scope: Scope) -> bool:
@@ -84,14 +86,15 @@ class ClientAPI:
             await self.handlers.get_model(scope, receive, send, path[len(V1_MODELS) :])
             return
         response_id = path[len(RESPONSE_PATH) :]
-        if path.startswith(RESPONSE_PATH) and method in ("GET", "DELETE") and response_id and "/" not in response_id:
+        stored = response_id and "/" not in response_id and path not in API_ROUTES
+        if path.startswith(RESPONSE_PATH) and method in ("GET", "DELETE") and stored:
             await self.responses.stored(scope, receive, send, response_id)
             return
         gemini_path = path.startswith(GEMINI_PREFIX)
         if gemini_path and method == "POST" and ":" in path:
             await self.gemini.post(scope, receive, send)
             return
-        if gemini_path and method == "GET":
+        if gemini_path and method == "GET" and ":" not in path:
             await self.gemini.models(scope, receive, send)
             return
         render = None
@@ -99,7 +102,7 @@ class ClientAPI:
             render = gemini.render_error
         elif path.startswith("/v1/messages") or header(scope, b"anthropic-version") is not None:
             render = anthropic.render_error
-        allowed = API_ROUTES.get(path)
+        allowed = API_ROUTES.get(path) or ("POST" if ":" in path and path.startswith(MODEL_PATHS) else None)
         err: GatewayError
         if allowed is not None:
             err = MethodNotAllowed(f"{method} is not allowed on {path}; use {allowed}")

@@ -268,7 +268,7 @@ class ResponsesSettings(_Strict):
 
     store_ttl_s: Annotated[float, Field(gt=0)] = 30 * 86400
     max_stored_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
-    """A conversation larger than this is answered but not stored (``store`` is then reported false)."""
+    """A conversation larger than this is answered but not stored: continuing it is a 404."""
 
 
 class RouterSettings(_Strict):

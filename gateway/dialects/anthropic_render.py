@@ -118,7 +118,12 @@ def _overloaded(err: GatewayError) -> bool:
 
 
 def error_body(err: GatewayError) -> JSON:
-    return {"type": "error", "error": {"type": error_status(err)[1], "message": err.message}}
+    """Anthropic's envelope has no ``param``: the field goes first in the message, as
+    Anthropic writes its own (``messages.0.content.0.type: ...``)."""
+    message = err.message
+    if err.param and err.param not in message:
+        message = f"{err.param}: {message}"
+    return {"type": "error", "error": {"type": error_status(err)[1], "message": message}}
 
 
 # --- public renderers --------------------------------------------------------

@@ -106,7 +106,9 @@ def _tools(raw: Any) -> tuple[ToolSpec, ...]:
         else []
     )
     return tuple(
-        ToolSpec(d["name"], as_dict(d.get("parametersJsonSchema") or d.get("parameters")))
+        ToolSpec(
+            d["name"], as_dict(d.get("parametersJsonSchema") or d.get("parameters_json_schema") or d.get("parameters"))
+        )
         for d in declarations
         if isinstance(d, dict) and isinstance(d.get("name"), str)
     )

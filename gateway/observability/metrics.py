@@ -99,6 +99,14 @@ def error_type(err: GatewayError | None) -> str:
     return err.code
 
 
+EMBEDDING_ROUTES = frozenset({"embeddings", "gemini_embed"})
+
+
+def operation_of(route: str) -> str:
+    """The GenAI operation of a client route (fixed labels): ``embeddings`` or ``chat``."""
+    return "embeddings" if route in EMBEDDING_ROUTES else "chat"
+
+
 class Metrics:
     """Every metric of one app, in its own registry."""
 
@@ -382,7 +390,7 @@ class Metrics:
         exemplar: dict[str, str] | None = None,
     ) -> None:
         """A client request answered (``alias`` already checked against the configured ones)."""
-        operation = "embeddings" if route == "embeddings" else "chat"
+        operation = operation_of(route)
         self.child(self.requests, route, alias, provider, f"{status // 100}xx").inc()
         self.child(self.server_duration, operation, alias, error_code).observe(seconds, exemplar)
         if status in (400, 413) and error_code in REQUEST_REFUSALS:

@@ -45,7 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway import __version__
 from gateway.canonical import JSON
 from gateway.errors import GatewayError
-from gateway.observability.metrics import GENAI_PROVIDER, error_type
+from gateway.observability.metrics import GENAI_PROVIDER, error_type, operation_of
 
 Scope = MutableMapping[str, Any]
 
@@ -252,8 +252,11 @@ class RequestSpan:
         if not span.is_recording():
             span.end()
             return
-        span.update_name(f"{'embeddings' if record.route == 'embeddings' else 'chat'} {record.alias}")
+        operation = operation_of(record.route)
+        span.update_name(f"{operation} {record.alias}")
         attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gateway.route": record.route,
             "gen_ai.request.model": record.alias,
             "http.response.status_code": record.status,
             "gateway.request_id": record.request_id,

@@ -85,7 +85,10 @@ class Authenticator:
     async def authenticate(self, token: bytes) -> Principal:
         """The principal behind a client's key (:func:`gateway.server.asgi.bearer_token`)."""
         if not token:
-            raise AuthenticationFailed("no API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
+            raise AuthenticationFailed(
+                "no API key: send 'Authorization: Bearer <key>' (or x-api-key, or x-goog-api-key)",
+                code="missing_api_key",
+            )
         if self._master is not None and hmac.compare_digest(token, self._master):
             return MASTER
         static = self._static.get(hashlib.sha256(token).digest())

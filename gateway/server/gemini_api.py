@@ -100,7 +100,7 @@ class GeminiAPI:
                 answer = gemini.model_list(usable)
             else:
                 name = path[path.index("/models/") + len("/models/") :]
-                kind = dict(usable).get(name)
+                kind = dict(usable).get(service.names.resolve(name) or name)
                 if kind is None:
                     raise NotFound(f"models/{name} is not found", code="model_not_found", param="model")
                 answer = gemini.model_card(name, kind)

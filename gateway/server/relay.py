@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.canonical import JSON
+from gateway.config.settings import Params
 from gateway.dialects.base import Native
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import InvalidRequest, UpstreamError
@@ -67,7 +68,8 @@ async def count_tokens(service: Service, route: Route, req: JSON, native: Native
     dep = next((d for d in route.deployments if not d.degraded), route.deployments[0] if route.deployments else None)
     provider = native_provider(dep, native) if dep is not None else None
     if dep is not None and provider is not None:
-        body = native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params)
+        # No parameter policy on a count: defaults and caps (max_tokens...) are for generation.
+        body = native.prepare(dep.target.model, Params(), dep.target.drop_params)
         wire = provider.count_request(body, dep.target, native.headers)
         try:
             with service.upstream_errors(dep):

@@ -23,7 +23,7 @@ from gateway.dialects import responses
 from gateway.dialects.base import OPENAI_RESPONSES, Native
 from gateway.dialects.responses_stream import PassthroughEvents, ResponsesStream
 from gateway.errors import InvalidRequest, NotFound, Untranslatable
-from gateway.server.asgi import Receive, Scope, Send
+from gateway.server.asgi import Receive, Scope, Send, header
 from gateway.server.dialect_flow import NO_TURN, DialectFlow, Turn, opaque
 from gateway.server.exchange import AppState, Exchange, Guard
 from gateway.server.relay import Relayed
@@ -101,7 +101,7 @@ class ResponsesAPI:
 
         turn = Turn(
             req,
-            Native(OPENAI_RESPONSES, prepare, untranslatable=untranslatable),
+            Native(OPENAI_RESPONSES, prepare, forwarded(scope), untranslatable),
             render=lambda c: responses.render_response(c, response_id=rid, model=model, body=body, created_at=created),
             encoder=encoder,
             relayed=relayed,
@@ -144,6 +144,12 @@ class ResponsesAPI:
                 raise _missing(response_id)
             answer = found.response
         await DialectFlow.send_bytes(ex, orjson.dumps(answer), NO_TURN)
+
+
+def forwarded(scope: Scope) -> dict[str, str]:
+    """The client's ``openai-beta``, for an upstream speaking the Responses API."""
+    beta = header(scope, b"openai-beta")
+    return {"openai-beta": beta.decode("latin-1")} if beta else {}
 
 
 def _missing(response_id: str) -> NotFound:

@@ -154,6 +154,11 @@ router:
   timeouts: {{connect_s: 2, first_byte_s: 5, idle_s: 5, total_s: 15}}
   retry: {{max_retries: 1, backoff_initial_s: 0.01, backoff_max_s: 0.05, max_retry_after_s: 2, max_attempts: 8}}
   breaker: {breaker}
+model_aliases:
+  "claude-*": claude
+  "gpt-*": chat
+  "gemini-embedding*": gemini-embed
+  "gemini-*": gemini
 models:
   chat: {{deployments: [{oa("mock-gpt")}]}}
   claude:
@@ -194,9 +199,4 @@ models:
     deployments: [{oa("w-a", ", weight: 3")}, {oa("w-b", ", weight: 1")}]
   breaker: {{deployments: [{oa("brk-model", ", priority: 0")}, {oa("brk-backup", ", priority: 1")}]}}
   resp-api: {{deployments: [{oa("mock-gpt", ", api: responses")}]}}
-model_aliases:
-  "claude-*": claude
-  "gpt-*": chat
-  "gemini-*-embedding*": gemini-embed
-  "gemini-*": gemini
 """

@@ -983,7 +983,9 @@ def test_errors_raise_the_sdks_typed_exceptions(
 ) -> None:
     code, body = render_error(err)
     assert code == status
-    assert json.loads(body) == {"type": "error", "error": {"type": etype, "message": err.message}}
+    # Anthropic's envelope has no param: a field the message does not name goes first in it.
+    message = f"{err.param}: {err.message}" if err.param and err.param not in err.message else err.message
+    assert json.loads(body) == {"type": "error", "error": {"type": etype, "message": message}}
     client = sdk(lambda request: httpx2.Response(code, headers={"content-type": "application/json"}, content=body))
     with pytest.raises(exc) as info:
         client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
