@@ -98,6 +98,30 @@ def test_sdk_demo_script(quickstart: str) -> None:
     assert "demo-embed   embed  : 2 vectors" in proc.stdout
 
 
+def test_agent_sdks_demo_script(quickstart: str) -> None:
+    # The anthropic SDK, the Responses API, google-genai and LangChain against the default config's
+    # demo aliases (every upstream format) and provider names, with no provider key set.
+    env = {**os.environ, "GATEWAY_URL": quickstart, "GATEWAY_MASTER_KEY": KEY}
+    proc = subprocess.run(
+        [sys.executable, "examples/agents_demo.py"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    upstream = {"demo-gpt": "mock-gpt", "demo-claude": "mock-claude", "demo-gemini": "mock-gemini"}
+    upstream |= {"claude-sonnet-4-5-20250929": "mock-claude", "gpt-5.1-codex": "mock-gpt"}
+    upstream |= {"gemini-2.5-flash": "mock-gemini"}
+    for name, model in upstream.items():
+        for what in ("messages  :", "m.stream  :", "responses :", "genai     :", "langchain :"):
+            line = next(x for x in proc.stdout.splitlines() if x.startswith(f"{name:27} {what}"))
+            assert f"Mock reply from {model}" in line, line
+    assert f"{'demo-embed':27} genai     : 2 vectors" in proc.stdout
+
+
 def test_demo_script_follows_port(quickstart: str) -> None:
     # No GATEWAY_URL: the demo finds the gateway through PORT, as `make run PORT=...` serves it.
     env = {k: v for k, v in os.environ.items() if k not in UNSET}
