@@ -244,6 +244,13 @@ SLI_ALL = f"sum(increase(gateway_requests_total[{SLO_WINDOW}]))"
 SRV = 'gen_ai_server_request_duration_seconds{gen_ai_request_model=~"$alias"}'
 
 
+def _route_share(status_class: str) -> str:
+    """The share of each route's requests answered with ``status_class``, 0 where none were."""
+    by_route = f"sum by (route) (rate({REQ}[{RI}]))"
+    selected = f'gateway_requests_total{{alias=~"$alias", status_class="{status_class}"}}'
+    return f"(sum by (route) (rate({selected}[{RI}])) or 0 * {by_route}) / {by_route}"
+
+
 def overview() -> JSON:
     server_sel = 'gen_ai_request_model=~"$alias"'
     error_budget = 1 - SLO_TARGET
@@ -274,7 +281,8 @@ def overview() -> JSON:
         ),
         Panel(
             "Requests/s",
-            "Client requests answered per second (chat completions and embeddings), selected aliases.",
+            "Client requests answered per second (every client API: chat completions, embeddings, Anthropic "
+            "Messages, OpenAI Responses, Gemini), selected aliases.",
             "reqps",
             [Target(f"sum(rate({REQ}[{RI}]))", "requests/s", instant=True)],
             kind="stat",
@@ -294,8 +302,9 @@ def overview() -> JSON:
         ),
         Panel(
             "Traffic by route and status class",
-            "Client requests per second by route (chat, embeddings) and the status class the client got "
-            "(a client that disconnected counts as 4xx).",
+            "Client requests per second by route (one per client API route: chat, embeddings, messages, "
+            "responses, gemini_generate, ...) and the status class the client got (a client that "
+            "disconnected counts as 4xx).",
             "reqps",
             [Target(f"sum by (route, status_class) (rate({REQ}[{RI}]))", "{{route}} {{status_class}}")],
             stack=True,
@@ -365,6 +374,31 @@ def overview() -> JSON:
             "Client requests being handled now, by route, summed over the gateway processes scraped.",
             "short",
             [Target("sum by (route) (gateway_inflight_requests)", "{{route}}")],
+            min=0,
+        ),
+        Panel(
+            "Requests by API dialect",
+            "Client requests per second by route, which names the client API: OpenAI chat completions "
+            "(chat, embeddings), Anthropic Messages (messages, messages_count_tokens), OpenAI Responses "
+            "(responses, responses_input_tokens, responses_stored) and Gemini (gemini_generate, "
+            "gemini_count_tokens, gemini_embed); selected aliases (docs/dialects.md).",
+            "reqps",
+            [Target(f"sum by (route) (rate({REQ}[{RI}]))", "{{route}}")],
+            stack=True,
+        ),
+        Panel(
+            "Error share by API dialect",
+            "Per route, the share of requests answered with a 5xx (the SLO's bad events) and with a 4xx "
+            "(the client's request refused: an unmapped model name, a field only the provider's own API "
+            "takes, an unknown previous_response_id, ...); 0 for a route without such answers. The line "
+            f"marks the SLO's allowed error rate ({error_budget:.1%}).",
+            "percentunit",
+            [
+                Target(_route_share("5xx"), "{{route}} 5xx"),
+                Target(_route_share("4xx"), "{{route}} 4xx"),
+            ],
+            thresholds=[(None, "green"), (error_budget, "red")],
+            threshold_lines=True,
             min=0,
         ),
     ]
