@@ -187,7 +187,7 @@ def decide(
     req: JSON, headers: Mapping[str, str], settings: CacheSettings, alias_cache_sampled: bool | None
 ) -> CacheMode:
     """The cache mode of a chat request (see the module docstring)."""
-    if not settings.enabled:
+    if not settings.enabled or _unreplayable(req):
         return CacheMode.OFF
     temperature = req.get("temperature")
     deterministic = isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature == 0
@@ -195,6 +195,16 @@ def decide(
     if not (deterministic or sampled_ok):
         return CacheMode.OFF
     return _client_mode(headers)
+
+
+def _unreplayable(req: JSON) -> bool:
+    """A request whose answer a cache hit could not give back whole: one asking for
+    Anthropic thinking or a Gemini thinking config (a hit is rendered from the canonical
+    answer, which keeps no thinking blocks or signatures, and the client must send those
+    back next turn), or a body only its own format can take (``native_body``)."""
+    thinking = req.get("thinking")
+    enabled = isinstance(thinking, dict) and thinking.get("type") != "disabled"
+    return enabled or "thinking_config" in req or "native_body" in req
 
 
 def decide_embedding(headers: Mapping[str, str], settings: CacheSettings) -> CacheMode:

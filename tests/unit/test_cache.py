@@ -344,6 +344,25 @@ def test_decide(
     assert decide(req, headers, settings, alias_sampled) is expected
 
 
+@pytest.mark.parametrize(
+    ("extra", "cached"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, False),
+        ({"thinking": {"type": "adaptive"}}, False),
+        ({"thinking": {"type": "disabled"}}, True),
+        ({"thinking_config": {"thinkingBudget": 0}}, False),
+        ({"native_body": {"model": "m", "tools": [{"type": "web_search_20250305"}]}}, False),
+        ({"reasoning_effort": "low"}, True),
+    ],
+)
+def test_answers_a_hit_could_not_give_back_whole_are_not_cached(extra: JSON, cached: bool) -> None:
+    # A hit is rendered from the canonical answer: thinking blocks and signatures the client
+    # must send back next turn would be missing (gateway/policies/cache.py _unreplayable).
+    req: JSON = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, **extra}
+    expected = CacheMode.LOOKUP_STORE if cached else CacheMode.OFF
+    assert decide(req, {}, CacheSettings(), None) is expected
+
+
 @pytest.mark.parametrize(("headers", "header_mode"), HEADERS)
 def test_decide_disabled_is_always_off(headers: dict[str, str], header_mode: CacheMode) -> None:
     settings = CacheSettings(enabled=False, cache_sampled=True)
