@@ -23,10 +23,11 @@
   slots with it, so ``ttl_s`` is not needed); rate-limit windows live in one
   ``limits`` :class:`~limits.aio.storage.MemoryStorage` per backend.
 - Blobs (``blob_put``/``blob_get``/``blob_delete``: large values with a TTL,
-  such as stored responses) live in the SQLite file only, never in memory;
-  their expiry is wall-clock time, so it holds across a restart. Expired rows
-  are deleted when read and by a bounded sweep every so many puts
-  (``embedded_blobs.py``).
+  such as stored responses) live in the SQLite file, written behind in batches
+  (held in memory only until their batch is committed, a few milliseconds, and
+  read from there meanwhile; ``aclose`` waits for them); their expiry is
+  wall-clock time, so it holds across a restart. Expired rows are deleted when
+  read and by a bounded sweep every so many puts (``embedded_blobs.py``).
 """
 
 from __future__ import annotations
@@ -209,11 +210,11 @@ class _Db:
         return list(self._conn().execute(sql, (stream, bound, limit)))
 
     # Blobs: straight to and from the file (no mirror), see embedded_blobs.py.
-    def blob_put(self, key: str, value: bytes, expires_at: float) -> None:
+    def blob_put(self, rows: list[tuple[str, bytes, float]]) -> None:
         conn = self._conn()
-        blobs.put(conn, key, value, expires_at)
-        self.blob_puts += 1
-        if self.blob_puts % blobs.SWEEP_EVERY == 0:
+        blobs.put_many(conn, rows)
+        before, self.blob_puts = self.blob_puts, self.blob_puts + len(rows)
+        if before // blobs.SWEEP_EVERY != self.blob_puts // blobs.SWEEP_EVERY:
             blobs.sweep(conn, time.time())
 
     def blob_get(self, key: str) -> bytes | None:
@@ -240,6 +241,7 @@ class EmbeddedBackend:
         self.path = path
         self._db = _Db(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-sqlite")
+        self._blob_writes = blobs.WriteBehind(lambda rows: self._run(self._db.blob_put, rows))
         self._opened = False
         self._closed = False
         self._cache = ByteLRU(cache_max_bytes, clock=clock)
@@ -308,13 +310,21 @@ class EmbeddedBackend:
         if ttl_s <= 0:
             await self._run(self._db.blob_delete, key)
             return
-        await self._run(self._db.blob_put, key, value, time.time() + ttl_s)
+        await self._ready()
+        self._blob_writes.put(key, value, time.time() + ttl_s)
+
+    async def blobs_written(self) -> None:
+        """Wait until every blob put so far is in the file (they are written behind)."""
+        await self._blob_writes.flush()
 
     async def blob_get(self, key: str) -> bytes | None:
-        return await self._run(self._db.blob_get, key)
+        held, value = self._blob_writes.get(key, time.time())
+        return value if held else await self._run(self._db.blob_get, key)
 
     async def blob_delete(self, key: str) -> bool:
-        return await self._run(self._db.blob_delete, key)
+        held, value = self._blob_writes.get(key, time.time())
+        await self._blob_writes.flush()  # then the file has it, and the delete is the last word
+        return await self._run(self._db.blob_delete, key) or (held and value is not None)
 
     # --- concurrency slots and rate-limit windows: in memory ------------------
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:
@@ -342,6 +352,7 @@ class EmbeddedBackend:
     async def aclose(self) -> None:
         if self._closed:
             return
+        await self._blob_writes.flush()
         self._closed = True
         await asyncio.get_running_loop().run_in_executor(self._executor, self._db.close)
         self._executor.shutdown(wait=False)

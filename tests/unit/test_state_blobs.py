@@ -69,11 +69,14 @@ async def test_expired_rows_nobody_reads_are_swept_every_so_many_puts(tmp_path: 
         for i in range(3):
             await b.blob_put(f"stale-{i}", b"old", 0.05)
         await b.blob_put("kept", b"live", 60)
+        await b.blobs_written()
         await asyncio.sleep(0.1)
-        for i in range(embedded_blobs.SWEEP_EVERY - 5):  # puts 5 .. SWEEP_EVERY - 1: no sweep yet
-            await b.blob_put(f"fill-{i % 7}", b"f", 60)
+        for i in range(embedded_blobs.SWEEP_EVERY - 5):  # rows 5 .. SWEEP_EVERY - 1: no sweep yet
+            await b.blob_put(f"fill-{i}", b"f", 60)
+        await b.blobs_written()
         assert {f"stale-{i}" for i in range(3)} <= rows(path).keys(), "not swept before its turn"
         await b.blob_put("the-100th", b"f", 60)
+        await b.blobs_written()
         left = rows(path)
         assert not any(k.startswith("stale-") for k in left), "swept with the SWEEP_EVERY-th put"
         assert left["kept"] == b"live" and left["the-100th"] == b"f", "live rows stay"
@@ -116,3 +119,64 @@ async def test_blob_calls_on_a_closed_or_unusable_backend_are_unavailable(tmp_pa
                 await backend.blob_delete("k")
     finally:
         await unusable.aclose()
+
+
+async def test_puts_are_readable_at_once_and_written_behind_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    backend = EmbeddedBackend(str(path))
+    try:
+        await backend.blob_put("warm", b"w", 60)  # the file is open and migrated from here on
+        await backend.blobs_written()
+        for i in range(50):
+            await backend.blob_put(f"resp_{i}", b"v%d" % i, 60)
+            assert await backend.blob_get(f"resp_{i}") == b"v%d" % i, "readable at once, written or not"
+        await backend.blobs_written()
+        assert len(rows(path)) == 51
+        assert backend._db.blob_puts == 51  # one row each, however the batches fell
+        await backend.blob_put("resp_0", b"new", 60)
+        assert await backend.blob_delete("resp_0") is True  # a delete waits for the write: it has the last word
+        assert await backend.blob_get("resp_0") is None and "resp_0" not in rows(path)
+    finally:
+        await backend.aclose()
+    assert "resp_49" in rows(path), "aclose waits for what is pending"
+
+
+async def test_write_behind_batches_what_arrives_while_a_write_runs() -> None:
+    batches: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def run(rows_: list[tuple[str, bytes, float]]) -> None:
+        batches.append([key for key, _, _ in rows_])
+        if len(batches) == 1:
+            await release.wait()  # the first write is slow: the others queue behind it
+
+    writer = embedded_blobs.WriteBehind(run, delay_s=0)
+    writer.put("a", b"1", time.time() + 60)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    for key in ("b", "c", "b"):
+        writer.put(key, b"2", time.time() + 60)
+    assert writer.get("a", time.time()) == (True, b"1"), "being written: still read from memory"
+    assert writer.get("b", time.time()) == (True, b"2")
+    assert writer.get("zz", time.time()) == (False, None)
+    release.set()
+    await writer.flush()
+    assert batches == [["a"], ["b", "c"]]
+    assert writer.get("a", time.time()) == (False, None), "written: read from the file"
+
+
+async def test_a_failed_write_is_logged_and_the_writer_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    written: list[str] = []
+
+    async def run(rows_: list[tuple[str, bytes, float]]) -> None:
+        if any(key == "bad" for key, _, _ in rows_):
+            raise BackendUnavailable("disk gone")
+        written.extend(key for key, _, _ in rows_)
+
+    writer = embedded_blobs.WriteBehind(run, delay_s=0)
+    writer.put("bad", b"", time.time() + 60)
+    await writer.flush()
+    assert "could not write 1 stored blob(s)" in caplog.text and "disk gone" in caplog.text
+    writer.put("good", b"", time.time() + 60)
+    await writer.flush()
+    assert written == ["good"]
