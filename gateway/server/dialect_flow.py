@@ -69,8 +69,8 @@ class Turn:
     render: Callable[[JSON], JSON]
     """Canonical ``chat.completion`` -> the client's answer."""
     encoder: Callable[[], StreamEncoder]
-    relayed: Callable[[Relayed], bytes] = field(default=lambda r: r.raw or b"")
-    """A same-format upstream answer -> the bytes the client gets (by default: as it came)."""
+    relayed: Callable[[Relayed], JSON | bytes] = field(default=lambda r: r.raw or b"")
+    """A same-format upstream answer -> what the client gets (by default: the bytes as they came)."""
     events: Callable[[list[SSEEvent]], bytes] = sse_events
     """Same-format upstream events -> the bytes the client gets."""
     done: Callable[[JSON | None], Awaitable[None]] | None = None
@@ -138,9 +138,10 @@ class DialectFlow:
         ex.answer = result.completion
         usage = ex.usage = result.completion.get("usage")
         traffic.charge(ticket, ex.trace.deployment, usage)
-        body = turn.relayed(result) if result.answer is not None else orjson.dumps(turn.render(result.completion))
+        answer = turn.relayed(result) if result.answer is not None else turn.render(result.completion)
+        body = answer if isinstance(answer, bytes) else orjson.dumps(answer)
         if turn.done is not None:  # stored before it is answered: the client may continue at once
-            await turn.done(orjson.loads(body))
+            await turn.done(orjson.loads(body) if isinstance(answer, bytes) else answer)
         await self.send_bytes(ex, body, turn)
         await traffic.end(ticket, usage=usage, answer=result.completion)
 

@@ -64,12 +64,11 @@ class MessagesAPI:
         body = await self._flow.body(scope, receive, ex)
         req, same = parse(body, scope)
         model = str(req["model"])
-        estimate = estimate_prompt_tokens(req)
         turn = Turn(
             req,
             same,
             render=lambda completion: anthropic.render_message(completion, model),
-            encoder=lambda: anthropic.MessagesStream(model, estimate),
+            encoder=lambda: anthropic.MessagesStream(model, estimate_prompt_tokens(req)),
             headers=[(b"request-id", ex.rid)],
         )
         await self._flow.chat(scope, receive, ex, turn)

@@ -91,9 +91,9 @@ class ResponsesAPI:
         def prepare(upstream_model: str, params: Params, drop: frozenset[str]) -> JSON:
             return responses.apply_native(body, upstream_model, params, drop, history)
 
-        def relayed(result: Relayed) -> bytes:
+        def relayed(result: Relayed) -> JSON:
             assert result.answer is not None
-            return orjson.dumps(responses.rewrite(result.answer, rid, body=body))
+            return responses.rewrite(result.answer, rid, body=body)
 
         async def done(response: JSON | None) -> None:
             if response is not None and body.get("store", True) is not False:
