@@ -3,7 +3,6 @@ core) and a one-request probe that shows what it answers."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
@@ -18,11 +17,15 @@ from typing import Any
 
 import yaml
 
+from bench.apis import CHAT, Api, request_body, request_headers
 from bench.procs import SERVER_CORE, MemSample, Pinning, free_port, http_ok, read_mem, spawn, stop, wait_until
 
 JSON_ALIAS = "bench-json"
 SSE_ALIAS = "bench-sse"
+CLAUDE_JSON_ALIAS = "bench-claude-json"
+CLAUDE_SSE_ALIAS = "bench-claude-sse"
 UPSTREAM_MODEL = "gpt-4o-mini"
+CLAUDE_UPSTREAM_MODEL = "claude-haiku-4-5"
 KEY_ENV = "GATEWAY_MASTER_KEY"
 
 
@@ -35,14 +38,15 @@ def master_key() -> str:
 def render_gateway_config(
     *, port: int, json_base_url: str, sse_base_url: str, state_path: str = "gateway-state.db"
 ) -> dict[str, Any]:
-    """The bare gateway: the two bench aliases, traffic control off (no global
+    """The bare gateway: the bench aliases (an OpenAI-format and an Anthropic-format
+    upstream, each answering JSON or a stream), traffic control off (no global
     concurrency limit, no cache, no prices: nothing is costed), its state file
     at ``state_path``. The master key comes from the environment."""
 
-    def alias(base_url: str, description: str) -> dict[str, Any]:
+    def alias(base_url: str, description: str, provider: str = "openai_compatible") -> dict[str, Any]:
         deployment = {
-            "provider": "openai_compatible",
-            "model": UPSTREAM_MODEL,
+            "provider": provider,
+            "model": CLAUDE_UPSTREAM_MODEL if provider == "anthropic" else UPSTREAM_MODEL,
             "base_url": base_url,
             "api_key": "bench-upstream-key",
         }
@@ -58,6 +62,8 @@ def render_gateway_config(
         "models": {
             JSON_ALIAS: alias(json_base_url, "bench: canned chat.completion from nginx"),
             SSE_ALIAS: alias(sse_base_url, "bench: canned SSE stream from nginx"),
+            CLAUDE_JSON_ALIAS: alias(json_base_url, "bench: canned Anthropic message from nginx", "anthropic"),
+            CLAUDE_SSE_ALIAS: alias(sse_base_url, "bench: canned Anthropic stream from nginx", "anthropic"),
         },
     }
 
@@ -79,18 +85,15 @@ class Probe:
 
 
 def chat_body(model: str, *, stream: bool, temperature: int | None = None) -> bytes:
-    """The same request body as ``wrk_post.lua`` sends."""
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
-    if temperature is not None:
-        body["temperature"] = temperature
-    if stream:
-        body.update(stream=True, stream_options={"include_usage": True})
-    return json.dumps(body, separators=(",", ":")).encode()
+    """The chat-completions body ``wrk_post.lua`` sends."""
+    return request_body(CHAT, model, stream=stream, temperature=temperature)
 
 
-def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10.0) -> Probe:
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
-    req = urllib.request.Request(url, data=chat_body(model, stream=stream), headers=headers, method="POST")
+def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10.0, api: Api = CHAT) -> Probe:
+    """One request of ``api`` (the body and headers wrk sends) to ``url``."""
+    headers = request_headers(api, key, stream=stream)
+    body = request_body(api, model, stream=stream)
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             status, ctype, raw = resp.status, resp.headers.get("content-type", ""), resp.read()
@@ -102,10 +105,10 @@ def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10
     problem = ""
     if not 200 <= status < 300:
         problem = f"HTTP {status}"
-    elif stream and ("text/event-stream" not in ctype or "data: [DONE]" not in text):
-        problem = "not an SSE stream ending with data: [DONE]"
-    elif not stream and '"chat.completion"' not in text.replace(" ", ""):
-        problem = "not a chat.completion object"
+    elif stream and ("text/event-stream" not in ctype or api.sse_marker not in text):
+        problem = f"not an SSE stream with {api.sse_marker}"
+    elif not stream and api.json_marker not in text.replace(" ", ""):
+        problem = f"not an answer with {api.json_marker}"
     return Probe(model, stream, status, ctype, text[:600], not problem, problem)
 
 

@@ -15,6 +15,16 @@ its own ratios, and the report is their median.
 a git worktree of ``REV`` (its own state file), and reports the per-round ratio of today's
 embedded gateway to it: what everything since ``REV`` costs, measured in the same run.
 
+``--apis`` compares the client APIs instead, through one bare gateway in front of the
+same nginx: chat completions to an OpenAI-format upstream (the baseline), Anthropic
+Messages to an Anthropic-format upstream (passed through), Messages and OpenAI
+Responses to the OpenAI-format one (translated both ways). Every round measures each
+scenario (``--only`` picks some) for the four routes back to back, in a rotating order:
+requests/s at 16 connections, streams/s, and the p50 latency added at one connection
+(gateway p50 - nginx p50, nginx measured once at the start).
+
+    GATEWAY_MASTER_KEY=... python -m bench.ratio --apis --rounds 5 --duration 2   # about 2.5 minutes
+
 The Redis gateway's request-path scripts travel on redis-py pipelines; until the lean
 RESP connection was removed, ``--redis-py`` compared the two round by round (commit
 ab70c9d; the numbers are in docs/architecture.md).
@@ -35,12 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key
+from bench.apis import Api
+from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key, probe
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
+from bench.report import ONE_CONN_SCENARIO
+from bench.scenarios import NATIVE_API, ROUTES, SCENARIO_NAMES, Route, Scenario, scenarios, selected
 from bench.traffic import embedded_state, provision, redis_state, traffic_config
-from bench.wrk import run_wrk
+from bench.wrk import WrkResult, run_wrk
 
 VARIANTS = ("bare", "embedded", "redis")
 BEFORE = "before"
@@ -48,43 +61,61 @@ BEFORE = "before"
 TARGETS = {"embedded": 0.80, "redis": 0.65}  # the traffic-control issue's
 BEFORE_TARGET = 0.95
 """A change may cost at most 5 % of throughput (the hardening issue's bar for its caps and journal)."""
+API_THROUGHPUT_TARGET = 0.90
+API_LATENCY_TARGET = 1.10
+"""``--apis``: each route's throughput and added latency within 10 % of chat completions' (the dialects issue's)."""
 
 
 @dataclass
 class Rounds:
-    """Requests/s per variant, one entry per round."""
+    """One measured value per variant and round: requests/s (or, with ``lower_is_better``,
+    a latency in ms), each variant weighed against ``base`` round by round."""
 
     rps: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
+    base: str = "bare"
+    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+    """Per variant, the bound of its median ratio to ``base``: a floor, or with ``lower_is_better`` a ceiling."""
+    lower_is_better: bool = False
+    cell: str = ",.0f"
+    """The format of a value in :meth:`lines`."""
 
     @property
     def variants(self) -> list[str]:
         return list(self.rps)
 
-    def ratios(self, variant: str, to: str = "bare") -> list[float]:
-        return [x / base for x, base in zip(self.rps[variant], self.rps[to], strict=True) if base > 0]
+    def ratios(self, variant: str, to: str | None = None) -> list[float]:
+        bases = self.rps[to or self.base]
+        return [x / base for x, base in zip(self.rps[variant], bases, strict=True) if base > 0]
 
-    def median_ratio(self, variant: str, to: str = "bare") -> float:
+    def median_ratio(self, variant: str, to: str | None = None) -> float:
         ratios = self.ratios(variant, to)
         return statistics.median(ratios) if ratios else 0.0
 
     def lines(self) -> list[str]:
-        shown = [v for v in self.variants if v != "bare"]
-        head = "  ".join(f"{v:>9}" for v in self.variants) + "".join(f"  {v + '/bare':>13}" for v in shown)
+        shown = [v for v in self.variants if v != self.base]
+        wide = {v: max(9, len(v)) for v in self.variants}
+        wide |= {f"{v}/{self.base}": max(13, len(v) + len(self.base) + 1) for v in shown}
+        head = "  ".join(f"{v:>{wide[v]}}" for v in self.variants)
+        head += "".join(f"  {v + '/' + self.base:>{wide[v + '/' + self.base]}}" for v in shown)
         out = [f"{'round':>5}  {head}"]
-        for i in range(len(self.rps["bare"])):
-            cells = "  ".join(f"{self.rps[v][i]:9,.0f}" for v in self.variants)
-            base = self.rps["bare"][i]
-            shares = "".join(f"  {(self.rps[v][i] / base if base > 0 else 0.0):13.1%}" for v in shown)
-            out.append(f"{i + 1:>5}  {cells}{shares}")
-        if not self.rps["bare"]:
+
+        def row(label: str, values: dict[str, float], shares: dict[str, float]) -> str:
+            cells = "  ".join(f"{values[v]:{wide[v]}{self.cell}}" for v in self.variants)
+            return f"{label:>5}  {cells}" + "".join(f"  {shares[v]:{wide[v + '/' + self.base]}.1%}" for v in shown)
+
+        for i in range(len(self.rps[self.base])):
+            values = {v: self.rps[v][i] for v in self.variants}
+            base = values[self.base]
+            out.append(row(str(i + 1), values, {v: values[v] / base if base > 0 else 0.0 for v in shown}))
+        if not self.rps[self.base]:
             return out
-        medians = "  ".join(f"{statistics.median(self.rps[v]):9,.0f}" for v in self.variants)
-        middle = "".join(f"  {self.median_ratio(v):13.1%}" for v in shown)
-        out.append(f"{'median':>5}  {medians}{middle}")
-        for variant, target in TARGETS.items():
+        medians = {v: statistics.median(self.rps[v]) for v in self.variants}
+        out.append(row("median", medians, {v: self.median_ratio(v) for v in shown}))
+        op = "<=" if self.lower_is_better else ">="
+        for variant, target in self.targets.items():
             got = self.median_ratio(variant)
-            verdict = "met" if got >= target else "NOT MET"
-            out.append(f"{variant}: median of the per-round ratios {got:.1%} (target >= {target:.0%}): {verdict}")
+            verdict = "met" if (got <= target if self.lower_is_better else got >= target) else "NOT MET"
+            out.append(f"{variant}: median of the per-round ratios {got:.1%} (target {op} {target:.0%}): {verdict}")
         if BEFORE in self.rps:
             got = self.median_ratio("embedded", to=BEFORE)
             verdict = "met" if got >= BEFORE_TARGET else "NOT MET"
@@ -95,8 +126,8 @@ class Rounds:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        ratios = {v: self.ratios(v) for v in TARGETS}
-        medians = {v: self.median_ratio(v) for v in TARGETS}
+        ratios = {v: self.ratios(v) for v in self.targets}
+        medians = {v: self.median_ratio(v) for v in self.targets}
         if BEFORE in self.rps:
             ratios["embedded/before"] = self.ratios("embedded", to=BEFORE)
             medians["embedded/before"] = self.median_ratio("embedded", to=BEFORE)
@@ -121,12 +152,34 @@ def parser() -> argparse.ArgumentParser:
         metavar="REV",
         help="add embedded traffic control from a git worktree of REV, to weigh what came since",
     )
+    p.add_argument(
+        "--apis",
+        action="store_true",
+        help="instead: one bare gateway, chat completions vs Anthropic Messages (passed through and "
+        "translated) vs Responses (translated), per scenario",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=SCENARIO_NAMES,
+        help="with --apis: measure only this scenario (repeatable; default all)",
+    )
     return p
 
 
-def run(args: argparse.Namespace, out: Any = print) -> Rounds:
+def check(args: argparse.Namespace) -> None:
+    """Refuse bad counts and combinations before anything starts."""
     if args.rounds < 1 or args.duration < 1 or args.connections < 1:
         raise BenchError("--rounds, --duration and --connections must be at least 1")
+    if args.apis and args.before:
+        raise BenchError("--before weighs traffic control against an earlier commit; it does not combine with --apis")
+    if args.only and not args.apis:
+        raise BenchError("--only picks the scenarios of --apis")
+
+
+def run(args: argparse.Namespace, out: Any = print) -> Rounds:
+    check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
     variants = [*VARIANTS, BEFORE] if args.before else list(VARIANTS)
@@ -211,10 +264,108 @@ def _rps(gw: GatewayServer, variant: str, args: argparse.Namespace, pinning: Pin
     return result.rps
 
 
+def api_rounds(scenario: Scenario) -> Rounds:
+    """The rounds of one ``--apis`` scenario: per route, requests/s, or at one connection
+    the added p50 latency (ms, lower is better); each weighed against chat completions."""
+    names = [route.name for route in ROUTES]
+    if scenario.name == ONE_CONN_SCENARIO:
+        targets = dict.fromkeys(names[1:], API_LATENCY_TARGET)
+        return Rounds({n: [] for n in names}, names[0], targets, lower_is_better=True, cell=".3f")
+    return Rounds({n: [] for n in names}, names[0], dict.fromkeys(names[1:], API_THROUGHPUT_TARGET))
+
+
+def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
+    check(args)
+    pinning = Pinning.detect()
+    out(f"bench.ratio --apis: {pinning.reason}")
+    shapes = selected(scenarios(args.connections), args.only)
+    table = {sc.name: api_rounds(sc) for sc in shapes}
+    routes = {route.name: route for route in ROUTES}
+    floor: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        nginx = stack.enter_context(NginxServer(workdir, pinning))
+        gw = GatewayServer(
+            workdir,
+            pinning,
+            json_base_url=f"{nginx.base}/json/v1",
+            sse_base_url=f"{nginx.base}/sse/v1",
+            key=master_key(),
+            name="ratio-apis",
+        )
+        stack.enter_context(gw)
+        for route in ROUTES:
+            _probe_route(gw, route)
+        for sc in shapes:
+            if sc.name == ONE_CONN_SCENARIO:
+                for upstream, api in NATIVE_API.items():
+                    direct = nginx.url(upstream, stream=False)
+                    result = _wrk(direct, f"nginx {upstream}", api, "", sc, JSON_ALIAS, pinning, args.duration)
+                    floor[upstream] = result.latency_ms["p50"]
+                out(f"bench.ratio --apis: nginx direct p50 at 1 connection: {floor} ms")
+        for route in ROUTES:  # warm-up, not counted
+            for sc in shapes:
+                _route_value(gw, route, sc, pinning, max(1, args.duration // 2), floor)
+        for i in range(args.rounds):
+            for sc in shapes:
+                for name in order(i, list(routes)):
+                    table[sc.name].rps[name].append(_route_value(gw, routes[name], sc, pinning, args.duration, floor))
+                out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
+    for sc in shapes:
+        what = "added p50 ms (gateway - nginx)" if sc.name == ONE_CONN_SCENARIO else "per second"
+        out(f"\n{sc.name}: {sc.description}, {what}")
+        for line in table[sc.name].lines():
+            out(line)
+    if args.json_out is not None:
+        data = {"nginx_p50_ms": floor, "scenarios": {name: rounds.to_json() for name, rounds in table.items()}}
+        args.json_out.write_text(json.dumps(data, indent=2))
+    return table
+
+
+def _probe_route(gw: GatewayServer, route: Route) -> None:
+    """One request per route and mode first, so that a broken route shows its answer."""
+    for stream in (False, True):
+        got = probe(gw.base + route.api.path, key=gw.key, model=route.alias(stream), stream=stream, api=route.api)
+        if not got.ok:
+            raise BenchError(f"probe {route.name} (stream={stream}): {got.problem}; body: {got.body_sample[:400]}")
+
+
+def _wrk(
+    url: str, target: str, api: Api, key: str, sc: Scenario, model: str, pinning: Pinning, seconds: int
+) -> WrkResult:
+    result = run_wrk(
+        url,
+        scenario=sc.name,
+        target=target,
+        connections=sc.connections,
+        duration_s=seconds,
+        pinning=pinning,
+        model=model,
+        stream=sc.stream,
+        api_key=key,
+        api=api,
+    )
+    if result.has_errors:
+        raise BenchError(f"{target} {sc.name}: {result.error_summary()}")
+    return result
+
+
+def _route_value(
+    gw: GatewayServer, route: Route, sc: Scenario, pinning: Pinning, seconds: int, floor: dict[str, float]
+) -> float:
+    """Requests/s of ``route`` in scenario ``sc``; at one connection its added p50 latency (ms)."""
+    result = _wrk(gw.base + route.api.path, route.name, route.api, gw.key, sc, route.alias(sc.stream), pinning, seconds)
+    return result.latency_ms["p50"] - floor[route.upstream] if sc.name == ONE_CONN_SCENARIO else result.rps
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     exit_cleanly_on_signals()
     try:
-        run(parser().parse_args(argv))
+        args = parser().parse_args(argv)
+        if args.apis:
+            run_apis(args)
+        else:
+            run(args)
     except BenchError as exc:
         print(f"bench.ratio: {exc}", file=sys.stderr)
         return 1

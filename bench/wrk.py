@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.apis import CHAT, Api, wrk_env
 from bench.procs import LOAD_CORE, BenchError, Pinning, die_with_parent
 
 SCRIPT = Path(__file__).with_name("wrk_post.lua")
@@ -173,15 +174,15 @@ def run_wrk(
     api_key: str = "",
     temperature: int | None = None,
     timeout_s: int = 10,
+    api: Api = CHAT,
 ) -> WrkResult:
-    """One wrk run (one thread) against ``url``; raises :class:`BenchError` if wrk fails.
-    ``temperature`` (absent when None) is added to the request body."""
+    """One wrk run (one thread) posting ``api``'s request to ``url``; raises :class:`BenchError`
+    if wrk fails. ``temperature`` (absent when None) is added to the request body."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
     cmd = [*pinning.prefix(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
     cmd += ["--timeout", f"{timeout_s}s", "-s", str(SCRIPT), url]
-    env = {**os.environ, "BENCH_MODEL": model, "BENCH_STREAM": "1" if stream else "0", "BENCH_API_KEY": api_key}
-    env["BENCH_TEMPERATURE"] = "" if temperature is None else str(temperature)
+    env = {**os.environ, **wrk_env(api, model, stream=stream, key=api_key, temperature=temperature)}
     try:
         proc = subprocess.run(
             cmd,

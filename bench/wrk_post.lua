@@ -1,37 +1,29 @@
--- wrk script for the benchmark: POST an OpenAI chat request, check every
--- response, and print one machine-readable line from done().
+-- wrk script for the benchmark: POST one request (chat completions, Anthropic
+-- Messages or Responses), check every response, and print one machine-readable
+-- line from done().
 --
--- Environment: BENCH_MODEL (alias), BENCH_STREAM=1 (stream with include_usage),
--- BENCH_API_KEY (sent as "Authorization: Bearer ...", when set), BENCH_TEMPERATURE
--- (added as "temperature" when set: 0 makes the request cacheable by the gateway).
+-- Environment (bench/apis.py's wrk_env() builds it): BENCH_BODY (the request body,
+-- sent as is), BENCH_HEADERS (request headers, one "name: value" a line) and
+-- BENCH_MARKER (what a good 2xx body contains: a completion object, the stream's
+-- last event).
 -- Output: a line "BENCH_JSON {...}" with requests, duration and bytes, wrk's
 -- error counters, latency (microseconds, as wrk measures it), a histogram of
 -- the HTTP statuses and the count of 2xx responses whose body looked wrong.
 
-local model = os.getenv("BENCH_MODEL") or "bench-json"
-local stream = os.getenv("BENCH_STREAM") == "1"
-local key = os.getenv("BENCH_API_KEY") or ""
-local temperature = os.getenv("BENCH_TEMPERATURE") or ""
-
-local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16'
-if temperature ~= "" then
-  body = body .. ',"temperature":' .. temperature
+local body = os.getenv("BENCH_BODY") or ""
+local marker = os.getenv("BENCH_MARKER") or ""
+if body == "" or marker == "" then
+  error("BENCH_BODY and BENCH_MARKER must be set (bench/apis.py wrk_env)")
 end
-if stream then
-  body = body .. ',"stream":true,"stream_options":{"include_usage":true}'
-end
-body = body .. "}"
 
 wrk.method = "POST"
 wrk.body = body
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = stream and "text/event-stream" or "application/json"
-if key ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. key
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
-
--- What a good body must contain: the stream's terminator, or a completion object.
-local marker = stream and "data: [DONE]" or "chat.completion"
 
 local threads = {}
 function setup(thread)

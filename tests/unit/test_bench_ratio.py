@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.procs import BenchError
-from bench.ratio import Rounds, order, parser, run, worktree
+from bench.ratio import Rounds, api_rounds, order, parser, run, run_apis, worktree
+from bench.scenarios import scenarios
 
 
 def test_each_round_starts_with_the_next_variant() -> None:
@@ -67,3 +68,64 @@ def test_four_variants_rotate_and_a_missing_revision_is_refused(tmp_path: Path) 
         worktree("no-such-rev", tmp_path / "tree"),
     ):
         pass
+
+
+# --- --apis: the client APIs against chat completions -----------------------------------
+
+
+def test_api_rounds_weigh_each_route_against_chat_completions() -> None:
+    json_sc, one_conn, sse = scenarios(16)
+    names = ["chat", "messages-claude", "messages-gpt", "responses-gpt"]
+    throughput = api_rounds(json_sc)
+    assert throughput.variants == names and throughput.base == "chat"
+    assert throughput.targets == dict.fromkeys(names[1:], 0.90) and not throughput.lower_is_better
+    assert api_rounds(sse).targets == throughput.targets
+    latency = api_rounds(one_conn)
+    assert latency.lower_is_better and latency.targets == dict.fromkeys(names[1:], 1.10)
+
+
+def test_added_latency_is_met_below_its_ceiling() -> None:
+    latency = api_rounds(scenarios(16)[1])
+    latency.rps = {
+        "chat": [0.40, 0.50, 0.44],
+        "messages-claude": [0.42, 0.50, 0.40],
+        "messages-gpt": [0.48, 0.60, 0.50],
+        "responses-gpt": [0.80, 0.90, 0.60],
+    }
+    assert latency.median_ratio("messages-gpt") == pytest.approx(1.2)
+    text = "\n".join(latency.lines())
+    assert "messages-claude/chat" in text.splitlines()[0]
+    assert "    1      0.400            0.420" in text  # ms with three decimals
+    assert "messages-claude: median of the per-round ratios 100.0% (target <= 110%): met" in text
+    assert "messages-gpt: median of the per-round ratios 120.0% (target <= 110%): NOT MET" in text
+    assert latency.to_json()["median_ratio"]["responses-gpt"] == pytest.approx(1.8)
+
+
+def test_throughput_below_ninety_percent_is_not_met() -> None:
+    rounds = api_rounds(scenarios(16)[0])
+    rounds.rps = {"chat": [1000.0, 1200.0], "messages-claude": [950.0, 1100.0]}
+    rounds.rps |= {"messages-gpt": [880.0, 1070.0], "responses-gpt": [700.0, 800.0]}
+    text = "\n".join(rounds.lines())
+    assert "messages-claude: median of the per-round ratios 93.3% (target >= 90%): met" in text
+    assert "responses-gpt: median of the per-round ratios 68.3% (target >= 90%): NOT MET" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--apis", "--before", "HEAD"], "does not combine with --apis"),
+        (["--only", "json"], "--only picks the scenarios of --apis"),
+        (["--apis", "--duration", "0"], "at least 1"),
+    ],
+)
+def test_bad_combinations_are_refused_before_anything_starts(argv: list[str], problem: str) -> None:
+    with pytest.raises(BenchError, match=problem):
+        run_apis(parser().parse_args(argv), out=lambda _: None)
+    with pytest.raises(BenchError, match=problem):
+        run(parser().parse_args(argv), out=lambda _: None)
+
+
+def test_only_takes_the_scenario_names() -> None:
+    assert parser().parse_args(["--apis", "--only", "sse", "--only", "json-1conn"]).only == ["sse", "json-1conn"]
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--apis", "--only", "soak"])

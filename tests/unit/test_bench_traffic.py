@@ -11,7 +11,15 @@ import pytest
 
 from bench import traffic_report as tr
 from bench.__main__ import parser
-from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, chat_body, render_gateway_config
+from bench.apis import CHAT, wrk_env
+from bench.gateway_proc import (
+    CLAUDE_JSON_ALIAS,
+    CLAUDE_SSE_ALIAS,
+    JSON_ALIAS,
+    SSE_ALIAS,
+    chat_body,
+    render_gateway_config,
+)
 from bench.redis_proc import redis_args
 from bench.runner import Options, traffic_scenarios
 from bench.scenarios import CACHED_SCENARIO, cached_scenario, scenarios, selected
@@ -74,7 +82,7 @@ def test_traffic_config_embedded_has_everything_on(tmp_path: Path) -> None:
     assert settings.limits.max_concurrent == GLOBAL_MAX_CONCURRENT == 1000
     assert settings.cache.enabled and not settings.cache.cache_sampled  # no temperature: not cacheable
     assert settings.budgets.daily_usd == HIGH_USD
-    assert set(settings.models) == {JSON_ALIAS, SSE_ALIAS}
+    assert set(settings.models) == {JSON_ALIAS, SSE_ALIAS, CLAUDE_JSON_ALIAS, CLAUDE_SSE_ALIAS}
     for spec in settings.models.values():
         assert spec.limits is not None
         assert spec.limits.rpm == HIGH_RPM and spec.limits.tpm == HIGH_TPM and spec.limits.max_concurrent
@@ -115,8 +123,8 @@ def test_cached_scenario_sends_temperature_zero() -> None:
     assert all(s.temperature is None for s in scenarios(16))  # the headline runs are not cacheable
     assert json.loads(chat_body(JSON_ALIAS, stream=False, temperature=0))["temperature"] == 0
     assert "temperature" not in json.loads(chat_body(JSON_ALIAS, stream=False))
-    lua = (Path(__file__).resolve().parents[2] / "bench" / "wrk_post.lua").read_text()
-    assert 'os.getenv("BENCH_TEMPERATURE")' in lua and ',"temperature":' in lua
+    sent = wrk_env(CHAT, JSON_ALIAS, stream=False, key="k", temperature=0)["BENCH_BODY"]  # what wrk posts
+    assert json.loads(sent)["temperature"] == 0
 
 
 def testtraffic_scenarios_follow_only() -> None:
