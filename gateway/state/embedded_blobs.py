@@ -56,10 +56,11 @@ def put_many(conn: sqlite3.Connection, rows: list[tuple[str, bytes, float]]) -> 
 class WriteBehind:
     """Blob puts held in memory until the worker thread has committed them, in one
     transaction per batch of :data:`BATCH_DELAY_S`: a put costs the request no thread
-    hop, and the puts of a busy gateway share one write. The embedded backend serves one process, so every read goes through
-    here and sees a put at once (:meth:`get` before the file). A write that fails is
-    logged and its rows are lost (the gateway is still answering: a stored Response then
-    cannot be continued); :meth:`flush` waits for what is pending (``aclose``)."""
+    hop, and the puts of a busy gateway share one write. The embedded backend serves
+    one process, so every read goes through here and sees a put at once (:meth:`get`
+    before the file). A write that fails is logged and its rows are lost (the gateway
+    is still answering: a stored Response then cannot be continued); :meth:`flush`
+    waits for what is pending (``aclose``)."""
 
     __slots__ = ("_delay_s", "_pending", "_run", "_task", "_writing")
 
