@@ -44,7 +44,7 @@ from typing import Any
 
 from gateway.canonical import JSON
 from gateway.config.settings import Params
-from gateway.dialects.anthropic_content import bad, conversation, expect, required, required_str, system_messages
+from gateway.dialects.anthropic_content import conversation, required_str, system_messages
 from gateway.dialects.anthropic_render import (
     count_tokens_body,
     model_card,
@@ -53,6 +53,7 @@ from gateway.dialects.anthropic_render import (
     render_message,
 )
 from gateway.dialects.anthropic_stream import MessagesStream
+from gateway.dialects.checks import bad, expect, required
 from gateway.errors import Untranslatable
 
 __all__ = [

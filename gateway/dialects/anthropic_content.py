@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects.checks import bad, expect, required
 from gateway.errors import InvalidRequest, Untranslatable
 
 ROLES = ("user", "assistant", "system")
@@ -39,38 +40,6 @@ THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 DEFAULT_FILENAME = "document.pdf"
 ERROR_PREFIX = "Error: "
 """Put before a ``tool_result`` marked ``is_error``: a tool message has no error flag."""
-
-
-def bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
-
-
-def kind(value: Any) -> str:
-    """How a JSON value is named in error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def expect(value: Any, typ: type | tuple[type, ...], param: str, what: str) -> None:
-    """``value`` is of ``typ`` (a boolean is never a number), else ``invalid_type``."""
-    types = typ if isinstance(typ, tuple) else (typ,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise bad(f"{param} must be {what}, got {kind(value)}", param, "invalid_type")
-
-
-def required(obj: JSON, key: str, param: str) -> Any:
-    """``obj[key]``, or ``missing_required_parameter`` when absent or null."""
-    value = obj.get(key)
-    if value is None:
-        raise bad(f"{param}.{key} is required", f"{param}.{key}", "missing_required_parameter")
-    return value
 
 
 def required_str(obj: JSON, key: str, param: str, *, empty: bool = True) -> str:

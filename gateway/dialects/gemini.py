@@ -41,9 +41,10 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects.checks import bad
 from gateway.dialects.gemini_config import apply_native, parse_generation_config
 from gateway.dialects.gemini_contents import Transcript, read_part, system_message
-from gateway.dialects.gemini_fields import array, at, bad, fields, integer, missing, model_name, string, text_of
+from gateway.dialects.gemini_fields import array, at, fields, integer, missing, model_name, string, text_of
 from gateway.dialects.gemini_render import candidate, error_envelope, usage_metadata
 from gateway.dialects.gemini_stream import GenerateStream
 from gateway.dialects.gemini_tools import parse_tools, tool_choice

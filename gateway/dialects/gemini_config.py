@@ -27,18 +27,8 @@ from typing import Any
 
 from gateway.canonical import JSON
 from gateway.config.settings import Params
-from gateway.dialects.gemini_fields import (
-    array,
-    at,
-    bad,
-    boolean,
-    camel,
-    fields,
-    integer,
-    number,
-    obj,
-    string,
-)
+from gateway.dialects.checks import bad
+from gateway.dialects.gemini_fields import array, at, boolean, camel, fields, integer, number, obj, string
 from gateway.dialects.gemini_tools import json_schema
 
 Check = Callable[[Any, str], Any]

@@ -28,18 +28,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.canonical import JSON
-from gateway.dialects.gemini_fields import (
-    array,
-    at,
-    bad,
-    boolean,
-    fields,
-    missing,
-    obj,
-    standard_base64,
-    string,
-    text_of,
-)
+from gateway.dialects.checks import bad
+from gateway.dialects.gemini_fields import array, at, boolean, fields, missing, obj, standard_base64, string, text_of
 
 CONTENT_FIELDS = frozenset({"role", "parts"})
 _DATA_KINDS = (

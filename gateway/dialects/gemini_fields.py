@@ -20,13 +20,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from gateway.canonical import JSON
+from gateway.dialects.checks import bad
+from gateway.dialects.checks import kind_of as describe
 from gateway.errors import InvalidRequest
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
-
-
-def bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param or "body", code=code)
 
 
 def at(param: str, *keys: str | int) -> str:
@@ -38,20 +36,6 @@ def camel(name: str) -> str:
     """``thinking_budget`` -> ``thinkingBudget``; camelCase names stay as they are."""
     head, *rest = name.split("_")
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
-
-
-def describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def wrong_type(value: Any, param: str, what: str) -> InvalidRequest:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.canonical import JSON
-from gateway.dialects.gemini_fields import array, at, bad, boolean, camel, fields, obj, string, text_of
+from gateway.dialects.checks import bad
+from gateway.dialects.gemini_fields import array, at, boolean, camel, fields, obj, string, text_of
 
 _DECLARATION_FIELDS = (
     "name",

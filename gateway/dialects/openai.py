@@ -21,7 +21,9 @@ import orjson
 from gateway.canonical import JSON
 from gateway.dialects import bounded_json
 from gateway.dialects.bounded_json import DEFAULT_MAX_DEPTH
-from gateway.errors import InvalidRequest
+from gateway.dialects.checks import bad as _bad
+from gateway.dialects.checks import expect as _expect
+from gateway.dialects.checks import kind_of as _kind
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
@@ -42,10 +44,6 @@ RANGES: dict[str, tuple[float, float, bool]] = {
 }
 
 
-def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
-
-
 def parse_json_body(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
     """The body as a JSON object; ``json_too_deep`` past ``max_depth`` levels
     (``server.max_json_depth``: gateway/dialects/bounded_json.py)."""
@@ -55,29 +53,6 @@ def parse_json_body(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
     if not isinstance(body, dict):
         raise _bad(f"the request body must be a JSON object, not {_kind(body)}", "body", "invalid_json")
     return body
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _expect(value: Any, typ: type | tuple[type, ...], param: str, what: str) -> None:
-    if not isinstance(value, typ) or (isinstance(value, bool) and bool not in _as_tuple(typ)):
-        raise _bad(f"{param} must be {what}, got {_kind(value)}", param, "invalid_type")
-
-
-def _as_tuple(typ: type | tuple[type, ...]) -> tuple[type, ...]:
-    return typ if isinstance(typ, tuple) else (typ,)
 
 
 def _model(body: JSON) -> str:

@@ -69,7 +69,8 @@ import orjson
 
 from gateway.canonical import JSON
 from gateway.config.settings import Params
-from gateway.dialects.responses_items import append_item, bad, check_item, expect, input_items
+from gateway.dialects.checks import bad, expect
+from gateway.dialects.responses_items import append_item, check_item, input_items
 from gateway.dialects.responses_render import output_items, render_response, rewrite
 from gateway.errors import GatewayError, InvalidRequest, Untranslatable
 

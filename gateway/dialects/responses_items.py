@@ -34,45 +34,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.canonical import JSON
-from gateway.errors import InvalidRequest, Untranslatable
+from gateway.dialects.checks import bad, expect, required
+from gateway.errors import Untranslatable
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 INPUT_PARTS = frozenset({"input_text", "input_image", "input_file"})
 ASSISTANT_PARTS = frozenset({"output_text", "refusal"})
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
-
-
-def bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
-    return InvalidRequest(message, param=param, code=code)
-
-
-def kind_of(value: Any) -> str:
-    """``value``'s JSON kind, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def expect(value: Any, typ: type | tuple[type, ...], param: str, what: str) -> None:
-    """InvalidRequest (``invalid_type``) unless ``value`` is a ``typ`` (a bool is no number)."""
-    types = typ if isinstance(typ, tuple) else (typ,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise bad(f"{param} must be {what}, got {kind_of(value)}", param, "invalid_type")
-
-
-def required(obj: JSON, key: str, param: str) -> Any:
-    value = obj.get(key)
-    if value is None:
-        raise bad(f"{param}.{key} is required", f"{param}.{key}", "missing_required_parameter")
-    return value
 
 
 def input_items(body: JSON, *, lenient: bool = False) -> list[JSON]:
