@@ -31,6 +31,7 @@ from gateway.server.exchange import AppState, Exchange
 from gateway.server.handlers import client_headers
 from gateway.server.relay import Relayed, count_tokens, relay
 from gateway.server.service import Service
+from gateway.server.traffic import Ticket
 
 
 def sse_events(events: list[SSEEvent]) -> bytes:
@@ -112,16 +113,28 @@ class DialectFlow:
         ex.alias = route.alias
         return route
 
-    async def chat(self, scope: Scope, receive: Receive, ex: Exchange, turn: Turn) -> None:
+    async def _admit(
+        self, scope: Scope, receive: Receive, ex: Exchange, req: JSON, kind: str
+    ) -> tuple[Service, Ticket]:
+        """The model's route (``req["model"]`` becomes the alias), then traffic control's
+        admission: rate limits, cache lookup, budgets."""
         service = self.service()
-        req = turn.req
-        route = self.route(ex, req["model"], "chat")
+        route = self.route(ex, req["model"], kind)
         req["model"] = route.alias
         ex.req = req
-        traffic = ex.traffic = service.traffic
+        ex.traffic = service.traffic
         assert ex.principal is not None
-        ticket = ex.ticket = await traffic.begin(ex.principal, route, req, client_headers(scope), embedding=False)
+        embedding = kind == "embedding"
+        ticket = ex.ticket = await service.traffic.begin(
+            ex.principal, route, req, client_headers(scope), embedding=embedding
+        )
         ex.watch = DisconnectWatch(receive)
+        return service, ticket
+
+    async def chat(self, scope: Scope, receive: Receive, ex: Exchange, turn: Turn) -> None:
+        req = turn.req
+        service, ticket = await self._admit(scope, receive, ex, req, "chat")
+        traffic = service.traffic
         ex.stream = bool(req.get("stream"))
         if ticket.hit is not None:
             ex.answer = ticket.hit
@@ -147,14 +160,8 @@ class DialectFlow:
 
     async def embed(self, scope: Scope, receive: Receive, ex: Exchange, req: JSON, render: Render) -> None:
         """An embeddings request of a dialect (canonical ``req``; ``render`` draws the answer)."""
-        service = self.service()
-        route = self.route(ex, req["model"], "embedding")
-        req["model"] = route.alias
-        ex.req = req
-        traffic = ex.traffic = service.traffic
-        assert ex.principal is not None
-        ticket = ex.ticket = await traffic.begin(ex.principal, route, req, client_headers(scope), embedding=True)
-        ex.watch = DisconnectWatch(receive)
+        service, ticket = await self._admit(scope, receive, ex, req, "embedding")
+        traffic = service.traffic
         if ticket.hit is not None:
             await self.send_bytes(ex, orjson.dumps(render(ticket.hit)), NO_TURN)
             return
