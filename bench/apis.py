@@ -10,7 +10,7 @@ it, and the probes send the same bytes, so there is one request builder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 PROMPT = "Say hello"
@@ -36,6 +36,8 @@ class Api:
     key_prefix: str = "Bearer "
     extra_headers: tuple[tuple[str, str], ...] = ()
     usage_option: bool = False
+    extra_body: tuple[tuple[str, Any], ...] = ()
+    """Fields every request of this API adds (``store: false`` for stateless Responses)."""
     """Streams ask for the usage chunk (``stream_options.include_usage``)."""
 
     def marker(self, stream: bool) -> str:
@@ -70,6 +72,8 @@ RESPONSES = Api(
     '"object":"response"',
     "event: response.completed",
 )
+RESPONSES_STATELESS = replace(RESPONSES, extra_body=(("store", False),))
+"""Responses as Codex sends them: ``store: false``, nothing kept by the gateway."""
 
 
 def request_body(api: Api, model: str, *, stream: bool, temperature: int | None = None) -> bytes:
@@ -79,6 +83,7 @@ def request_body(api: Api, model: str, *, stream: bool, temperature: int | None 
         api.turns_field: [{"role": "user", "content": PROMPT}],
         api.tokens_field: MAX_TOKENS,
     }
+    body.update(api.extra_body)
     if temperature is not None:
         body["temperature"] = temperature
     if stream:

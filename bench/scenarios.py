@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from bench.apis import CHAT, MESSAGES, RESPONSES, Api
+from bench.apis import CHAT, MESSAGES, RESPONSES, RESPONSES_STATELESS, Api
 from bench.gateway_proc import CLAUDE_JSON_ALIAS, CLAUDE_SSE_ALIAS, JSON_ALIAS, SSE_ALIAS
 
 CACHED_SCENARIO = "json-cached"
@@ -78,7 +78,8 @@ ROUTES = (
     Route("chat", CHAT),  # the baseline: chat completions to an OpenAI-format upstream (as demo-gpt)
     Route("messages-claude", MESSAGES, ANTHROPIC),  # same format (as demo-claude): the body passes through
     Route("messages-gpt", MESSAGES),  # Messages translated to chat completions and back
-    Route("responses-gpt", RESPONSES),  # Responses translated to chat completions and back
+    Route("responses-gpt", RESPONSES),  # Responses translated to chat completions and back, each answer stored
+    Route("responses-gpt-nostore", RESPONSES_STATELESS),  # the same with store: false (as Codex sends it)
 )
 NATIVE_API = MappingProxyType({OPENAI: CHAT, ANTHROPIC: MESSAGES})
 """The API each upstream format answers (nginx direct is measured with it)."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bench import canned
-from bench.apis import CHAT, MESSAGES, RESPONSES, Api, request_body, request_headers, wrk_env
+from bench.apis import CHAT, MESSAGES, RESPONSES, RESPONSES_STATELESS, Api, request_body, request_headers, wrk_env
 from bench.gateway_proc import CLAUDE_JSON_ALIAS, CLAUDE_SSE_ALIAS, JSON_ALIAS, SSE_ALIAS, probe
 from bench.nginx import MESSAGES_PATH, SSE_PREFIX, NginxServer, render_config
 from bench.procs import Pinning
@@ -92,6 +92,7 @@ def test_the_routes_and_their_aliases() -> None:
         "messages-claude": ("/v1/messages", CLAUDE_JSON_ALIAS, CLAUDE_SSE_ALIAS),
         "messages-gpt": ("/v1/messages", JSON_ALIAS, SSE_ALIAS),
         "responses-gpt": ("/v1/responses", JSON_ALIAS, SSE_ALIAS),
+        "responses-gpt-nostore": ("/v1/responses", JSON_ALIAS, SSE_ALIAS),
     }
     assert ROUTES[0].name == "chat"  # the baseline comes first
     assert dict(NATIVE_API) == {OPENAI: CHAT, ANTHROPIC: MESSAGES}
@@ -187,3 +188,9 @@ def test_the_wrk_script_sends_and_checks_each_format(tmp_path: Path) -> None:
             api=RESPONSES,
         )
         assert wrong.bad_bodies == wrong.requests > 0  # a chat completion is not a Responses object
+
+
+def test_stateless_responses_send_store_false_and_the_default_stores() -> None:
+    stateless = json.loads(request_body(RESPONSES_STATELESS, "m", stream=False))
+    assert stateless["store"] is False and stateless["input"] == [{"role": "user", "content": "Say hello"}]
+    assert "store" not in json.loads(request_body(RESPONSES, "m", stream=False))  # the API's default: stored

@@ -75,7 +75,7 @@ def test_four_variants_rotate_and_a_missing_revision_is_refused(tmp_path: Path) 
 
 def test_api_rounds_weigh_each_route_against_chat_completions() -> None:
     json_sc, one_conn, sse = scenarios(16)
-    names = ["chat", "messages-claude", "messages-gpt", "responses-gpt"]
+    names = ["chat", "messages-claude", "messages-gpt", "responses-gpt", "responses-gpt-nostore"]
     throughput = api_rounds(json_sc)
     assert throughput.variants == names and throughput.base == "chat"
     assert throughput.targets == dict.fromkeys(names[1:], 0.90) and not throughput.lower_is_better
@@ -91,6 +91,7 @@ def test_added_latency_is_met_below_its_ceiling() -> None:
         "messages-claude": [0.42, 0.50, 0.40],
         "messages-gpt": [0.48, 0.60, 0.50],
         "responses-gpt": [0.80, 0.90, 0.60],
+        "responses-gpt-nostore": [0.40, 0.55, 0.46],
     }
     assert latency.median_ratio("messages-gpt") == pytest.approx(1.2)
     text = "\n".join(latency.lines())
@@ -105,9 +106,11 @@ def test_throughput_below_ninety_percent_is_not_met() -> None:
     rounds = api_rounds(scenarios(16)[0])
     rounds.rps = {"chat": [1000.0, 1200.0], "messages-claude": [950.0, 1100.0]}
     rounds.rps |= {"messages-gpt": [880.0, 1070.0], "responses-gpt": [700.0, 800.0]}
+    rounds.rps |= {"responses-gpt-nostore": [990.0, 1150.0]}
     text = "\n".join(rounds.lines())
     assert "messages-claude: median of the per-round ratios 93.3% (target >= 90%): met" in text
     assert "responses-gpt: median of the per-round ratios 68.3% (target >= 90%): NOT MET" in text
+    assert "responses-gpt-nostore: median of the per-round ratios 97.4% (target >= 90%): met" in text
 
 
 @pytest.mark.parametrize(
