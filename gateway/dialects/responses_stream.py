@@ -71,7 +71,8 @@ class _Events:
     def emit(self, kind: str, fields: JSON) -> None:
         event = {"type": kind, **fields, "sequence_number": self._seq}
         self._seq += 1
-        self._out.append(sse_frame(kind, orjson.dumps(event)))
+        # orjson's output never holds a raw newline: one data line, no splitting (sse_frame).
+        self._out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(event)))
 
     def take(self) -> bytes:
         out = b"".join(self._out)
@@ -189,6 +190,7 @@ class ResponsesStream:
         "_finish_reason",
         "_id",
         "_model",
+        "_opening",
         "_output",
         "_response",
         "_started",
@@ -206,6 +208,7 @@ class ResponsesStream:
         self._finish_reason: str | None = None
         self._usage: JSON | None = None
         self._response: JSON | None = None
+        self._opening: JSON | None = None
 
     @property
     def response(self) -> JSON | None:
@@ -271,17 +274,26 @@ class ResponsesStream:
     def _snapshot(
         self, status: str, *, usage: JSON | None, incomplete_reason: str | None = None, error: JSON | None = None
     ) -> JSON:
-        return response_object(
-            self._body,
-            response_id=self._id,
-            model=self._model,
-            created_at=self._created_at,
-            status=status,
-            output=[] if status == "in_progress" else list(self._output.items),
-            usage=usage,
-            incomplete_reason=incomplete_reason,
-            error=error,
-        )
+        if self._opening is None:  # the request's echo is built once; later snapshots copy it
+            self._opening = response_object(
+                self._body,
+                response_id=self._id,
+                model=self._model,
+                created_at=self._created_at,
+                status="in_progress",
+                output=[],
+                usage=None,
+            )
+        if status == "in_progress":
+            return self._opening
+        return {
+            **self._opening,
+            "status": status,
+            "error": error,
+            "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+            "output": list(self._output.items),
+            "usage": usage,
+        }
 
 
 class PassthroughEvents:
