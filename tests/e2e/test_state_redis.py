@@ -120,18 +120,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
 @pytest.fixture(params=["embedded", "redis", "sentinel", "cluster"])
 async def any_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateBackend]:
     procs: list[Proc] = []
+    # The contract is about results, not timeouts: a loaded 2-core CI machine can take longer than
+    # the default 0.5 s to accept the 200 connections of check_spend_concurrent at once.
+    timeout = 3.0
     with RedisServer() as srv:
         if request.param == "embedded":
             b: StateBackend = EmbeddedBackend(str(tmp_path / "gw.db"))
         elif request.param == "redis":
-            b = RedisBackend(srv.url)
+            b = RedisBackend(srv.url, socket_timeout_s=timeout)
         elif request.param == "sentinel":
             procs.append(sentinel_for(srv, tmp_path))
-            b = RedisBackend(f"redis+sentinel://127.0.0.1:{procs[0].port}/gw/2")
+            b = RedisBackend(f"redis+sentinel://127.0.0.1:{procs[0].port}/gw/2", socket_timeout_s=timeout)
         else:
             node: Proc = request.getfixturevalue("cluster")
             node.cli("flushall")
-            b = RedisBackend(f"redis+cluster://127.0.0.1:{node.port}")
+            b = RedisBackend(f"redis+cluster://127.0.0.1:{node.port}", socket_timeout_s=timeout)
         try:
             yield b
         finally:
