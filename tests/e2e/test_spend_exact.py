@@ -138,14 +138,17 @@ def test_kill_9_under_load_loses_no_answered_spend(mock: Mock, tmp_path: Path) -
     text = config(mock.url)
     gw = GatewayProcess(text, tmp_path)
     load = Load(gw.url, limit=800).start()
+    journal = tmp_path / "state.db.spend-journal"
     try:
         load.wait_for(400)
-        os.kill(gw.proc.pid, signal.SIGKILL)  # mid-load, between two flushes (every 1 s)
+        # Mid-load, between two flushes (every 1 s): right after a flush has applied the journal
+        # there may be no file for an instant, so the kill waits until one is there again.
+        wait_until(lambda: journal.is_dir() and any(p.name.endswith(".spend") for p in journal.iterdir()))
+        os.kill(gw.proc.pid, signal.SIGKILL)
         gw.proc.wait(timeout=10)
     finally:
         load.stop()
         gw.stop()
-    journal = tmp_path / "state.db.spend-journal"
     assert any(p.name.endswith(".spend") for p in journal.iterdir()), "the killed process left its journal"
     unflushed = embedded_spend(tmp_path / "state.db")
 
