@@ -8,7 +8,6 @@ byte ends with the dialect's error event.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
 from gateway.canonical import JSON
@@ -17,13 +16,11 @@ from gateway.policies.replay import ChunkAssembler
 from gateway.server.asgi import SSE_HEADERS
 from gateway.server.exchange import AppState, Exchange
 from gateway.server.service import OpenStream
-from gateway.server.streaming import first_chunk_seen
+from gateway.server.streaming import charge_stream, first_chunk_seen, stream_broke
 from gateway.server.traffic import TrafficControl
 
 if TYPE_CHECKING:
     from gateway.server.dialect_flow import Turn
-
-log = logging.getLogger("gateway.requests")
 
 
 class DialectStreamWriter:
@@ -73,16 +70,13 @@ class DialectStreamWriter:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             tail = encoder.finish() if encoder is not None else b""
         except UpstreamError as err:
-            log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
+            stream_broke(self._app, ex, err)
             tail, ok = (encoder or turn.encoder()).error(err), False
-            self._app.metrics.truncated_streams.labels(ex.alias).inc()
         except asyncio.CancelledError:
-            ex.usage = stream.decoder.usage
-            traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
+            charge_stream(ex, stream, traffic)
             raise
         ex.stop_watch()
-        usage = ex.usage = stream.decoder.usage
-        traffic.charge(ticket, ex.trace.deployment, usage)
+        usage = charge_stream(ex, stream, traffic)
         if turn.done is not None:  # stored before the stream's end reaches the client
             await turn.done(turn.final() if ok else None)
         await send({"type": "http.response.body", "body": tail, "more_body": False})

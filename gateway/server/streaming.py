@@ -76,19 +76,15 @@ class StreamWriter:
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
         except UpstreamError as err:
-            log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
+            stream_broke(self._app, ex, err)
             tail, ok = b"data: " + orjson.dumps(err.to_body()) + b"\n\n", False
-            self._app.metrics.truncated_streams.labels(ex.alias).inc()
         except asyncio.CancelledError:
-            # The client went away: charge whatever usage the upstream reported.
-            ex.usage = stream.decoder.usage
-            traffic.charge(ticket, ex.trace.deployment, stream.decoder.usage)
+            charge_stream(ex, stream, traffic)  # the client went away: charge what the upstream reported
             raise
         ex.stop_watch()
         # Charged (and, on the embedded store, journaled) before the last bytes go out, so a
         # gateway killed in between has recorded every stream its clients saw complete.
-        usage = ex.usage = stream.decoder.usage
-        traffic.charge(ticket, ex.trace.deployment, usage)
+        usage = charge_stream(ex, stream, traffic)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         ex.answer = keep.completion() if keep is not None and ok else None
         await traffic.end(ticket, usage=usage, answer=ex.answer)
@@ -100,3 +96,17 @@ def first_chunk_seen(app: AppState, ex: Exchange) -> None:
     ex.ttft = time.perf_counter() - ex.began
     exemplar = ex.span.exemplar if ex.span is not None else None
     metrics.child(metrics.server_ttft, "chat", ex.alias).observe(ex.ttft, exemplar)
+
+
+def stream_broke(app: AppState, ex: Exchange, err: UpstreamError) -> None:
+    """A stream that failed after its first byte: logged and counted (its end is an error event)."""
+    log.warning("stream %s broke after its first byte: %s", ex.rid.decode(), err.message)
+    app.metrics.truncated_streams.labels(ex.alias).inc()
+
+
+def charge_stream(ex: Exchange, stream: OpenStream, traffic: TrafficControl) -> JSON | None:
+    """Charge the usage the upstream reported on ``stream`` (also when it was cut short)."""
+    assert ex.ticket is not None
+    usage = ex.usage = stream.decoder.usage
+    traffic.charge(ex.ticket, ex.trace.deployment, usage)
+    return usage

@@ -85,3 +85,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def user(text: str) -> JSON:
+    """A canonical user message."""
+    return {"role": "user", "content": text}
+
+
+def without(d: JSON, *keys: str) -> JSON:
+    """``d`` less ``keys`` (a new dict)."""
+    return {k: v for k, v in d.items() if k not in keys}

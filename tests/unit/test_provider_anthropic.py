@@ -19,7 +19,7 @@ from gateway.canonical import JSON
 from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
 from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target, WireRequest
-from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sse_events
+from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sse_events, user, without
 
 # --- provider-neutral helpers ------------------------------------------------
 
@@ -90,14 +90,6 @@ def wire(req: JSON, *, stream: bool = False, **target_kw: Any) -> JSON:
     assert body is not None
     parsed: JSON = orjson.loads(body)
     return parsed
-
-
-def user(text: str) -> JSON:
-    return {"role": "user", "content": text}
-
-
-def without(d: JSON, *keys: str) -> JSON:
-    return {k: v for k, v in d.items() if k not in keys}
 
 
 def openai_tool(anthropic_tool: JSON) -> JSON:

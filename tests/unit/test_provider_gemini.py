@@ -31,7 +31,7 @@ from gateway.providers.gemini import GeminiProvider
 from gateway.providers.gemini_request import SKIP_SIGNATURE
 from gateway.providers.gemini_stream import envelope_error, tool_call_signature
 from gateway.providers.sse import SSEParser
-from tests.unit.fixtures import FIXTURES
+from tests.unit.fixtures import FIXTURES, user
 
 GEMINI = FIXTURES / "gemini"
 CROSS = FIXTURES / "cross_provider"
@@ -63,10 +63,6 @@ def body_of(wire: WireRequest) -> JSON:
 
 def chat(req: JSON, model: str = "gemini-2.5-flash", *, stream: bool = False, **kw: Any) -> JSON:
     return body_of(PROVIDER.chat_request(req, target(model, **kw), stream=stream))
-
-
-def user(text: str) -> JSON:
-    return {"role": "user", "content": text}
 
 
 def recorded_fields(recorded: JSON) -> JSON:

@@ -28,7 +28,7 @@ from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError, U
 from gateway.providers.base import NativeProvider, Provider, SSEEvent, StreamDecoder, Target
 from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.providers.openai_responses_stream import ResponsesStreamDecoder
-from tests.unit.fixtures import FIXTURES, decode_events, load_bytes, load_json, random_pieces, sse_events
+from tests.unit.fixtures import FIXTURES, decode_events, load_bytes, load_json, random_pieces, sse_events, user, without
 
 PROVIDER = OpenAIResponsesProvider()
 RESPONSES = FIXTURES / "responses"
@@ -53,14 +53,6 @@ def wire(req: JSON, *, stream: bool = False, **target_kw: Any) -> JSON:
     assert body is not None
     parsed: JSON = orjson.loads(body)
     return parsed
-
-
-def user(text: str) -> JSON:
-    return {"role": "user", "content": text}
-
-
-def without(d: JSON, *keys: str) -> JSON:
-    return {k: v for k, v in d.items() if k not in keys}
 
 
 def chat_tool(responses_tool: JSON) -> JSON:
