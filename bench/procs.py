@@ -172,6 +172,21 @@ def parse_proc_status(text: str) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time the process has used so far, all its threads (the scheduler's count in
+    ``/proc/PID/task/*/schedstat``, to the nanosecond: clock ticks would charge a thread
+    woken on a tick the whole tick); None when /proc is unavailable. A thread that has
+    ended is no longer counted: measure a process whose threads live on (the gateway's do)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
+                total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1e9
+
+
 def read_mem(pid: int) -> MemSample | None:
     """The process's memory now, or None when it is gone or /proc is unavailable."""
     try:

@@ -48,7 +48,7 @@ from typing import Any
 from bench.apis import Api
 from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key, probe
 from bench.nginx import NginxServer
-from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
+from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
 from bench.report import ONE_CONN_SCENARIO
 from bench.scenarios import NATIVE_API, ROUTES, SCENARIO_NAMES, Route, Scenario, scenarios, selected
@@ -64,6 +64,10 @@ BEFORE_TARGET = 0.95
 API_THROUGHPUT_TARGET = 0.90
 API_LATENCY_TARGET = 1.10
 """``--apis``: each route's throughput and added latency within 10 % of chat completions' (the dialects issue's)."""
+API_CPU_TARGET = 1 / API_THROUGHPUT_TARGET
+"""``--apis``: the gateway's CPU per request, the cost behind throughput (90 % of the throughput is 1/0.9 the CPU)."""
+CPU_SUFFIX = "-cpu"
+"""``--apis``: the table of a scenario's gateway CPU per request is the scenario's name + this."""
 
 
 @dataclass
@@ -274,12 +278,22 @@ def api_rounds(scenario: Scenario) -> Rounds:
     return Rounds({n: [] for n in names}, names[0], dict.fromkeys(names[1:], API_THROUGHPUT_TARGET))
 
 
+def cpu_rounds() -> Rounds:
+    """The rounds of a loaded ``--apis`` scenario's gateway CPU per request (µs, all its
+    threads): what the route costs, with less of the noise of a shared machine than
+    requests/s (another process taking the core lowers requests/s, not the CPU each uses)."""
+    names = [route.name for route in ROUTES]
+    targets = dict.fromkeys(names[1:], API_CPU_TARGET)
+    return Rounds({n: [] for n in names}, names[0], targets, lower_is_better=True, cell=",.0f")
+
+
 def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio --apis: {pinning.reason}")
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: api_rounds(sc) for sc in shapes}
+    table |= {sc.name + CPU_SUFFIX: cpu_rounds() for sc in shapes if sc.name != ONE_CONN_SCENARIO}
     routes = {route.name: route for route in ROUTES}
     floor: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
@@ -309,13 +323,21 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
         for i in range(args.rounds):
             for sc in shapes:
                 for name in order(i, list(routes)):
-                    table[sc.name].rps[name].append(_route_value(gw, routes[name], sc, pinning, args.duration, floor))
+                    value, cpu_us = _route_value(gw, routes[name], sc, pinning, args.duration, floor)
+                    table[sc.name].rps[name].append(value)
+                    if sc.name + CPU_SUFFIX in table and cpu_us is not None:
+                        table[sc.name + CPU_SUFFIX].rps[name].append(cpu_us)
                 out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
     for sc in shapes:
         what = "added p50 ms (gateway - nginx)" if sc.name == ONE_CONN_SCENARIO else "per second"
         out(f"\n{sc.name}: {sc.description}, {what}")
         for line in table[sc.name].lines():
             out(line)
+        cpu = table.get(sc.name + CPU_SUFFIX)
+        if cpu is not None and cpu.rps[cpu.base]:
+            out(f"\n{sc.name + CPU_SUFFIX}: {sc.description}, gateway CPU per request (µs, all its threads)")
+            for line in cpu.lines():
+                out(line)
     if args.json_out is not None:
         data = {"nginx_p50_ms": floor, "scenarios": {name: rounds.to_json() for name, rounds in table.items()}}
         args.json_out.write_text(json.dumps(data, indent=2))
@@ -352,10 +374,17 @@ def _wrk(
 
 def _route_value(
     gw: GatewayServer, route: Route, sc: Scenario, pinning: Pinning, seconds: int, floor: dict[str, float]
-) -> float:
-    """Requests/s of ``route`` in scenario ``sc``; at one connection its added p50 latency (ms)."""
+) -> tuple[float, float | None]:
+    """Requests/s of ``route`` in scenario ``sc`` (at one connection its added p50 latency, ms),
+    and the gateway's CPU per request meanwhile (µs; None where /proc cannot tell)."""
+    before = cpu_seconds(gw.pid)
     result = _wrk(gw.base + route.api.path, route.name, route.api, gw.key, sc, route.alias(sc.stream), pinning, seconds)
-    return result.latency_ms["p50"] - floor[route.upstream] if sc.name == ONE_CONN_SCENARIO else result.rps
+    after = cpu_seconds(gw.pid)
+    cpu_us = None
+    if before is not None and after is not None and result.requests:
+        cpu_us = (after - before) / result.requests * 1e6
+    value = result.latency_ms["p50"] - floor[route.upstream] if sc.name == ONE_CONN_SCENARIO else result.rps
+    return value, cpu_us
 
 
 def main(argv: Sequence[str] | None = None) -> int:

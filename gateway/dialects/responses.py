@@ -71,7 +71,7 @@ from gateway.canonical import JSON
 from gateway.config.settings import Params
 from gateway.dialects.checks import bad, expect
 from gateway.dialects.responses_items import append_item, check_item, input_items
-from gateway.dialects.responses_render import output_items, render_response, rewrite
+from gateway.dialects.responses_render import output_items, render_response, response_id, rewrite
 from gateway.errors import GatewayError, InvalidRequest, Untranslatable
 
 __all__ = [
@@ -82,6 +82,7 @@ __all__ = [
     "parse_responses",
     "render_error",
     "render_response",
+    "response_id",
     "rewrite",
 ]
 

@@ -16,6 +16,7 @@ Statuses: finish reason ``length`` -> ``incomplete`` with reason
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from gateway.canonical import JSON, message_text
@@ -26,6 +27,13 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 def new_id(prefix: str) -> str:
     """A fresh item id in OpenAI's style (prefix + 48 hex digits)."""
     return prefix + secrets.token_hex(24)
+
+
+def response_id() -> str:
+    """A fresh response id: ``resp_`` + 48 hex digits, the first 16 the time in ns (as the
+    API's ids open with the time, so do ours: a store files them in order, the cheap way
+    into an index) and 32 random."""
+    return f"resp_{time.time_ns():016x}{secrets.token_hex(16)}"
 
 
 def status_of(finish_reason: Any) -> tuple[str, str | None]:

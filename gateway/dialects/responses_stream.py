@@ -24,6 +24,8 @@ recorded API's nested ``error`` object) and ``response.failed``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from gateway.canonical import JSON
@@ -74,10 +76,29 @@ class _Events:
         # orjson's output never holds a raw newline: one data line, no splitting (sse_frame).
         self._out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(event)))
 
+    def emit_rendered(self, head: bytes, value: Any, tail: bytes) -> None:
+        """An event rendered from its fixed parts: ``head`` (``event:`` line and the data
+        up to a value), the value as JSON, ``tail`` (the fields after it, up to
+        ``"sequence_number":``). The same bytes as :meth:`emit`, without building the event
+        (a delta event is most of a stream)."""
+        self._out.append(b"%s%s%s%d}\n\n" % (head, orjson.dumps(value), tail, self._seq))
+        self._seq += 1
+
     def take(self) -> bytes:
         out = b"".join(self._out)
         self._out = []
         return out
+
+
+_DELTA_TAIL = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b',"sequence_number":'}
+"""What follows the ``delta`` of an ``output_text`` or ``refusal`` delta event."""
+
+
+def _delta_head(kind: str, where: JSON) -> bytes:
+    """A content part's delta events up to the delta's value (see ``_Events.emit_rendered``)."""
+    name = b"response.output_text.delta" if kind == "output_text" else b"response.refusal.delta"
+    fields = orjson.dumps({"type": name.decode(), **where})
+    return b"event: " + name + b"\ndata: " + fields[:-1] + b',"delta":'
 
 
 class _Output:
@@ -90,14 +111,20 @@ class _Output:
         self.items: list[JSON] = []
         self._msg: int | None = None
         """output_index of the open message item."""
-        self._part: tuple[str, list[str]] | None = None
-        """(kind, pieces) of the message's open content part: output_text or refusal."""
+        self._part: tuple[str, list[str], bytes] | None = None
+        """(kind, pieces, its delta events' head) of the message's open content part:
+        output_text or refusal."""
         self._calls: dict[int, tuple[int, list[str]]] = {}
         """canonical tool-call index -> (output_index, argument pieces) of the open calls."""
 
     def text(self, kind: str, delta: str) -> None:
         """A piece of message text (``kind`` output_text) or refusal."""
         if not delta:
+            return
+        part = self._part
+        if part is not None and part[0] == kind and not self._calls:  # the common case: more of the same
+            part[1].append(delta)
+            self._events.emit_rendered(part[2], delta, _DELTA_TAIL[kind])
             return
         self._close_calls("completed")
         if self._msg is None:
@@ -106,16 +133,13 @@ class _Output:
         index, item = self._msg, self.items[self._msg]
         if self._part is not None and self._part[0] != kind:
             self._close_part()
-        where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": index}
         if self._part is None:
-            self._part = (kind, [])
-            part = text_part("") if kind == "output_text" else refusal_part("")
-            self._events.emit("response.content_part.added", {**where, "part": part})
+            where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": index}
+            self._part = (kind, [], _delta_head(kind, where))
+            empty = text_part("") if kind == "output_text" else refusal_part("")
+            self._events.emit("response.content_part.added", {**where, "part": empty})
         self._part[1].append(delta)
-        if kind == "output_text":
-            self._events.emit("response.output_text.delta", {**where, "delta": delta, "logprobs": []})
-        else:
-            self._events.emit("response.refusal.delta", {**where, "delta": delta})
+        self._events.emit_rendered(self._part[2], delta, _DELTA_TAIL[kind])
 
     def call(self, delta: JSON) -> None:
         """A canonical tool-call delta (``index``, ``id`` and name first, then argument pieces)."""
@@ -145,7 +169,7 @@ class _Output:
     def _close_part(self) -> None:
         if self._part is None or self._msg is None:
             return
-        kind, pieces = self._part
+        kind, pieces, _ = self._part
         self._part = None
         item, text = self.items[self._msg], "".join(pieces)
         where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": self._msg}
@@ -216,28 +240,33 @@ class ResponsesStream:
         return self._response
 
     def chunks(self, batch: list[JSON]) -> bytes:
-        events = self._start()
+        events = self._events if self._started else self._start()
         if self._response is not None:
             return b""
         for chunk in batch:
-            if isinstance(chunk.get("usage"), dict):
-                self._usage = chunk["usage"]
-            choices = chunk.get("choices") or ()
-            for choice in choices[:1]:
-                self._choice(choice)
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self._usage = usage
+            choices = chunk.get("choices")
+            if choices:
+                self._choice(choices[0])
         return events.take()
 
     def _choice(self, choice: JSON) -> None:
-        delta = choice.get("delta") or {}
-        if isinstance(delta.get("content"), str):
-            self._output.text("output_text", delta["content"])
-        if isinstance(delta.get("refusal"), str):
-            self._output.text("refusal", delta["refusal"])
-        for call in delta.get("tool_calls") or ():
-            if isinstance(call, dict):
-                self._output.call(call)
-        if choice.get("finish_reason"):
-            self._finish_reason = choice["finish_reason"]
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content and isinstance(content, str):
+                self._output.text("output_text", content)
+            refusal = delta.get("refusal")
+            if refusal and isinstance(refusal, str):
+                self._output.text("refusal", refusal)
+            for call in delta.get("tool_calls") or ():
+                if isinstance(call, dict):
+                    self._output.call(call)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            self._finish_reason = finish_reason
 
     def finish(self) -> bytes:
         events = self._start()
@@ -266,7 +295,7 @@ class ResponsesStream:
         """The events, opened with ``response.created`` and ``response.in_progress``."""
         if not self._started:
             self._started = True
-            opening = self._snapshot("in_progress", usage=None)
+            opening = orjson.Fragment(orjson.dumps(self._snapshot("in_progress", usage=None)))
             self._events.emit("response.created", {"response": opening})
             self._events.emit("response.in_progress", {"response": opening})
         return self._events

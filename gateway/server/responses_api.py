@@ -11,7 +11,6 @@ every other deployment gets a translation (gateway/dialects/responses.py).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
@@ -77,7 +76,7 @@ class ResponsesAPI:
         except Untranslatable as err:
             req, untranslatable = opaque(body, stream=body.get("stream") is True), err
         model, created = str(req["model"]), int(time.time())
-        rid = "resp_" + os.urandom(24).hex()
+        rid = responses.response_id()
         items = history + responses.input_items(body, lenient=True)
         passthrough = PassthroughEvents(rid, body=body)
         streams: list[ResponsesStream] = []

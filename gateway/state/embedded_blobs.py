@@ -28,10 +28,12 @@ SWEEP_EVERY = 100
 SWEEP_LIMIT = 500
 """Expired rows one sweep deletes at most, so one put never pays for a long backlog."""
 
-_UPSERT = (
-    "INSERT INTO blobs (key, value, expires_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
-)
+ROWS_PER_STATEMENT = 300
+"""Rows one upsert statement carries at most (900 parameters: under SQLite's oldest limit, 999)."""
+
+_UPSERT_HEAD = "INSERT INTO blobs (key, value, expires_at) VALUES "
+_UPSERT_TAIL = " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+_UPSERT = _UPSERT_HEAD + "(?, ?, ?)" + _UPSERT_TAIL
 _SELECT = "SELECT value, expires_at FROM blobs WHERE key = ?"
 _DELETE_EXPIRED_ONE = "DELETE FROM blobs WHERE key = ? AND expires_at <= ?"
 _SWEEP = "DELETE FROM blobs WHERE key IN (SELECT key FROM blobs WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
@@ -43,14 +45,27 @@ def put(conn: sqlite3.Connection, key: str, value: bytes, expires_at: float) -> 
 
 
 def put_many(conn: sqlite3.Connection, rows: list[tuple[str, bytes, float]]) -> None:
-    """Several puts in one transaction (a batch of :class:`WriteBehind`)."""
+    """Several puts in one transaction (a batch of :class:`WriteBehind`): one statement of
+    up to :data:`ROWS_PER_STATEMENT` rows at a time, as each statement gives the GIL back and
+    takes it again (``executemany`` would do that per row, and under load every take waits for
+    the event loop's thread). ``rows`` holds each key once (the batch is a dict)."""
+    if len(rows) <= ROWS_PER_STATEMENT:
+        conn.execute(_upsert(len(rows)), [field for row in rows for field in row])
+        return
     conn.execute("BEGIN")
     try:
-        conn.executemany(_UPSERT, rows)
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            conn.execute(_upsert(len(chunk)), [field for row in chunk for field in row])
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _upsert(n: int) -> str:
+    """The upsert of ``n`` rows (the connection caches the statement by its text)."""
+    return _UPSERT_HEAD + ", ".join(("(?, ?, ?)",) * n) + _UPSERT_TAIL
 
 
 class WriteBehind:
@@ -91,8 +106,10 @@ class WriteBehind:
 
     async def _drain(self) -> None:
         try:
-            await asyncio.sleep(self._delay_s)  # what comes meanwhile shares the write
             while self._pending:
+                # What comes meanwhile shares the write; so do the puts made while the
+                # last batch was written (they wait for the next, not for one more hop each).
+                await asyncio.sleep(self._delay_s)
                 self._writing, self._pending = self._pending, {}
                 rows = [(key, value, expires_at) for key, (value, expires_at) in self._writing.items()]
                 try:

@@ -3,12 +3,15 @@ measurement itself needs nginx, wrk and minutes: it is run by hand)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench.procs import BenchError
-from bench.ratio import Rounds, api_rounds, order, parser, run, run_apis, worktree
+from bench.procs import BenchError, cpu_seconds
+from bench.ratio import Rounds, api_rounds, cpu_rounds, order, parser, run, run_apis, worktree
 from bench.scenarios import scenarios
 
 
@@ -132,3 +135,38 @@ def test_only_takes_the_scenario_names() -> None:
     assert parser().parse_args(["--apis", "--only", "sse", "--only", "json-1conn"]).only == ["sse", "json-1conn"]
     with pytest.raises(SystemExit):
         parser().parse_args(["--apis", "--only", "soak"])
+
+
+def test_cpu_per_request_over_111_percent_of_chat_is_not_met() -> None:
+    rounds = cpu_rounds()  # lower is better: 90 % of chat's throughput is 1/0.9 of its CPU
+    rounds.rps = {"chat": [400.0, 420.0], "messages-claude": [430.0, 450.0], "messages-gpt": [440.0, 470.0]}
+    rounds.rps |= {"responses-gpt": [480.0, 500.0], "responses-gpt-nostore": [410.0, 430.0]}
+    text = "\n".join(rounds.lines())
+    assert "messages-gpt: median of the per-round ratios 111.0% (target <= 111%): met" in text
+    assert "responses-gpt: median of the per-round ratios 119.5% (target <= 111%): NOT MET" in text
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_cpu_seconds_counts_every_thread_of_a_process() -> None:
+    """A child that spins two threads for a while: its CPU grows by both (the
+    scheduler's count, while the threads live), and a process that is gone reads as None."""
+    spin = (
+        "import threading, time\n"
+        "def spin():\n"
+        "    end = time.thread_time() + 0.3\n"
+        "    while time.thread_time() < end: pass\n"
+        "def spin_then_wait():\n"
+        "    spin(); spun.set(); stop.wait()\n"
+        "spun, stop = threading.Event(), threading.Event()\n"
+        "threading.Thread(target=spin_then_wait).start(); spin(); spun.wait()\n"
+        "print('done', flush=True); input(); stop.set()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "done\n"
+        used = cpu_seconds(child.pid)
+        assert used is not None and used >= 0.6, used  # each thread spun 0.3 s of its own CPU
+    finally:
+        child.communicate("\n", timeout=30)
+    assert cpu_seconds(child.pid) is None
+    assert cpu_seconds(os.getpid()) is not None

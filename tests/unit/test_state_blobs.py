@@ -180,3 +180,44 @@ async def test_a_failed_write_is_logged_and_the_writer_goes_on(caplog: pytest.Lo
     writer.put("good", b"", time.time() + 60)
     await writer.flush()
     assert written == ["good"]
+
+
+def test_a_batch_over_one_statement_is_written_in_one_transaction(tmp_path: Path) -> None:
+    path = str(tmp_path / "gateway.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, path)
+        n = embedded_blobs.ROWS_PER_STATEMENT * 2 + 7
+        later = time.time() + 60
+        embedded_blobs.put_many(conn, [(f"k{i}", b"%d" % i, later) for i in range(n)])
+        embedded_blobs.put_many(conn, [("k0", b"again", later), ("k1", b"again", later)])  # upserts
+        assert conn.execute("SELECT count(*) FROM blobs").fetchone()[0] == n
+        assert embedded_blobs.get(conn, "k0", time.time()) == b"again"
+        assert embedded_blobs.get(conn, f"k{n - 1}", time.time()) == b"%d" % (n - 1)
+        bad = [(f"x{i}", b"v", later) for i in range(n)] + [("x-bad", None, later)]  # NOT NULL breaks the last chunk
+        with pytest.raises(sqlite3.IntegrityError):
+            embedded_blobs.put_many(conn, bad)  # type: ignore[arg-type]
+        assert conn.execute("SELECT count(*) FROM blobs WHERE key LIKE 'x%'").fetchone()[0] == 0, "all or nothing"
+        assert not conn.in_transaction
+    finally:
+        conn.close()
+
+
+async def test_puts_made_while_a_batch_is_written_wait_for_the_next_batch() -> None:
+    """Each batch waits ``delay_s`` first, also the one after a write: a write that takes
+    a while does not turn into a write per put (each a thread hop)."""
+    batches: list[list[str]] = []
+
+    async def run(rows_: list[tuple[str, bytes, float]]) -> None:
+        batches.append([key for key, _, _ in rows_])
+        if len(batches) == 1:
+            writer.put("b", b"2", time.time() + 60)  # while the first batch is written
+            await asyncio.sleep(0)
+            writer.put("c", b"3", time.time() + 60)
+
+    writer = embedded_blobs.WriteBehind(run, delay_s=0.05)
+    writer.put("a", b"1", time.time() + 60)
+    started = time.monotonic()
+    await writer.flush()
+    assert batches == [["a"], ["b", "c"]]
+    assert time.monotonic() - started >= 0.1, "two batches, each after its delay"
