@@ -52,6 +52,30 @@ def upstream_view(req: JSON) -> JSON:
     return out
 
 
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+"""OpenAI's ``reasoning_effort`` values, the canonical request's reasoning setting. A dialect
+whose client gave a token budget also sets ``reasoning_budget`` (int, 0 = off), which only
+the Anthropic and Gemini providers read (docs/dialects.md, "Reasoning")."""
+EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+"""The documented mapping between efforts and thinking-token budgets (``none`` = 0, off)."""
+
+
+def effort_to_budget(effort: str) -> int:
+    """The thinking budget of a ``reasoning_effort`` (0 for ``none``; an unknown effort reads as medium)."""
+    if effort == "none":
+        return 0
+    return EFFORT_BUDGETS.get(effort, EFFORT_BUDGETS["medium"])
+
+
+def budget_to_effort(budget: int) -> str:
+    """The effort of a thinking budget: the largest whose budget is at most ``budget``
+    (``none`` for 0 or less, ``minimal`` below 1024)."""
+    if budget <= 0:
+        return "none"
+    fitting = [effort for effort, tokens in EFFORT_BUDGETS.items() if tokens <= budget]
+    return fitting[-1] if fitting else "minimal"
+
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
