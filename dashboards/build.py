@@ -844,6 +844,22 @@ def cost() -> JSON:
             stack=True,
         ),
         Panel(
+            "Upstream-reported cost vs the gateway's",
+            "Drift of the cost upstreams report themselves (usage.cost: OpenRouter and other OpenAI-compatible "
+            "servers) from the gateway's own price of the same requests, by provider and alias: reported / "
+            "gateway - 1. Above 0 the upstream bills more than the gateway counts; GatewayCostDrift fires "
+            "beyond 5 % over an hour. No series: no upstream reported a cost.",
+            "percentunit",
+            [
+                Target(
+                    f'sum by (provider, alias) (rate(gateway_cost_reported_usd_total{{alias=~"$alias"}}[{RI}]))'
+                    f' / sum by (provider, alias) (rate(gateway_cost_compared_usd_total{{alias=~"$alias"}}[{RI}]))'
+                    " - 1",
+                    "{{provider}} {{alias}}",
+                )
+            ],
+        ),
+        Panel(
             "Budget events over the time range",
             "Budget threshold (warn ratio reached) and exhausted events over the dashboard's time range, by "
             "scope and period. Each process counts a crossing once, so replicas may count it again.",

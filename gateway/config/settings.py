@@ -24,6 +24,7 @@ from gateway.config.operations import (
     MetricsSettings,
     ReportsSettings,
 )
+from gateway.config.price_rates import Rate, Tiers, TimeWindows
 from gateway.config.upstream import UpstreamSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
@@ -114,6 +115,9 @@ class BudgetSettings(_Strict):
 class PricingSettings(_Strict):
     file: str | None = "config/prices.yaml"
     """Price table per upstream model; a deployment's own ``price`` wins."""
+    drift_alert_share: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """How far an upstream's own cost (``usage.cost``) may drift from the gateway's before the
+    report's cost reconciliation flags it (the GatewayCostDrift alert uses the same 0.05)."""
 
 
 class Timeouts(_Strict):
@@ -153,9 +157,23 @@ class BreakerPolicy(_Strict):
 
 
 class Price(_Strict):
-    input_per_1m: Annotated[float, Field(ge=0)]
-    output_per_1m: Annotated[float, Field(ge=0)]
-    cached_input_per_1m: Annotated[float, Field(ge=0)] | None = None
+    """USD per million tokens (docs/configuration.md, "Prices"); how a request is
+    priced: gateway.policies.pricing.cost_usd."""
+
+    input_per_1m: Rate
+    output_per_1m: Rate
+    cached_input_per_1m: Rate | None = None
+    """Cache reads; absent: the input rate."""
+    cache_write_per_1m: Rate | None = None
+    """5-minute cache writes; absent: the input rate."""
+    cache_write_1h_per_1m: Rate | None = None
+    """1-hour cache writes; absent: the 5-minute write rate."""
+    reasoning_per_1m: Rate | None = None
+    """Reasoning tokens (part of completion_tokens, charged once); absent: the output rate."""
+    tiers: Tiers = ()
+    """Long-context tiers: the highest one the prompt exceeds replaces the rates for the whole request."""
+    time_of_day: TimeWindows = ()
+    """UTC windows; the first that holds the time of pricing multiplies the whole cost."""
 
 
 class Params(_Strict):
@@ -194,6 +212,16 @@ class Deployment(_Strict):
     price: Price | None = None
     limits: LimitSpec | None = None
     """Stay under the provider account's quota: a deployment over its rpm/tpm is skipped."""
+    provider_options: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Provider-only top-level fields a client may set for this deployment through
+    ``provider_options.<provider>`` (gateway/providers/options.py); none by default."""
+    reasoning_style: Literal["auto", "adaptive", "budget"] = "auto"
+    """Anthropic deployments: how ``reasoning_effort`` becomes ``thinking`` (``adaptive``:
+    ``{"type": "adaptive"}`` + ``output_config.effort``; ``budget``: ``budget_tokens``; ``auto``:
+    by the model name, gateway/providers/anthropic_reasoning.py)."""
+    auto_cache: Flag = False
+    """Anthropic deployments: a request that marks no ``cache_control`` gets breakpoints on
+    its last system block and its last tool (gateway/providers/anthropic_caching.py)."""
 
     @model_validator(mode="after")
     def _url(self) -> Deployment:

@@ -265,6 +265,19 @@ class Metrics:
         self.cost = Counter(
             "gateway_cost_usd", "Cost in USD of priced requests, by alias and team.", ["alias", "team"], registry=r
         )
+        # Cost reconciliation: an upstream's own figure (usage.cost) and the gateway's, same requests.
+        self.cost_reported = Counter(
+            "gateway_cost_reported_usd",
+            "Cost in USD that upstreams reported themselves (usage.cost) for priced requests, by provider and alias.",
+            ["provider", "alias"],
+            registry=r,
+        )
+        self.cost_compared = Counter(
+            "gateway_cost_compared_usd",
+            "The gateway's own cost in USD of the requests in gateway_cost_reported_usd_total, by provider and alias.",
+            ["provider", "alias"],
+            registry=r,
+        )
         labels = ["scope", "team", "period"]
         self.budget_spent = Gauge(
             "gateway_budget_spent_usd",
@@ -424,6 +437,11 @@ class Metrics:
             self._usage_children.clear()
         self._usage_children[(dep.target.provider, dep.target.model, dep.operation, alias, team)] = children
         return children
+
+    def cost_reconciled(self, provider: str, alias: str, reported: float, ours: float) -> None:
+        """A priced request whose upstream reported its own cost: both figures counted."""
+        self.child(self.cost_reported, provider, alias).inc(reported)
+        self.child(self.cost_compared, provider, alias).inc(ours)
 
     def upstream_refused(self, reason: str) -> None:
         """An upstream answer refused, by one of ``UPSTREAM_REFUSALS``."""

@@ -2,26 +2,33 @@
 
 A :class:`PriceTable` is loaded once from ``pricing.file`` (``config/prices.yaml``)::
 
-    version: "2026-11-26"          # a string; surfaced in logs and headers
+    version: "2026-12-06"          # a string; surfaced in logs and headers
     models:
       gpt-4o: {input_per_1m: 2.50, output_per_1m: 10.00, cached_input_per_1m: 1.25}
-      novita/meta-llama/llama-3.1-8b-instruct: {input_per_1m: 0.02, output_per_1m: 0.05}
+      claude-haiku-4-5: {input_per_1m: 1.00, output_per_1m: 5.00, cached_input_per_1m: 0.10,
+                         cache_write_per_1m: 1.25, cache_write_1h_per_1m: 2.00}
 
 The price of a deployment is, first found: its own ``price`` in the gateway
 config, then the ``provider/model`` entry, then the bare ``model`` entry. A
 model priced nowhere is *unpriced*: its cost is unknown (``None``), never $0;
 :class:`UnpricedModels` counts such requests and says when to log the first.
 
-:func:`cost_usd` prices a canonical usage object: ``prompt_tokens`` includes
-cached tokens (``prompt_tokens_details.cached_tokens``), which cost
-``cached_input_per_1m`` (the input rate when that is not given);
-``completion_tokens`` includes reasoning tokens and costs the output rate.
+:func:`cost_usd` prices a canonical usage object, part by part
+(:func:`cost_breakdown` shows the parts). ``prompt_tokens`` is the whole
+prompt: cache reads (``prompt_tokens_details.cached_tokens``) cost
+``cached_input_per_1m``, cache writes (``cache_write_tokens``, of which
+``cache_write_1h_tokens`` were written for an hour) the write rates, the rest
+the input rate. ``completion_tokens`` includes the reasoning tokens
+(``completion_tokens_details.reasoning_tokens``): they cost
+``reasoning_per_1m``, the rest the output rate, so no token is charged twice.
+Long-context tiers and time-of-day multipliers: :mod:`gateway.config.price_rates`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
@@ -31,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.canonical import JSON
 from gateway.config.loader import ConfigError, format_loc, read_config_file
+from gateway.config.price_rates import multiplier_at, rates_for
 from gateway.config.settings import Price
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -128,20 +136,96 @@ def _tokens(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def cost_usd(usage: JSON, price: Price) -> float:
-    """USD for one canonical usage object, rounded to 1e-9 (a nano-dollar).
+def _detail(usage: JSON, block: str, key: str) -> int:
+    details = usage.get(block)
+    return _tokens(details.get(key)) if isinstance(details, dict) else 0
 
-    Uncached prompt tokens cost the input rate, cached ones the cached rate
-    (the input rate when none is given), completion tokens the output rate.
-    Missing or malformed counts read as 0 (an embedding has no completion).
+
+@dataclass(frozen=True)
+class CostPart:
+    """One kind of token of a request and what it cost."""
+
+    name: str
+    """``input`` (prompt tokens neither read from nor written to a cache), ``cache_read``,
+    ``cache_write_5m``, ``cache_write_1h``, ``output`` (completion less reasoning), ``reasoning``."""
+    tokens: int
+    per_1m: float
+    """The rate applied (after the tier, before the time-of-day multiplier)."""
+    usd: float
+    """``tokens * per_1m / 1e6 * multiplier``, rounded to 1e-9."""
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """The cost of one request, part by part (parts with no tokens left out)."""
+
+    parts: tuple[CostPart, ...]
+    tier: int | None
+    """``above_prompt_tokens`` of the long-context tier applied; None for the base rates."""
+    multiplier: float
+    """The time-of-day multiplier applied (1 outside every window)."""
+    total_usd: float
+    """The request's cost, rounded once to 1e-9 (the parts' sum may differ by rounding)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total_usd": self.total_usd,
+            "tier": self.tier,
+            "multiplier": self.multiplier,
+            "parts": {p.name: {"tokens": p.tokens, "per_1m": p.per_1m, "usd": p.usd} for p in self.parts},
+        }
+
+
+def cost_breakdown(usage: JSON, price: Price, *, at: datetime | None = None) -> CostBreakdown:
+    """The cost of one canonical usage object, part by part.
+
+    ``at`` is when the request is priced (default: now), for ``time_of_day``
+    windows. Missing or malformed counts read as 0 (an embedding has no
+    completion); counts are clamped so that no token is charged twice: cache
+    reads at most the prompt, writes at most the rest of it, the 1-hour writes
+    at most the writes, reasoning at most the completion.
     """
     prompt = _tokens(usage.get("prompt_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = min(_tokens(details.get("cached_tokens")), prompt) if isinstance(details, dict) else 0
+    read = min(_detail(usage, "prompt_tokens_details", "cached_tokens"), prompt)
+    written_1h = _detail(usage, "prompt_tokens_details", "cache_write_1h_tokens")
+    written = min(max(_detail(usage, "prompt_tokens_details", "cache_write_tokens"), written_1h), prompt - read)
+    written_1h = min(written_1h, written)
     completion = _tokens(usage.get("completion_tokens"))
-    cached_rate = price.input_per_1m if price.cached_input_per_1m is None else price.cached_input_per_1m
-    micro = (prompt - cached) * price.input_per_1m + cached * cached_rate + completion * price.output_per_1m
-    return round(micro / 1_000_000, 9)
+    reasoning = min(_detail(usage, "completion_tokens_details", "reasoning_tokens"), completion)
+    rates = rates_for(price, prompt)
+    multiplier = 1.0
+    if price.time_of_day:
+        multiplier = multiplier_at(price.time_of_day, at if at is not None else datetime.now(UTC))
+    counted = (
+        ("input", prompt - read - written, rates.input),
+        ("cache_read", read, rates.cache_read),
+        ("cache_write_5m", written - written_1h, rates.cache_write),
+        ("cache_write_1h", written_1h, rates.cache_write_1h),
+        ("output", completion - reasoning, rates.output),
+        ("reasoning", reasoning, rates.reasoning),
+    )
+    micro = sum(tokens * rate for _, tokens, rate in counted)
+    parts = tuple(
+        CostPart(name, tokens, rate, round(tokens * rate * multiplier / 1_000_000, 9))
+        for name, tokens, rate in counted
+        if tokens
+    )
+    return CostBreakdown(parts, rates.tier, multiplier, round(micro * multiplier / 1_000_000, 9))
+
+
+def cost_usd(usage: JSON, price: Price, *, at: datetime | None = None) -> float:
+    """USD for one canonical usage object, rounded to 1e-9 (a nano-dollar); never
+    negative. The parts and their rates: :func:`cost_breakdown`."""
+    return cost_breakdown(usage, price, at=at).total_usd
+
+
+def reported_cost(usage: JSON) -> float | None:
+    """The cost the upstream reported itself (``usage.cost``, USD: OpenRouter and
+    other OpenAI-compatible servers), or None when it gave no usable number."""
+    value = usage.get("cost")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < float("inf") else None
 
 
 @dataclass

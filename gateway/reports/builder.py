@@ -118,6 +118,7 @@ async def make_report(
             team_names=team_names_of(teams),
         )
     )
+    report.drift_alert_share = settings.pricing.drift_alert_share
     if cfg.prometheus_url and period.start <= today:
         start, end = bounds(period, tz, now)
         source = PrometheusSource(cfg.prometheus_url, timeout_s=cfg.prometheus_timeout_s)
@@ -127,6 +128,12 @@ async def make_report(
         except PrometheusError as exc:
             log.warning("report: %s", exc)
             report.notes.append(f"Prometheus was not used: {exc}")
+        else:
+            try:
+                report.reconciliation = await source.reconciliation(start, end, report.drift_alert_share)
+            except PrometheusError as exc:
+                log.warning("report: cost reconciliation: %s", exc)
+                report.notes.append(f"The cost reconciliation could not be read from Prometheus: {exc}")
     return report
 
 

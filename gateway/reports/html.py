@@ -108,6 +108,7 @@ def page_context(report: Report) -> dict[str, object]:
         "by_team": _usage(report.by_team, "team"),
         "by_alias": _usage(report.by_alias, "alias"),
         "budgets": Section(*tables.budgets(report), empty="No team or gateway budget is set."),
+        "reconciliation": Section(*tables.reconciliation(report), empty=tables.reconciliation_empty(report)),
         "errors": Section(*tables.top_errors(report), empty="No errors."),
         "low_use_ratio": pct(report.low_use_ratio, 0),
         "low_use": Section(*tables.low_use(report), empty="None."),

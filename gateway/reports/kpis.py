@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from gateway.policies.budget import BudgetLimits, spend_key
 from gateway.reports.periods import Period
+from gateway.reports.reconciliation import ReconciliationRow
 from gateway.reports.stats import UNKNOWN_ALIAS, Cell, DayStats, merge_cells
 
 NO_TEAM_LABEL = "(no team)"
@@ -148,6 +149,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
     prometheus: list[Kpi] | None = None
     """The same KPIs as Prometheus computes them, when one is configured and answered."""
+    reconciliation: list[ReconciliationRow] | None = None
+    """Upstream-reported cost against the gateway's (from Prometheus; None without it)."""
+    drift_alert_share: float = 0.05
+    """``pricing.drift_alert_share``: the drift beyond which a reconciliation row is flagged."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,8 @@ import aiohttp
 import orjson
 
 from gateway.reports.kpis import Kpi, Targets, kpis_of, usage_row
+from gateway.reports.reconciliation import ReconciliationRow, VectorError, reconcile, vector_of
+from gateway.reports.reconciliation import queries as reconciliation_queries
 from gateway.reports.stats import Cell
 
 REQUESTS = "gateway_requests_total"
@@ -103,7 +105,7 @@ class PrometheusSource:
         self.timeout_s = timeout_s
         self.selector = selector
 
-    async def query(self, session: aiohttp.ClientSession, expr: str, at: datetime) -> float | None:
+    async def _get(self, session: aiohttp.ClientSession, expr: str, at: datetime) -> bytes:
         params = {"query": expr, "time": f"{at.timestamp():.3f}"}
         try:
             async with session.get(f"{self.url}/api/v1/query", params=params) as resp:
@@ -112,7 +114,23 @@ class PrometheusSource:
             raise PrometheusError(f"cannot reach Prometheus at {self.url}: {exc or type(exc).__name__}") from None
         if resp.status >= 500:
             raise PrometheusError(f"Prometheus answered HTTP {resp.status}")
-        return scalar_of(body)
+        return body
+
+    async def query(self, session: aiohttp.ClientSession, expr: str, at: datetime) -> float | None:
+        return scalar_of(await self._get(session, expr, at))
+
+    async def reconciliation(self, start: datetime, end: datetime, share: float) -> list[ReconciliationRow]:
+        """The cost reconciliation of ``[start, end)`` (:mod:`gateway.reports.reconciliation`);
+        raises :class:`PrometheusError`."""
+        exprs = reconciliation_queries(range_of((end - start).total_seconds()), self.selector)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            bodies = await asyncio.gather(*(self._get(session, e, end) for e in exprs))
+        try:
+            reported, gateway = (vector_of(body) for body in bodies)
+        except VectorError as exc:
+            raise PrometheusError(str(exc)) from None
+        return reconcile(reported, gateway, share)
 
     async def kpis(self, start: datetime, end: datetime, targets: Targets) -> list[Kpi]:
         """The KPIs of the period ``[start, end)``; raises :class:`PrometheusError`."""

@@ -99,3 +99,31 @@ def per_day(report: Report) -> Table:
         ]
         for d in report.days
     ]
+
+
+RECONCILIATION_NEEDS_PROMETHEUS = (
+    "Needs reports.prometheus_url: the costs upstreams report (usage.cost) are Prometheus counters."
+)
+NO_RECONCILIATION = "No upstream reported its own cost in this period."
+
+
+def reconciliation(report: Report) -> Table:
+    """Upstream-reported cost against the gateway's, per provider and alias."""
+    beyond = f"beyond ±{pct(report.drift_alert_share, 1)}"
+    head = ["provider", "alias", "upstream reported", "gateway", "drift", beyond]
+    return head, [
+        [
+            r.provider,
+            r.alias,
+            usd(r.reported_usd),
+            usd(r.gateway_usd),
+            "n/a" if r.drift is None else f"{r.drift * 100:+.2f} %",
+            "DRIFT" if r.flagged else "ok",
+        ]
+        for r in report.reconciliation or []
+    ]
+
+
+def reconciliation_empty(report: Report) -> str:
+    """The sentence shown instead of the table when it has no rows."""
+    return RECONCILIATION_NEEDS_PROMETHEUS if report.reconciliation is None else NO_RECONCILIATION

@@ -17,7 +17,7 @@ from gateway.observability.logs import audit_budget_event
 from gateway.observability.metrics import Metrics
 from gateway.policies.budget import BudgetEvent, BudgetPolicy
 from gateway.policies.cache import ResponseCache
-from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd
+from gateway.policies.pricing import PriceTable, UnpricedModels, cost_usd, reported_cost
 from gateway.policies.ratelimit import RateLimiter
 from gateway.providers.base import Target
 from gateway.routing.deployment import LiveDeployment
@@ -89,6 +89,9 @@ class Settlement:
         ticket.cost_usd = cost_usd(usage, price)
         ticket.price_version = self._prices.version
         metrics.child(metrics.cost, ticket.route.alias, team).inc(ticket.cost_usd)
+        reported = reported_cost(usage)
+        if reported is not None:  # the upstream's own figure, for cost reconciliation
+            metrics.cost_reconciled(target.provider, ticket.route.alias, reported, ticket.cost_usd)
         p = ticket.principal
         self._budgets.record(
             ticket.cost_usd, key_id=p.key_id, team=p.team, alias=ticket.route.alias, limits=ticket.budgets

@@ -254,7 +254,7 @@ def test_cost_header_from_the_price_table(gateway: GatewayProcess) -> None:
     usage = resp.json()["usage"]
     expected = (usage["prompt_tokens"] * 0.15 + usage["completion_tokens"] * 0.60) / 1e6
     assert float(resp.headers["x-gateway-cost-usd"]) == pytest.approx(expected, rel=1e-6)
-    assert resp.headers["x-gateway-price-version"] == "2026-11-26"  # config/prices.yaml
+    assert resp.headers["x-gateway-price-version"] == "2026-12-06"  # config/prices.yaml
 
 
 def test_unpriced_model_is_not_costed_at_zero(gateway: GatewayProcess) -> None:

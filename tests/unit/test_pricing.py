@@ -98,9 +98,12 @@ def test_cost_anthropic_derived_usage() -> None:
     }
     usage = canonical_usage(raw)
     assert usage["prompt_tokens"] == 2600
-    assert usage["prompt_tokens_details"] == {"cached_tokens": 2000}
-    # uncached 600 (100 + 500 cache writes) * 1.00 + 2000 * 0.10 + 300 * 5.00 = 2300 micro-USD
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 2000, "cache_write_tokens": 500}
+    # without a write rate, writes cost the input rate:
+    # 600 (100 uncached + 500 written) * 1.00 + 2000 * 0.10 + 300 * 5.00 = 2300 micro-USD
     assert cost_usd(usage, HAIKU) == 0.0023
+    # with Haiku 4.5's 5-minute write rate (1.25x): 100 * 1.00 + 500 * 1.25 + 200 + 1500 = 2425 micro-USD
+    assert cost_usd(usage, HAIKU.model_copy(update={"cache_write_per_1m": 1.25})) == 0.002425
 
 
 def test_cached_tokens_cost_input_rate_without_cached_price() -> None:
@@ -171,11 +174,11 @@ def test_unknown_keys_name_their_path() -> None:
     version: "v1"
     currency: EUR
     models:
-      gpt-4o: {input_per_1m: 2.5, output_per_1m: 10.0, cache_write_per_1m: 3.0}
+      gpt-4o: {input_per_1m: 2.5, output_per_1m: 10.0, batch_input_per_1m: 1.25}
     """
     assert sorted(problems_of(text)) == [
         "prices.yaml: currency: unknown key",
-        "prices.yaml: models.gpt-4o.cache_write_per_1m: unknown key",
+        "prices.yaml: models.gpt-4o.batch_input_per_1m: unknown key",
     ]
 
 
@@ -242,7 +245,7 @@ def test_load_from_file(tmp_path: Path) -> None:
 
 def test_repo_price_file_loads() -> None:
     table = load_prices(PRICES)
-    assert table.version == "2026-11-26"
+    assert table.version == "2026-12-06"
     expected = {
         "mock-gpt": (0.15, 0.60, 0.075),
         "mock-claude": (1.00, 5.00, 0.10),
@@ -253,8 +256,31 @@ def test_repo_price_file_loads() -> None:
         p = table.price_for("openai", model)
         assert p is not None, model
         assert (p.input_per_1m, p.output_per_1m, p.cached_input_per_1m) == want
-    for model in ("gpt-4o", "gpt-4.1", "gpt-4.1-mini", "claude-sonnet-4-5", "gemini-2.5-pro"):
+    claude = table.price_for("anthropic", "mock-claude")
+    assert claude is not None
+    assert (claude.cache_write_per_1m, claude.cache_write_1h_per_1m) == (1.25, 2.00)
+    for model in (
+        "gpt-5.6-sol",
+        "gpt-5.1",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4o",
+        "gpt-4.1",
+        "gpt-4.1-mini",
+        "o3",
+        "o4-mini",
+        "claude-opus-4-8",
+        "claude-sonnet-4-6",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+        "gemini-3.1-pro-preview",
+    ):
         assert table.price_for("x", model) is not None, model
+    pro = table.price_for("gemini", "gemini-2.5-pro")
+    assert pro is not None and [t.above_prompt_tokens for t in pro.tiers] == [200_000]
 
 
 def test_repo_price_file_covers_default_config() -> None:

@@ -107,6 +107,17 @@ def openmetrics(start: int) -> str:
     lines += [f"gen_ai_server_request_duration_seconds_sum {i * 8.0} {start + 60 * i}" for i in range(MINUTES + 1)]
     lines.append("# TYPE gateway_cost_usd counter")
     lines += [f"gateway_cost_usd_total {i * 0.5} {start + 60 * i}" for i in range(MINUTES + 1)]
+    # Cost reconciliation: the router's upstream reports 10 % more than the gateway counts; Novita agrees.
+    for name, router, novita in (
+        ("gateway_cost_reported_usd", 0.011, 0.002),
+        ("gateway_cost_compared_usd", 0.01, 0.002),
+    ):
+        lines.append(f"# TYPE {name} counter")
+        for labels, usd_per_minute in (
+            ('alias="router",provider="openai_compatible"', router),
+            ('alias="llama",provider="novita"', novita),
+        ):
+            lines += [f"{name}_total{{{labels}}} {i * usd_per_minute:.6f} {start + 60 * i}" for i in range(MINUTES + 1)]
     return "\n".join([*lines, "# EOF", ""])
 
 
@@ -178,3 +189,19 @@ async def test_a_period_without_data_has_no_values(prometheus: Loaded) -> None:
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     kpis = await source.kpis(long_ago, datetime(2020, 1, 2, tzinfo=UTC), Targets())
     assert all(k.value is None and k.met is None for k in kpis)
+
+
+async def test_cost_reconciliation_from_a_real_prometheus(prometheus: Loaded) -> None:
+    source = PrometheusSource(prometheus.url, timeout_s=10)
+    start, end = datetime.fromtimestamp(prometheus.start, UTC), datetime.fromtimestamp(prometheus.end, UTC)
+    router, llama = await source.reconciliation(start, end, 0.05)
+    # 120 minutes: the router's upstream reported 1.32 USD for requests the gateway priced at 1.20
+    assert (router.provider, router.alias, router.flagged) == ("openai_compatible", "router", True)
+    assert router.reported_usd == pytest.approx(1.32)
+    assert router.gateway_usd == pytest.approx(1.2)
+    assert router.drift == pytest.approx(0.1)
+    assert (llama.provider, llama.alias, llama.flagged) == ("novita", "llama", False)
+    assert llama.drift == pytest.approx(0)
+    assert [r.flagged for r in await source.reconciliation(start, end, 0.2)] == [False, False]
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    assert await source.reconciliation(long_ago, datetime(2020, 1, 2, tzinfo=UTC), 0.05) == []

@@ -418,6 +418,31 @@ async def test_charge_uses_the_deployments_own_price(rig: Rig) -> None:
     await rig.tc.release(t)
 
 
+async def test_charge_compares_an_upstream_reported_cost(rig: Rig) -> None:
+    route = rig.routes["chat"]
+    t = await _begin(rig, KEY, chat())
+    # the upstream says 0.0025; the gateway prices 1000 * $1/1M + 500 * $2/1M = 0.002
+    rig.tc.charge(t, route.deployments[0], {"prompt_tokens": 1000, "completion_tokens": 500, "cost": 0.0025})
+    assert t.cost_usd == pytest.approx(0.002)  # the gateway's own price is what is charged
+    text = rig.tc.metrics.render()[0].decode()
+    assert 'gateway_cost_reported_usd_total{alias="chat",provider="openai"} 0.0025' in text
+    assert 'gateway_cost_compared_usd_total{alias="chat",provider="openai"} 0.002' in text
+    # no usage.cost (or an unusable one): nothing compared
+    rig.tc.charge(t, route.deployments[0], {"prompt_tokens": 1000, "completion_tokens": 500, "cost": "n/a"})
+    rig.tc.charge(t, route.deployments[0], {"prompt_tokens": 1000, "completion_tokens": 500})
+    text = rig.tc.metrics.render()[0].decode()
+    assert 'gateway_cost_compared_usd_total{alias="chat",provider="openai"} 0.002' in text
+    await rig.tc.release(t)
+
+
+async def test_an_unpriced_model_is_not_compared(rig: Rig) -> None:
+    t = await _begin(rig, KEY, chat(), alias="mystery")
+    rig.tc.charge(t, rig.routes["mystery"].deployments[0], {"prompt_tokens": 10, "completion_tokens": 1, "cost": 1.0})
+    assert t.cost_usd is None
+    assert "gateway_cost_reported_usd_total{" not in rig.tc.metrics.render()[0].decode()
+    await rig.tc.release(t)
+
+
 async def test_charge_without_usage_or_deployment_does_nothing(rig: Rig) -> None:
     t = await _begin(rig, KEY, chat())
     rig.tc.charge(t, None, {"prompt_tokens": 10})
