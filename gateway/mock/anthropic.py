@@ -3,7 +3,10 @@ model list on ``/v1/models``).
 
 Extended thinking (:mod:`gateway.mock.thinking`): the answer starts with a signed
 ``thinking`` block, streamed as ``thinking_delta`` events and one ``signature_delta``;
-``output_tokens`` includes the thinking. Prompt caching (:mod:`gateway.mock.caching`):
+``output_tokens`` includes the thinking. Which ``thinking`` types, efforts and sampling
+settings a model takes depends on its name (:mod:`gateway.mock.models`); adaptive-only
+models omit the thinking text unless asked (``display: "summarized"``) and report
+``output_tokens_details.thinking_tokens``. Prompt caching (:mod:`gateway.mock.caching`):
 ``cache_control`` blocks give ``cache_creation_input_tokens`` / ``cache_read_input_tokens``
 and ``input_tokens`` is the uncached rest. ``count_tokens`` answers the total input tokens
 a generation with the same body reports (uncached + written + read).
@@ -29,13 +32,13 @@ from gateway.mock.content import (
     ToolSpec,
     as_dict,
     chunks,
-    count_words,
     fragments,
     generate,
     random_id,
     text_of,
 )
 from gateway.mock.errors import BadRequest, json_response
+from gateway.mock.models import claude_thinking
 from gateway.mock.pipeline import (
     Call,
     ModelRoute,
@@ -48,7 +51,7 @@ from gateway.mock.pipeline import (
 )
 from gateway.mock.reasoning import sign_thinking, thinking_budget, thinking_words
 from gateway.mock.streaming import EventLog, SSEResponse, StreamPlan, sse
-from gateway.mock.thinking import Thinking, check_history, thinking_setting
+from gateway.mock.thinking import Thinking, check_history, check_model_rules, thinking_setting
 
 DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")
 _STOP: Mapping[str, str] = MappingProxyType({"stop": "end_turn", "length": "max_tokens", "tool": "tool_use"})
@@ -75,7 +78,8 @@ def parse_messages(body: dict[str, Any], model: str, counting: bool = False) -> 
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: Field required", "messages")
-    thinking = thinking_setting(body, limit)
+    check_model_rules(body, model)
+    thinking = thinking_setting(body, limit, model)
     check_history(messages, thinking)
     segments = anthropic_segments(body, model)
     mode, forced = _tool_choice(as_dict(body.get("tool_choice")))
@@ -141,34 +145,38 @@ def _output_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """What the mock answers: the reply, the thinking text (``None`` without thinking) and
-    the request's cache usage."""
+    """What the mock answers: the reply, the thinking text shown (``None`` without thinking,
+    ``""`` when omitted), the request's cache usage, the thinking tokens and whether usage
+    reports them apart (``output_tokens_details``, newest models)."""
 
     reply: Reply
     thought: str | None
     cache: CacheUsage
+    thinking_tokens: int = 0
+    details: bool = False
 
     @property
     def output_tokens(self) -> int:
-        return self.reply.completion_tokens + count_words(self.thought or "")
+        return self.reply.completion_tokens + self.thinking_tokens
 
 
 def answer(call: Call) -> Answer:
     """Generate the answer to ``call`` (thinking takes its words out of ``max_tokens``)."""
     parsed = parse_messages(call.body, call.model)
-    prompt, thought = parsed.prompt, None
+    prompt, thought, count = parsed.prompt, None, 0
     if parsed.thinking is not None:
         count = thinking_budget(call.behaviour.thinking_tokens, parsed.thinking.budget, prompt.max_tokens)
-        thought = " ".join(thinking_words(prompt.last_user, count))
+        thought = " ".join(thinking_words(prompt.last_user, count)) if parsed.thinking.shown else ""
         if prompt.max_tokens is not None:
             prompt = replace(prompt, max_tokens=prompt.max_tokens - count)
     reply = generate(prompt, call.behaviour)
-    return Answer(reply, thought, anthropic_cache(parsed.segments, call.prefixes))
+    details = claude_thinking(call.model) == "adaptive_only"
+    return Answer(reply, thought, anthropic_cache(parsed.segments, call.prefixes), count, details)
 
 
 def usage(answer: Answer) -> dict[str, Any]:
     cache, reply = answer.cache, answer.reply
-    return {
+    result: dict[str, Any] = {
         "input_tokens": reply.prompt_tokens - cache.read - cache.written,
         "cache_creation_input_tokens": cache.written,
         "cache_read_input_tokens": cache.read,
@@ -177,8 +185,11 @@ def usage(answer: Answer) -> dict[str, Any]:
             "ephemeral_1h_input_tokens": cache.written_1h,
         },
         "output_tokens": answer.output_tokens,
-        "service_tier": "standard",
     }
+    if answer.details:
+        result["output_tokens_details"] = {"thinking_tokens": answer.thinking_tokens}
+    result["service_tier"] = "standard"
+    return result
 
 
 def _thinking_block(thought: str, streaming: bool) -> dict[str, Any]:
@@ -202,7 +213,7 @@ def _block(reply: Reply, streaming: bool) -> dict[str, Any]:
 def message(answer: Answer, model: str, streaming: bool = False) -> dict[str, Any]:
     """A ``message`` object (the ``message_start`` form when ``streaming``)."""
     if streaming:
-        start_usage = {**usage(answer), "output_tokens": 1}
+        start_usage = {k: v for k, v in usage(answer).items() if k != "output_tokens_details"} | {"output_tokens": 1}
         content: list[Any] = []
         stop: str | None = None
     else:
@@ -255,7 +266,8 @@ def stream_plan(answer: Answer, model: str, complete: bool) -> StreamPlan:
     for delta in deltas:
         log.add(_delta(index, delta), delta=True)
     log.begin_tail()
-    final_usage = {k: v for k, v in usage(answer).items() if k not in ("cache_creation", "service_tier")}
+    extras = ("cache_creation", "output_tokens_details", "service_tier")
+    final_usage = {k: v for k, v in usage(answer).items() if k not in extras}
     log.add(_event("content_block_stop", {"index": index}))
     stop = {"stop_reason": _STOP[reply.finish], "stop_sequence": None}
     log.add(_event("message_delta", {"delta": stop, "usage": final_usage}))

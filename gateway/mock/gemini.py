@@ -8,6 +8,11 @@ A request naming ``cachedContent`` (``cachedContents/<id>``, any id) reports
 ``cachedContentTokenCount`` (:func:`gateway.mock.caching.gemini_cached_tokens`), included
 in ``promptTokenCount``. ``countTokens`` (``contents`` or ``generateContentRequest``)
 answers ``totalTokens`` = the ``promptTokenCount`` a generation with that body reports.
+
+Thinking (Gemini 2.5 and 3 model names, :mod:`gateway.mock.gemini_thinking`): the
+``thinkingConfig`` rules of each generation, ``thoughtsTokenCount``, ``thought: true``
+parts with ``includeThoughts``, ``thoughtSignature`` on the first answer part, and the
+Gemini 3 refusal of a replayed function call without its signature.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from gateway.mock.content import (
     text_of,
 )
 from gateway.mock.errors import BadRequest, error_response, json_response
+from gateway.mock.gemini_thinking import ThoughtPlan, check_thinking, sign_parts, thought_parts, thought_plan
 from gateway.mock.pipeline import Call, ModelRoute, guard_listing, handle, json_or_truncated, model_names, state_of
 from gateway.mock.streaming import SSEResponse, StreamPlan, sse
 
@@ -114,21 +120,23 @@ def _tools(raw: Any) -> tuple[ToolSpec, ...]:
     )
 
 
-def _usage(reply: Reply, final: bool, cached: int) -> dict[str, Any]:
+def _usage(reply: Reply, final: bool, cached: int, thoughts: int = 0) -> dict[str, Any]:
     prompt = reply.prompt_tokens
-    usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt + thoughts}
     if final:
         usage["candidatesTokenCount"] = reply.completion_tokens
-        usage["totalTokenCount"] = reply.total_tokens
+        usage["totalTokenCount"] = reply.total_tokens + thoughts
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
     if cached:
         usage["cachedContentTokenCount"] = cached
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
     return usage
 
 
 def response(
-    reply: Reply, model: str, response_id: str, parts: list[Any], final: bool, cached: int = 0
+    reply: Reply, model: str, response_id: str, parts: list[Any], final: bool, cached: int = 0, thoughts: int = 0
 ) -> dict[str, Any]:
     """A ``GenerateContentResponse``; only a ``final`` one has ``finishReason`` and output usage."""
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
@@ -136,44 +144,64 @@ def response(
         candidate["finishReason"] = _FINISH[reply.finish]
     return {
         "candidates": [candidate],
-        "usageMetadata": _usage(reply, final, cached),
+        "usageMetadata": _usage(reply, final, cached, thoughts),
         "modelVersion": model,
         "responseId": response_id,
     }
 
 
-def _reply_parts(reply: Reply) -> list[Any]:
+def _reply_parts(reply: Reply, plan: ThoughtPlan) -> list[Any]:
+    parts: list[dict[str, Any]]
     if reply.tool_call is not None:
-        return [{"functionCall": {"name": reply.tool_call.name, "args": reply.tool_call.arguments}}]
-    return [{"text": reply.text}]
-
-
-def stream_plan(reply: Reply, model: str, complete: bool, cached: int = 0) -> StreamPlan:
-    """One event per word (a function call arrives whole); the last event is final
-    when ``complete``, otherwise no event has a ``finishReason``."""
-    response_id = random_id("", 22)
-    if reply.tool_call is not None:
-        pieces: list[list[Any]] = [_reply_parts(reply)]
+        parts = [{"functionCall": {"name": reply.tool_call.name, "args": reply.tool_call.arguments}}]
     else:
-        pieces = [[{"text": piece}] for piece in chunks(reply.text)] or [[{"text": ""}]]
+        parts = [{"text": reply.text}]
+    return sign_parts(parts, plan)
+
+
+def stream_plan(
+    reply: Reply, model: str, complete: bool, cached: int = 0, plan: ThoughtPlan | None = None
+) -> StreamPlan:
+    """One event per word (a function call arrives whole), thought words first; the last
+    event is final when ``complete``, otherwise no event has a ``finishReason``."""
+    plan = plan or ThoughtPlan()
+    response_id = random_id("", 22)
+    pieces: list[list[Any]] = [[{"text": p, "thought": True}] for p in chunks(plan.text or "")]
+    if reply.tool_call is not None:
+        pieces.append(_reply_parts(reply, plan))
+    else:
+        words = [[{"text": piece}] for piece in chunks(reply.text)] or [[{"text": ""}]]
+        pieces += [sign_parts(words[0], plan), *words[1:]]
     last = len(pieces) - 1
     events = [
-        sse(orjson.dumps(response(reply, model, response_id, parts, complete and i == last, cached)), sep=_SEP)
+        sse(
+            orjson.dumps(response(reply, model, response_id, parts, complete and i == last, cached, plan.tokens)),
+            sep=_SEP,
+        )
         for i, parts in enumerate(pieces)
     ]
     return StreamPlan([], events, [])
 
 
+def _answer(call: Call) -> tuple[Reply, ThoughtPlan]:
+    prompt = parse_generate(call.body, call.model)
+    check_thinking(call.body, call.model)
+    plan = thought_plan(call.body, call.model, call.behaviour.thinking_tokens, prompt.last_user)
+    return generate(prompt, call.behaviour), plan
+
+
 def respond_generate(call: Call) -> Response:
-    reply = generate(parse_generate(call.body, call.model), call.behaviour)
+    reply, plan = _answer(call)
     cached = cached_content_tokens(call.body)
-    return json_or_truncated(call, response(reply, call.model, random_id("", 22), _reply_parts(reply), True, cached))
+    parts = [*thought_parts(plan), *_reply_parts(reply, plan)]
+    return json_or_truncated(call, response(reply, call.model, random_id("", 22), parts, True, cached, plan.tokens))
 
 
 def respond_stream(call: Call) -> Response:
-    reply = generate(parse_generate(call.body, call.model), call.behaviour)
+    reply, plan = _answer(call)
     complete = call.behaviour.garbage != "truncate"
-    return SSEResponse(stream_plan(reply, call.model, complete, cached_content_tokens(call.body)), call.behaviour)
+    cached = cached_content_tokens(call.body)
+    return SSEResponse(stream_plan(reply, call.model, complete, cached, plan), call.behaviour)
 
 
 def respond_count_tokens(call: Call) -> Response:

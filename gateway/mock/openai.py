@@ -3,12 +3,17 @@
 
 Automatic prompt caching (:mod:`gateway.mock.caching`): a prompt of >= 1024 tokens whose
 prefix an earlier request sent reports ``prompt_tokens_details.cached_tokens``.
+
+Reasoning models (by name, :mod:`gateway.mock.openai_reasoning`): ``reasoning_effort`` and
+``temperature`` rules, ``completion_tokens_details.reasoning_tokens``, and for
+DeepSeek-style models ``reasoning_content`` in the message and in stream deltas.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +40,7 @@ from gateway.mock.content import (
     text_of,
 )
 from gateway.mock.errors import BadRequest, json_response
+from gateway.mock.openai_reasoning import ChatReasoning, chat_reasoning, check_reasoning
 from gateway.mock.pipeline import (
     Call,
     ModelRoute,
@@ -92,14 +98,14 @@ def _tool_choice(raw: Any) -> tuple[ToolMode, str | None]:
     return "auto", None
 
 
-def usage(reply: Reply, cached: int = 0) -> dict[str, Any]:
+def usage(reply: Reply, cached: int = 0, reasoning_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": reply.total_tokens,
+        "completion_tokens": reply.completion_tokens + reasoning_tokens,
+        "total_tokens": reply.total_tokens + reasoning_tokens,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -107,9 +113,12 @@ def usage(reply: Reply, cached: int = 0) -> dict[str, Any]:
     }
 
 
-def completion(reply: Reply, model: str, cached: int = 0) -> dict[str, Any]:
+def completion(reply: Reply, model: str, cached: int = 0, reasoning: ChatReasoning | None = None) -> dict[str, Any]:
     """A ``chat.completion`` object."""
+    reasoning = reasoning or ChatReasoning(0)
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
+    if reasoning.text is not None:
+        message["reasoning_content"] = reasoning.text
     if reply.tool_call is not None:
         message["content"] = None
         function = {"name": reply.tool_call.name, "arguments": reply.tool_call.arguments_json}
@@ -118,7 +127,7 @@ def completion(reply: Reply, model: str, cached: int = 0) -> dict[str, Any]:
     return {
         **_envelope(model, "chat.completion"),
         "choices": [choice],
-        "usage": usage(reply, cached),
+        "usage": usage(reply, cached, reasoning.tokens),
     }
 
 
@@ -133,9 +142,17 @@ def _envelope(model: str, obj: str) -> dict[str, Any]:
     }
 
 
-def stream_plan(reply: Reply, model: str, include_usage: bool, complete: bool, cached: int = 0) -> StreamPlan:
-    """``chat.completion.chunk`` events; ``complete=False`` leaves out the finish
-    chunk, the usage chunk and ``[DONE]``."""
+def stream_plan(
+    reply: Reply,
+    model: str,
+    include_usage: bool,
+    complete: bool,
+    cached: int = 0,
+    reasoning: ChatReasoning | None = None,
+) -> StreamPlan:
+    """``chat.completion.chunk`` events (``reasoning_content`` deltas before the answer's);
+    ``complete=False`` leaves out the finish chunk, the usage chunk and ``[DONE]``."""
+    reasoning = reasoning or ChatReasoning(0)
     base = _envelope(model, "chat.completion.chunk")
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -154,25 +171,36 @@ def stream_plan(reply: Reply, model: str, include_usage: bool, complete: bool, c
         head = chunk({"role": "assistant", "content": None, "tool_calls": [opening], "refusal": None})
         pieces = fragments(call.arguments_json)
         content = [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}) for p in pieces]
+    thoughts = [chunk({"content": None, "reasoning_content": piece}) for piece in chunks(reasoning.text or "")]
+    if thoughts:  # the reasoning first: the answer's opening chunk follows it
+        content = [*thoughts, head, *content]
+        head = chunk({"role": "assistant", "content": None, "reasoning_content": ""})
     if not complete:
         return StreamPlan([head], content, [])
     tail = [chunk({}, _FINISH[reply.finish])]
     if include_usage:
-        tail.append(sse(orjson.dumps({**base, "choices": [], "usage": usage(reply, cached)})))
+        tail.append(sse(orjson.dumps({**base, "choices": [], "usage": usage(reply, cached, reasoning.tokens)})))
     tail.append(_DONE)
     return StreamPlan([head], content, tail)
 
 
 def respond_chat(call: Call) -> Response:
-    reply = generate(parse_chat(call.body, call.model), call.behaviour)
+    prompt = parse_chat(call.body, call.model)
+    check_reasoning(call.body, call.model)
+    wanted = call.behaviour.thinking_tokens
+    reasoning = chat_reasoning(call.body, call.model, wanted, prompt.last_user, prompt.max_tokens)
+    if reasoning.tokens and prompt.max_tokens is not None:
+        prompt = replace(prompt, max_tokens=prompt.max_tokens - reasoning.tokens)
+    reply = generate(prompt, call.behaviour)
     words = text_of(call.body["messages"]).split()
     cached = openai_cached_tokens(words, seed_key(call.model, call.body.get("tools")), call.prefixes)
     if not stream_flag(call.body):
-        return json_or_truncated(call, completion(reply, call.model, cached))
+        return json_or_truncated(call, completion(reply, call.model, cached, reasoning))
     options = call.body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     complete = call.behaviour.garbage != "truncate"
-    return SSEResponse(stream_plan(reply, call.model, include_usage, complete, cached), call.behaviour)
+    plan = stream_plan(reply, call.model, include_usage, complete, cached, reasoning)
+    return SSEResponse(plan, call.behaviour)
 
 
 def respond_embeddings(call: Call) -> Response:

@@ -5,7 +5,10 @@ caught the way the real APIs catch it:
 
 - Anthropic ``thinking`` blocks: ``signature`` = base64(HMAC-SHA256(secret, thinking text));
 - OpenAI Responses ``reasoning`` items: ``encrypted_content`` = ``"gAAAAAB"`` +
-  urlsafe-base64(HMAC-SHA256(secret, item id)) (the real ones are Fernet tokens, ``gAAAAAB...``).
+  urlsafe-base64(HMAC-SHA256(secret, item id)) (the real ones are Fernet tokens, ``gAAAAAB...``);
+- Gemini ``thoughtSignature`` of a part: base64(HMAC-SHA256(secret, the part's text, or its
+  function call's name and JSON args)). The mock only checks that a signature is present
+  (see :mod:`gateway.mock.gemini_thinking`); tests compare it with :func:`sign_thought`.
 
 The secret is a fixed constant of the mock (it is not a secret: tests may sign with it too).
 """
@@ -57,6 +60,11 @@ def encrypted_content(item_id: str) -> str:
 
 def verify_encrypted_content(item_id: str, value: str) -> bool:
     return hmac.compare_digest(encrypted_content(item_id).encode(), value.encode())
+
+
+def sign_thought(data: str) -> str:
+    """The ``thoughtSignature`` the mock puts on a Gemini part whose content is ``data``."""
+    return base64.b64encode(_mac(b"thought", data)).decode()
 
 
 def abbreviate(value: str) -> str:

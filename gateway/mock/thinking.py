@@ -8,6 +8,25 @@ Request setting (:func:`thinking_setting`):
   ``{"type": "disabled"}`` or absent: no thinking. Enabled thinking refuses a
   ``tool_choice`` that forces tool use (``any``/``tool``).
 
+Model rules (:func:`gateway.mock.models.claude_thinking` picks them by model name), with
+the real API's messages:
+
+- adaptive-only models (``claude-opus-4-7`` and later, ``*adaptive*``) refuse
+  ``type: enabled`` ("\"thinking.type.enabled\" is not supported for this model. ...") and
+  any ``temperature`` ("`temperature` is deprecated for this model."); their thinking text
+  is omitted (``""``, still signed) unless ``thinking.display`` is ``"summarized"``, and
+  their usage has ``output_tokens_details.thinking_tokens``;
+- budget-only models (4.5 and older, ``*budget*``) refuse
+  ``type: adaptive`` ("adaptive thinking is not supported on this model");
+- ``output_config.effort``: 4.6 models (and names without a version) take ``low``,
+  ``medium``, ``high``, ``max`` (the recorded refusal of ``xhigh``), adaptive-only ones also
+  ``xhigh``; budget-only models are not checked.
+
+Sources: ``shared/fixtures/anthropic/error_400_invalid_request.json`` (effort), public
+issue reports quoting the API for the other three messages (e.g. anomalyco/opencode#22863,
+docker/docker-agent#3362, UKGovernmentBEIS/inspect_ai#3721; thinking display:
+AAswordman/Operit#568).
+
 History rules (:func:`check_history`), in this order:
 
 1. every ``thinking`` block (any turn, thinking on or off) needs string ``thinking`` and
@@ -27,6 +46,7 @@ from typing import Any
 
 from gateway.mock.content import as_dict
 from gateway.mock.errors import BadRequest
+from gateway.mock.models import claude_thinking
 from gateway.mock.reasoning import verify_thinking
 
 MIN_BUDGET = 1024
@@ -34,31 +54,65 @@ DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 _THINKING = ("thinking", "redacted_thinking")
 
 
+_EFFORTS_46 = ("high", "low", "max", "medium")
+_EFFORTS_NEWEST = ("high", "low", "max", "medium", "xhigh")
+ENABLED_REFUSED = (
+    '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+    '"output_config.effort" to control thinking behavior.'
+)
+ADAPTIVE_REFUSED = "adaptive thinking is not supported on this model"
+TEMPERATURE_REFUSED = "`temperature` is deprecated for this model."
+
+
 @dataclass(frozen=True, slots=True)
 class Thinking:
-    """Thinking is on; ``budget`` is ``None`` for adaptive thinking."""
+    """Thinking is on; ``budget`` is ``None`` for adaptive thinking; ``shown``: whether the
+    thinking text is returned (``False``: omitted, the block's text is ``""``)."""
 
     budget: int | None
+    shown: bool = True
 
 
-def thinking_setting(body: dict[str, Any], max_tokens: int | None) -> Thinking | None:
-    """The request's thinking setting (``max_tokens`` is ``None`` for token counting)."""
+def check_model_rules(body: dict[str, Any], model: str) -> None:
+    """Refuse ``temperature`` and ``output_config.effort`` values ``model`` does not take."""
+    rules = claude_thinking(model)
+    if rules == "adaptive_only" and "temperature" in body:
+        raise BadRequest(TEMPERATURE_REFUSED, "temperature")
+    effort = as_dict(body.get("output_config")).get("effort")
+    if effort is None or rules == "budget_only":
+        return
+    levels = _EFFORTS_NEWEST if rules == "adaptive_only" else _EFFORTS_46
+    if effort not in levels:
+        raise BadRequest(
+            f"This model does not support effort level '{effort}'. Supported levels: {', '.join(levels)}.",
+            "output_config.effort",
+        )
+
+
+def thinking_setting(body: dict[str, Any], max_tokens: int | None, model: str = "") -> Thinking | None:
+    """The request's thinking setting (``max_tokens`` is ``None`` for token counting);
+    ``model`` picks the model rules (see the module doc)."""
     raw = body.get("thinking")
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise BadRequest("thinking: Input should be a valid dictionary", "thinking")
-    kind = raw.get("type")
+    kind, rules = raw.get("type"), claude_thinking(model)
     if kind == "disabled":
         return None
     if kind == "adaptive":
-        return Thinking(None)
+        if rules == "budget_only":
+            raise BadRequest(ADAPTIVE_REFUSED, "thinking.type")
+        shown = raw.get("display") == "summarized" or (rules != "adaptive_only" and raw.get("display") != "omitted")
+        return Thinking(None, shown)
     if kind != "enabled":
         raise BadRequest(
             f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
             "'disabled', 'enabled', 'adaptive'",
             "thinking.type",
         )
+    if rules == "adaptive_only":
+        raise BadRequest(ENABLED_REFUSED, "thinking.type")
     budget = raw.get("budget_tokens")
     if not isinstance(budget, int) or isinstance(budget, bool):
         raise BadRequest("thinking.enabled.budget_tokens: Field required", "thinking.budget_tokens")
