@@ -31,39 +31,45 @@ WIRE_OPENAI_CHAT = "openai_chat"
 WIRE_OPENAI_RESPONSES = "openai_responses"
 WIRE_GEMINI = "gemini"
 
-EXTENSIONS = ("thinking", "reasoning", "thinking_config", "cached_content", "native_body")
+EXTENSIONS = ("thinking", "reasoning", "thinking_config", "cached_content", "native_body", "provider_options")
 """Request keys an ingress dialect keeps beside the OpenAI ones (its reasoning and
 cache settings): part of the cache key and of what the same-format path forwards,
-never sent upstream by a translation. Assistant messages may likewise carry
-``thinking_blocks`` (Anthropic thinking blocks, verbatim)."""
+never sent upstream by a translation (``provider_options``: the client's provider-only
+fields, which gateway/providers/options.py writes into the serving provider's body after the
+translation). Assistant messages may carry ``reasoning_content`` and
+``thinking_blocks`` (Anthropic thinking blocks, verbatim), which reach the providers."""
 
 
 def upstream_view(req: JSON) -> JSON:
-    """``req`` without :data:`EXTENSIONS` and message ``thinking_blocks`` (``req`` is not modified)."""
-    messages = req.get("messages")
-    blocks = isinstance(messages, list) and any(isinstance(m, dict) and "thinking_blocks" in m for m in messages)
-    if not blocks and not any(k in req for k in EXTENSIONS):
+    """``req`` without :data:`EXTENSIONS` (``req`` is not modified). Assistant messages keep
+    their ``thinking_blocks`` and ``reasoning_content``: the Anthropic provider sends signed
+    thinking back, every other provider drops them."""
+    if not any(k in req for k in EXTENSIONS):
         return req
-    out = {k: v for k, v in req.items() if k not in EXTENSIONS}
-    if blocks and isinstance(messages, list):
-        out["messages"] = [
-            {k: v for k, v in m.items() if k != "thinking_blocks"} if isinstance(m, dict) else m for m in messages
-        ]
-    return out
+    return {k: v for k, v in req.items() if k not in EXTENSIONS}
 
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 """OpenAI's ``reasoning_effort`` values, the canonical request's reasoning setting. A dialect
 whose client gave a token budget also sets ``reasoning_budget`` (int, 0 = off), which only
 the Anthropic and Gemini providers read (docs/dialects.md, "Reasoning")."""
+REASONING_TRANSLATED = "reasoning_translated"
+"""Set (True) beside a ``reasoning_effort`` that a dialect translated from its own setting
+(Anthropic ``thinking``, Gemini ``thinkingConfig``): an OpenAI-format upstream gets such an
+effort only for a model that reasons (gateway/providers/openai_compat.py
+``reasoning_model``), where the effort an OpenAI client sent itself always goes through.
+Never sent upstream."""
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 """The documented mapping between efforts and thinking-token budgets (``none`` = 0, off)."""
 
 
 def effort_to_budget(effort: str) -> int:
-    """The thinking budget of a ``reasoning_effort`` (0 for ``none``; an unknown effort reads as medium)."""
+    """The thinking budget of a ``reasoning_effort`` (0 for ``none``; ``max``, which newer
+    OpenAI models take, reads as ``xhigh``; an unknown effort as ``medium``)."""
     if effort == "none":
         return 0
+    if effort == "max":
+        return EFFORT_BUDGETS["xhigh"]
     return EFFORT_BUDGETS.get(effort, EFFORT_BUDGETS["medium"])
 
 

@@ -14,14 +14,17 @@ Top-level fields:
   messages, an integer >= 1) -> ``max_tokens``.
 - ``temperature`` (0..1), ``top_p`` (0..1), ``top_k`` (>= 0) kept;
   ``stop_sequences`` -> ``stop``; ``metadata.user_id`` -> ``user``.
-- ``thinking`` -> ``reasoning_effort``: enabled with ``budget_tokens`` < 2048
-  low, < 8192 medium, else high; adaptive (and between_tools) medium; disabled
-  none. ``output_config.effort`` (low, medium, high, xhigh, max) wins when given.
-  The original ``thinking`` is kept under canonical ``thinking`` (an extension
-  key: gateway/canonical.py ``EXTENSIONS``).
+- ``thinking`` and ``output_config.effort`` -> ``reasoning_effort``,
+  ``reasoning_budget`` and ``include_reasoning``
+  (:mod:`gateway.dialects.anthropic_reasoning`). The original ``thinking`` is kept
+  under canonical ``thinking`` (an extension key: gateway/canonical.py ``EXTENSIONS``),
+  for the same-format path.
+- ``cache_control`` (top level) -> canonical ``cache_control``; on tools -> the
+  function tool's ``cache_control``; on content blocks: see
+  :mod:`gateway.dialects.anthropic_content`.
 - ``output_config.format`` (and the older beta ``output_format``) json_schema ->
   ``response_format`` json_schema named ``output``.
-- ``tools``: custom tools -> function tools (``strict`` kept; ``cache_control``,
+- ``tools``: custom tools -> function tools (``strict`` and ``cache_control`` kept;
   ``defer_loading``, ``input_examples``, ``eager_input_streaming`` and
   ``allowed_callers`` dropped). Server tools (``web_search_*``, ``bash_*``,
   ``text_editor_*``, ``code_execution_*``, ...) run inside Anthropic's API and
@@ -45,6 +48,7 @@ from typing import Any
 from gateway.canonical import JSON
 from gateway.config.settings import Params
 from gateway.dialects.anthropic_content import conversation, required_str, system_messages
+from gateway.dialects.anthropic_reasoning import cache_control, reasoning_fields, with_cache_control
 from gateway.dialects.anthropic_render import (
     count_tokens_body,
     model_card,
@@ -71,7 +75,6 @@ __all__ = [
 
 DROPPED = frozenset(
     {
-        "cache_control",
         "container",
         "context_management",
         "diagnostics",
@@ -85,11 +88,9 @@ DROPPED = frozenset(
 )
 """Messages fields with no canonical equivalent, dropped by :func:`parse_messages`."""
 
-EFFORTS = ("low", "medium", "high", "xhigh", "max")
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 _TOOL_CHOICES: Mapping[str, str] = MappingProxyType({"auto": "auto", "any": "required", "none": "none"})
 _CUSTOM_TOOL_TYPES = (None, "custom")
-_ADAPTIVE = ("adaptive", "between_tools")
 
 WIRE_NAMES: Mapping[str, str] = MappingProxyType({"stop": "stop_sequences", "max_completion_tokens": "max_tokens"})
 """Canonical parameter names that Anthropic spells differently (others are the same)."""
@@ -105,6 +106,7 @@ NATIVE_FIELDS = frozenset(
         "thinking",
         "output_config",
         "tool_choice",
+        "cache_control",
         *DROPPED,
     }
 )
@@ -186,48 +188,23 @@ def _sampling(body: JSON) -> JSON:
 
 def _reasoning(body: JSON) -> JSON:
     out: JSON = {}
-    effort: str | None = None
     thinking = body.get("thinking")
-    if thinking is not None:
-        expect(thinking, dict, "thinking", "an object")
-        effort = _thinking_effort(thinking)
-        out["thinking"] = thinking
+    effort = None
     config = body.get("output_config")
     if config is not None:
         expect(config, dict, "output_config", "an object")
-        chosen = config.get("effort")
-        if chosen is not None:
-            if chosen not in EFFORTS:
-                raise bad(
-                    f"output_config.effort must be one of {list(EFFORTS)}", "output_config.effort", "unsupported_value"
-                )
-            effort = str(chosen)
+        effort = config.get("effort")
         if config.get("format") is not None:
             out["response_format"] = _response_format(config["format"], "output_config.format")
     if body.get("output_format") is not None and "response_format" not in out:
         out["response_format"] = _response_format(body["output_format"], "output_format")
-    if effort is not None:
-        out["reasoning_effort"] = effort
+    out.update(reasoning_fields(thinking, effort))
+    if thinking is not None:
+        out["thinking"] = thinking
+    marker = cache_control(body, "")
+    if marker is not None:
+        out["cache_control"] = marker
     return out
-
-
-def _thinking_effort(thinking: JSON) -> str | None:
-    t = required_str(thinking, "type", "thinking")
-    if t == "enabled":
-        budget = required(thinking, "budget_tokens", "thinking")
-        expect(budget, int, "thinking.budget_tokens", "an integer")
-        if budget < 1:
-            raise bad("thinking.budget_tokens must be at least 1", "thinking.budget_tokens")
-        return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
-    if t in _ADAPTIVE:
-        return "medium"
-    if t == "disabled":
-        return None
-    raise bad(
-        "thinking.type must be one of ['enabled', 'disabled', 'adaptive', 'between_tools']",
-        "thinking.type",
-        "unsupported_value",
-    )
 
 
 def _response_format(fmt: Any, param: str) -> JSON:
@@ -300,7 +277,7 @@ def _tool(tool: Any, param: str, names: list[str]) -> JSON:
     if strict is not None:
         expect(strict, bool, f"{param}.strict", "a boolean")
         fn["strict"] = strict
-    return {"type": "function", "function": fn}
+    return with_cache_control({"type": "function", "function": fn}, tool, param)
 
 
 def apply_native(body: JSON, model: str, params: Params, drop: frozenset[str]) -> JSON:

@@ -16,8 +16,15 @@ field, the way Anthropic names it (``messages.1.content.0.type``).
   turn's other blocks come after that, as another user message.
 - Assistant blocks: texts -> ``content``; ``tool_use`` -> ``tool_calls``
   (``input`` serialised as the ``arguments`` string); ``thinking`` and
-  ``redacted_thinking`` -> ``thinking_blocks``, verbatim (signatures included).
-- ``cache_control`` and ``citations`` are dropped. Refused: server-tool blocks
+  ``redacted_thinking`` -> ``thinking_blocks``, verbatim (signatures included),
+  and the thinking texts, joined by a blank line, -> ``reasoning_content``.
+- ``cache_control`` (validated: :func:`gateway.dialects.anthropic_reasoning.cache_control`)
+  stays where the block lands: on the text / ``image_url`` / ``file`` part (a
+  document that gives several parts: on its last); a ``tool_use`` block's on the
+  assistant message, a ``tool_result``'s (or a text block's inside it) on the ``tool``
+  message. Thinking blocks keep whatever they hold, verbatim. A text that carries
+  one stays a list of parts (a lone text is otherwise a string).
+- ``citations`` are dropped. Refused: server-tool blocks
   (``server_tool_use``, ``*_tool_result``), ``search_result``,
   ``container_upload``, Files API sources and url documents (no canonical form),
   and blocks in a role that cannot hold them.
@@ -30,6 +37,7 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects.anthropic_reasoning import cache_control, with_cache_control
 from gateway.dialects.checks import bad, expect, required
 from gateway.errors import InvalidRequest, Untranslatable
 
@@ -38,6 +46,8 @@ USER_BLOCKS = frozenset({"text", "image", "document", "tool_result"})
 ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
 THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 DEFAULT_FILENAME = "document.pdf"
+REASONING_SEPARATOR = "\n\n"
+"""Between the texts of an assistant turn's thinking blocks in its ``reasoning_content``."""
 ERROR_PREFIX = "Error: "
 """Put before a ``tool_result`` marked ``is_error``: a tool message has no error flag."""
 
@@ -65,7 +75,7 @@ def system_messages(system: Any, param: str = "system") -> list[JSON]:
         p = f"{param}.{i}"
         if block_type(block, p) != "text":
             raise bad(f"{p}.type must be 'text' in a system prompt", f"{p}.type", "unsupported_value")
-        parts.append(text_part(block, p))
+        parts.append(with_cache_control(text_part(block, p), block, p))
     return [{"role": "system", "content": parts}] if parts else []
 
 
@@ -150,13 +160,15 @@ def _assistant(content: Any, param: str) -> JSON:
     texts: list[JSON] = []
     calls: list[JSON] = []
     thinking: list[JSON] = []
+    marker: JSON | None = None
     for j, block in enumerate(content):
         p = f"{param}.{j}"
         t = block_type(block, p)
         if t == "text":
-            texts.append(text_part(block, p))
+            texts.append(with_cache_control(text_part(block, p), block, p))
         elif t == "tool_use":
             calls.append(_tool_call(block, p))
+            marker = cache_control(block, p) or marker
         elif t in THINKING_BLOCKS:
             thinking.append(_thinking(t, block, p))
         else:
@@ -166,13 +178,20 @@ def _assistant(content: Any, param: str) -> JSON:
         message["tool_calls"] = calls
     if thinking:
         message["thinking_blocks"] = thinking
+        reasoning = REASONING_SEPARATOR.join(str(b["thinking"]) for b in thinking if b["type"] == "thinking")
+        if reasoning:
+            message["reasoning_content"] = reasoning
+    if marker is not None:
+        message["cache_control"] = marker
     return message
 
 
 def _assistant_content(texts: list[JSON], has_calls: bool) -> str | list[JSON] | None:
     if not texts:
         return None if has_calls else ""
-    return str(texts[0]["text"]) if len(texts) == 1 else texts
+    if len(texts) == 1 and "cache_control" not in texts[0]:
+        return str(texts[0]["text"])
+    return texts
 
 
 # --- blocks ------------------------------------------------------------------
@@ -185,10 +204,15 @@ def text_part(block: JSON, param: str) -> JSON:
 def _media_part(t: str, block: JSON, param: str) -> list[JSON]:
     """A text, image or document block of a user turn (or a tool result) -> parts."""
     if t == "text":
-        return [text_part(block, param)]
-    if t == "image":
-        return [_image(block, param)]
-    return _document(block, param)
+        parts = [text_part(block, param)]
+    elif t == "image":
+        parts = [_image(block, param)]
+    else:
+        parts = _document(block, param)
+    marker = cache_control(block, param)
+    if marker is not None and parts:
+        parts[-1]["cache_control"] = marker
+    return parts
 
 
 def _source(block: JSON, param: str, allowed: tuple[str, ...]) -> tuple[JSON, str]:
@@ -253,17 +277,26 @@ def _tool_result(block: JSON, param: str) -> tuple[JSON, list[JSON]]:
     content = block.get("content")
     texts: list[JSON] = []
     attached: list[JSON] = []
+    marker = cache_control(block, param)
     if isinstance(content, str):
         texts.append({"type": "text", "text": content})
     elif content is not None:
         expect(content, list, f"{param}.content", "a string or an array of content blocks")
         for k, inner in enumerate(content):
             for part in _nested(inner, f"{param}.content.{k}", ("text", "image", "document")):
-                (texts if part["type"] == "text" else attached).append(part)
+                if part["type"] == "text":
+                    # a tool message's text carries no marker of its own: the message does
+                    marker = part.pop("cache_control", None) or marker
+                    texts.append(part)
+                else:
+                    attached.append(part)
     if is_error:
         texts = [{"type": "text", "text": ERROR_PREFIX + (str(texts[0]["text"]) if texts else "")}, *texts[1:]]
     value: str | list[JSON] = texts if len(texts) > 1 else (str(texts[0]["text"]) if texts else "")
-    return {"role": "tool", "tool_call_id": tool_use_id, "content": value}, attached
+    message: JSON = {"role": "tool", "tool_call_id": tool_use_id, "content": value}
+    if marker is not None:
+        message["cache_control"] = marker
+    return message, attached
 
 
 def _tool_call(block: JSON, param: str) -> JSON:

@@ -4,16 +4,22 @@ model list and the count_tokens answer. Part of the Anthropic ingress dialect
 
 - ``id``: an Anthropic id (``msg_...``) is kept, an id that is hex after its
   prefix (``chatcmpl-``...) gives ``msg_<hex>``, any other id a stable hash of it.
-- ``content``: the canonical message's ``thinking_blocks`` first (verbatim; none
-  is invented from ``reasoning_content``), then the text (left out when empty and
-  there are tool calls), then a ``tool_use`` block per tool call.
+- ``content``: the canonical message's ``thinking_blocks`` first (verbatim); a
+  message without them but with ``reasoning_content`` gets one ``thinking`` block
+  of that text with the signature ``""`` (such a block cannot be replayed to
+  Anthropic: the Anthropic provider drops unsigned thinking on the way there); then
+  the text (left out when empty and there are tool calls), then a ``tool_use``
+  block per tool call.
 - ``stop_reason``: stop -> end_turn (tool_use when tool calls came with it),
   length -> max_tokens, tool_calls -> tool_use, content_filter -> refusal. The
   canonical answer does not say whether a stop sequence matched, so
   ``stop_sequence`` is always null.
-- ``usage``: Anthropic's ``input_tokens`` excludes cached input, so it is the
-  prompt minus cache reads (``prompt_tokens_details.cached_tokens``) and cache
-  writes (``prompt_tokens_details.cache_creation_tokens``).
+- ``usage``: cache reads (``prompt_tokens_details.cached_tokens``) ->
+  ``cache_read_input_tokens``, cache writes (``cache_write_tokens``) ->
+  ``cache_creation_input_tokens`` and, in a Message, ``cache_creation``
+  (``ephemeral_1h_input_tokens`` = ``cache_write_1h_tokens``, the rest 5-minute);
+  ``input_tokens`` is the prompt minus both, as Anthropic counts it; reasoning
+  tokens -> ``output_tokens_details.thinking_tokens`` (they stay in ``output_tokens``).
 - Errors: ``{"type": "error", "error": {type, message}}`` with the status the
   anthropic SDK maps to its exception classes; an upstream overload (529, or 503
   saying so) stays 529 ``overloaded_error`` so the SDK raises OverloadedError.
@@ -50,6 +56,9 @@ ERROR_TYPES: Mapping[int, str] = MappingProxyType(
     }
 )
 OVERLOADED = 529
+THINKING_TYPES = ("thinking", "redacted_thinking")
+UNSIGNED = ""
+"""The signature of a thinking block made from another provider's reasoning (none is invented)."""
 _HEX = re.compile(r"[0-9a-fA-F]{8,}")
 
 
@@ -78,19 +87,23 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def anthropic_usage(usage: Any) -> JSON:
-    """Canonical usage (or None) -> Anthropic's counts."""
+def anthropic_usage(usage: Any, *, breakdown: bool = False) -> JSON:
+    """Canonical usage (or None) -> Anthropic's counts; ``breakdown`` adds ``cache_creation``
+    (a Message has it; a stream's ``message_delta`` does not)."""
     usage = usage if isinstance(usage, dict) else {}
     details = usage.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
     cached = _count(details.get("cached_tokens"))
-    created = _count(details.get("cache_creation_tokens"))
+    created = _count(details.get("cache_write_tokens"))
     out: JSON = {
         "input_tokens": max(0, _count(usage.get("prompt_tokens")) - cached - created),
         "output_tokens": _count(usage.get("completion_tokens")),
         "cache_creation_input_tokens": created,
         "cache_read_input_tokens": cached,
     }
+    if breakdown:
+        hour = min(created, _count(details.get("cache_write_1h_tokens")))
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": created - hour, "ephemeral_1h_input_tokens": hour}
     reasoning = usage.get("completion_tokens_details")
     thinking = reasoning.get("reasoning_tokens") if isinstance(reasoning, dict) else None
     if isinstance(thinking, int) and not isinstance(thinking, bool):
@@ -144,7 +157,7 @@ def render_message(completion: JSON, model: str) -> JSON:
     if not isinstance(choice, dict) or not isinstance(message, dict):
         raise UpstreamBadResponse("the upstream's answer has no message to render")
     uses = [_tool_use(call) for call in message.get("tool_calls") or ()]
-    content = _thinking_blocks(message.get("thinking_blocks"))
+    content = thinking_content(message)
     text = message_text(message) or _refusal(message)
     if text or not uses:
         content.append({"type": "text", "text": text})
@@ -157,7 +170,7 @@ def render_message(completion: JSON, model: str) -> JSON:
         "content": content,
         "stop_reason": stop_reason(choice.get("finish_reason"), bool(uses)),
         "stop_sequence": None,
-        "usage": anthropic_usage(completion.get("usage")),
+        "usage": anthropic_usage(completion.get("usage"), breakdown=True),
     }
 
 
@@ -166,10 +179,18 @@ def _refusal(message: JSON) -> str:
     return refusal if isinstance(refusal, str) else ""
 
 
-def _thinking_blocks(blocks: Any) -> list[JSON]:
-    if not isinstance(blocks, list):
-        return []
-    return [dict(b) for b in blocks if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")]
+def thinking_content(message: JSON) -> list[JSON]:
+    """The thinking blocks a message opens with: its ``thinking_blocks`` verbatim, else one
+    unsigned block of its ``reasoning_content``, else none."""
+    blocks = message.get("thinking_blocks")
+    if isinstance(blocks, list):
+        kept = [dict(b) for b in blocks if isinstance(b, dict) and b.get("type") in THINKING_TYPES]
+        if kept:
+            return kept
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        return [{"type": "thinking", "thinking": reasoning, "signature": UNSIGNED}]
+    return []
 
 
 def _tool_use(call: Any) -> JSON:

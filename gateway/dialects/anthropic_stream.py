@@ -8,15 +8,21 @@ The anthropic SDK's stream accumulator wants, each as ``event: <name>`` plus a
     message_delta (stop_reason, cumulative usage)   message_stop
 
 Blocks get indexes 0, 1, 2... in order and one is open at a time: canonical
-``reasoning_content`` -> a ``thinking`` block (``thinking_delta``; no signature,
-none is invented), ``content`` -> a ``text`` block (``text_delta``), each tool
-call index -> its own ``tool_use`` block (``input_json_delta``). Switching kind
-closes the open block. Arguments that arrive for a tool call whose block was
-already closed (upstreams that interleave parallel calls) are still sent to that
-block's index, where the SDK accumulates them.
+``reasoning_content`` -> a ``thinking`` block (``thinking_delta``), which
+``reasoning_signature`` closes (``signature_delta``, then ``content_block_stop``;
+without one the block keeps the signature ``""``: none is invented);
+``redacted_reasoning`` -> a ``redacted_thinking`` block whose ``data`` comes whole
+in its ``content_block_start``, closed at once (as Anthropic streams it);
+``content`` -> a ``text`` block (``text_delta``), each tool call index -> its own
+``tool_use`` block (``input_json_delta``). Switching kind closes the open block.
+Within one delta the order is reasoning, signature, redacted data, text, tool
+calls. Arguments that arrive for a tool call whose block was already closed
+(upstreams that interleave parallel calls) are still sent to that block's index,
+where the SDK accumulates them.
 
 Usage arrives in the final usage-only chunk (``choices: []``); ``finish`` turns it
-into ``message_delta.usage`` (output tokens, plus input and cache tokens). An
+into ``message_delta.usage`` (output tokens, plus input, cache read and cache write
+tokens; no ``cache_creation`` split, as in Anthropic's own ``message_delta``). An
 upstream failure after the first byte ends the stream with an ``error`` event,
 which the SDK raises as the exception of that error's status.
 """
@@ -33,6 +39,7 @@ from gateway.dialects.anthropic_render import anthropic_usage, error_body, messa
 from gateway.errors import GatewayError
 
 _PING = {"type": "ping"}
+_THINKING = {"type": "thinking", "thinking": "", "signature": ""}
 
 
 def sse(name: str, data: JSON) -> bytes:
@@ -60,7 +67,7 @@ class MessagesStream:
         self._started = False
         self._done = False
         self._blocks = 0
-        self._open: str | None = None  # "text", "thinking" or "tool:<canonical index>"
+        self._open: str | None = None  # "text", "thinking", "redacted" or "tool:<canonical index>"
         self._tools: dict[int, int] = {}  # canonical tool-call index -> block index
         self._finish: Any = None
         self._usage: JSON | None = None
@@ -124,10 +131,7 @@ class MessagesStream:
     def _choice(self, choice: JSON, out: list[bytes]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            reasoning = delta.get("reasoning_content")
-            if isinstance(reasoning, str) and reasoning:
-                out.append(self._ensure("thinking", {"type": "thinking", "thinking": "", "signature": ""}))
-                out.append(_delta(self._blocks - 1, {"type": "thinking_delta", "thinking": reasoning}))
+            self._reasoning(delta, out)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 out.append(self._ensure("text", {"type": "text", "text": ""}))
@@ -137,6 +141,22 @@ class MessagesStream:
                     out.append(self._tool_call(call))
         if choice.get("finish_reason") is not None:
             self._finish = choice["finish_reason"]
+
+    def _reasoning(self, delta: JSON, out: list[bytes]) -> None:
+        reasoning = delta.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            out.append(self._ensure("thinking", dict(_THINKING)))
+            out.append(_delta(self._blocks - 1, {"type": "thinking_delta", "thinking": reasoning}))
+        signature = delta.get("reasoning_signature")
+        if isinstance(signature, str):
+            out.append(self._ensure("thinking", dict(_THINKING)))
+            if signature:
+                out.append(_delta(self._blocks - 1, {"type": "signature_delta", "signature": signature}))
+            out.append(self._close())
+        redacted = delta.get("redacted_reasoning")
+        if isinstance(redacted, str) and redacted:
+            out.append(self._close() + self._open_block("redacted", {"type": "redacted_thinking", "data": redacted}))
+            out.append(self._close())
 
     def _tool_call(self, call: JSON) -> bytes:
         index = _tool_index(call)

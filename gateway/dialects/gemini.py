@@ -19,7 +19,7 @@ field, is in gemini_contents.py (contents, parts, function calls), gemini_tools.
 |---|---|
 | contents, systemInstruction | messages |
 | tools, toolConfig | tools, tool_choice |
-| generationConfig | sampling, limits, response_format, reasoning_effort, thinking_config |
+| generationConfig | sampling, limits, response_format, reasoning_effort / _budget, include_reasoning, thinking_config |
 | cachedContent | ``cached_content``, kept: only a Gemini deployment can use it (the server decides) |
 | serviceTier | service_tier (standard -> default, flex, priority) |
 | safetySettings, labels, store | dropped: Google's own policy, billing labels and logging |

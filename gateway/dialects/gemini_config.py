@@ -11,13 +11,19 @@ applied to a Gemini body that is passed through (:func:`apply_native`).
 | responseMimeType application/json | response_format json_object, json_schema with a schema |
 | responseSchema (converted), responseJsonSchema | response_format.json_schema.schema |
 | responseLogprobs, logprobs | logprobs, top_logprobs |
-| thinkingConfig | reasoning_effort, and the config itself (camelCase) as ``thinking_config`` |
+| thinkingConfig | reasoning_effort, reasoning_budget, include_reasoning (below); itself as ``thinking_config`` |
 | responseModalities [TEXT], mediaResolution, enableEnhancedCivicAnswers | dropped |
 | other responseModalities, speechConfig, imageConfig, routingConfig, ... | refused |
 
-reasoning_effort: thinkingBudget 0 -> none set (the provider's default; "none" would
-break models without reasoning), -1 (dynamic) -> medium, below 2048 -> low, below
-8192 -> medium, else high; thinkingLevel MINIMAL/LOW/MEDIUM/HIGH/XHIGH by name.
+thinkingConfig (the contract of issue 12, gateway/canonical.py):
+
+- ``thinkingBudget`` N >= 0 -> ``reasoning_budget`` N and ``reasoning_effort``
+  ``budget_to_effort(N)`` (0 -> ``none``, below 1024 ``minimal``, then the largest
+  effort of EFFORT_BUDGETS that fits); -1 (dynamic: the model decides) -> no budget,
+  ``reasoning_effort`` ``medium``.
+- ``thinkingLevel`` MINIMAL / LOW / MEDIUM / HIGH / XHIGH -> ``reasoning_effort`` by name
+  (THINKING_LEVEL_UNSPECIFIED: nothing set).
+- ``includeThoughts`` -> ``include_reasoning``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.canonical import JSON
+from gateway.canonical import JSON, REASONING_TRANSLATED, budget_to_effort
 from gateway.config.settings import Params
 from gateway.dialects.checks import bad
 from gateway.dialects.gemini_fields import array, at, boolean, camel, fields, integer, number, obj, string
@@ -71,6 +77,10 @@ _OWN = frozenset(
     }
 )
 _LEVELS = {"MINIMAL": "minimal", "LOW": "low", "MEDIUM": "medium", "HIGH": "high", "XHIGH": "xhigh"}
+DYNAMIC_BUDGET = -1
+"""``thinkingBudget: -1``: the model sizes its thinking itself."""
+DYNAMIC_EFFORT = "medium"
+"""The ``reasoning_effort`` of a dynamic budget (no ``reasoning_budget`` is set)."""
 
 # canonical name -> the generationConfig field it stands for in a passed-through body
 NATIVE_NAMES: dict[str, str] = {
@@ -155,14 +165,16 @@ def _thinking(value: Any, param: str) -> JSON:
     config = fields(value, param, ("includeThoughts", "thinkingBudget", "thinkingLevel"))
     out: JSON = {"thinking_config": config}
     if "includeThoughts" in config:
-        boolean(config["includeThoughts"], at(param, "includeThoughts"))
+        out["include_reasoning"] = boolean(config["includeThoughts"], at(param, "includeThoughts"))
     if "thinkingBudget" in config and "thinkingLevel" in config:
         raise bad("set thinkingBudget or thinkingLevel, not both", at(param, "thinkingLevel"))
     if "thinkingBudget" in config:
-        budget = integer(config["thinkingBudget"], at(param, "thinkingBudget"), -1)
-        effort = _effort_of_budget(budget)
-        if effort:
-            out["reasoning_effort"] = effort
+        budget = integer(config["thinkingBudget"], at(param, "thinkingBudget"), DYNAMIC_BUDGET)
+        if budget == DYNAMIC_BUDGET:
+            out["reasoning_effort"] = DYNAMIC_EFFORT
+        else:
+            out["reasoning_budget"] = budget
+            out["reasoning_effort"] = budget_to_effort(budget)
     elif "thinkingLevel" in config:
         level = string(config["thinkingLevel"], at(param, "thinkingLevel")).upper()
         if level not in _LEVELS and level != "THINKING_LEVEL_UNSPECIFIED":
@@ -170,15 +182,9 @@ def _thinking(value: Any, param: str) -> JSON:
             raise bad(f"{where} must be one of {sorted(_LEVELS)}, got {level!r}", where, "unsupported_value")
         if level in _LEVELS:
             out["reasoning_effort"] = _LEVELS[level]
+    if "reasoning_effort" in out:
+        out[REASONING_TRANSLATED] = True
     return out
-
-
-def _effort_of_budget(budget: int) -> str | None:
-    if budget == 0:
-        return None
-    if budget == -1:
-        return "medium"
-    return "low" if budget < 2048 else "medium" if budget < 8192 else "high"
 
 
 # --- pass-through ---------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 - Turns: role ``user`` (also the missing role, and the legacy ``function``) ->
   user messages, ``model`` -> assistant messages.
-- Parts: ``text`` -> text (a ``thought: true`` part is the model's reasoning: dropped);
+- Parts: ``text`` -> text. A ``thought: true`` part is the model's reasoning: in a
+  model turn its text (the turn's thought parts joined as they are, pieces of one
+  text) -> the assistant message's ``reasoning_content``; a turn of thoughts alone
+  gives no message (an assistant message needs content or tool calls); in a user
+  turn it is dropped.
   ``inlineData`` images -> ``image_url`` data URLs, ``application/pdf`` -> a
   ``file`` part, WAV/MP3 audio -> ``input_audio``; ``fileData`` with an image MIME
   type and an http(s) URI (not a Gemini Files API one) -> ``image_url`` with the
@@ -109,14 +113,14 @@ class Transcript:
     def _model_turn(self, parts: list[Any], i: int) -> None:
         self._check_answered()
         texts: list[str] = []
+        thoughts: list[str] = []
         calls: list[JSON] = []
         self._pending, self._answering = [], False
         for j, raw in enumerate(parts):
             param = at("contents", i, "parts", j)
             kind, value, part = read_part(raw, param)
             if kind == "text":
-                if not part.get("thought"):
-                    texts.append(value)
+                (thoughts if part.get("thought") else texts).append(value)
             elif kind == "functionCall":
                 calls.append(self._call(value, i, j, param))
             else:
@@ -131,6 +135,8 @@ class Transcript:
         message: JSON = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = calls
+        if "".join(thoughts):
+            message["reasoning_content"] = "".join(thoughts)
         self.messages.append(message)
 
     def _call(self, value: Any, i: int, j: int, param: str) -> JSON:

@@ -4,6 +4,8 @@
   -> SAFETY, none given -> STOP, anything else -> OTHER; a tool call whose arguments
   are not a JSON object is left out and the candidate ends MALFORMED_FUNCTION_CALL
   (what Gemini says when its model writes such a call).
+- ``reasoning_content`` -> one ``{"text", "thought": true}`` part before the answer's
+  parts (no ``thoughtSignature``: the canonical answer carries none).
 - ``functionCall`` parts carry ``name``, ``args`` (the parsed arguments) and the
   canonical ``id``, which the client sends back on its ``functionResponse``.
 - ``usageMetadata``: promptTokenCount, candidatesTokenCount (completion minus
@@ -70,6 +72,11 @@ def call_part(call: Any) -> JSON | None:
     return {"functionCall": function_call}
 
 
+def thought_part(text: str) -> JSON:
+    """Reasoning text as Gemini writes it: a text part marked ``thought``."""
+    return {"text": text, "thought": True}
+
+
 def parse_arguments(raw: Any) -> JSON | None:
     if raw is None or raw == "":
         return {}
@@ -103,6 +110,9 @@ def candidate(choice: JSON, position: int) -> JSON:
     """One canonical choice of a ``chat.completion`` -> a Gemini candidate."""
     message = as_dict(choice.get("message"))
     parts: list[JSON] = []
+    reasoning = message.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        parts.append(thought_part(reasoning))
     text = content_text(message.get("content"))
     if text:
         parts.append({"text": text})

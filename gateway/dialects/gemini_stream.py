@@ -4,12 +4,13 @@ Each batch becomes at most one event, ``data: <GenerateContentResponse>\\r\\n\\r
 (Gemini separates events with CRLF pairs), holding the batch's parts in order:
 text deltas as text parts (adjacent ones merged), and each function call whole,
 once its arguments are complete - when the next call or text starts, or at the
-finish reason. :meth:`GenerateStream.finish` sends the last event with the
+finish reason; ``reasoning_content`` deltas as thought parts (``"thought": true``,
+adjacent ones merged), in the event of the batch they came in, before that delta's
+text. :meth:`GenerateStream.finish` sends the last event with the
 ``finishReason`` and ``usageMetadata`` (the usage-only chunk comes after the finish
 reason in canonical streams); its parts are ``[{"text": ""}]`` as Gemini's own
 last events often are, so every event has content (the SDK's chat history keeps a
-turn only when each event does). Only candidate 0 is streamed, and no thoughts
-(canonical chunks carry none); ``error`` ends the stream with
+turn only when each event does). Only candidate 0 is streamed; ``error`` ends the stream with
 ``data: {"error": {...}}``, which the SDK raises as an APIError.
 """
 
@@ -26,6 +27,7 @@ from gateway.dialects.gemini_render import (
     call_part,
     error_envelope,
     finish_reason,
+    thought_part,
     usage_metadata,
 )
 from gateway.errors import GatewayError
@@ -88,13 +90,12 @@ class GenerateStream:
 
     def _choice(self, choice: JSON, parts: list[JSON]) -> None:
         delta = as_dict(choice.get("delta"))
+        reasoning = delta.get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:
+            self._text(thought_part(reasoning), parts)
         text = delta.get("content")
         if isinstance(text, str) and text:
-            parts.extend(self._flush_calls())
-            if parts and set(parts[-1]) == {"text"}:
-                parts[-1] = {"text": parts[-1]["text"] + text}
-            else:
-                parts.append({"text": text})
+            self._text({"text": text}, parts)
         for call in as_list(delta.get("tool_calls")):
             if isinstance(call, dict):
                 self._call_delta(call, parts)
@@ -102,6 +103,14 @@ class GenerateStream:
         if isinstance(reason, str) and reason:
             self._finish = reason
             parts.extend(self._flush_calls())
+
+    def _text(self, part: JSON, parts: list[JSON]) -> None:
+        """Add a text or thought part, merged into the previous part of the same kind."""
+        parts.extend(self._flush_calls())
+        if parts and parts[-1].keys() == part.keys() and "text" in part:
+            parts[-1] = {**part, "text": parts[-1]["text"] + part["text"]}
+        else:
+            parts.append(part)
 
     def _call_delta(self, delta: JSON, parts: list[JSON]) -> None:
         index = delta.get("index", 0)

@@ -7,6 +7,16 @@ names the offending field (``messages[2].content[0].type``) and whose ``code``
 is stable (``invalid_type``, ``missing_required_parameter``, ``invalid_value``,
 ``unsupported_value``). Unknown top-level parameters pass through untouched:
 OpenAI adds parameters often, and an OpenAI-compatible upstream may know them.
+
+Reasoning (docs/dialects.md, "OpenAI chat completions"): ``reasoning_effort`` must
+be a string (its values are the upstream's to judge: OpenAI's and, say, Groq's
+differ). Assistant messages sent back may carry ``reasoning_content`` (a string) and
+``thinking_blocks`` (Anthropic's blocks, as the gateway's answers give them: the
+Anthropic provider replays the signed ones, every other provider drops both).
+Answers are rendered as the canonical form is: ``reasoning_content`` on the message
+and in stream deltas, ``thinking_blocks`` on the message, ``reasoning_signature`` and
+``redacted_reasoning`` in deltas (keys the openai SDK ignores and LiteLLM-style
+clients read).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from gateway.dialects.bounded_json import DEFAULT_MAX_DEPTH
 from gateway.dialects.checks import bad as _bad
 from gateway.dialects.checks import expect as _expect
 from gateway.dialects.checks import kind_of as _kind
+from gateway.dialects.responses_reasoning import check_block
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
@@ -91,6 +102,8 @@ def validate_chat(body: JSON) -> JSON:
     _response_format(body.get("response_format"))
     if body.get("user") is not None:
         _expect(body["user"], str, "user", "a string")
+    if body.get("reasoning_effort") is not None:
+        _expect(body["reasoning_effort"], str, "reasoning_effort", "a string")
     return body
 
 
@@ -140,6 +153,20 @@ def _message(msg: Any, param: str) -> None:
         _expect(calls, list, f"{param}.tool_calls", "an array")
         for k, call in enumerate(calls):
             _tool_call(call, f"{param}.tool_calls[{k}]")
+    if role == "assistant":
+        _reasoning(msg, param)
+
+
+def _reasoning(msg: JSON, param: str) -> None:
+    """An assistant message's reasoning as an answer gave it (``reasoning_content``,
+    ``thinking_blocks``: gateway/canonical.py), sent back by the client."""
+    if msg.get("reasoning_content") is not None:
+        _expect(msg["reasoning_content"], str, f"{param}.reasoning_content", "a string")
+    blocks = msg.get("thinking_blocks")
+    if blocks is not None:
+        _expect(blocks, list, f"{param}.thinking_blocks", "an array of thinking blocks")
+        for k, block in enumerate(blocks):
+            check_block(block, f"{param}.thinking_blocks[{k}]")
 
 
 def _part(part: Any, param: str) -> None:

@@ -11,8 +11,9 @@ module the items of the earlier turns (``history``, resolved from
 :func:`output_items` of each answer.
 
 A Responses upstream gets the client's own body instead (:func:`apply_native`):
-the whole conversation, stateless (``store: false``), with reasoning replayed
-through ``reasoning.encrypted_content``.
+the whole conversation, stateless (``store: false``), with OpenAI's reasoning
+replayed through ``reasoning.encrypted_content`` (the gateway's own reasoning
+items, which hold another provider's thinking, are left out).
 
 Top-level fields, Responses -> canonical (items: gateway/dialects/responses_items.py):
 
@@ -30,8 +31,10 @@ Top-level fields, Responses -> canonical (items: gateway/dialects/responses_item
 ``parallel_tool_calls``     passed when there are tools
 ``text.format``             translated to ``response_format`` (``text`` dropped)
 ``text.verbosity``          translated to ``verbosity``
-``reasoning``               ``effort`` -> ``reasoning_effort``; the object is
-                            kept as ``reasoning``
+``reasoning``               ``effort`` -> ``reasoning_effort``; ``summary``
+                            (auto/concise/detailed; or the deprecated
+                            ``generate_summary``) -> ``include_reasoning: true``;
+                            the object is kept as ``reasoning``
 ``max_output_tokens``       translated to ``max_tokens`` (at least 1)
 ``temperature``, ``top_p``  passed (0..2, 0..1)
 ``user``,                   translated to ``user`` (``safety_identifier`` first)
@@ -44,8 +47,9 @@ Top-level fields, Responses -> canonical (items: gateway/dialects/responses_item
 ``service_tier``
 ``previous_response_id``    resolved by the server into ``history``; echoed
 ``store``                   the gateway's own store; echoed, never sent on
-``include``                 dropped (no hosted tools, no logprobs, reasoning
-                            content has no canonical form)
+``include``                 dropped; ``reasoning.encrypted_content`` in it
+                            puts the gateway's thinking blocks into the
+                            answer's reasoning item (responses_reasoning.py)
 ``truncation``              dropped (``auto`` cannot be honoured; an overlong
                             input fails upstream)
 ``top_logprobs``,           dropped (logprobs are not rendered; built-in tools
@@ -70,8 +74,9 @@ import orjson
 from gateway.canonical import JSON
 from gateway.config.settings import Params
 from gateway.dialects.checks import bad, expect
-from gateway.dialects.responses_items import append_item, check_item, input_items
-from gateway.dialects.responses_render import output_items, render_response, response_id, rewrite
+from gateway.dialects.responses_items import append_item, check_item, drop_reasoning_only, input_items
+from gateway.dialects.responses_reasoning import ENCRYPTED_REASONING, SUMMARIES, is_gateway_content
+from gateway.dialects.responses_render import output_items, reasoning_blocks, render_response, response_id, rewrite
 from gateway.errors import GatewayError, InvalidRequest, Untranslatable
 
 __all__ = [
@@ -80,6 +85,7 @@ __all__ = [
     "input_tokens_body",
     "output_items",
     "parse_responses",
+    "reasoning_blocks",
     "render_error",
     "render_response",
     "response_id",
@@ -94,7 +100,6 @@ PASSED_TYPES: tuple[tuple[str, type, str], ...] = (
     ("prompt_cache_options", dict, "an object"),
     ("service_tier", str, "a string"),
 )
-ENCRYPTED_REASONING = "reasoning.encrypted_content"
 # Canonical names in a deployment's params / drop_params -> Responses names.
 INTEGERS = (("max_output_tokens", 1, 10_000_000), ("top_logprobs", 0, 20), ("max_tool_calls", 1, 10_000))
 NATIVE_NAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
@@ -190,6 +195,7 @@ def _messages(body: JSON, history: list[JSON]) -> list[JSON]:
         append_item(messages, stored)
     for item in input_items(body):
         append_item(messages, item)
+    messages = drop_reasoning_only(messages)
     if all(m["role"] == "system" for m in messages):
         raise bad("input must contain at least one message or function call output", "input")
     return messages
@@ -293,6 +299,14 @@ def _reasoning(reasoning: Any) -> JSON:
     if effort is not None:
         expect(effort, str, "reasoning.effort", "a string")
         out["reasoning_effort"] = effort
+    for key in ("summary", "generate_summary"):  # generate_summary: the API's deprecated name
+        summary = reasoning.get(key)
+        if summary is None:
+            continue
+        expect(summary, str, f"reasoning.{key}", "a string")
+        if summary not in SUMMARIES:
+            raise bad(f"reasoning.{key} must be one of {', '.join(SUMMARIES)}", f"reasoning.{key}")
+        out["include_reasoning"] = True
     return out
 
 
@@ -330,7 +344,7 @@ def apply_native(body: JSON, model: str, params: Params, drop: frozenset[str], h
     model, parameter policy and dropped parameters. ``body`` is not modified."""
     out = {k: v for k, v in body.items() if k != "previous_response_id"}
     out["model"] = model
-    out["input"] = [*history, *input_items(body, lenient=True)]
+    out["input"] = [item for item in [*history, *input_items(body, lenient=True)] if not _gateway_reasoning(item)]
     out["store"] = False
     given = body.get("include")
     include = list(given) if isinstance(given, list) else []
@@ -343,6 +357,12 @@ def apply_native(body: JSON, model: str, params: Params, drop: frozenset[str], h
         if key not in ("model", "input"):
             out.pop(key, None)
     return out
+
+
+def _gateway_reasoning(item: JSON) -> bool:
+    """A reasoning item the gateway rendered (its thinking blocks mean nothing to OpenAI,
+    which would refuse the ``encrypted_content``)."""
+    return item.get("type") == "reasoning" and is_gateway_content(item.get("encrypted_content"))
 
 
 def _apply_policy(out: JSON, params: Params) -> None:

@@ -20,8 +20,14 @@ Accepted item types and their canonical form (:func:`append_item`):
   message joins it.
 - ``function_call_output`` -> a ``tool`` message (output a string, or parts:
   all-text parts are joined into one string).
-- ``reasoning`` -> nothing: its encrypted content only means something to
-  OpenAI (see ``apply_native`` for a Responses upstream, which gets it back).
+- ``reasoning`` whose ``encrypted_content`` the gateway made (``gwr1.``,
+  gateway/dialects/responses_reasoning.py) -> ``thinking_blocks`` (decoded) and
+  ``reasoning_content`` (the summary texts, joined by a blank line) of the
+  assistant turn it opens: the following ``message`` and ``function_call`` items
+  join that message. Reasoning items a gateway answer ends on (no answer after
+  them) are dropped. Any other ``reasoning`` item -> nothing: its encrypted
+  content only means something to OpenAI (see ``apply_native`` for a Responses
+  upstream, which gets it back).
 
 Refused (InvalidRequest, ``param`` naming the field): ``file_id`` images and
 files and ``file_url`` files (the gateway has no file store and does not fetch
@@ -35,6 +41,7 @@ from typing import Any
 
 from gateway.canonical import JSON
 from gateway.dialects.checks import bad, expect, required
+from gateway.dialects.responses_reasoning import decode_blocks, is_gateway_content, summary_texts
 from gateway.errors import Untranslatable
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -166,15 +173,29 @@ def _check_reasoning(item: JSON, param: str) -> None:
     summary = item.get("summary")
     if summary is not None:
         expect(summary, list, f"{param}.summary", "an array")
-    if item.get("encrypted_content") is not None:
-        expect(item["encrypted_content"], str, f"{param}.encrypted_content", "a string")
+        for j, part in enumerate(summary):
+            where = f"{param}.summary.{j}"
+            expect(part, dict, where, "an object")
+            if part.get("type") != "summary_text":
+                raise bad(f"{where}.type must be summary_text, got {part.get('type')!r}", f"{where}.type")
+            expect(part.get("text"), str, f"{where}.text", "a string")
+    encrypted = item.get("encrypted_content")
+    if encrypted is not None:
+        expect(encrypted, str, f"{param}.encrypted_content", "a string")
+        if is_gateway_content(encrypted):
+            decode_blocks(encrypted, f"{param}.encrypted_content")
 
 
 def append_item(messages: list[JSON], item: JSON) -> None:
     """Add a checked item to a canonical conversation."""
     kind = item["type"]
     if kind == "message":
-        messages.append(_message(item))
+        message = _message(item)
+        last = messages[-1] if messages else None
+        if message["role"] == "assistant" and last is not None and _reasoning_only(last):
+            last["content"] = message["content"]  # the answer its reasoning item opened
+        else:
+            messages.append(message)
     elif kind == "function_call":
         call = {
             "id": item["call_id"],
@@ -190,6 +211,45 @@ def append_item(messages: list[JSON], item: JSON) -> None:
         output = item["output"]
         content = output if isinstance(output, str) else _joined([_part(p) for p in output])
         messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": content})
+    elif kind == "reasoning" and is_gateway_content(item.get("encrypted_content")):
+        _append_reasoning(messages, item)
+
+
+def _append_reasoning(messages: list[JSON], item: JSON) -> None:
+    """A gateway reasoning item -> ``thinking_blocks`` and ``reasoning_content`` of the
+    assistant turn it belongs to (the last message when that is the assistant's, else
+    a new one that the following message or function call items fill)."""
+    blocks = decode_blocks(item["encrypted_content"], "encrypted_content")
+    text = "\n\n".join(summary_texts(item))
+    if not blocks and not text:
+        return
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "assistant":
+        last = {"role": "assistant", "content": None}
+        messages.append(last)
+    if blocks:
+        last["thinking_blocks"] = [*last.get("thinking_blocks", ()), *blocks]
+    if text:
+        before = last.get("reasoning_content")
+        last["reasoning_content"] = f"{before}\n\n{text}" if before else text
+
+
+def _reasoning_only(message: JSON) -> bool:
+    """An assistant message that holds only a reasoning item's content, so far."""
+    return (
+        message["role"] == "assistant"
+        and message.get("content") is None
+        and not message.get("tool_calls")
+        and ("thinking_blocks" in message or "reasoning_content" in message)
+    )
+
+
+def drop_reasoning_only(messages: list[JSON]) -> list[JSON]:
+    """``messages`` less assistant messages that hold nothing but reasoning (a reasoning
+    item no answer followed): no provider takes an empty assistant turn."""
+    if not any(_reasoning_only(m) for m in messages):
+        return messages
+    return [m for m in messages if not _reasoning_only(m)]
 
 
 def _message(item: JSON) -> JSON:

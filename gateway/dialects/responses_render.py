@@ -4,9 +4,12 @@
 status, output and usage, and the request's parameters echoed with the API's
 defaults (``temperature`` 1, ``tool_choice`` auto, ``store`` true, ...). It
 serves both the non-stream answer (:func:`render_response`) and the lifecycle
-events of a stream. Output items get gateway ids (``msg_``/``fc_`` + hex); a
+events of a stream. Output items get gateway ids (``rs_``/``msg_``/``fc_`` + hex); a
 function call's ``call_id`` is the canonical tool-call id, so the client's
 ``function_call_output`` finds its way back to the provider's call.
+
+A canonical answer's reasoning (``reasoning_content``, ``thinking_blocks``) becomes a
+``reasoning`` item before the others (gateway/dialects/responses_reasoning.py).
 
 Statuses: finish reason ``length`` -> ``incomplete`` with reason
 ``max_output_tokens``, ``content_filter`` -> ``incomplete`` with reason
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.canonical import JSON, message_text
+from gateway.dialects.responses_reasoning import encode_blocks, message_reasoning, reasoning_item, wants_encrypted
 
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -159,6 +164,9 @@ def render_response(completion: JSON, *, response_id: str, model: str, body: JSO
     message = _object(choice.get("message"))
     status, reason = status_of(choice.get("finish_reason"))
     output: list[JSON] = []
+    reasoning, blocks = message_reasoning(message)
+    if reasoning or blocks:
+        output.append(reasoning_item(new_id("rs_"), reasoning, blocks, encrypted=wants_encrypted(body)))
     content: list[JSON] = []
     text = message_text(message)
     if text:
@@ -183,18 +191,36 @@ def render_response(completion: JSON, *, response_id: str, model: str, body: JSO
     )
 
 
-def output_items(response: JSON) -> list[JSON]:
-    """The items of a ``Response`` a continuation replays (for the store): its
-    output, less reasoning items without ``encrypted_content`` (a stateless
-    upstream cannot resolve them)."""
+def output_items(response: JSON, blocks: Mapping[str, list[JSON]] | None = None) -> list[JSON]:
+    """The items of a ``Response`` a continuation replays (for the store): its output,
+    less reasoning items without ``encrypted_content`` (a stateless upstream cannot
+    resolve them). ``blocks`` (reasoning item id -> thinking blocks: :func:`reasoning_blocks`,
+    ``ResponsesStream.reasoning_blocks``) gives the gateway's reasoning items their
+    ``encrypted_content`` when the client did not ask for it, so the store always has it."""
     output = response.get("output")
     if not isinstance(output, list):
         return []
-    return [
-        item
-        for item in output
-        if isinstance(item, dict) and (item.get("type") != "reasoning" or item.get("encrypted_content"))
-    ]
+    items: list[JSON] = []
+    for item in output:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") != "reasoning" or item.get("encrypted_content"):
+            items.append(item)
+        elif found := (blocks or {}).get(item.get("id", "")):
+            items.append({**item, "encrypted_content": encode_blocks(found)})
+    return items
+
+
+def reasoning_blocks(response: JSON, completion: JSON) -> dict[str, list[JSON]]:
+    """Reasoning item id -> thinking blocks of a ``Response`` rendered from ``completion``
+    (:func:`render_response`), for :func:`output_items`."""
+    choices = completion.get("choices") or [{}]
+    _, blocks = message_reasoning(_object(_object(choices[0]).get("message")))
+    output = response.get("output")
+    first = output[0] if isinstance(output, list) and output else None
+    if not blocks or not isinstance(first, dict) or first.get("type") != "reasoning":
+        return {}
+    return {str(first.get("id")): blocks}
 
 
 def rewrite(upstream_response: JSON, response_id: str, *, body: JSON | None = None) -> JSON:

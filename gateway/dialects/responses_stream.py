@@ -1,9 +1,12 @@
 """Responses event streams: canonical chunks rendered as Responses events
-(:class:`ResponsesStream`), and a Responses upstream's events relayed under the
-gateway's response id (:class:`PassthroughEvents`).
+(:class:`ResponsesStream`); a Responses upstream's events relayed under the
+gateway's response id (:class:`PassthroughEvents`) are in responses_relay.py.
 
 The events follow the API's sequence: ``response.created`` and
 ``response.in_progress``; per output item ``response.output_item.added``, for a
+reasoning item ``response.reasoning_summary_part.added``,
+``response.reasoning_summary_text.delta``..., ``.done`` and
+``response.reasoning_summary_part.done`` (gateway/dialects/responses_reasoning.py), for a
 message ``response.content_part.added``, ``response.output_text.delta``...,
 ``response.output_text.done`` and ``response.content_part.done`` (refusals use
 the ``response.refusal.*`` events), for a function call
@@ -13,9 +16,10 @@ the ``response.refusal.*`` events), for a function call
 event has ``type`` and an increasing ``sequence_number``; framing is
 ``event: <type>\\ndata: <json>\\n\\n`` with no ``[DONE]`` sentinel.
 
-A message item closes when a function call starts and function calls close
-when text starts again or the stream ends, so parallel calls may stream side
-by side (each by its ``output_index``). Items still open when the stream ends
+A reasoning item closes when text or a function call starts, a message item
+when a function call or reasoning starts, and function calls close when text or
+reasoning starts again or the stream ends, so parallel calls may stream side by
+side (each by its ``output_index``). Items still open when the stream ends
 take the response's status (``incomplete`` after ``max_output_tokens``). A
 stream that breaks closes its open items as ``incomplete``, then sends an
 ``error`` event (the spec's flat ``code``/``message``/``param`` and the
@@ -29,6 +33,8 @@ from typing import Any
 import orjson
 
 from gateway.canonical import JSON
+from gateway.dialects.responses_reasoning import StreamedReasoning, wants_encrypted
+from gateway.dialects.responses_relay import PassthroughEvents
 from gateway.dialects.responses_render import (
     call_item,
     message_item,
@@ -36,29 +42,12 @@ from gateway.dialects.responses_render import (
     refusal_part,
     response_object,
     responses_usage,
-    rewrite,
     status_of,
     text_part,
 )
 from gateway.errors import GatewayError
 
-LIFECYCLE = frozenset(
-    {
-        "response.created",
-        "response.queued",
-        "response.in_progress",
-        "response.completed",
-        "response.failed",
-        "response.incomplete",
-    }
-)
-FINAL = frozenset({"response.completed", "response.incomplete"})
-
-
-def sse_frame(kind: str, data: bytes) -> bytes:
-    """One server-sent event (a multi-line payload gets one ``data:`` line per line)."""
-    lines = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n"))
-    return b"event: " + kind.encode() + b"\n" + lines + b"\n"
+__all__ = ["PassthroughEvents", "ResponsesStream"]
 
 
 class _Events:
@@ -73,7 +62,7 @@ class _Events:
     def emit(self, kind: str, fields: JSON) -> None:
         event = {"type": kind, **fields, "sequence_number": self._seq}
         self._seq += 1
-        # orjson's output never holds a raw newline: one data line, no splitting (sse_frame).
+        # orjson's output never holds a raw newline: one data line, no splitting (responses_relay.sse_frame).
         self._out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(event)))
 
     def emit_rendered(self, head: bytes, value: Any, tail: bytes) -> None:
@@ -90,8 +79,15 @@ class _Events:
         return out
 
 
+_BLOCK_KEYS = frozenset({"reasoning_signature", "redacted_reasoning", "thinking_blocks"})
+"""Delta keys that carry thinking blocks (gateway/canonical.py)."""
 _DELTA_TAIL = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b',"sequence_number":'}
 """What follows the ``delta`` of an ``output_text`` or ``refusal`` delta event."""
+
+
+def _carries(value: Any) -> bool:
+    """Whether a block key's value holds a block (a signature, redacted data, a non-empty list)."""
+    return isinstance(value, str) or (isinstance(value, list) and bool(value))
 
 
 def _delta_head(kind: str, where: JSON) -> bytes:
@@ -104,11 +100,13 @@ def _delta_head(kind: str, where: JSON) -> bytes:
 class _Output:
     """The output items of one streamed response, opened, fed and closed with their events."""
 
-    __slots__ = ("_calls", "_events", "_msg", "_part", "items")
+    __slots__ = ("_calls", "_events", "_msg", "_part", "items", "reasoning")
 
-    def __init__(self, events: _Events) -> None:
+    def __init__(self, events: _Events, *, encrypted: bool) -> None:
         self._events = events
         self.items: list[JSON] = []
+        self.reasoning = StreamedReasoning(events, self.items, encrypted=encrypted)
+        """The reasoning items (gateway/dialects/responses_reasoning.py)."""
         self._msg: int | None = None
         """output_index of the open message item."""
         self._part: tuple[str, list[str], bytes] | None = None
@@ -126,6 +124,7 @@ class _Output:
             part[1].append(delta)
             self._events.emit_rendered(part[2], delta, _DELTA_TAIL[kind])
             return
+        self.reasoning.close()
         self._close_calls("completed")
         if self._msg is None:
             self._msg = len(self.items)
@@ -141,11 +140,24 @@ class _Output:
         self._part[1].append(delta)
         self._events.emit_rendered(self._part[2], delta, _DELTA_TAIL[kind])
 
+    def think(self, delta: JSON, text: Any) -> None:
+        """A delta's reasoning: ``text`` (its ``reasoning_content``) and block keys."""
+        has_text = isinstance(text, str) and bool(text)
+        if not has_text and not any(_carries(delta.get(key)) for key in _BLOCK_KEYS):
+            return
+        if not self.reasoning.is_open:
+            self._close_message("completed")
+            self._close_calls("completed")
+        if has_text:
+            self.reasoning.text(text)
+        self.reasoning.extra(delta)
+
     def call(self, delta: JSON) -> None:
         """A canonical tool-call delta (``index``, ``id`` and name first, then argument pieces)."""
         key = delta.get("index", 0)
         fn = delta.get("function") or {}
         if key not in self._calls:
+            self.reasoning.close()
             self._close_message("completed")
             self._calls[key] = (len(self.items), [])
             call_id = delta.get("id") or new_id("call_")
@@ -159,6 +171,7 @@ class _Output:
 
     def close(self, status: str) -> None:
         """Close every open item with ``status``."""
+        self.reasoning.close(status)
         self._close_message(status)
         self._close_calls(status)
 
@@ -227,7 +240,7 @@ class ResponsesStream:
         self._body = body
         self._created_at = created_at
         self._events = _Events()
-        self._output = _Output(self._events)
+        self._output = _Output(self._events, encrypted=wants_encrypted(body))
         self._started = False
         self._finish_reason: str | None = None
         self._usage: JSON | None = None
@@ -238,6 +251,11 @@ class ResponsesStream:
     def response(self) -> JSON | None:
         """The final Response object once the stream ended (for the store)."""
         return self._response
+
+    @property
+    def reasoning_blocks(self) -> dict[str, list[JSON]]:
+        """Reasoning item id -> its thinking blocks, for the store (``output_items``)."""
+        return self._output.reasoning.by_item
 
     def chunks(self, batch: list[JSON]) -> bytes:
         events = self._events if self._started else self._start()
@@ -256,17 +274,26 @@ class ResponsesStream:
         delta = choice.get("delta")
         if delta:
             content = delta.get("content")
-            if content and isinstance(content, str):
+            if len(delta) == 1 and content and isinstance(content, str):  # the common case: text only
                 self._output.text("output_text", content)
-            refusal = delta.get("refusal")
-            if refusal and isinstance(refusal, str):
-                self._output.text("refusal", refusal)
-            for call in delta.get("tool_calls") or ():
-                if isinstance(call, dict):
-                    self._output.call(call)
+            else:
+                self._delta(delta, content)
         finish_reason = choice.get("finish_reason")
         if finish_reason:
             self._finish_reason = finish_reason
+
+    def _delta(self, delta: JSON, content: Any) -> None:
+        reasoning = delta.get("reasoning_content")
+        if reasoning or not _BLOCK_KEYS.isdisjoint(delta):
+            self._output.think(delta, reasoning)
+        if content and isinstance(content, str):
+            self._output.text("output_text", content)
+        refusal = delta.get("refusal")
+        if refusal and isinstance(refusal, str):
+            self._output.text("refusal", refusal)
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                self._output.call(call)
 
     def finish(self) -> bytes:
         events = self._start()
@@ -323,47 +350,3 @@ class ResponsesStream:
             "output": list(self._output.items),
             "usage": usage,
         }
-
-
-class PassthroughEvents:
-    """A Responses upstream's events re-emitted under the gateway's response id.
-
-    Only the lifecycle events (``response.created`` ... ``response.completed``)
-    carry the response id; they are re-serialised with it, every other event is
-    relayed byte for byte. With the client's ``body``, ``store`` and
-    ``previous_response_id`` are echoed as the client sent them.
-    """
-
-    __slots__ = ("_body", "_id", "_response")
-
-    def __init__(self, response_id: str, *, body: JSON | None = None) -> None:
-        self._id = response_id
-        self._body = body
-        self._response: JSON | None = None
-
-    @property
-    def response(self) -> JSON | None:
-        """The final Response (from ``response.completed``/``response.incomplete``), gateway id."""
-        return self._response
-
-    def event(self, name: str, data: str) -> bytes:
-        kind = name
-        if name in LIFECYCLE or name in ("", "message"):
-            payload = _json_object(data)
-            if payload is not None:
-                if name in ("", "message") and isinstance(payload.get("type"), str):
-                    kind = payload["type"]
-                if kind in LIFECYCLE and isinstance(payload.get("response"), dict):
-                    payload["response"] = rewrite(payload["response"], self._id, body=self._body)
-                    if kind in FINAL:
-                        self._response = payload["response"]
-                    return sse_frame(kind, orjson.dumps(payload))
-        return sse_frame(kind, data.encode())
-
-
-def _json_object(data: str) -> JSON | None:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return payload if isinstance(payload, dict) else None

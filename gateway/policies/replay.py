@@ -15,7 +15,10 @@ unchanged. Top-level fields other than the chunk's own (``system_fingerprint``,
 The assembler merges deltas generically, so fields it does not know survive
 a round trip: strings are concatenated (``content``, ``refusal``,
 ``reasoning_content``), lists extended (``annotations``), other values
-replaced, and ``null`` only recorded when the field is not there yet.
+replaced, and ``null`` only recorded when the field is not there yet. Reasoning
+is the exception: ``reasoning_signature`` closes a thinking block and
+``redacted_reasoning`` is one, so the assembler rebuilds ``thinking_blocks`` from
+them, and a replay gives a message's reasoning first, block by block.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ _CHUNK_OWN = frozenset({"id", "object", "created", "model", "choices", "usage", 
 _COMPLETION_OWN = frozenset({"id", "object", "created", "model", "choices", "usage"})
 # Message keys replayed in chunks of their own (the rest ride on the role chunk).
 _MESSAGE_OWN = frozenset({"role", "content", "tool_calls"})
+# Reasoning, replayed first (:func:`_reasoning_deltas`), as a stream gives it.
+_REASONING_OWN = frozenset({"reasoning_content", "thinking_blocks"})
+# Deltas that close a thinking block (its signature) or carry a redacted one: the
+# assembler rebuilds ``thinking_blocks`` from them instead of concatenating them.
+_BLOCK_DELTAS = frozenset({"reasoning_signature", "redacted_reasoning"})
 
 
 def completion_to_chunks(completion: JSON) -> list[JSON]:
@@ -59,13 +67,14 @@ def completion_to_chunks(completion: JSON) -> list[JSON]:
         first["content"] = "" if isinstance(content, str) else None
         later: list[JSON] = []
         for key, value in message.items():
-            if key in _MESSAGE_OWN:
+            if key in _MESSAGE_OWN or key in _REASONING_OWN:
                 continue
             if isinstance(value, str) and value:
                 later.append({key: value})
             else:
                 first[key] = value
         chunks.append(chunk(index, first))
+        chunks.extend(chunk(index, delta) for delta in _reasoning_deltas(message))
         logprobs = choice.get("logprobs")
         if isinstance(content, str) and content:
             chunks.append(chunk(index, {"content": content}, logprobs=logprobs))
@@ -87,14 +96,40 @@ def completion_to_chunks(completion: JSON) -> list[JSON]:
     return chunks
 
 
+def _reasoning_deltas(message: JSON) -> list[JSON]:
+    """A message's reasoning as the deltas a stream would carry, before its content: each
+    thinking block's text then its signature, a redacted block's data (the blocks' texts
+    make the reasoning text: a separator between them would change what was signed);
+    without blocks, ``reasoning_content`` in one piece."""
+    blocks = message.get("thinking_blocks")
+    if not isinstance(blocks, list) or not blocks:
+        text = message.get("reasoning_content")
+        return [{"reasoning_content": text}] if isinstance(text, str) and text else []
+    deltas: list[JSON] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            deltas.append({"redacted_reasoning": block["data"]})
+        elif block.get("type") == "thinking" and isinstance(block.get("signature"), str):
+            if isinstance(block.get("thinking"), str) and block["thinking"]:
+                deltas.append({"reasoning_content": block["thinking"]})
+            deltas.append({"reasoning_signature": block["signature"]})
+    return deltas
+
+
 class _Choice:
-    __slots__ = ("finish_reason", "logprobs", "message", "tool_calls")
+    __slots__ = ("blocks", "finish_reason", "logprobs", "message", "thinking", "tool_calls")
 
     def __init__(self) -> None:
         self.message: JSON = {"role": "assistant", "content": None}
         self.tool_calls: dict[int, JSON] = {}
         self.finish_reason: str | None = None
         self.logprobs: JSON | None = None
+        self.blocks: list[JSON] = []
+        """``thinking_blocks`` rebuilt from the reasoning deltas."""
+        self.thinking: list[str] = []
+        """The reasoning text since the last thinking block closed."""
 
     def add(self, choice: JSON) -> int:
         """Merge one chunk's choice; the number of text characters it added."""
@@ -105,7 +140,11 @@ class _Choice:
                 added += self._tool_calls(value or [])
             elif key == "role":
                 self.message["role"] = value or self.message["role"]
+            elif key in _BLOCK_DELTAS and isinstance(value, str):
+                added += self._block(key, value)
             else:
+                if key == "reasoning_content" and isinstance(value, str):
+                    self.thinking.append(value)
                 added += _merge(self.message, key, value)
         logprobs = choice.get("logprobs")
         if isinstance(logprobs, dict):
@@ -116,6 +155,16 @@ class _Choice:
         if choice.get("finish_reason"):
             self.finish_reason = choice["finish_reason"]
         return added
+
+    def _block(self, key: str, value: str) -> int:
+        """A signature closes the thinking block of the text since the last one; a redacted
+        block stands alone."""
+        if key == "reasoning_signature":
+            self.blocks.append({"type": "thinking", "thinking": "".join(self.thinking), "signature": value})
+            self.thinking = []
+        else:
+            self.blocks.append({"type": "redacted_thinking", "data": value})
+        return len(value)
 
     def _tool_calls(self, calls: list[JSON]) -> int:
         added = 0
@@ -138,6 +187,8 @@ class _Choice:
 
     def build(self, index: int) -> JSON:
         message = dict(self.message)
+        if self.blocks:
+            message["thinking_blocks"] = list(self.blocks)
         if self.tool_calls:
             calls = []
             for i in sorted(self.tool_calls):

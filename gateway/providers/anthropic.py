@@ -1,22 +1,21 @@
-"""Anthropic Messages API (``POST {base_url}/messages``).
+"""Anthropic Messages API (``POST {base_url}/messages``): the translated path (a
+Messages client to an Anthropic deployment goes through :mod:`anthropic_native`).
 
 Request, canonical -> Anthropic:
 
-- ``system`` and ``developer`` messages, wherever they appear, are hoisted into
-  the top-level ``system`` (a string when there is one plain text, else a list
-  of text blocks). Most Claude models reject a system role inside ``messages``,
-  so a mid-conversation instruction loses its position.
-- Consecutive turns of one role are merged; ``tool`` messages become
-  ``tool_result`` blocks of a user turn (so a run of them shares one turn, and
-  a user message that follows lands after the results, as Anthropic requires).
-- Assistant ``tool_calls`` become ``tool_use`` blocks (``arguments`` parsed
-  into ``input``). Parts: ``text``, ``image_url`` (``data:`` URLs as base64
-  sources, http(s) as url sources) and ``file`` with base64 ``file_data``
-  (a ``document`` block); anything else is an InvalidRequest.
+- Messages, parts and history (system hoisting, turn merging, tool results,
+  thinking blocks sent back): :mod:`gateway.providers.anthropic_request`.
 - ``max_tokens`` is required: ``max_completion_tokens``, else ``max_tokens``,
   else 4096. ``temperature`` is clamped to Anthropic's 0..1; ``top_p`` and
   ``top_k`` pass through; ``stop`` -> ``stop_sequences``; ``user`` (or
   ``safety_identifier``) -> ``metadata.user_id``; ``n`` > 1 is refused.
+- ``reasoning_effort`` / ``reasoning_budget`` / ``include_reasoning`` ->
+  ``thinking`` (adaptive or budget, per deployment), which may raise
+  ``max_tokens`` and drop sampling parameters and a forced tool choice:
+  :mod:`gateway.providers.anthropic_reasoning`.
+- ``cache_control`` on parts, tools, messages and the request -> Anthropic
+  breakpoints (at most 4; automatic ones per deployment):
+  :mod:`gateway.providers.anthropic_caching`.
 - Tools -> ``{name, description, input_schema}``; OpenAI's ``strict`` flag is
   dropped (older Claude models reject it). ``tool_choice`` auto / required /
   none / {function} -> ``{type: auto | any | none | tool}``;
@@ -29,15 +28,19 @@ Request, canonical -> Anthropic:
   with a system instruction.
 - Dropped silently, no Anthropic equivalent: ``seed``, ``logit_bias``,
   ``logprobs``, ``top_logprobs``, ``frequency_penalty``, ``presence_penalty``,
-  ``reasoning_effort``, ``verbosity``, ``service_tier``, ``store``,
-  ``metadata`` (OpenAI's stored-completion tags), ``modalities``, ``audio``,
-  ``prediction``, ``prompt_cache_key``, ``web_search_options``,
-  ``stream_options``, ``functions`` / ``function_call`` and message ``name``.
+  ``verbosity``, ``service_tier``, ``store``, ``metadata`` (OpenAI's
+  stored-completion tags), ``modalities``, ``audio``, ``prediction``,
+  ``prompt_cache_key``, ``web_search_options``, ``stream_options``,
+  ``functions`` / ``function_call``, message ``name`` and an assistant
+  message's bare ``reasoning_content``.
 - ``Target.drop_params`` names are removed from the canonical request before
   translation *and* from the wire body after it (so both ``stop`` and
   ``stop_sequences`` work), except ``model``, ``messages`` and ``max_tokens``.
 
-Stop reasons, usage, error envelopes and the stream decoder live in
+Answer: text blocks joined into ``content``, ``tool_use`` -> ``tool_calls``,
+``thinking`` / ``redacted_thinking`` -> ``reasoning_content`` and
+``thinking_blocks``; server tool blocks are skipped. Stop reasons, usage,
+error envelopes and the stream decoder live in
 :mod:`gateway.providers.anthropic_stream`.
 """
 
@@ -51,7 +54,10 @@ import orjson
 
 from gateway.canonical import JSON, WIRE_ANTHROPIC, make_completion
 from gateway.errors import InvalidRequest, UpstreamBadResponse, UpstreamError
+from gateway.providers.anthropic_caching import cache_control, mark, settle_breakpoints
 from gateway.providers.anthropic_native import DEFAULT_API_VERSION, count_request, native_request
+from gateway.providers.anthropic_reasoning import THINKING_TYPES, apply_reasoning, reasoning_fields
+from gateway.providers.anthropic_request import conversation, system_value
 from gateway.providers.anthropic_stream import (
     AnthropicStreamDecoder,
     anthropic_error,
@@ -74,7 +80,8 @@ class AnthropicProvider:
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
         dropped = target.drop_params - _KEEP
-        body = messages_body({k: v for k, v in req.items() if k not in dropped}, target.model)
+        kept = {k: v for k, v in req.items() if k not in dropped}
+        body = messages_body(kept, target.model, reasoning_style=target.reasoning_style, auto_cache=target.auto_cache)
         for key in dropped:
             body.pop(key, None)
         if stream:
@@ -92,6 +99,7 @@ class AnthropicProvider:
             raise UpstreamBadResponse("anthropic response has no content list")
         texts: list[str] = []
         calls: list[JSON] = []
+        thinking: list[JSON] = []
         for block in content:
             if not isinstance(block, dict):
                 raise UpstreamBadResponse("anthropic response has a content block that is not an object")
@@ -99,7 +107,9 @@ class AnthropicProvider:
                 texts.append(block["text"])
             elif block.get("type") == "tool_use":
                 calls.append(_tool_call(block))
-        message: JSON = {"role": "assistant", "content": "".join(texts) or None}
+            elif block.get("type") in THINKING_TYPES:
+                thinking.append(block)
+        message: JSON = {"role": "assistant", "content": "".join(texts) or None, **reasoning_fields(thinking)}
         if calls:
             message["tool_calls"] = calls
         usage = body.get("usage")
@@ -115,10 +125,10 @@ class AnthropicProvider:
         return AnthropicStreamDecoder(target.model)
 
     def embed_request(self, req: JSON, target: Target) -> WireRequest:
-        raise InvalidRequest("anthropic has no embeddings API", param="model")
+        raise InvalidRequest("anthropic has no embeddings API", param="model", code="unsupported_value")
 
     def embed_response(self, body: JSON, target: Target, req: JSON) -> JSON:
-        raise InvalidRequest("anthropic has no embeddings API", param="model")
+        raise InvalidRequest("anthropic has no embeddings API", param="model", code="unsupported_value")
 
     def error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return anthropic_error(status, headers, body)
@@ -135,16 +145,17 @@ def _tool_call(block: JSON) -> JSON:
 # --- request translation ---------------------------------------------------
 
 
-def messages_body(req: JSON, model: str) -> JSON:
-    """A canonical chat request -> the Messages API body (without ``stream``)."""
+def messages_body(req: JSON, model: str, *, reasoning_style: str = "auto", auto_cache: bool = False) -> JSON:
+    """A canonical chat request -> the Messages API body (without ``stream``).
+    ``reasoning_style`` and ``auto_cache`` are the deployment's settings."""
     n = req.get("n")
     if n is not None and n != 1:
-        raise InvalidRequest("n > 1 is not supported by anthropic", param="n")
-    system, messages = _conversation(req.get("messages"))
+        raise InvalidRequest("n > 1 is not supported by anthropic", param="n", code="unsupported_value")
+    system, messages = conversation(req.get("messages"))
     body: JSON = {"model": model, "max_tokens": _max_tokens(req), "messages": messages}
     output_config = _output_config(req.get("response_format"), system)
     if system:
-        body["system"] = _system_value(system)
+        body["system"] = system
     if output_config:
         body["output_config"] = output_config
     body.update(_sampling(req))
@@ -152,159 +163,13 @@ def messages_body(req: JSON, model: str) -> JSON:
     user = req.get("user") or req.get("safety_identifier")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
+    if req.get("cache_control") is not None:
+        body["cache_control"] = cache_control(req["cache_control"], "cache_control")
+    apply_reasoning(body, req, model, reasoning_style)
+    settle_breakpoints(body, auto=auto_cache)
+    if system:
+        body["system"] = system_value(system)
     return body
-
-
-def _conversation(messages: Any) -> tuple[list[JSON], list[JSON]]:
-    """Canonical messages -> (system text blocks, alternating Anthropic turns)."""
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty list", param="messages")
-    system: list[JSON] = []
-    turns: list[JSON] = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise InvalidRequest("each message must be an object", param=f"messages[{i}]")
-        if msg.get("role") in ("system", "developer"):
-            system.extend(_system_blocks(msg.get("content"), f"messages[{i}].content"))
-            continue
-        role, blocks = _turn(msg, f"messages[{i}]")
-        if not blocks:
-            continue  # Anthropic refuses empty turns
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return system, turns
-
-
-def _turn(msg: JSON, param: str) -> tuple[str, list[JSON]]:
-    role = msg.get("role")
-    if role == "user":
-        return "user", _content_blocks(msg.get("content"), f"{param}.content")
-    if role == "tool":
-        return "user", [_tool_result(msg, param)]
-    if role == "assistant":
-        blocks = _content_blocks(msg.get("content"), f"{param}.content")
-        return "assistant", blocks + _tool_uses(msg.get("tool_calls"), f"{param}.tool_calls")
-    raise InvalidRequest(f"message role {role!r} is not supported by anthropic", param=f"{param}.role")
-
-
-def _system_blocks(content: Any, param: str) -> list[JSON]:
-    blocks = _content_blocks(content, param)
-    if any(b["type"] != "text" for b in blocks):
-        raise InvalidRequest("system messages may only contain text for anthropic", param=param)
-    return blocks
-
-
-def _system_value(blocks: list[JSON]) -> str | list[JSON]:
-    if len(blocks) == 1 and blocks[0].keys() == {"type", "text"}:
-        return str(blocks[0]["text"])
-    return blocks
-
-
-def _content_blocks(content: Any, param: str) -> list[JSON]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("message content must be a string or a list of parts", param=param)
-    blocks = (_part_block(part, f"{param}[{j}]") for j, part in enumerate(content))
-    return [b for b in blocks if b is not None]
-
-
-def _part_block(part: Any, param: str) -> JSON | None:
-    kind = part.get("type") if isinstance(part, dict) else None
-    if kind in ("text", "refusal"):
-        text = part.get(kind)
-        if not isinstance(text, str):
-            raise InvalidRequest(f"a {kind} part needs a string {kind!r}", param=param)
-        if not text:
-            return None  # Anthropic refuses empty text blocks
-        block: JSON = {"type": "text", "text": text}
-        if "cache_control" in part:  # Anthropic prompt caching, sent by some clients
-            block["cache_control"] = part["cache_control"]
-        return block
-    if kind == "image_url":
-        return _image_block(part.get("image_url"), f"{param}.image_url")
-    if kind == "file":
-        return _document_block(part.get("file"), f"{param}.file")
-    raise InvalidRequest(f"content part type {kind!r} is not supported by anthropic", param=param)
-
-
-def _image_block(image: Any, param: str) -> JSON:
-    url = image.get("url") if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise InvalidRequest("image_url needs a url", param=param)
-    if url.startswith("data:"):
-        media_type, data = _data_url(url, param)
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    if url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest("image_url must be an http(s) or a base64 data: URL", param=param)
-
-
-def _document_block(file: Any, param: str) -> JSON:
-    data_url = file.get("file_data") if isinstance(file, dict) else None
-    if not isinstance(data_url, str) or not data_url.startswith("data:"):
-        raise InvalidRequest("anthropic accepts files only as base64 data: URLs in file_data", param=param)
-    media_type, data = _data_url(data_url, f"{param}.file_data")
-    return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}}
-
-
-def _data_url(url: str, param: str) -> tuple[str, str]:
-    """``data:<media type>[;...];base64,<data>`` -> (media type, data)."""
-    header, sep, data = url[5:].partition(",")
-    media_type, *options = header.split(";")
-    if not sep or not media_type or "base64" not in options or not data:
-        raise InvalidRequest("data: URLs must be base64 encoded (data:<type>;base64,...)", param=param)
-    return media_type, data
-
-
-def _tool_result(msg: JSON, param: str) -> JSON:
-    tool_use_id = msg.get("tool_call_id")
-    if not isinstance(tool_use_id, str) or not tool_use_id:
-        raise InvalidRequest("a tool message needs a tool_call_id", param=f"{param}.tool_call_id")
-    block: JSON = {"type": "tool_result", "tool_use_id": tool_use_id}
-    content = msg.get("content")
-    value = content if isinstance(content, str) else _content_blocks(content, f"{param}.content")
-    if value:
-        block["content"] = value
-    return block
-
-
-def _tool_uses(tool_calls: Any, param: str) -> list[JSON]:
-    if not tool_calls:
-        return []
-    if not isinstance(tool_calls, list):
-        raise InvalidRequest("tool_calls must be a list", param=param)
-    return [_tool_use(call, f"{param}[{j}]") for j, call in enumerate(tool_calls)]
-
-
-def _tool_use(call: Any, param: str) -> JSON:
-    fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise InvalidRequest("a tool call needs function.name", param=f"{param}.function")
-    call_id = call.get("id")
-    if not isinstance(call_id, str) or not call_id:
-        raise InvalidRequest("a tool call needs an id", param=f"{param}.id")
-    args = _arguments(fn.get("arguments"), f"{param}.function.arguments")
-    return {"type": "tool_use", "id": call_id, "name": fn["name"], "input": args}
-
-
-def _arguments(arguments: Any, param: str) -> JSON:
-    """Tool-call ``arguments`` (a JSON string) -> the ``input`` object Anthropic wants."""
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest("tool call arguments must be a JSON object string", param=param)
-    return parsed
 
 
 def _max_tokens(req: JSON) -> int:
@@ -313,7 +178,7 @@ def _max_tokens(req: JSON) -> int:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"{key} must be a positive integer", param=key)
+            raise InvalidRequest(f"{key} must be a positive integer", param=key, code="invalid_value")
         return value
     return DEFAULT_MAX_TOKENS
 
@@ -323,7 +188,7 @@ def _sampling(req: JSON) -> JSON:
     temperature = req.get("temperature")
     if temperature is not None:
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            raise InvalidRequest("temperature must be a number", param="temperature")
+            raise InvalidRequest("temperature must be a number", param="temperature", code="invalid_type")
         out["temperature"] = min(1.0, max(0.0, float(temperature)))
     for key in ("top_p", "top_k"):
         if req.get(key) is not None:
@@ -332,7 +197,7 @@ def _sampling(req: JSON) -> JSON:
     sequences = [stop] if isinstance(stop, str) else stop
     if sequences:
         if not isinstance(sequences, list) or not all(isinstance(s, str) for s in sequences):
-            raise InvalidRequest("stop must be a string or a list of strings", param="stop")
+            raise InvalidRequest("stop must be a string or a list of strings", param="stop", code="invalid_type")
         out["stop_sequences"] = sequences
     return out
 
@@ -342,7 +207,7 @@ def _tool_fields(req: JSON) -> JSON:
     if not tools:
         return {}
     if not isinstance(tools, list):
-        raise InvalidRequest("tools must be a list", param="tools")
+        raise InvalidRequest("tools must be a list", param="tools", code="invalid_type")
     out: JSON = {"tools": [_tool(tool, f"tools[{i}]") for i, tool in enumerate(tools)]}
     choice = _tool_choice(req.get("tool_choice"))
     if req.get("parallel_tool_calls") is False:
@@ -358,12 +223,12 @@ def _tool(tool: Any, param: str) -> JSON:
     is_function = isinstance(tool, dict) and tool.get("type", "function") == "function"
     fn = tool.get("function") if is_function else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise InvalidRequest("anthropic accepts only function tools with a name", param=param)
+        raise InvalidRequest("anthropic accepts only function tools with a name", param=param, code="unsupported_value")
     out: JSON = {"name": fn["name"]}
     if fn.get("description"):
         out["description"] = fn["description"]
     out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
-    return out
+    return mark(out, tool, param)
 
 
 def _tool_choice(choice: Any) -> JSON | None:
@@ -374,7 +239,8 @@ def _tool_choice(choice: Any) -> JSON | None:
     fn = choice.get("function") if isinstance(choice, dict) else None
     if isinstance(fn, dict) and isinstance(fn.get("name"), str):
         return {"type": "tool", "name": fn["name"]}
-    raise InvalidRequest("tool_choice must be auto, required, none or a function", param="tool_choice")
+    message = "tool_choice must be auto, required, none or a function"
+    raise InvalidRequest(message, param="tool_choice", code="invalid_value")
 
 
 def _output_config(response_format: Any, system: list[JSON]) -> JSON | None:
@@ -390,6 +256,8 @@ def _output_config(response_format: Any, system: list[JSON]) -> JSON | None:
     schema = spec.get("schema") if isinstance(spec, dict) else None
     if kind != "json_schema" or not isinstance(schema, dict):
         raise InvalidRequest(
-            "response_format must be text, json_object or json_schema with a schema", param="response_format"
+            "response_format must be text, json_object or json_schema with a schema",
+            param="response_format",
+            code="invalid_value",
         )
     return {"format": {"type": "json_schema", "schema": schema}}

@@ -8,6 +8,20 @@ then ``message_delta`` (stop reason, cumulative usage) and ``message_stop``.
 ``ping`` may appear anywhere and ``error`` may arrive inside an HTTP 200.
 The decoder keys on the data's ``type`` (the event name is only checked for
 ``error``), so a stream with its ``event:`` lines stripped decodes the same.
+
+Thinking in a stream (the canonical contract's delta keys): ``thinking_delta`` ->
+``reasoning_content``; the block's ``signature_delta`` pieces -> one
+``reasoning_signature`` when the block stops (it closes the block a consumer
+rebuilds); a ``redacted_thinking`` block (it arrives whole in
+``content_block_start``) -> ``redacted_reasoning`` with its ``data``.
+
+Usage: ``input_tokens`` excludes cached input, so ``prompt_tokens`` is input +
+cache reads + cache writes; reads -> ``prompt_tokens_details.cached_tokens``,
+writes (``cache_creation_input_tokens``, else the sum of the ``cache_creation``
+breakdown) -> ``cache_write_tokens``, and the breakdown's
+``ephemeral_1h_input_tokens`` -> ``cache_write_1h_tokens``; each appears when
+Anthropic reported it. ``output_tokens_details.thinking_tokens`` ->
+``completion_tokens_details.reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -62,6 +76,30 @@ _OPENAI_ERROR_TYPE: Mapping[str, str] = MappingProxyType(
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit")
 
 
+# content_block_delta type -> (canonical delta key, the delta's text key)
+_DELTA_KEYS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {"text_delta": ("content", "text"), "thinking_delta": ("reasoning_content", "thinking")}
+)
+# content_block_start type -> (canonical delta key, the block's text key): blocks that may open with text
+_START_DELTAS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "text": ("content", "text"),
+        "thinking": ("reasoning_content", "thinking"),
+        "redacted_thinking": ("redacted_reasoning", "data"),
+    }
+)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _start_delta(block: JSON) -> JSON | None:
+    key, text = _START_DELTAS[str(block.get("type"))]
+    value = _text(block.get(text))
+    return {key: value} if value else None
+
+
 def finish_reason(stop_reason: Any) -> str | None:
     """Anthropic ``stop_reason`` -> canonical; unknown reasons read as ``stop``."""
     if stop_reason is None:
@@ -74,18 +112,31 @@ def _count(value: Any) -> int:
 
 
 def canonical_usage(raw: Mapping[str, Any]) -> JSON:
-    """Anthropic usage -> canonical. Anthropic's ``input_tokens`` excludes cached
-    input, so the prompt is input + cache reads + cache writes."""
+    """Anthropic usage -> canonical (module docstring, "Usage")."""
     cache_read = _count(raw.get("cache_read_input_tokens"))
-    prompt = _count(raw.get("input_tokens")) + cache_read + _count(raw.get("cache_creation_input_tokens"))
+    breakdown = raw.get("cache_creation")
+    breakdown = breakdown if isinstance(breakdown, dict) else None
+    if "cache_creation_input_tokens" in raw or breakdown is None:
+        cache_write = _count(raw.get("cache_creation_input_tokens"))
+    else:
+        cache_write = sum(_count(v) for v in breakdown.values())
+    prompt = _count(raw.get("input_tokens")) + cache_read + cache_write
     details = raw.get("output_tokens_details")
     thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
-    return make_usage(
+    usage = make_usage(
         prompt,
         _count(raw.get("output_tokens")),
         cached=cache_read if "cache_read_input_tokens" in raw else None,
         reasoning=thinking if isinstance(thinking, int) else None,
     )
+    writes: JSON = {}
+    if "cache_creation_input_tokens" in raw or breakdown is not None:
+        writes["cache_write_tokens"] = cache_write
+    if breakdown is not None:
+        writes["cache_write_1h_tokens"] = _count(breakdown.get("ephemeral_1h_input_tokens"))
+    if writes:
+        usage["prompt_tokens_details"] = {**usage.get("prompt_tokens_details", {}), **writes}
+    return usage
 
 
 def error_from_object(
@@ -123,11 +174,12 @@ class AnthropicStreamDecoder:
     """Anthropic stream events -> canonical chunks (see the module docstring).
 
     Client ``tool_use`` blocks get tool-call indexes 0, 1, 2... in order; server
-    tool blocks (``server_tool_use``, ``*_tool_result``) and thinking are dropped
-    and consume no index. Usage is held back for one final usage-only chunk.
+    tool blocks (``server_tool_use``, ``*_tool_result``) are dropped and thinking
+    blocks become reasoning deltas; neither consumes an index. Usage is held back
+    for one final usage-only chunk.
     """
 
-    __slots__ = ("_created", "_done", "_id", "_model", "_raw_usage", "_tools")
+    __slots__ = ("_created", "_done", "_id", "_model", "_raw_usage", "_signatures", "_tools")
 
     def __init__(self, model: str) -> None:
         self._created = int(time.time())
@@ -136,6 +188,7 @@ class AnthropicStreamDecoder:
         self._done = False
         self._raw_usage: JSON = {}
         self._tools: dict[int, int] = {}  # Anthropic block index -> tool-call index
+        self._signatures: dict[int, str] = {}  # open thinking block index -> its signature so far
 
     @property
     def done(self) -> bool:
@@ -158,11 +211,14 @@ class AnthropicStreamDecoder:
                 return self._block_start(payload)
             case "content_block_delta":
                 return self._block_delta(payload)
+            case "content_block_stop":
+                signature = self._signatures.pop(_count(payload.get("index")), "")
+                return [self._chunk(delta={"reasoning_signature": signature})] if signature else []
             case "message_delta":
                 return self._message_delta(payload)
             case "message_stop":
                 self._done = True
-        return []  # ping, content_block_stop and event types added later
+        return []  # ping and event types added later
 
     def finish(self) -> list[JSON]:
         if not self._done:
@@ -198,9 +254,13 @@ class AnthropicStreamDecoder:
         block = payload.get("content_block")
         if not isinstance(block, dict):
             raise UpstreamBadResponse("anthropic content_block_start event has no content_block")
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunk(delta={"content": str(block["text"])})]
-        if block.get("type") != "tool_use":
+        kind = block.get("type")
+        if kind == "thinking":
+            self._signatures[_count(payload.get("index"))] = _text(block.get("signature"))
+        if kind in _START_DELTAS:
+            delta = _start_delta(block)
+            return [self._chunk(delta=delta)] if delta else []
+        if kind != "tool_use":
             return []
         index = len(self._tools)
         self._tools[_count(payload.get("index"))] = index
@@ -216,11 +276,17 @@ class AnthropicStreamDecoder:
         delta = payload.get("delta")
         if not isinstance(delta, dict):
             raise UpstreamBadResponse("anthropic content_block_delta event has no delta")
-        if delta.get("type") == "text_delta":
-            text = delta.get("text")
-            return [self._chunk(delta={"content": text})] if isinstance(text, str) and text else []
-        if delta.get("type") != "input_json_delta":
-            return []  # thinking, signature and citations deltas
+        kind = str(delta.get("type"))
+        if kind == "signature_delta":
+            block = _count(payload.get("index"))
+            self._signatures[block] = self._signatures.get(block, "") + _text(delta.get("signature"))
+            return []
+        if kind in _DELTA_KEYS:
+            key, text = _DELTA_KEYS[kind]
+            value = _text(delta.get(text))
+            return [self._chunk(delta={key: value})] if value else []
+        if kind != "input_json_delta":
+            return []  # citations deltas and types added later
         index = self._tools.get(_count(payload.get("index")))
         partial = delta.get("partial_json")
         if index is None or not isinstance(partial, str) or not partial:

@@ -36,6 +36,10 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
     api_version: str | None = None
     drop_params: frozenset[str] = frozenset()
+    reasoning_style: str = "auto"
+    """Anthropic: ``auto``, ``adaptive`` or ``budget`` (the deployment's ``reasoning_style``)."""
+    auto_cache: bool = False
+    """Anthropic: add cache breakpoints to requests that mark none (the deployment's ``auto_cache``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Requests (canonical OpenAI chat -> Gemini) are translated in
 canonical) in :mod:`gateway.providers.gemini_stream`. This module is the
 :class:`~gateway.providers.base.Provider` over the two, and the embeddings.
 
-Responses: text parts joined (thoughts skipped), calls -> ``tool_calls``; every
+Responses: text parts joined, thought parts (``thought: true``) joined apart into
+``reasoning_content``, calls -> ``tool_calls``, ``logprobsResult`` -> ``logprobs``; every
 candidate becomes a choice (``n``) but streams carry candidate 0 only.
 
 Embeddings: Gemini reports no token counts for embeddings, so ``usage`` is an
@@ -48,7 +49,7 @@ class GeminiProvider:
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
         params = {k: v for k, v in req.items() if k not in target.drop_params and v is not None}
-        body = generate_body(params, target.model)
+        body = generate_body(params, target.model, target.reasoning_style)
         action = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         url = join_url(target.base_url, f"/{model_path(target.model)}{action}")
         return WireRequest("POST", url, auth_headers(target), orjson.dumps(body))

@@ -8,8 +8,10 @@
   looked up from the assistant call with that ``tool_call_id``; ``response`` is
   the tool's content if that is a JSON object, else ``{"result": content}``.
 - Content parts: text; ``image_url`` (``data:`` URL -> ``inlineData``, other
-  URLs -> ``fileData`` with a MIME type from the extension, default image/jpeg).
-  Other part types (input_audio, file) are refused with InvalidRequest.
+  URLs -> ``fileData`` with a MIME type from the extension, default image/jpeg);
+  ``input_audio`` and ``file`` (base64 ``file_data``) -> ``inlineData``
+  (:mod:`gateway.providers.gemini_media`; a ``file_id`` is refused). Other part
+  types are refused with InvalidRequest.
 - ``tools`` -> one ``functionDeclarations`` tool (``parametersJsonSchema`` takes
   the OpenAI JSON Schema as is); ``tool_choice`` auto/required/none/{function}
   -> ``functionCallingConfig`` AUTO/ANY/NONE(+``allowedFunctionNames``).
@@ -17,13 +19,17 @@
   max_completion_tokens|max_tokens->maxOutputTokens, stop->stopSequences,
   n->candidateCount, presence/frequency_penalty, seed; ``response_format``
   json_object -> ``responseMimeType: application/json``, json_schema -> that
-  plus ``responseJsonSchema``.
+  plus ``responseJsonSchema``; ``reasoning_effort``/``reasoning_budget``/
+  ``include_reasoning`` -> ``thinkingConfig`` (:mod:`gateway.providers.gemini_reasoning`);
+  ``logprobs``/``top_logprobs`` -> ``responseLogprobs``/``logprobs``
+  (:mod:`gateway.providers.gemini_logprobs`).
 - Dropped silently (no Gemini equivalent, or not translated back): ``stream``,
   ``stream_options``, ``user``, ``metadata``, ``store``, ``logit_bias``,
-  ``logprobs``, ``top_logprobs``, ``parallel_tool_calls``, ``service_tier``,
-  ``prediction``, ``modalities``, ``audio``, ``reasoning_effort``,
-  ``verbosity``, ``web_search_options``, ``prompt_cache_key``,
-  ``safety_identifier``, message ``name``. Keys in ``Target.drop_params`` are
+  ``parallel_tool_calls``, ``service_tier``, ``prediction``, ``modalities``,
+  ``audio``, ``verbosity``, ``web_search_options``, ``prompt_cache_key``,
+  ``safety_identifier``, message ``name``, and an assistant message's
+  ``reasoning_content`` and ``thinking_blocks`` (Gemini's thought parts need not be
+  replayed; other providers' thinking cannot be). Keys in ``Target.drop_params`` are
   removed before translation.
 
 Thought signatures (Gemini 3): a ``functionCall`` part may carry a
@@ -39,7 +45,6 @@ text parts are dropped (they are optional for Gemini).
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
@@ -49,6 +54,9 @@ import orjson
 
 from gateway.canonical import JSON, message_text
 from gateway.errors import InvalidRequest
+from gateway.providers.gemini_logprobs import logprobs_config
+from gateway.providers.gemini_media import audio_part, file_part
+from gateway.providers.gemini_reasoning import gemini_version, thinking_config
 from gateway.providers.gemini_stream import tool_call_signature
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -77,12 +85,12 @@ _MIME_BY_EXT = MappingProxyType(
         "pdf": "application/pdf",
     }
 )
-_GEMINI_MAJOR = re.compile(r"(?:^|/)gemini-(\d+)")
 
 
-def generate_body(params: JSON, model: str) -> JSON:
+def generate_body(params: JSON, model: str, reasoning_style: str = "auto") -> JSON:
     """Canonical chat params (None values and dropped keys removed) -> a
-    ``GenerateContentRequest`` body."""
+    ``GenerateContentRequest`` body (``reasoning_style``: the deployment's, see
+    :mod:`gateway.providers.gemini_reasoning`)."""
     builder = _Contents(gemini3=_is_gemini3(model))
     messages = params.get("messages")
     if not isinstance(messages, list):
@@ -102,6 +110,9 @@ def generate_body(params: JSON, model: str) -> JSON:
     if "tool_choice" in params:
         body["toolConfig"] = {"functionCallingConfig": _calling_config(params["tool_choice"])}
     config = _generation_config(params)
+    thinking = thinking_config(params, model, reasoning_style)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     if config:
         body["generationConfig"] = config
     return body
@@ -228,6 +239,10 @@ def _part(item: Any, param: str) -> JSON | None:
         return {"text": text} if text else None
     if kind == "image_url":
         return _image_part(item.get("image_url"), f"{param}.image_url")
+    if kind == "input_audio":
+        return audio_part(item.get("input_audio"), f"{param}.input_audio")
+    if kind == "file":
+        return file_part(item.get("file"), f"{param}.file")
     raise InvalidRequest(f"content part type {kind!r} is not supported by Gemini", param=f"{param}.type")
 
 
@@ -288,6 +303,7 @@ def _generation_config(params: JSON) -> JSON:
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     config.update(_response_format(params.get("response_format")))
+    config.update(logprobs_config(params))
     return config
 
 
@@ -315,5 +331,5 @@ def model_path(model: str) -> str:
 
 
 def _is_gemini3(model: str) -> bool:
-    match = _GEMINI_MAJOR.search(model)
-    return match is not None and int(match.group(1)) >= 3
+    version = gemini_version(model)
+    return version is not None and version[0] >= 3

@@ -2,8 +2,11 @@
 (:func:`completion_from_response`), streams (:class:`GeminiStreamDecoder`),
 errors (:func:`gemini_error`) and what they share.
 
-- Candidate parts: visible ``text`` (``thought: true`` parts are skipped) and
-  whole ``functionCall`` parts, which become canonical tool calls.
+- Candidate parts: visible ``text``, ``thought: true`` text (the model's thought
+  summaries: ``reasoning_content``, joined, or stream delta pieces; never mixed into
+  ``content``) and whole ``functionCall`` parts, which become canonical tool calls. A
+  ``thoughtSignature`` on a text part is dropped (Gemini does not require it back).
+- ``logprobsResult`` -> the choice's ``logprobs`` (:mod:`gateway.providers.gemini_logprobs`).
 - Tool-call ids: Gemini's calls usually carry no id, so one is generated. Gemini 3
   attaches a ``thoughtSignature`` to a call that must be sent back with it in
   later turns; the canonical model has no place for it, so it rides inside the
@@ -31,6 +34,7 @@ import orjson
 from gateway.canonical import JSON, make_chunk, make_completion, make_usage
 from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import SSEEvent, error_member, opaque_error, parse_event_json, parse_retry_after
+from gateway.providers.gemini_logprobs import choice_logprobs
 
 _FILTERED = frozenset(
     {
@@ -113,6 +117,12 @@ def visible_text(part: JSON) -> str | None:
     return text
 
 
+def thought_text(part: JSON) -> str | None:
+    """The text of a thought part (``thought: true``), else None."""
+    text = part.get("text")
+    return text if isinstance(text, str) and part.get("thought") else None
+
+
 def tool_call_from_part(part: JSON) -> JSON | None:
     """A canonical tool call for a ``functionCall`` part, else None."""
     call = part.get("functionCall")
@@ -178,8 +188,11 @@ def candidate_choice(candidate: Any, i: int) -> JSON:
     """One candidate of a non-streamed response -> a canonical choice."""
     parts = candidate_parts(candidate)
     text = "".join(t for p in parts if (t := visible_text(p)) is not None)
+    reasoning = "".join(t for p in parts if (t := thought_text(p)) is not None)
     calls = [c for p in parts if (c := tool_call_from_part(p)) is not None]
     message: JSON = {"role": "assistant", "content": (text or None) if calls else text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if calls:
         message["tool_calls"] = calls
     raw = candidate.get("finishReason")
@@ -188,7 +201,7 @@ def candidate_choice(candidate: Any, i: int) -> JSON:
         "index": index if isinstance(index, int) else i,
         "message": message,
         "finish_reason": finish_reason(raw if isinstance(raw, str) and raw else "STOP", bool(calls)),
-        "logprobs": None,
+        "logprobs": choice_logprobs(candidate),
     }
 
 
@@ -309,6 +322,10 @@ class GeminiStreamDecoder:
             return [self._finish_chunk("content_filter")] if blocked else []
         candidate = candidates[0]
         chunks = [self._chunk(delta) for delta in self._deltas(candidate_parts(candidate))]
+        logprobs = choice_logprobs(candidate)
+        if logprobs is not None and chunks:
+            carrier = next((c for c in chunks if "content" in c["choices"][0]["delta"]), chunks[0])
+            carrier["choices"][0]["logprobs"] = logprobs
         raw = candidate.get("finishReason")
         if isinstance(raw, str) and raw and not self._done:
             chunks.append(self._finish_chunk(finish_reason(raw, self._tool_calls > 0)))
@@ -332,21 +349,23 @@ class GeminiStreamDecoder:
         return body
 
     def _deltas(self, parts: list[JSON]) -> list[JSON]:
-        """One delta per run of text and one per function call, in order."""
+        """One delta per run of text, per run of thought text (``reasoning_content``)
+        and per function call, in order."""
         deltas: list[JSON] = []
-        text = ""
         for part in parts:
             call = tool_call_from_part(part)
-            if call is None:
-                text += visible_text(part) or ""
+            if call is not None:
+                deltas.append({"tool_calls": [{"index": self._tool_calls, **call}]})
+                self._tool_calls += 1
                 continue
-            if text:
-                deltas.append({"content": text})
-                text = ""
-            deltas.append({"tool_calls": [{"index": self._tool_calls, **call}]})
-            self._tool_calls += 1
-        if text:
-            deltas.append({"content": text})
+            thought = thought_text(part)
+            key, text = ("content", visible_text(part)) if thought is None else ("reasoning_content", thought)
+            if not text:
+                continue
+            if deltas and list(deltas[-1]) == [key]:
+                deltas[-1][key] += text
+            else:
+                deltas.append({key: text})
         return deltas
 
     def _chunk(self, delta: JSON, finish: str | None = None) -> JSON:

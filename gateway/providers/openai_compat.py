@@ -5,15 +5,28 @@ model, asks for usage on streams, drops parameters a server refuses
 (``Target.drop_params``) and smooths over known quirks of compatible servers:
 usage sent on every chunk or without being asked (Novita), ``content: ""``
 on tool calls (Ollama), numeric error codes (OpenRouter).
+
+Reasoning: ``reasoning_effort`` is sent as it is (one another dialect's setting was
+translated into goes only to a :func:`reasoning_model`); ``reasoning_budget`` and
+``include_reasoning`` never are (an exact budget and a "show it" flag have no
+OpenAI-compatible form, and OpenRouter's own ``include_reasoning`` differs), and
+neither are the ``reasoning_content`` / ``thinking_blocks`` of earlier answers in
+the history (DeepSeek refuses a request carrying them; the canonical contract drops
+both for every provider but Anthropic). In answers an upstream's
+``reasoning_content`` (DeepSeek, vLLM, Novita's reasoning models) is already
+canonical, and its ``reasoning`` text (Ollama, OpenRouter, newer vLLM) becomes
+``reasoning_content``, in messages and in stream deltas.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from gateway.canonical import JSON, WIRE_OPENAI_CHAT, make_chunk
+from gateway.canonical import JSON, REASONING_TRANSLATED, WIRE_OPENAI_CHAT, make_chunk
 from gateway.errors import UpstreamBadResponse, UpstreamError
 from gateway.providers.base import (
     SSEEvent,
@@ -27,14 +40,96 @@ from gateway.providers.base import (
     parse_retry_after,
 )
 
+NEVER_SENT = frozenset({"reasoning_budget", "include_reasoning", REASONING_TRANSLATED, "cache_control"})
+"""Canonical request keys no OpenAI-compatible upstream gets: ``reasoning_effort`` says it
+(a translated one only to a :func:`reasoning_model`), and OpenAI caches prompts itself."""
+_REASONING_NAMES = re.compile(
+    r"(^|[/:])(o\d|gpt-5(?!(\.\d+)?-chat))|reason|thinking|(^|[-/_])r1([-_.]|$)|qwq|gpt-oss|magistral|grok-[34]-mini",
+    re.IGNORECASE,
+)
+
+
+def reasoning_model(model: str) -> bool:
+    """Whether an OpenAI-format model name is one that takes ``reasoning_effort``: OpenAI's
+    o-series and GPT-5 family (not its ``-chat`` models), and open models named for it
+    (``*reasoner*``, ``*thinking*``, ``*r1*``, QwQ, gpt-oss, Magistral, Grok mini). A
+    translated effort (:data:`gateway.canonical.REASONING_TRANSLATED`) goes only to these:
+    the others refuse the field (OpenAI: "Unsupported parameter: 'reasoning_effort'")."""
+    return bool(_REASONING_NAMES.search(model))
+
+
+def strip_cache_control(req: JSON) -> JSON:
+    """``req`` without Anthropic's ``cache_control`` markers on tools, messages and content
+    parts (the top-level one is in :data:`NEVER_SENT`): an OpenAI-format upstream has no such
+    field and caches prompt prefixes by itself. A new dict only when there was one."""
+    tools, messages = req.get("tools"), req.get("messages")
+    marked_tools = isinstance(tools, list) and any(isinstance(t, dict) and "cache_control" in t for t in tools)
+    marked_messages = isinstance(messages, list) and any(_marked(m) for m in messages)
+    if not marked_tools and not marked_messages:
+        return req
+    out = dict(req)
+    if marked_tools:
+        out["tools"] = [_unmarked(t) for t in req["tools"]]
+    if marked_messages:
+        out["messages"] = [_unmarked_message(m) for m in req["messages"]]
+    return out
+
+
+def _marked(message: Any) -> bool:
+    if not isinstance(message, dict):
+        return False
+    content = message.get("content")
+    parts = isinstance(content, list) and any(isinstance(p, dict) and "cache_control" in p for p in content)
+    return "cache_control" in message or parts
+
+
+def _unmarked(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k != "cache_control"} if isinstance(value, dict) else value
+
+
+def _unmarked_message(message: Any) -> Any:
+    if not _marked(message):
+        return message
+    out = _unmarked(message)
+    if isinstance(out.get("content"), list):
+        out["content"] = [_unmarked(p) for p in out["content"]]
+    return out
+
+
+HISTORY_ONLY = ("reasoning_content", "thinking_blocks")
+"""Assistant message keys of an earlier answer's reasoning, dropped (module docstring)."""
+
+
+def without_reasoning(messages: list[Any]) -> list[Any]:
+    """``messages`` less the reasoning of earlier answers (a new list when there was some)."""
+    if not any(isinstance(m, dict) and ("reasoning_content" in m or "thinking_blocks" in m) for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k not in HISTORY_ONLY} if isinstance(m, dict) else m for m in messages]
+
+
+def canonical_reasoning(message: JSON) -> None:
+    """An upstream's ``reasoning`` text (Ollama, OpenRouter, newer vLLM) as the canonical
+    ``reasoning_content`` of a message or delta, in place; ``reasoning_content`` wins."""
+    reasoning = message.get("reasoning")
+    if isinstance(reasoning, str):
+        del message["reasoning"]
+        if reasoning and not message.get("reasoning_content"):
+            message["reasoning_content"] = reasoning
+
 
 class OpenAICompatProvider:
     kind = "openai_compatible"
     wire = WIRE_OPENAI_CHAT
 
     def chat_request(self, req: JSON, target: Target, *, stream: bool) -> WireRequest:
-        body = {k: v for k, v in req.items() if k not in target.drop_params}
+        sent = strip_cache_control(req)
+        body = {k: v for k, v in sent.items() if k not in target.drop_params and k not in NEVER_SENT}
+        if req.get(REASONING_TRANSLATED) and not reasoning_model(target.model):
+            body.pop("reasoning_effort", None)
         body["model"] = target.model
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            body["messages"] = without_reasoning(messages)
         if stream:
             body["stream"] = True
             if "stream_options" not in target.drop_params:
@@ -54,8 +149,10 @@ class OpenAICompatProvider:
             raise UpstreamBadResponse("upstream chat response has no choices")
         for choice in choices:
             msg = choice.get("message")
-            if isinstance(msg, dict) and msg.get("tool_calls") and msg.get("content") == "":
-                msg["content"] = None
+            if isinstance(msg, dict):
+                if msg.get("tool_calls") and msg.get("content") == "":
+                    msg["content"] = None
+                canonical_reasoning(msg)
         body.setdefault("object", "chat.completion")
         return body
 
@@ -144,6 +241,9 @@ class OpenAIStreamDecoder:
         for choice in choices:
             if choice.get("finish_reason"):
                 self._finished = True
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and "reasoning" in delta:
+                canonical_reasoning(delta)
         return [chunk]
 
     def finish(self) -> list[JSON]:

@@ -13,18 +13,17 @@ Request, canonical chat -> Responses:
   ``tool_calls`` ``function_call`` items (``call_id`` = the tool call id), and
   ``tool`` messages ``function_call_output`` items (text joined into a string;
   parts with images or files kept as input parts). An assistant's
-  ``reasoning_content`` and message ``name`` are dropped: Responses can only
-  replay reasoning items it produced (with their ids), and has no names.
+  ``reasoning_content`` and ``thinking_blocks`` and a message's ``name`` are
+  dropped: Responses can only replay reasoning items it produced (with their ids
+  and encrypted content, which a translation does not have), and has no names.
 - Tools -> flat ``{type: "function", name, description, parameters, strict}``.
   ``strict`` is always written (false unless the request says true): chat
   completions' default is non-strict, and the Responses API's is not. ``tool_choice``: the strings pass,
   ``{type: function, function: {name}}`` -> ``{type: function, name}``,
   ``allowed_tools`` is flattened the same way.
-- ``response_format``: ``json_schema`` -> ``text.format {type: json_schema,
-  name, schema, strict, description}``, ``json_object`` -> ``text.format
-  {type: json_object}``, ``text`` -> nothing; ``verbosity`` -> ``text.verbosity``.
-  ``reasoning_effort`` -> ``reasoning.effort`` (no summary is asked for, so
-  ``reasoning_content`` comes back only from servers that send it unasked).
+- ``response_format``, ``verbosity`` -> ``text``; ``reasoning_effort`` ->
+  ``reasoning.effort``, ``include_reasoning: true`` -> ``reasoning.summary: auto``
+  (:mod:`gateway.providers.openai_responses_options`); ``reasoning_budget`` dropped.
 - ``max_completion_tokens`` (else ``max_tokens``) -> ``max_output_tokens``;
   ``temperature``, ``top_p``, ``user``, ``metadata``, ``parallel_tool_calls``,
   ``service_tier``, ``safety_identifier``, ``prompt_cache_key`` and
@@ -55,6 +54,7 @@ from gateway.canonical import JSON, WIRE_OPENAI_RESPONSES
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers.base import Target, WireRequest, auth_headers, join_url
 from gateway.providers.openai_compat import OpenAICompatProvider
+from gateway.providers.openai_responses_options import reasoning_config, text_config
 from gateway.providers.openai_responses_stream import ResponsesStreamDecoder, completion_from_response, responses_error
 
 _KEEP = frozenset({"model", "input", "store", "stream"})
@@ -143,14 +143,12 @@ def responses_body(req: JSON, model: str) -> JSON:
     max_output = _max_output_tokens(req)
     if max_output is not None:
         body["max_output_tokens"] = max_output
-    text = _text_config(req)
+    text = text_config(req)
     if text:
         body["text"] = text
-    effort = req.get("reasoning_effort")
-    if effort is not None:
-        if not isinstance(effort, str):
-            raise _bad("reasoning_effort must be a string", "reasoning_effort", "invalid_type")
-        body["reasoning"] = {"effort": effort}
+    reasoning = reasoning_config(req, model)
+    if reasoning:
+        body["reasoning"] = reasoning
     body.update(_tool_fields(req))
     return body
 
@@ -313,39 +311,6 @@ def _max_output_tokens(req: JSON) -> int | None:
             raise _bad(f"{key} must be a positive integer", key, "invalid_type")
         return value
     return None
-
-
-def _text_config(req: JSON) -> JSON:
-    text: JSON = {}
-    fmt = req.get("response_format")
-    kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-    if kind == "json_object":
-        text["format"] = {"type": "json_object"}
-    elif kind == "json_schema":
-        text["format"] = _json_schema_format(fmt.get("json_schema") if isinstance(fmt, dict) else None)
-    elif kind not in (None, "text"):
-        raise _bad("response_format.type must be text, json_object or json_schema", "response_format.type")
-    verbosity = req.get("verbosity")
-    if verbosity is not None:
-        text["verbosity"] = verbosity
-    return text
-
-
-def _json_schema_format(spec: Any) -> JSON:
-    param = "response_format.json_schema"
-    if not isinstance(spec, dict):
-        raise _bad(f"{param} must be an object", param, "missing_required_parameter")
-    name, schema = spec.get("name"), spec.get("schema")
-    if not isinstance(name, str) or not name:
-        raise _bad(f"{param}.name is required", f"{param}.name", "missing_required_parameter")
-    if not isinstance(schema, dict):
-        raise _bad(f"{param}.schema must be an object", f"{param}.schema", "missing_required_parameter")
-    out: JSON = {"type": "json_schema", "name": name, "schema": schema}
-    if spec.get("strict") is not None:
-        out["strict"] = spec["strict"]
-    if isinstance(spec.get("description"), str):
-        out["description"] = spec["description"]
-    return out
 
 
 def _tool_fields(req: JSON) -> JSON:

@@ -95,14 +95,19 @@ def _detail(raw: Mapping[str, Any], block: str, key: str) -> int | None:
 
 
 def canonical_usage(raw: Mapping[str, Any]) -> JSON:
-    """Responses ``usage`` -> canonical. ``input_tokens`` includes the cached
-    ones and ``output_tokens`` the reasoning ones, as in chat completions."""
-    return make_usage(
+    """Responses ``usage`` -> canonical. ``input_tokens`` includes the cached (read and
+    written) ones and ``output_tokens`` the reasoning ones, as in chat completions;
+    ``cache_write_tokens`` (newer models) -> ``prompt_tokens_details.cache_write_tokens``."""
+    usage = make_usage(
         _count(raw.get("input_tokens")),
         _count(raw.get("output_tokens")),
         cached=_detail(raw, "input_tokens_details", "cached_tokens"),
         reasoning=_detail(raw, "output_tokens_details", "reasoning_tokens"),
     )
+    written = _detail(raw, "input_tokens_details", "cache_write_tokens")
+    if written is not None:
+        usage.setdefault("prompt_tokens_details", {})["cache_write_tokens"] = written
+    return usage
 
 
 def finish_reason(response: Mapping[str, Any], has_calls: bool) -> str:

@@ -51,4 +51,6 @@ def build_target(dep: Deployment, preset: Preset) -> Target:
         headers={k.lower(): v for k, v in dep.headers.items()},
         api_version=dep.api_version,
         drop_params=frozenset(dep.drop_params),
+        reasoning_style=dep.reasoning_style,
+        auto_cache=dep.auto_cache,
     )

@@ -23,7 +23,7 @@ from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers.base import json_object
 from gateway.routing.deployment import LiveDeployment, Route
 from gateway.routing.router import Gate, Lease, RequestTrace
-from gateway.server.service import Service, native_provider
+from gateway.server.service import Service, native_body, native_provider
 
 COUNT_FIELDS = ("input_tokens", "totalTokens", "total_tokens")
 COUNT_TIMEOUT_S = 10.0
@@ -52,7 +52,7 @@ async def relay(service: Service, req: JSON, native: Native, trace: RequestTrace
                 raise native.untranslatable
             return Relayed(await service.chat_attempt(dep, req, deadline))
         with service.upstream_errors(dep):
-            body = native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params)
+            body = native_body(dep, native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params))
             wire = provider.native_request(body, dep.target, stream=False, headers=native.headers)
             raw = await service.exchange(dep, wire, deadline)
             answer = json_object(raw, "the upstream's answer")

@@ -94,14 +94,26 @@ class ResponsesAPI:
             assert result.answer is not None
             return responses.rewrite(result.answer, rid, body=body)
 
+        rendered: list[JSON] = []  # the canonical answer a plain Response was drawn from
+
+        def render(completion: JSON) -> JSON:
+            rendered.append(completion)
+            return responses.render_response(completion, response_id=rid, model=model, body=body, created_at=created)
+
         async def done(response: JSON | None) -> None:
-            if response is not None and body.get("store", True) is not False:
-                await store.save(key_id, response, items + responses.output_items(response))
+            if response is None or body.get("store", True) is False:
+                return
+            # The store keeps the thinking of reasoning items whether the client asked for it or not.
+            if streams:
+                blocks = streams[-1].reasoning_blocks
+            else:
+                blocks = responses.reasoning_blocks(response, rendered[-1]) if rendered else {}
+            await store.save(key_id, response, items + responses.output_items(response, blocks))
 
         turn = Turn(
             req,
             Native(OPENAI_RESPONSES, prepare, forwarded(scope), untranslatable),
-            render=lambda c: responses.render_response(c, response_id=rid, model=model, body=body, created_at=created),
+            render=render,
             encoder=encoder,
             relayed=relayed,
             events=lambda events: b"".join(passthrough.event(e.event, e.data) for e in events),

@@ -27,6 +27,7 @@ from gateway.errors import (
     UpstreamRedirect,
     UpstreamResponseTooLarge,
 )
+from gateway.providers import options
 from gateway.providers.base import NativeProvider, SSEEvent, StreamDecoder, WireRequest, json_object
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
@@ -179,6 +180,7 @@ class Service:
 
     async def chat(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
         route = self.route_for(req["model"], "chat")
+        options.checked(req)  # a malformed provider_options is the client's 400 before any attempt
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
             return await self.chat_attempt(dep, req, deadline)
@@ -192,6 +194,7 @@ class Service:
             wire = dep.provider.chat_request(
                 apply_params(upstream_view(req), dep.spec.params), dep.target, stream=False
             )
+            wire = options.apply_to_wire(wire, provider_fields(dep, req))
             body = await self.exchange(dep, wire, deadline)
             return dep.provider.chat_response(json_object(body, "the upstream's chat completion"), dep.target)
 
@@ -210,6 +213,7 @@ class Service:
         """A chat stream; with ``native``, the client's own body to a deployment of its
         format, whose events the stream then also keeps (:attr:`OpenStream.raw`)."""
         route = self.route_for(req["model"], "chat")
+        options.checked(req)
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
             with self.upstream_errors(dep):
@@ -224,10 +228,11 @@ class Service:
         if native is not None and provider is None and native.untranslatable is not None:
             raise native.untranslatable
         if provider is not None and native is not None:
-            body = native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params)
+            body = native_body(dep, native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params))
             wire = provider.native_request(body, dep.target, stream=True, headers=native.headers)
         else:
             wire = dep.provider.chat_request(apply_params(upstream_view(req), dep.spec.params), dep.target, stream=True)
+            wire = options.apply_to_wire(wire, provider_fields(dep, req))
         t, caps = dep.timeouts, self.settings.upstream
         resp = await self.http.send(
             wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=caps
@@ -301,6 +306,20 @@ def _unknown_model(alias: str, missing: list[str] | None) -> NotFound:
     return NotFound(
         f"The model '{alias}' does not exist or you do not have access to it.", code="model_not_found", param="model"
     )
+
+
+def provider_fields(dep: LiveDeployment, req: JSON) -> JSON:
+    """The client's ``provider_options`` fields for ``dep`` (an InvalidRequest for one off its list)."""
+    return options.for_deployment(options.checked(req), dep.spec.provider, dep.spec.provider_options)
+
+
+def native_body(dep: LiveDeployment, body: JSON) -> JSON:
+    """A same-format body for ``dep``: its ``provider_options`` taken out, the fields for
+    ``dep``'s provider written in (gateway/providers/options.py)."""
+    if options.FIELD not in body:
+        return body
+    fields = options.for_deployment(options.checked(body), dep.spec.provider, dep.spec.provider_options)
+    return options.merged({k: v for k, v in body.items() if k != options.FIELD}, fields)
 
 
 def native_provider(dep: LiveDeployment, native: Native) -> NativeProvider | None:

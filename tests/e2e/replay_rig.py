@@ -12,6 +12,7 @@ usage the client saw at the configured price."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -126,14 +127,15 @@ def header_cost(headers: httpx.Headers) -> Decimal | None:
 class Rig:
     """The recorded mock and the priced gateway (module docstring); :meth:`close` stops both."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, make_config: Callable[[str], str] | None = None) -> None:
+        """``make_config``: the mock's URL -> the gateway's config (:func:`config` by default)."""
         self.received: list[Received] = []
         self.mock = MockServer(MockConfig())
         self.mock.app.add_middleware(Recorder, self.received)
         self.mock.start()
         self.control = httpx.Client(base_url=self.mock.url, timeout=10)
         try:
-            self.gateway = GatewayProcess(config(self.mock.url), workdir)
+            self.gateway = GatewayProcess((make_config or config)(self.mock.url), workdir)
         except BaseException:
             self.close_mock()
             raise

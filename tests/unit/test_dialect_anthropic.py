@@ -23,7 +23,7 @@ import orjson
 import pytest
 from anthropic.types import Message, MessageTokensCount, ModelInfo
 
-from gateway.canonical import JSON, make_chunk, upstream_view
+from gateway.canonical import JSON, upstream_view
 from gateway.config.settings import Params
 from gateway.dialects.anthropic import (
     DROPPED,
@@ -124,7 +124,8 @@ def test_every_recorded_request_parses_or_is_refused_by_name(path: Path) -> None
     assert req["model"] == body["model"] and req["stream"] is bool(body.get("stream"))
     assert req.get("max_tokens") == body.get("max_tokens")
     validate_chat(copy.deepcopy(upstream_view(req)))  # what providers get is a valid canonical request
-    assert b"cache_control" not in orjson.dumps(upstream_view(req))
+    # cache_control travels where the contract puts it (issue 12); the providers decide what to drop
+    assert (b"cache_control" in orjson.dumps(upstream_view(req))) == (b"cache_control" in orjson.dumps(body))
 
 
 def test_server_tool_blocks_in_a_turn_are_refused_by_name() -> None:
@@ -178,14 +179,17 @@ def test_system_prompt_and_a_system_turn_keep_their_places() -> None:
     ]
 
 
-def test_system_text_blocks_become_text_parts_without_cache_control() -> None:
+def test_system_text_blocks_become_text_parts_with_their_cache_control() -> None:
     body = load_json("anthropic/messages_cache_control_block_turn1.request.json")
     block = {**body["messages"][0]["content"][0]}
     body["system"] = [{"type": "text", "text": "You are terse."}, block]
     req = parse_messages(body)
     assert req["messages"][0] == {
         "role": "system",
-        "content": [{"type": "text", "text": "You are terse."}, {"type": "text", "text": block["text"]}],
+        "content": [
+            {"type": "text", "text": "You are terse."},
+            {"type": "text", "text": block["text"], "cache_control": block["cache_control"]},
+        ],
     }
 
 
@@ -252,7 +256,7 @@ def test_redacted_thinking_is_kept_verbatim() -> None:
     body = load_json("anthropic/messages_redacted_thinking_replay.request.json")
     assistant = parse_messages(body)["messages"][1]
     assert assistant["thinking_blocks"] == [body["messages"][1]["content"][0]]
-    assert "thinking_blocks" not in upstream_view({"messages": [assistant]})["messages"][0]
+    assert upstream_view({"messages": [assistant]})["messages"][0]["thinking_blocks"] == assistant["thinking_blocks"]
 
 
 def test_images_in_a_tool_result_follow_it_as_a_user_message() -> None:
@@ -285,15 +289,18 @@ def test_an_error_result_says_so_and_user_blocks_after_results_come_after_them()
 
 @pytest.mark.parametrize(
     ("thinking", "effort"),
-    [
-        ({"type": "enabled", "budget_tokens": 1024}, "low"),
-        ({"type": "enabled", "budget_tokens": 2047}, "low"),
-        ({"type": "enabled", "budget_tokens": 2048}, "medium"),
-        ({"type": "enabled", "budget_tokens": 8191}, "medium"),
+    [  # EFFORT_BUDGETS (gateway/canonical.py): the largest effort whose budget fits
+        ({"type": "enabled", "budget_tokens": 1023}, "minimal"),
+        ({"type": "enabled", "budget_tokens": 1024}, "minimal"),
+        ({"type": "enabled", "budget_tokens": 2047}, "minimal"),
+        ({"type": "enabled", "budget_tokens": 2048}, "low"),
+        ({"type": "enabled", "budget_tokens": 8191}, "low"),
+        ({"type": "enabled", "budget_tokens": 8192}, "medium"),
         ({"type": "enabled", "budget_tokens": 16384}, "high"),
-        ({"type": "adaptive"}, "medium"),
-        ({"type": "adaptive", "display": "summarized"}, "medium"),
-        ({"type": "disabled"}, None),
+        ({"type": "enabled", "budget_tokens": 32768}, "xhigh"),
+        ({"type": "adaptive"}, "high"),
+        ({"type": "adaptive", "display": "summarized"}, "high"),
+        ({"type": "disabled"}, "none"),
     ],
 )
 def test_thinking_becomes_reasoning_effort_and_is_kept(thinking: JSON, effort: str | None) -> None:
@@ -301,6 +308,7 @@ def test_thinking_becomes_reasoning_effort_and_is_kept(thinking: JSON, effort: s
     body["thinking"] = thinking
     req = parse_messages(body)
     assert req.get("reasoning_effort") == effort
+    assert req.get("reasoning_budget") == thinking.get("budget_tokens")
     assert req["thinking"] == thinking
     assert "thinking" not in upstream_view(req)
 
@@ -620,15 +628,15 @@ def test_recorded_anthropic_messages_survive_the_canonical_round_trip(name: str)
     usage = original["usage"]
     assert message.usage.output_tokens == usage["output_tokens"]
     assert message.usage.cache_read_input_tokens == usage["cache_read_input_tokens"]
-    # the canonical usage folds cache writes into the prompt without saying how many
-    assert message.usage.input_tokens == usage["input_tokens"] + usage["cache_creation_input_tokens"]
+    assert message.usage.cache_creation_input_tokens == usage["cache_creation_input_tokens"]
+    assert message.usage.input_tokens == usage["input_tokens"]
 
 
 def test_cache_writes_in_the_canonical_usage_are_reported_apart() -> None:
     original = load_json("anthropic/messages_cache_control_top_level.json")
     completion = CLAUDE.chat_response(copy.deepcopy(original), target("anthropic", original["model"]))
     created = original["usage"]["cache_creation_input_tokens"]
-    completion["usage"]["prompt_tokens_details"]["cache_creation_tokens"] = created
+    completion["usage"]["prompt_tokens_details"]["cache_write_tokens"] = created
     usage = Message.model_validate(render_message(completion, "claude")).usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (
         original["usage"]["input_tokens"],
@@ -660,8 +668,11 @@ def test_openai_and_gemini_answers_render_as_valid_messages(provider: str, path:
     expected = [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls]
     assert tool_uses(message) == expected
     assert message.stop_reason == ("tool_use" if calls else "end_turn")
+    reasoning = choice["message"].get("reasoning_content")
+    thinking = [(b.thinking, b.signature) for b in message.content if b.type == "thinking"]
+    assert thinking == ([(reasoning, "")] if reasoning else [])  # another provider's reasoning: unsigned
     if calls and not choice["message"].get("content"):
-        assert [b.type for b in message.content] == ["tool_use"] * len(calls)
+        assert [b.type for b in message.content] == ["thinking"] * len(thinking) + ["tool_use"] * len(calls)
     usage = completion["usage"]
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     assert (message.usage.input_tokens, message.usage.output_tokens) == (
@@ -839,6 +850,8 @@ def test_a_tool_call_stream_has_the_exact_event_sequence() -> None:
         "stream_tool_use_with_server_tool_search",
         "stream_text_after_tool_result",
         "stream_client_tool_use_vercel.derived",
+        "stream_thinking_signature_delta",
+        "stream_redacted_thinking",
     ],
 )
 def test_recorded_anthropic_streams_survive_the_canonical_round_trip(name: str) -> None:
@@ -851,7 +864,9 @@ def test_recorded_anthropic_streams_survive_the_canonical_round_trip(name: str) 
     assert message.stop_reason == original.stop_reason
     assert message.usage.output_tokens == original.usage.output_tokens
     assert message.usage.cache_read_input_tokens == (original.usage.cache_read_input_tokens or 0)
-    assert message.usage.input_tokens == original.usage.input_tokens + (original.usage.cache_creation_input_tokens or 0)
+    assert message.usage.input_tokens == original.usage.input_tokens
+    thinking = [b.model_dump() for b in message.content if b.type in ("thinking", "redacted_thinking")]
+    assert thinking == [b.model_dump() for b in original.content if b.type in ("thinking", "redacted_thinking")]
     if name == "stream_tool_use_with_server_tool_search":  # text, then a tool call: two blocks
         assert [b.type for b in message.content] == ["text", "tool_use"]
         assert [s for s in shape(ours) if "start" in s or "stop:" in s][1:] == [
@@ -863,18 +878,9 @@ def test_recorded_anthropic_streams_survive_the_canonical_round_trip(name: str) 
 
 
 def gemini_with_thoughts(raw: bytes) -> list[list[JSON]]:
-    """The Gemini thinking stream as canonical chunks, its thought parts as ``reasoning_content``
-    (the Gemini decoder drops them)."""
+    """The Gemini thinking stream as canonical chunks: its thought parts are ``reasoning_content``."""
     decoder = GeminiStreamDecoder("gemini-2.5-pro")
-    out: list[list[JSON]] = []
-    for event in sse_events([raw]):
-        parts = json.loads(event.data)["candidates"][0]["content"]["parts"]
-        thoughts = [
-            make_chunk(id="c1", model="g", created=1, delta={"reasoning_content": p["text"]})
-            for p in parts
-            if p.get("thought")
-        ]
-        out.append(thoughts + decoder.on_event(event))
+    out = [decoder.on_event(event) for event in sse_events([raw])]
     out.append(decoder.finish())
     return out
 

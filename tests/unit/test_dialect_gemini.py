@@ -277,10 +277,11 @@ def test_inline_audio_becomes_input_audio_in_standard_base64() -> None:
 
 def test_thinking_config_maps_to_reasoning_effort_and_is_kept() -> None:
     low = parse_generate(load(GEMINI / "generate_content_thinking_budget_1024.request.json"), MODEL, stream=False)
-    assert low["reasoning_effort"] == "low"
+    assert (low["reasoning_effort"], low["reasoning_budget"], low["include_reasoning"]) == ("minimal", 1024, True)
     assert low["thinking_config"] == {"includeThoughts": True, "thinkingBudget": 1024}
     off = parse_generate(load(GEMINI / "generate_content_thinking_budget_0.request.json"), MODEL, stream=False)
-    assert "reasoning_effort" not in off and off["thinking_config"] == {"thinkingBudget": 0}
+    assert (off["reasoning_effort"], off["reasoning_budget"]) == ("none", 0)
+    assert off["thinking_config"] == {"thinkingBudget": 0}
     high = load(CROSS / "reasoning" / "high_effort_web_search" / "gemini.request.json")
     del high["tools"], high["toolConfig"]
     req = parse_generate(high, MODEL, stream=False)
@@ -290,7 +291,17 @@ def test_thinking_config_maps_to_reasoning_effort_and_is_kept() -> None:
 
 @pytest.mark.parametrize(
     ("budget", "effort"),
-    [(-1, "medium"), (1, "low"), (2047, "low"), (2048, "medium"), (8191, "medium"), (8192, "high"), (32768, "high")],
+    [
+        (-1, "medium"),
+        (0, "none"),
+        (1, "minimal"),
+        (2047, "minimal"),
+        (2048, "low"),
+        (8191, "low"),
+        (8192, "medium"),
+        (16384, "high"),
+        (32768, "xhigh"),
+    ],
 )
 def test_thinking_budget_thresholds(budget: int, effort: str) -> None:
     body = load(GEMINI / "generate_content_thinking_budget_1024.request.json")
@@ -298,11 +309,11 @@ def test_thinking_budget_thresholds(budget: int, effort: str) -> None:
     assert parse_generate(body, MODEL, stream=False)["reasoning_effort"] == effort
 
 
-def test_thought_parts_of_a_replayed_turn_are_dropped() -> None:
+def test_thought_parts_of_a_replayed_turn_become_reasoning_content() -> None:
     body = load(CROSS / "reasoning" / "cross_the_street" / "gemini_turn2.request.json")
     thought, answer = body["contents"][1]["parts"]
     assistant = parse_generate(body, MODEL, stream=False)["messages"][2]
-    assert assistant == {"role": "assistant", "content": answer["text"]}
+    assert assistant == {"role": "assistant", "content": answer["text"], "reasoning_content": thought["text"]}
     assert thought["thought"] is True and thought["text"] not in assistant["content"]
 
 
@@ -643,9 +654,14 @@ def test_recorded_streams_encode_into_gemini_events(path: Path, seed: int) -> No
     batches = canonical_batches(path, seed)
     text, calls, finish, usage = assembled(batches)
     events = [validated(e) for e in events_of(encoded(batches))]
-    parts = [p for e in events for p in (e.candidates or [])[0].content.parts or []]  # type: ignore[union-attr]
+    every = [p for e in events for p in (e.candidates or [])[0].content.parts or []]  # type: ignore[union-attr]
+    parts = [p for p in every if not p.thought]
     assert all(e.candidates and e.candidates[0].content and e.candidates[0].content.parts for e in events)
     assert "".join(p.text or "" for p in parts) == text
+    reasoning = "".join(
+        c["choices"][0]["delta"].get("reasoning_content") or "" for b in batches for c in b if c["choices"]
+    )
+    assert "".join(p.text or "" for p in every if p.thought) == reasoning  # thoughts as thought parts
     assert [(p.function_call.id, p.function_call.name, p.function_call.args) for p in parts if p.function_call] == calls
     last = events[-1]
     assert last.candidates and all(e.candidates and e.candidates[0].finish_reason is None for e in events[:-1])
@@ -783,7 +799,8 @@ def test_sdk_generate_content_through_the_dialect() -> None:
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
     ]
-    assert (req["temperature"], req["max_tokens"], req["reasoning_effort"]) == (0.2, 100, "medium")
+    assert (req["temperature"], req["max_tokens"], req["reasoning_effort"]) == (0.2, 100, "low")
+    assert (req["reasoning_budget"], req["include_reasoning"]) == (4096, True)
     assert req["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     call = completion["choices"][0]["message"]["tool_calls"][0]
     assert response.function_calls and response.function_calls[0].name == call["function"]["name"]

@@ -238,18 +238,21 @@ def _tool_round_trip(assistant_blocks: list[JSON]) -> list[JSON]:
 def test_error_fixture_requests(name: str) -> None:
     recorded = load_json(f"anthropic/{name}.request.json")
     parts = recorded["messages"][0]["content"]
-    # output_config.effort ("xhigh") has no canonical source: reasoning_effort is dropped.
-    body = wire({"messages": [{"role": "user", "content": parts}], "reasoning_effort": "high"}, model=recorded["model"])
+    # output_config.effort without thinking has no canonical source (reasoning: test_anthropic_reasoning.py).
+    body = wire({"messages": [{"role": "user", "content": parts}]}, model=recorded["model"])
     assert body == without(recorded, "stream", "output_config")
 
 
-def test_opus_4_7_temperature_dropped_by_drop_params() -> None:
+def test_temperature_dropped_by_drop_params() -> None:
     live = load_json("anthropic/opus_4_7_temperature_unsupported_live_vercel.json")
     sent = live["requestBody"]
     req = {"messages": [{"role": "user", "content": sent["messages"][0]["content"]}], "max_tokens": 16}
     req["temperature"] = live["inputTemperature"]
-    assert wire(req, model=sent["model"], drop_params=frozenset({"temperature"})) == sent
-    assert wire(req, model=sent["model"])["temperature"] == 0.7
+    # claude-opus-4-7 never gets one (test_anthropic_reasoning.py); drop_params does it for any model
+    assert wire(req, model="claude-opus-4-6", drop_params=frozenset({"temperature"})) == sent | {
+        "model": "claude-opus-4-6"
+    }
+    assert wire(req, model="claude-opus-4-6")["temperature"] == 0.7
 
 
 # --- request translation: the rules ------------------------------------------
@@ -325,7 +328,7 @@ def test_invalid_tool_call_arguments_name_the_param(arguments: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         wire({"messages": [user("q"), {"role": "assistant", "tool_calls": [call]}]})
     assert exc.value.param == "messages[1].tool_calls[0].function.arguments"
-    assert exc.value.http_status == 400
+    assert (exc.value.http_status, exc.value.code) == (400, "invalid_value")
 
 
 def test_content_parts() -> None:
@@ -344,18 +347,32 @@ def test_content_parts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("part", "param"),
+    ("part", "param", "code"),
     [
-        ({"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}, "messages[0].content[0].image_url"),
-        ({"type": "image_url", "image_url": {"url": "data:image/png,abc"}}, "messages[0].content[0].image_url"),
-        ({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}, "messages[0].content[0]"),
-        ({"type": "file", "file": {"file_id": "file-1"}}, "messages[0].content[0].file"),
+        (
+            {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}},
+            "messages[0].content[0].image_url",
+            "invalid_value",
+        ),
+        (
+            {"type": "image_url", "image_url": {"url": "data:image/png,abc"}},
+            "messages[0].content[0].image_url",
+            "invalid_value",
+        ),
+        ({"type": "image_url", "image_url": {}}, "messages[0].content[0].image_url", "missing_required_parameter"),
+        (
+            {"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}},
+            "messages[0].content[0]",
+            "unsupported_value",
+        ),
+        ({"type": "file", "file": {"file_id": "file-1"}}, "messages[0].content[0].file", "unsupported_value"),
+        ({"type": "text", "text": 3}, "messages[0].content[0]", "invalid_type"),
     ],
 )
-def test_unsupported_parts_are_invalid_requests(part: JSON, param: str) -> None:
+def test_unsupported_parts_are_invalid_requests(part: JSON, param: str, code: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         wire({"messages": [{"role": "user", "content": [part]}]})
-    assert exc.value.param == param
+    assert (exc.value.param, exc.value.code) == (param, code)
 
 
 def test_sampling_parameters() -> None:
@@ -381,13 +398,20 @@ def test_sampling_parameters() -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "param"),
-    [({"max_tokens": 0}, "max_tokens"), ({"temperature": "hot"}, "temperature"), ({"stop": [1]}, "stop")],
+    ("extra", "param", "code"),
+    [
+        ({"max_tokens": 0}, "max_tokens", "invalid_value"),
+        ({"temperature": "hot"}, "temperature", "invalid_type"),
+        ({"stop": [1]}, "stop", "invalid_type"),
+        ({"tools": "f"}, "tools", "invalid_type"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]", "unsupported_value"),
+        ({"response_format": {"type": "yaml"}}, "response_format", "invalid_value"),
+    ],
 )
-def test_invalid_sampling_values(extra: JSON, param: str) -> None:
+def test_invalid_sampling_values(extra: JSON, param: str, code: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         wire({"messages": [user("hi")], **extra})
-    assert exc.value.param == param
+    assert (exc.value.param, exc.value.code) == (param, code)
 
 
 def test_n_greater_than_one_is_refused() -> None:
@@ -409,7 +433,6 @@ def test_openai_only_params_are_dropped_silently() -> None:
         "presence_penalty": 0.5,
         "logprobs": True,
         "top_logprobs": 3,
-        "reasoning_effort": "low",
         "service_tier": "auto",
         "metadata": {"k": "v"},
     }
@@ -454,13 +477,30 @@ def test_drop_params_apply_to_canonical_and_wire_names() -> None:
 
 
 @pytest.mark.parametrize(
-    ("messages", "param"),
-    [([], "messages"), ([{"role": "function", "content": "x"}], "messages[0].role"), (["x"], "messages[0]")],
+    ("messages", "param", "code"),
+    [
+        ([], "messages", "invalid_value"),
+        ([{"role": "function", "content": "x"}], "messages[0].role", "unsupported_value"),
+        (["x"], "messages[0]", "invalid_type"),
+        ([{"role": "user", "content": 5}], "messages[0].content", "invalid_type"),
+        ([{"role": "tool", "content": "r"}], "messages[0].tool_call_id", "missing_required_parameter"),
+        ([{"role": "assistant", "tool_calls": "f"}], "messages[0].tool_calls", "invalid_type"),
+        (
+            [{"role": "assistant", "tool_calls": [{"function": {}}]}],
+            "messages[0].tool_calls[0].function",
+            "missing_required_parameter",
+        ),
+        (
+            [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}],
+            "messages[0].tool_calls[0].id",
+            "missing_required_parameter",
+        ),
+    ],
 )
-def test_invalid_messages(messages: list[Any], param: str) -> None:
+def test_invalid_messages(messages: list[Any], param: str, code: str) -> None:
     with pytest.raises(InvalidRequest) as exc:
         wire({"messages": messages})
-    assert exc.value.param == param
+    assert (exc.value.param, exc.value.code) == (param, code)
 
 
 def test_no_embeddings() -> None:
@@ -512,7 +552,10 @@ def test_recorded_responses(rel: str) -> None:
     usage = out["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion)
     assert usage["total_tokens"] == prompt + completion
-    assert usage["prompt_tokens_details"] == {"cached_tokens": 0}
+    details = {"cached_tokens": 0, "cache_write_tokens": 0}
+    if "cache_creation" in raw["usage"]:
+        details["cache_write_1h_tokens"] = 0
+    assert usage["prompt_tokens_details"] == details
 
 
 def test_parallel_tool_calls_in_order() -> None:
@@ -532,12 +575,13 @@ def test_thinking_tokens_become_reasoning_tokens() -> None:
     assert usage["completion_tokens_details"] == {"reasoning_tokens": 0}
 
 
-def test_cache_tokens_count_as_prompt_and_other_blocks_are_skipped() -> None:
+def test_cache_tokens_count_as_prompt_and_server_tool_blocks_are_skipped() -> None:
+    thinking = {"type": "thinking", "thinking": "hmm", "signature": "s"}
     raw = {
         "id": "msg_1",
         "model": "claude-x",
         "content": [
-            {"type": "thinking", "thinking": "hmm", "signature": "s"},
+            thinking,
             {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"q": 1}},
             {"type": "text", "text": "Hello "},
             {"type": "text", "text": "world"},
@@ -551,13 +595,18 @@ def test_cache_tokens_count_as_prompt_and_other_blocks_are_skipped() -> None:
         },
     }
     out = PROVIDER.chat_response(raw, make_target())
-    assert out["choices"][0]["message"] == {"role": "assistant", "content": "Hello world"}
+    assert out["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello world",
+        "reasoning_content": "hmm",
+        "thinking_blocks": [thinking],
+    }
     assert out["choices"][0]["finish_reason"] == "length"
     assert out["usage"] == {
         "prompt_tokens": 115,
         "completion_tokens": 7,
         "total_tokens": 122,
-        "prompt_tokens_details": {"cached_tokens": 100},
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
     }
 
 
@@ -674,7 +723,7 @@ def test_recorded_stream_reassembles(name: str) -> None:
         "prompt_tokens": expect.prompt,
         "completion_tokens": expect.completion,
         "total_tokens": expect.prompt + expect.completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "cache_write_1h_tokens": 0},
     }
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == got.usage
 
@@ -776,7 +825,7 @@ def _end(stop_reason: str, usage: JSON) -> list[JSON]:
     return [{"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": usage}, {"type": "message_stop"}]
 
 
-def test_tool_indexes_skip_thinking_and_server_tools() -> None:
+def test_tool_indexes_skip_thinking_and_server_tools() -> None:  # thinking itself: test_anthropic_reasoning.py
     events = _events(
         _start(),
         _block(0, {"type": "thinking", "thinking": ""}),
@@ -801,7 +850,7 @@ def test_tool_indexes_skip_thinking_and_server_tools() -> None:
     }
     assert got.finish_reasons == ["tool_calls"]
     assert got.usage == {"prompt_tokens": 3, "completion_tokens": 30, "total_tokens": 33}
-    assert len(chunks) == 7  # role, 2 tool starts, 2 argument pieces, finish, usage
+    assert len(chunks) == 8  # role, reasoning, 2 tool starts, 2 argument pieces, finish, usage
 
 
 def test_stream_cache_usage_and_refusal() -> None:
@@ -823,7 +872,7 @@ def test_stream_cache_usage_and_refusal() -> None:
             "prompt_tokens": 100,
             "completion_tokens": 4,
             "total_tokens": 104,
-            "prompt_tokens_details": {"cached_tokens": 90},
+            "prompt_tokens_details": {"cached_tokens": 90, "cache_write_tokens": 0},
         }
     )
 

@@ -372,7 +372,8 @@ def test_image_parts() -> None:
     ("part", "param"),
     [
         ({"type": "image_url", "image_url": {"url": "data:image/png,abc"}}, "messages[0].content[0].image_url.url"),
-        ({"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}, "messages[0].content[0].type"),
+        ({"type": "video_url", "video_url": {"url": "https://example.com/a.mp4"}}, "messages[0].content[0].type"),
+        ({"type": "file", "file": {"file_id": "file-abc"}}, "messages[0].content[0].file.file_id"),
         ({"type": "image_url", "image_url": {"url": "cat.png"}}, "messages[0].content[0].image_url.url"),
     ],
 )
@@ -438,7 +439,9 @@ def test_drop_params_and_openai_only_params() -> None:
         "reasoning_effort": "low",
         "max_tokens": None,
     }
-    body = chat(req, drop_params=frozenset({"temperature"}))
+    # logprobs and reasoning_effort translate (test_gemini_inputs.py, test_gemini_reasoning.py)
+    # unless the deployment drops them.
+    body = chat(req, drop_params=frozenset({"temperature", "logprobs", "reasoning_effort"}))
     assert body == {"contents": [{"role": "user", "parts": [{"text": "x"}]}], "generationConfig": {"seed": 3}}
 
 
@@ -745,9 +748,10 @@ def test_stream_reassembles_fixture(name: str) -> None:
     parts = [p for e in sse_payloads(GEMINI / name) for p in e["candidates"][0]["content"]["parts"]]
     chunks = decode((GEMINI / name).read_bytes(), "requested-model", [2, 7, 3])
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
-    # Thought parts (`thought: true`) are not answer text: today they are left out of the
-    # content (carrying them as reasoning is issue 12's work).
+    # Thought parts (`thought: true`) are not answer text: they come as reasoning_content.
     assert text == "".join(p.get("text", "") for p in parts if not p.get("thought"))
+    reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
+    assert reasoning == "".join(p.get("text", "") for p in parts if p.get("thought"))
     calls = [tc for c in chunks for tc in tool_deltas(c)]
     recorded_calls = [p for p in parts if "functionCall" in p]
     assert [tc["index"] for tc in calls] == list(range(len(recorded_calls)))
@@ -989,10 +993,12 @@ ANSWERS_WITH_EXTRAS = [
     "generate_content_cached_content.json",
 ]
 
-# Recorded requests whose translation (thinkingConfig, inline audio/PDF parts, logprobs,
-# cachedContent) arrives with issue 12; their answers are driven above. The cachedContents
-# resource is not a generateContent answer.
-PENDING_ISSUE_12 = {
+# Recorded requests driven in other files: thinkingConfig, inline audio/PDF parts and logprobs
+# in test_gemini_reasoning.py and test_gemini_inputs.py; cachedContent in the Gemini dialect's
+# pass-through tests (a translated request names it through provider_options:
+# tests/e2e/test_reasoning_conversations.py); the cachedContents resource is not a
+# generateContent answer.
+DRIVEN_ELSEWHERE = {
     "generate_content_include_thoughts_false.request.json",
     "generate_content_thinking_budget_0.request.json",
     "generate_content_thinking_budget_1024.request.json",
@@ -1028,7 +1034,7 @@ def test_every_gemini_fixture_is_driven() -> None:
     sse = {n for n in names if n.endswith(".sse")}
     assert sse == set(SSE_FILES)
     assert all(n in source for n in names - sse)
-    assert names >= PENDING_ISSUE_12
+    assert names >= DRIVEN_ELSEWHERE
 
 
 def test_system_text_blocks_stay_separate_parts() -> None:

@@ -617,7 +617,9 @@ def test_every_recorded_response_to_a_chat_completion(rel: str) -> None:
         "prompt_tokens": usage["input_tokens"],
         "completion_tokens": usage["output_tokens"],
         "total_tokens": usage["total_tokens"],
-        "prompt_tokens_details": {"cached_tokens": usage["input_tokens_details"]["cached_tokens"]},
+        "prompt_tokens_details": {
+            k: v for k, v in usage["input_tokens_details"].items() if k in ("cached_tokens", "cache_write_tokens")
+        },
         "completion_tokens_details": {"reasoning_tokens": usage["output_tokens_details"]["reasoning_tokens"]},
     }
 
@@ -633,7 +635,10 @@ def test_specific_answers() -> None:
     assert call["tool_calls"][0]["id"] == "call_YfwRsW8sUxDKipwyhWTzOXCA"
     assert json.loads(call["tool_calls"][0]["function"]["arguments"]) == {"country": "PotatoLand"}
     assert json.loads(message("create_structured_output_json_schema")["content"]) == {"amount": 12.34}
-    assert message("create_cached_tokens")["usage"]["prompt_tokens_details"] == {"cached_tokens": 4012}
+    assert message("create_cached_tokens")["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 4012,
+        "cache_write_tokens": 0,
+    }
     thinking = message("create_reasoning_summary_encrypted_content")
     assert thinking["reasoning_content"].startswith("**Generating factorial function**")
     assert thinking["usage"]["completion_tokens_details"] == {"reasoning_tokens": 59}
