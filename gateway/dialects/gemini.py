@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 _REQUEST_FIELDS = (
+    "providerOptions",  # the gateway's provider_options (gateway/providers/options.py)
     "model",
     "contents",
     "systemInstruction",
@@ -146,6 +147,8 @@ def _chat_request(body: Any, model: str, *, stream: bool) -> JSON:
 
 
 def _top_level(request: JSON, req: JSON) -> None:
+    if "providerOptions" in request:
+        req["provider_options"] = request["providerOptions"]
     if "safetySettings" in request:
         array(request["safetySettings"], "safetySettings")
     if "cachedContent" in request:

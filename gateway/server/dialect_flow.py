@@ -24,6 +24,7 @@ from gateway.errors import InvalidRequest, Starting
 from gateway.policies.auth import Principal
 from gateway.policies.replay import completion_to_chunks
 from gateway.providers.base import SSEEvent
+from gateway.providers.options import FIELD as PROVIDER_OPTIONS
 from gateway.routing.deployment import Route
 from gateway.server.asgi import DisconnectWatch, Receive, Scope, read_body, send_bytes
 from gateway.server.dialect_stream import DialectStreamWriter
@@ -42,6 +43,13 @@ def sse_events(events: list[SSEEvent]) -> bytes:
             out.append(b"event: " + event.event.encode() + b"\n")
         out.append(b"data: " + event.data.encode() + b"\n\n")
     return b"".join(out)
+
+
+def carry_provider_options(body: JSON, req: JSON) -> None:
+    """The client's ``provider_options`` on its canonical request (a dialect's parser keeps
+    only its own fields): the service checks and applies them (gateway/providers/options.py)."""
+    if PROVIDER_OPTIONS in body:
+        req[PROVIDER_OPTIONS] = body[PROVIDER_OPTIONS]
 
 
 def opaque(body: JSON, *, stream: bool = False) -> JSON:

@@ -18,7 +18,7 @@ from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import Untranslatable
 from gateway.providers.anthropic_native import FORWARDED_HEADERS
 from gateway.server.asgi import Receive, Scope, Send, header
-from gateway.server.dialect_flow import DialectFlow, Turn, opaque
+from gateway.server.dialect_flow import DialectFlow, Turn, carry_provider_options, opaque
 from gateway.server.exchange import AppState, Exchange, Guard
 
 
@@ -44,6 +44,7 @@ def parse(body: JSON, scope: Scope, count: bool = False) -> tuple[JSON, Native]:
     can take (server tools, ...) gets a stand-in and goes nowhere else."""
     try:
         req = anthropic.parse_count_tokens(body) if count else anthropic.parse_messages(body)
+        carry_provider_options(body, req)
     except Untranslatable as err:
         return opaque(body, stream=body.get("stream") is True), native(body, scope, err)
     return req, native(body, scope)

@@ -23,7 +23,7 @@ from gateway.dialects.base import OPENAI_RESPONSES, Native
 from gateway.dialects.responses_stream import PassthroughEvents, ResponsesStream
 from gateway.errors import InvalidRequest, NotFound, Untranslatable
 from gateway.server.asgi import Receive, Scope, Send, header
-from gateway.server.dialect_flow import NO_TURN, DialectFlow, Turn, opaque
+from gateway.server.dialect_flow import NO_TURN, DialectFlow, Turn, carry_provider_options, opaque
 from gateway.server.exchange import AppState, Exchange, Guard
 from gateway.server.relay import Relayed
 from gateway.state.response_store import ResponseStore
@@ -75,6 +75,7 @@ class ResponsesAPI:
             req = responses.parse_responses(body, history)
         except Untranslatable as err:
             req, untranslatable = opaque(body, stream=body.get("stream") is True), err
+        carry_provider_options(body, req)
         model, created = str(req["model"]), int(time.time())
         rid = responses.response_id()
         items = history + responses.input_items(body, lenient=True)

@@ -151,3 +151,24 @@ def test_a_same_format_body_has_them_applied_and_taken_out(rig: Rig) -> None:
     assert "provider_options.anthropic.service_tier" in str(caught.value)
     (sent,) = rig.upstream("/messages")
     assert sent.json()["top_k"] == 4 and "provider_options" not in sent.json()
+
+
+def test_the_other_dialects_carry_them_across_formats(rig: Rig) -> None:
+    """A Responses client and a Messages client, each to a Gemini deployment: the fields
+    reach the translated body as they do from chat completions."""
+    rig.reset()
+    options = {"gemini": {"safetySettings": SAFETY}}
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=MASTER_KEY, max_retries=0) as c:
+        answer = c.responses.create(model="gemini-opts", input="Hello there", extra_body={"provider_options": options})
+        assert answer.output_text
+    with anthropic.Anthropic(base_url=rig.url, api_key=MASTER_KEY, max_retries=0) as a:
+        message = a.messages.create(
+            model="gemini-opts",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "Hello there"}],
+            extra_body={"provider_options": options},
+        )
+        assert message.content
+    sent = rig.upstream(":generateContent")
+    assert len(sent) == 2
+    assert all(s.json()["safetySettings"] == SAFETY and "provider_options" not in s.json() for s in sent)

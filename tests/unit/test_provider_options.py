@@ -41,3 +41,14 @@ def test_only_the_serving_kinds_entry_counts() -> None:
     assert options.for_deployment(None, "anthropic", []) == {}
     with pytest.raises(InvalidRequest, match=r"allowed: none"):
         options.for_deployment(given, "gemini", [])
+
+
+def test_a_gemini_body_may_carry_them_in_either_spelling() -> None:
+    from gateway.dialects.gemini import parse_generate
+
+    contents = [{"role": "user", "parts": [{"text": "hi"}]}]
+    for key in ("provider_options", "providerOptions"):
+        req = parse_generate({"contents": contents, key: {"anthropic": {"top_k": 2}}}, "m", stream=False)
+        assert req["provider_options"] == {"anthropic": {"top_k": 2}}
+    with pytest.raises(InvalidRequest, match="unknown field"):
+        parse_generate({"contents": contents, "providerOption": {}}, "m", stream=False)
