@@ -216,3 +216,33 @@ def test_a_stored_responses_conversation_replays_claudes_thinking(rig: Rig) -> N
     body = rig.upstream("/messages")[-1].json()
     assistant = [t for t in body["messages"] if t["role"] == "assistant"][-1]
     assert assistant["content"][0]["type"] == "thinking" and assistant["content"][0]["signature"]
+
+
+def test_a_streamed_responses_turn_stores_its_thinking_for_the_next(rig: Rig) -> None:
+    """The same on a stream: the reasoning item's events come first, and the thinking the
+    stream carried (text and signature) is what the continuation sends back."""
+    rig.reset()
+    sdk = openai.OpenAI(base_url=rig.url + "/v1", api_key=rig.new_key("reasoning-stream")[0], max_retries=0)
+    client: Any = sdk
+    tools = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]
+    with client.responses.stream(
+        model="claude-adaptive", input=PROMPTS[1], tools=tools, reasoning={"effort": "high", "summary": "auto"}
+    ) as stream:
+        kinds = [event.type for event in stream]
+        first = stream.get_final_response()
+    assert kinds.index("response.reasoning_summary_text.delta") < kinds.index("response.function_call_arguments.delta")
+    assert first.output[0].type == "reasoning" and first.output[0].summary[0].text
+    call = next(item for item in first.output if item.type == "function_call")
+    second = client.responses.create(
+        model="claude-adaptive",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "21 C"}],
+        tools=tools,
+        reasoning={"effort": "high"},
+    )
+    assert second.output_text
+    sent = rig.upstream("/messages")
+    thinking = [b for b in sent[-1].json()["messages"][1]["content"] if b["type"] == "thinking"]
+    assert len(thinking) == 1 and thinking[0]["thinking"] == first.output[0].summary[0].text
+    assert thinking[0]["signature"], "the stream's signature was stored"
+    sdk.close()
