@@ -12,7 +12,7 @@ usage the client saw at the configured price."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.mock import MockConfig
@@ -33,15 +34,21 @@ NANO = Decimal("1e-9")
 PRICE = f"{{input_per_1m: {INPUT_PER_1M}, output_per_1m: {OUTPUT_PER_1M}, cached_input_per_1m: {CACHED_PER_1M}}}"
 
 
-def config(mock_url: str) -> str:
-    """Every alias on the recorded mock, priced; no retries (a refused replay is not retried)."""
-    v1, v1beta = f"{mock_url}/v1", f"{mock_url}/v1beta"
-    return f"""
-auth: {{master_key: "${{GATEWAY_MASTER_KEY}}"}}
+PREAMBLE = """
+auth: {master_key: "${GATEWAY_MASTER_KEY}"}
 router:
-  timeouts: {{connect_s: 2, first_byte_s: 10, idle_s: 10, total_s: 30}}
-  retry: {{max_retries: 0}}
-models:
+  timeouts: {connect_s: 2, first_byte_s: 10, idle_s: 10, total_s: 30}
+  retry: {max_retries: 0}
+"""
+"""The master key from the environment, and no retries (a refused replay is not retried)."""
+
+
+def config(mock_url: str) -> str:
+    """Every alias on the recorded mock, priced (after :data:`PREAMBLE`)."""
+    v1, v1beta = f"{mock_url}/v1", f"{mock_url}/v1beta"
+    return (
+        PREAMBLE
+        + f"""models:
   claude: {{deployments: [{{provider: anthropic, model: mock-claude, base_url: '{v1}', api_key: k, price: {PRICE}}}]}}
   chat: {{deployments: [{{provider: openai, model: mock-gpt, base_url: '{v1}', api_key: k, price: {PRICE}}}]}}
   gemini: {{deployments: [{{provider: gemini, model: mock-gemini, base_url: '{v1beta}', api_key: k, price: {PRICE}}}]}}
@@ -50,6 +57,7 @@ models:
 model_aliases:
   "claude-*": claude
 """
+    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,20 @@ def responses_usage_cost(usage: dict[str, Any]) -> Decimal:
 def header_cost(headers: httpx.Headers) -> Decimal | None:
     value = headers.get("x-gateway-cost-usd")
     return Decimal(value) if value is not None else None
+
+
+def rig_fixture(name: str, make_config: Callable[[str], str] | None = None) -> Any:
+    """A module-scoped pytest fixture: a :class:`Rig` in a fresh folder named ``name``."""
+
+    @pytest.fixture(scope="module")
+    def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+        started = Rig(tmp_path_factory.mktemp(name), make_config)
+        try:
+            yield started
+        finally:
+            started.close()
+
+    return rig
 
 
 class Rig:

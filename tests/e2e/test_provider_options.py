@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.e2e.harness import MASTER_KEY
-from tests.e2e.replay_rig import Rig
+from tests.e2e.replay_rig import PREAMBLE, Rig, rig_fixture
 
 SAFETY = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"}]
 
@@ -22,12 +22,9 @@ def _config(mock_url: str) -> str:
     v1, v1beta = f"{mock_url}/v1", f"{mock_url}/v1beta"
     claude = f"provider: anthropic, model: mock-claude, base_url: '{v1}', api_key: k"
     gemini = f"provider: gemini, model: mock-gemini, base_url: '{v1beta}', api_key: k"
-    return f"""
-auth: {{master_key: "${{GATEWAY_MASTER_KEY}}"}}
-router:
-  timeouts: {{connect_s: 2, first_byte_s: 10, idle_s: 10, total_s: 30}}
-  retry: {{max_retries: 0}}
-models:
+    return (
+        PREAMBLE
+        + f"""models:
   claude-opts: {{deployments: [{{{claude}, provider_options: [top_k]}}]}}
   gemini-opts: {{deployments: [{{{gemini}, provider_options: [safetySettings, generationConfig]}}]}}
   gpt-plain: {{deployments: [{{provider: openai, model: mock-gpt, base_url: '{v1}', api_key: k}}]}}
@@ -36,15 +33,10 @@ models:
       - {{{claude}, priority: 0}}
       - {{{gemini}, priority: 1, provider_options: [safetySettings]}}
 """
+    )
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    started = Rig(tmp_path_factory.mktemp("provider-options"), _config)
-    try:
-        yield started
-    finally:
-        started.close()
+rig = rig_fixture("provider-options", _config)
 
 
 @pytest.fixture

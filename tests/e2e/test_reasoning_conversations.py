@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.replay_rig import NANO, Charge, Rig, header_cost
+from tests.e2e.replay_rig import NANO, PREAMBLE, Charge, Rig, header_cost, rig_fixture
 
 # USD per million tokens, the same for every deployment: distinct rates for every part.
 RATES = {"input": Decimal(3), "cached": Decimal("0.3"), "write_5m": Decimal("3.75"), "write_1h": Decimal(6)}
@@ -64,24 +64,16 @@ def _config(mock_url: str) -> str:
             deployment += ", provider_options: [cachedContent]"
         lines.append(f"  {alias}: {{deployments: [{{{deployment}}}]}}")
     models = "\n".join(lines)
-    return f"""
-auth: {{master_key: "${{GATEWAY_MASTER_KEY}}"}}
-router:
-  timeouts: {{connect_s: 2, first_byte_s: 10, idle_s: 10, total_s: 30}}
-  retry: {{max_retries: 0}}
-cache: {{enabled: false}}
+    return (
+        PREAMBLE
+        + f"""cache: {{enabled: false}}
 models:
 {models}
 """
+    )
 
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    started = Rig(tmp_path_factory.mktemp("reasoning"), _config)
-    try:
-        yield started
-    finally:
-        started.close()
+rig = rig_fixture("reasoning", _config)
 
 
 def invoice(usage: dict[str, Any]) -> Decimal:
@@ -188,61 +180,61 @@ def _assert_thinking_went_back(convo: Conversation, sent: list[dict[str, Any]]) 
         assert assistant["content"][0]["type"] in ("thinking", "redacted_thinking")
 
 
-def test_a_stored_responses_conversation_replays_claudes_thinking(rig: Rig) -> None:
-    """The Responses API on the adaptive-only Claude: previous_response_id rebuilds the
-    thinking blocks from the store, though the client never asked for encrypted content."""
+RESPONSES_TOOLS = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]
+
+
+@pytest.fixture
+def responses_client(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """An openai client with a fresh key (typed loosely: the Responses items are passed as dicts)."""
     rig.reset()
-    sdk = openai.OpenAI(base_url=rig.url + "/v1", api_key=rig.new_key("reasoning-responses")[0], max_retries=0)
-    client: Any = sdk
-    tools = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]
-    first = client.responses.create(
-        model="claude-adaptive",
-        input=PROMPTS[0],
-        tools=tools,
-        reasoning={"effort": "high", "summary": "auto"},
-    )
-    kinds = [item.type for item in first.output]
-    assert kinds[0] == "reasoning" and "function_call" in kinds, kinds
+    with openai.OpenAI(base_url=rig.url + "/v1", api_key=rig.new_key(request.node.name)[0], max_retries=0) as sdk:
+        yield sdk
+
+
+def _answer_the_call(client: Any, first: Any, output: str) -> Any:
+    """The next turn of ``first``: its function call answered, by ``previous_response_id``."""
     call = next(item for item in first.output if item.type == "function_call")
     second = client.responses.create(
         model="claude-adaptive",
         previous_response_id=first.id,
-        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}],
-        tools=tools,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": output}],
+        tools=RESPONSES_TOOLS,
         reasoning={"effort": "high"},
     )
     assert second.output_text
-    sdk.close()
+    return second
+
+
+def test_a_stored_responses_conversation_replays_claudes_thinking(rig: Rig, responses_client: Any) -> None:
+    """The Responses API on the adaptive-only Claude: previous_response_id rebuilds the
+    thinking blocks from the store, though the client never asked for encrypted content."""
+    first = responses_client.responses.create(
+        model="claude-adaptive",
+        input=PROMPTS[0],
+        tools=RESPONSES_TOOLS,
+        reasoning={"effort": "high", "summary": "auto"},
+    )
+    kinds = [item.type for item in first.output]
+    assert kinds[0] == "reasoning" and "function_call" in kinds, kinds
+    _answer_the_call(responses_client, first, "18 C")
     body = rig.upstream("/messages")[-1].json()
     assistant = [t for t in body["messages"] if t["role"] == "assistant"][-1]
     assert assistant["content"][0]["type"] == "thinking" and assistant["content"][0]["signature"]
 
 
-def test_a_streamed_responses_turn_stores_its_thinking_for_the_next(rig: Rig) -> None:
+def test_a_streamed_responses_turn_stores_its_thinking_for_the_next(rig: Rig, responses_client: Any) -> None:
     """The same on a stream: the reasoning item's events come first, and the thinking the
     stream carried (text and signature) is what the continuation sends back."""
-    rig.reset()
-    sdk = openai.OpenAI(base_url=rig.url + "/v1", api_key=rig.new_key("reasoning-stream")[0], max_retries=0)
-    client: Any = sdk
-    tools = [{"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}]
-    with client.responses.stream(
-        model="claude-adaptive", input=PROMPTS[1], tools=tools, reasoning={"effort": "high", "summary": "auto"}
+    reasoning = {"effort": "high", "summary": "auto"}
+    with responses_client.responses.stream(
+        model="claude-adaptive", input=PROMPTS[1], tools=RESPONSES_TOOLS, reasoning=reasoning
     ) as stream:
         kinds = [event.type for event in stream]
         first = stream.get_final_response()
     assert kinds.index("response.reasoning_summary_text.delta") < kinds.index("response.function_call_arguments.delta")
     assert first.output[0].type == "reasoning" and first.output[0].summary[0].text
-    call = next(item for item in first.output if item.type == "function_call")
-    second = client.responses.create(
-        model="claude-adaptive",
-        previous_response_id=first.id,
-        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "21 C"}],
-        tools=tools,
-        reasoning={"effort": "high"},
-    )
-    assert second.output_text
+    _answer_the_call(responses_client, first, "21 C")
     sent = rig.upstream("/messages")
     thinking = [b for b in sent[-1].json()["messages"][1]["content"] if b["type"] == "thinking"]
     assert len(thinking) == 1 and thinking[0]["thinking"] == first.output[0].summary[0].text
     assert thinking[0]["signature"], "the stream's signature was stored"
-    sdk.close()
