@@ -280,8 +280,9 @@ def api_rounds(scenario: Scenario) -> Rounds:
 
 def cpu_rounds() -> Rounds:
     """The rounds of a loaded ``--apis`` scenario's gateway CPU per request (µs, all its
-    threads): what the route costs, with less of the noise of a shared machine than
-    requests/s (another process taking the core lowers requests/s, not the CPU each uses)."""
+    threads): what the route costs, the other side of requests/s (a process taking the core
+    lowers requests/s but not the CPU each request uses; contention for caches and the
+    scheduler still moves it, so it too needs many rounds on a shared machine)."""
     names = [route.name for route in ROUTES]
     targets = dict.fromkeys(names[1:], API_CPU_TARGET)
     return Rounds({n: [] for n in names}, names[0], targets, lower_is_better=True, cell=",.0f")
