@@ -78,7 +78,6 @@ class ResponsesAPI:
         carry_provider_options(body, req)
         model, created = str(req["model"]), int(time.time())
         rid = responses.response_id()
-        items = history + responses.input_items(body, lenient=True)
         passthrough = PassthroughEvents(rid, body=body)
         streams: list[ResponsesStream] = []
         key_id = ex.principal.key_id if ex.principal is not None else ""
@@ -109,7 +108,8 @@ class ResponsesAPI:
                 blocks = streams[-1].reasoning_blocks
             else:
                 blocks = responses.reasoning_blocks(response, rendered[-1]) if rendered else {}
-            await store.save(key_id, response, items + responses.output_items(response, blocks))
+            items = history + responses.input_items(body, lenient=True) + responses.output_items(response, blocks)
+            await store.save(key_id, response, items)
 
         turn = Turn(
             req,
