@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from gateway.canonical import JSON
-from gateway.config.settings import Settings
+from gateway.config.price_rates import multiplier_at, rates_for
+from gateway.config.settings import Price, Settings
 from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import BackendDegraded
 from gateway.observability.metrics import Metrics
@@ -32,7 +34,8 @@ from gateway.state.base import BackendUnavailable
 
 Gate = Callable[[LiveDeployment], Awaitable[bool]]
 _MAX_DERIVED = 100_000
-RoutePrice = tuple[float, float, int | None]
+RoutePrice = tuple[Price, int | None]
+"""A priced deployment of a route: its price and its ``max_tokens_cap``."""
 """A priced deployment of a route: input and output USD per 1M tokens, its max_tokens_cap."""
 
 
@@ -78,22 +81,37 @@ def route_prices(route: Route, prices: PriceTable) -> list[RoutePrice]:
     for dep in route.deployments:
         price = prices.price_for(dep.target.provider, dep.target.model, dep.spec.price)
         if price is not None:
-            out.append((price.input_per_1m, price.output_per_1m, dep.spec.params.max_tokens_cap))
+            out.append((price, dep.spec.params.max_tokens_cap))
     return out
 
 
-def cost_estimate(priced: list[RoutePrice], prompt: int, max_tokens: int, default_out: int, embedding: bool) -> float:
-    """The most the request may cost on any priced deployment of its route: the
-    prompt estimate at the input price plus the output tokens at the output
-    price, the output being ``max_tokens`` (capped by the deployment's
-    ``max_tokens_cap``), else that cap, else ``default_out``; none for an
-    embedding. 0 when no deployment is priced (nothing would be charged)."""
+def cost_estimate(
+    priced: list[RoutePrice],
+    prompt: int,
+    max_tokens: int,
+    default_out: int,
+    embedding: bool,
+    at: datetime | None = None,
+) -> float:
+    """The most the request may cost on any priced deployment of its route (what a budget
+    reserves): the prompt estimate at the dearest prompt rate (input, or a cache write where
+    that costs more: the whole prompt may be written), plus the output tokens at the dearer
+    of output and reasoning, both at the rates of the long-context tier the prompt falls in
+    and times the time-of-day multiplier in force at ``at`` (now). The output is
+    ``max_tokens`` (capped by the deployment's ``max_tokens_cap``), else that cap, else
+    ``default_out``; none for an embedding. 0 when no deployment is priced (nothing would
+    be charged)."""
+    when = at or datetime.now(UTC)
     worst = 0.0
-    for input_per_1m, output_per_1m, cap in priced:
+    for price, cap in priced:
         out = 0 if embedding else (max_tokens or cap or default_out)
         if cap is not None and out > cap:
             out = cap
-        worst = max(worst, (prompt * input_per_1m + out * output_per_1m) / 1_000_000)
+        rates = rates_for(price, prompt)
+        prompt_rate = max(rates.input, rates.cache_write, rates.cache_write_1h)
+        output_rate = max(rates.output, rates.reasoning)
+        cost = (prompt * prompt_rate + out * output_rate) / 1_000_000 * multiplier_at(price.time_of_day, when)
+        worst = max(worst, cost)
     return worst
 
 

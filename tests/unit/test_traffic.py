@@ -17,7 +17,7 @@ import pytest
 
 from gateway.canonical import JSON
 from gateway.config.loader import parse_config
-from gateway.config.settings import LimitSpec
+from gateway.config.settings import LimitSpec, Price
 from gateway.errors import BackendDegraded, BudgetExceeded, RateLimited
 from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
@@ -643,11 +643,30 @@ async def test_the_estimate_follows_max_tokens_the_cap_and_the_default(make_rig:
 
 
 def test_cost_estimate_takes_the_dearest_deployment_and_its_cap() -> None:
-    priced = [(1.0, 2.0, 50), (3.0, 1.0, None)]  # input, output USD per 1M; max_tokens_cap
+    priced = [(Price(input_per_1m=1.0, output_per_1m=2.0), 50), (Price(input_per_1m=3.0, output_per_1m=1.0), None)]
     assert cost_estimate(priced, 4, 100, 10, False) == pytest.approx(112e-6), "max(4 + 50 * 2, 12 + 100)"
     assert cost_estimate(priced, 4, 0, 10, False) == pytest.approx(104e-6), "the cap, else the default (10)"
     assert cost_estimate(priced, 4, 0, 10, True) == pytest.approx(12e-6), "an embedding: the prompt only"
     assert cost_estimate([], 4, 100, 10, False) == 0.0, "nothing priced: nothing to reserve"
+
+
+def test_cost_estimate_reserves_the_dearest_rates_the_request_may_be_charged() -> None:
+    """Cache writes and reasoning dearer than input and output, a long-context tier, a
+    time-of-day multiplier: the reservation covers what the settlement may charge."""
+    price = Price.model_validate(
+        {
+            "input_per_1m": 1.0,
+            "output_per_1m": 2.0,
+            "cache_write_1h_per_1m": 2.0,
+            "reasoning_per_1m": 4.0,
+            "tiers": [{"above_prompt_tokens": 100, "input_per_1m": 10.0, "output_per_1m": 20.0}],
+            "time_of_day": [{"start": "22:00", "end": "06:00", "multiplier": 0.5}],
+        }
+    )
+    noon, night = NOW, NOW.replace(hour=23)
+    assert cost_estimate([(price, None)], 10, 5, 0, False, at=noon) == pytest.approx((10 * 2.0 + 5 * 4.0) / 1e6)
+    assert cost_estimate([(price, None)], 200, 5, 0, False, at=noon) == pytest.approx((200 * 10.0 + 5 * 20.0) / 1e6)
+    assert cost_estimate([(price, None)], 10, 5, 0, False, at=night) == pytest.approx((10 * 2.0 + 5 * 4.0) / 2e6)
 
 
 async def test_a_charge_is_in_the_spend_journal_before_the_answer_is_sent(make_rig: MakeRig, tmp_path: Path) -> None:
