@@ -31,7 +31,7 @@ from gateway.config.loader import LoadedConfig
 from gateway.errors import InvalidRequest, Starting
 from gateway.policies.budget import GLOBAL_ID, USAGE_METRICS, model_spend_key, spend_key, usage_key
 from gateway.security.roles import Role
-from gateway.state.ledger import SpendLedger
+from gateway.state.ledger import SpendLedger, read_totals
 
 CounterScope = Literal["global", "team", "key", "model"]
 GROUPS: dict[str, CounterScope] = {"day": "global", "team": "team", "key": "key", "alias": "model"}
@@ -131,12 +131,7 @@ class UsageAPI:
         ledger = self._host.ledger
         if ledger is None:
             raise Starting()
-        wanted = list(dict.fromkeys(keys))
-        totals = await ledger.backend.read_spend(wanted)
-        for key, amount in ledger.pending().items():
-            if key in totals:
-                totals[key] += amount
-        return totals
+        return await read_totals(ledger, list(dict.fromkeys(keys)))
 
     async def _ids(self, group: str) -> list[str]:
         host = self._host

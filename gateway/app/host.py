@@ -27,7 +27,7 @@ from gateway.security.secrets import SecretStore
 from gateway.server.asgi import Scope, bearer_token, client_key
 from gateway.server.service import Service
 from gateway.state.base import StateBackend
-from gateway.state.ledger import SpendLedger
+from gateway.state.ledger import SpendLedger, read_totals
 
 
 class AdminHostAPI:
@@ -100,7 +100,6 @@ class AdminHostAPI:
         return self._loaded.settings, sources
 
     async def _read_spend(self, keys: Sequence[str]) -> dict[str, float]:
-        assert self.backend is not None and self.ledger is not None
-        totals = await self.backend.read_spend(keys)
-        pending = self.ledger.pending()
-        return {k: totals.get(k, 0.0) + pending.get(k, 0.0) for k in keys}
+        assert self.ledger is not None
+        totals = await read_totals(self.ledger, keys)
+        return {k: totals.get(k, 0.0) for k in keys}

@@ -263,3 +263,21 @@ class SpendLedger:
         if self.journal is not None:
             self.journal.close()
         return lost
+
+
+async def read_totals(ledger: SpendLedger, keys: Sequence[str], attempts: int = 5) -> dict[str, float]:
+    """The backend's totals of ``keys`` plus what ``ledger``'s process has not yet written:
+    read again when a batch was confirmed while the backend was read (it would be in
+    neither the totals read before it landed nor the pending read after). After
+    ``attempts`` reads that each crossed a confirmation (a flush every few ms), the last
+    one is returned: it may miss one batch."""
+    counters = ledger._counters  # the ledger's own parts, read together here
+    for _ in range(attempts):
+        before = counters.settled
+        totals = await ledger.backend.read_spend(keys)
+        if counters.settled == before:
+            break
+    for key, amount in counters.pending().items():
+        if key in totals:
+            totals[key] += amount
+    return totals

@@ -31,6 +31,10 @@ class SpendCounters:
         self._base: dict[str, float] = {}
         self._known: dict[str, float] = {}
         """base + held + pending per counter."""
+        self.settled = 0
+        """Batches confirmed written so far: a reader that adds :meth:`pending` to the
+        backend's totals checks it did not change meanwhile (a batch confirmed between
+        the two reads would be in neither)."""
 
     # --- the request path ------------------------------------------------------------
     def add(self, increments: Mapping[str, float]) -> None:
@@ -108,6 +112,7 @@ class SpendCounters:
         written again under the same id (never merged with newer amounts)."""
         if written:
             merge(self._base, self._held.pop(batch_id, {}))
+            self.settled += 1
 
     def fetched(self, totals: Mapping[str, float]) -> None:
         """The backend's totals of some counters (other replicas' spend included)."""
