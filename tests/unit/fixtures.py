@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.canonical import JSON
-from gateway.providers.base import SSEEvent, StreamDecoder
+from gateway.providers.base import Provider, SSEEvent, StreamDecoder, Target
 from gateway.providers.sse import SSEParser
 from gateway.state.base import BackendUnavailable, Record
 from gateway.state.embedded import EmbeddedBackend
@@ -95,3 +95,11 @@ def user(text: str) -> JSON:
 def without(d: JSON, *keys: str) -> JSON:
     """``d`` less ``keys`` (a new dict)."""
     return {k: v for k, v in d.items() if k not in keys}
+
+
+def sent_body(provider: Provider, req: JSON, target: Target) -> JSON:
+    """The JSON body ``provider`` sends for the canonical ``req`` (not streamed)."""
+    body = provider.chat_request(req, target, stream=False).body
+    assert body is not None
+    out: JSON = json.loads(body)
+    return out

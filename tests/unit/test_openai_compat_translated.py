@@ -13,7 +13,7 @@ from gateway.dialects.gemini import parse_generate
 from gateway.providers.base import Target
 from gateway.providers.openai_compat import OpenAICompatProvider, reasoning_model
 from gateway.providers.openai_responses import OpenAIResponsesProvider
-from tests.unit.fixtures import load_json
+from tests.unit.fixtures import load_json, sent_body
 
 
 def _target(model: str) -> Target:
@@ -21,10 +21,7 @@ def _target(model: str) -> Target:
 
 
 def _sent(req: JSON, model: str) -> JSON:
-    wire = OpenAICompatProvider().chat_request(req, _target(model), stream=False)
-    assert wire.body is not None
-    sent: JSON = orjson.loads(wire.body)
-    return sent
+    return sent_body(OpenAICompatProvider(), req, _target(model))
 
 
 @pytest.mark.parametrize(

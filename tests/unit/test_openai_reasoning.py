@@ -22,7 +22,7 @@ from gateway.errors import InvalidRequest
 from gateway.policies.replay import ChunkAssembler, completion_to_chunks
 from gateway.providers.base import Target
 from gateway.providers.openai_compat import OpenAICompatProvider, OpenAIStreamDecoder
-from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sse_events
+from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sent_body, sse_events
 
 TURN2 = "cross_provider/reasoning/cross_the_street/openai_chat_turn2"
 OLLAMA = ["openai_compatible/ollama_local_json_schema.json", "openai_compatible/ollama_cloud_tool_call.json"]
@@ -46,10 +46,7 @@ def with_reasoning() -> JSON:
 
 def sent(req: JSON, drop: frozenset[str] = frozenset()) -> JSON:
     target = Target("openai_compatible", "deepseek-reasoner", "http://upstream", drop_params=drop)
-    body = OpenAICompatProvider().chat_request(req, target, stream=False).body
-    assert body is not None
-    out: JSON = orjson.loads(body)
-    return out
+    return sent_body(OpenAICompatProvider(), req, target)
 
 
 # -- the chat dialect ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from gateway.errors import InvalidRequest, UpstreamBadResponse
 from gateway.providers.base import Target
 from gateway.providers.openai_responses import OpenAIResponsesProvider
 from gateway.providers.openai_responses_stream import ResponsesStreamDecoder
-from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sse_events
+from tests.unit.fixtures import decode_events, load_bytes, load_json, random_pieces, sent_body, sse_events
 from tests.unit.test_dialect_responses_stream import client, collapsed, events
 
 INCLUDE = ["reasoning.encrypted_content"]
@@ -388,10 +388,7 @@ def test_thinking_interrupted_by_an_error() -> None:
 
 def wire(req: JSON, drop: frozenset[str] = frozenset()) -> JSON:
     target = Target("openai_responses", "gpt-5", "http://upstream", drop_params=drop)
-    body = OpenAIResponsesProvider().chat_request(req, target, stream=False).body
-    assert body is not None
-    sent: JSON = orjson.loads(body)
-    return sent
+    return sent_body(OpenAIResponsesProvider(), req, target)
 
 
 def test_upstream_gets_effort_and_a_summary() -> None:
