@@ -18,7 +18,7 @@ Statuses: finish reason ``length`` -> ``incomplete`` with reason
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,15 +30,19 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 
 
 def new_id(prefix: str) -> str:
-    """A fresh item id in OpenAI's style (prefix + 48 hex digits)."""
-    return prefix + secrets.token_hex(24)
+    """A fresh item id in OpenAI's style (prefix + 48 hex digits).
+
+    Ids are labels, not secrets (a stored Response is read only with the key that made
+    it), so they come from ``random`` (reseeded in every forked worker), not a system
+    call per id as ``secrets`` makes: several ids per request add up on the stream path."""
+    return f"{prefix}{random.getrandbits(192):048x}"
 
 
 def response_id() -> str:
     """A fresh response id: ``resp_`` + 48 hex digits, the first 16 the time in ns (as the
     API's ids open with the time, so do ours: a store files them in order, the cheap way
-    into an index) and 32 random."""
-    return f"resp_{time.time_ns():016x}{secrets.token_hex(16)}"
+    into an index) and 32 random (see :func:`new_id`)."""
+    return f"resp_{time.time_ns():016x}{random.getrandbits(128):032x}"
 
 
 def status_of(finish_reason: Any) -> tuple[str, str | None]:

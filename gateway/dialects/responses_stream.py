@@ -81,7 +81,8 @@ class _Events:
 
 _BLOCK_KEYS = frozenset({"reasoning_signature", "redacted_reasoning", "thinking_blocks"})
 """Delta keys that carry thinking blocks (gateway/canonical.py)."""
-_DELTA_TAIL = {"output_text": b',"logprobs":[],"sequence_number":', "refusal": b',"sequence_number":'}
+_TEXT_TAIL = b',"logprobs":[],"sequence_number":'
+_DELTA_TAIL = {"output_text": _TEXT_TAIL, "refusal": b',"sequence_number":'}
 """What follows the ``delta`` of an ``output_text`` or ``refusal`` delta event."""
 
 
@@ -100,7 +101,7 @@ def _delta_head(kind: str, where: JSON) -> bytes:
 class _Output:
     """The output items of one streamed response, opened, fed and closed with their events."""
 
-    __slots__ = ("_calls", "_events", "_msg", "_part", "items", "reasoning")
+    __slots__ = ("_calls", "_events", "_msg", "_part", "items", "open_text", "reasoning")
 
     def __init__(self, events: _Events, *, encrypted: bool) -> None:
         self._events = events
@@ -114,6 +115,9 @@ class _Output:
         output_text or refusal."""
         self._calls: dict[int, tuple[int, list[str]]] = {}
         """canonical tool-call index -> (output_index, argument pieces) of the open calls."""
+        self.open_text: tuple[list[str], bytes] | None = None
+        """(pieces, delta head) of the open output_text part while more text only extends it
+        (no call open): the stream's fast path (``ResponsesStream.chunks``)."""
 
     def text(self, kind: str, delta: str) -> None:
         """A piece of message text (``kind`` output_text) or refusal."""
@@ -139,6 +143,8 @@ class _Output:
             self._events.emit("response.content_part.added", {**where, "part": empty})
         self._part[1].append(delta)
         self._events.emit_rendered(self._part[2], delta, _DELTA_TAIL[kind])
+        if kind == "output_text":
+            self.open_text = (self._part[1], self._part[2])
 
     def think(self, delta: JSON, text: Any) -> None:
         """A delta's reasoning: ``text`` (its ``reasoning_content``) and block keys."""
@@ -183,7 +189,7 @@ class _Output:
         if self._part is None or self._msg is None:
             return
         kind, pieces, _ = self._part
-        self._part = None
+        self._part = self.open_text = None
         item, text = self.items[self._msg], "".join(pieces)
         where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": self._msg}
         if kind == "output_text":
@@ -261,26 +267,27 @@ class ResponsesStream:
         events = self._events if self._started else self._start()
         if self._response is not None:
             return b""
+        output = self._output
         for chunk in batch:
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                self._usage = usage
             choices = chunk.get("choices")
             if choices:
-                self._choice(choices[0])
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    text = output.open_text
+                    if text is not None and len(delta) == 1 and type(content) is str and content:
+                        text[0].append(content)  # the common case: more of the open text
+                        events.emit_rendered(text[1], content, _TEXT_TAIL)
+                    else:
+                        self._delta(delta, content)
+                finish_reason = choice.get("finish_reason")
+                if finish_reason:
+                    self._finish_reason = finish_reason
+            usage = chunk.get("usage")
+            if usage is not None and isinstance(usage, dict):
+                self._usage = usage
         return events.take()
-
-    def _choice(self, choice: JSON) -> None:
-        delta = choice.get("delta")
-        if delta:
-            content = delta.get("content")
-            if len(delta) == 1 and content and isinstance(content, str):  # the common case: text only
-                self._output.text("output_text", content)
-            else:
-                self._delta(delta, content)
-        finish_reason = choice.get("finish_reason")
-        if finish_reason:
-            self._finish_reason = finish_reason
 
     def _delta(self, delta: JSON, content: Any) -> None:
         reasoning = delta.get("reasoning_content")

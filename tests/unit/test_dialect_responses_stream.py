@@ -234,6 +234,26 @@ def test_refusal_and_text_after_calls() -> None:
     ]
 
 
+@pytest.mark.parametrize("per_chunk", [True, False])
+def test_text_after_a_call_opens_a_new_message(per_chunk: bool) -> None:
+    # More text while a part is open takes the stream's fast path; a call in between ends it,
+    # so the text after the call is a new message item (one batch or a chunk per batch alike).
+    def chunk(delta: JSON) -> JSON:
+        return make_chunk(id="c", model="m", created=1, delta=delta, finish_reason=None)
+
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    chunks = [chunk({"content": "A"}), chunk({"content": "B"}), chunk({"tool_calls": [call]}), chunk({"content": "C"})]
+    chunks += [chunk({"content": "D"}), make_chunk(id="c", model="m", created=1, delta={}, finish_reason="stop")]
+    stream, data = encode(chunks, per_chunk=per_chunk)
+    deltas = [(e["output_index"], e["delta"]) for n, e in events(data) if n == "response.output_text.delta"]
+    assert deltas == [(0, "A"), (0, "B"), (2, "C"), (2, "D")]
+    with client(data).responses.stream(model="alias", input="hi") as sdk:
+        final = sdk.get_final_response()
+    assert [o.type for o in final.output] == ["message", "function_call", "message"]
+    assert final.output_text == "ABCD"
+    assert stream.response is not None and stream.response["output"][2]["content"][0]["text"] == "CD"
+
+
 # -- PassthroughEvents -------------------------------------------------------------------------
 
 RECORDED = sorted(p.name for p in (FIXTURES / "responses").glob("*.sse"))
