@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ class Panel:
     stack: bool = False
     bars: bool = False
     threshold_lines: bool = False
+
+
+@dataclass
+class Row:
+    """A row header across the dashboard (open): the panels after it, up to the next row, are its."""
+
+    title: str
 
 
 def _target(t: Target, ref: str) -> JSON:
@@ -146,11 +154,22 @@ def _panel(p: Panel, pid: int, x: int, y: int) -> JSON:
     return out
 
 
-def _layout(panels: list[Panel]) -> list[JSON]:
-    """Places panels left to right, wrapping at Grafana's 24 columns."""
+def _row(r: Row, pid: int, y: int) -> JSON:
+    grid = {"h": 1, "w": 24, "x": 0, "y": y}
+    return {"type": "row", "id": pid, "title": r.title, "collapsed": False, "gridPos": grid, "panels": []}
+
+
+def _layout(panels: Sequence[Panel | Row]) -> list[JSON]:
+    """Places panels left to right, wrapping at Grafana's 24 columns; a row starts a new line."""
     out: list[JSON] = []
     x = y = line_height = 0
     for pid, p in enumerate(panels, start=1):
+        if isinstance(p, Row):
+            y += line_height
+            out.append(_row(p, pid, y))
+            y += 1
+            x = line_height = 0
+            continue
         if x + p.width > 24:
             y += line_height
             x = line_height = 0
@@ -197,7 +216,7 @@ def query_variable(name: str, label: str, metric: str, label_name: str) -> JSON:
     }
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[JSON], panels: list[Panel]) -> JSON:
+def dashboard(uid: str, title: str, description: str, variables: list[JSON], panels: Sequence[Panel | Row]) -> JSON:
     return {
         "id": None,
         "uid": uid,
@@ -232,7 +251,8 @@ def dashboard(uid: str, title: str, description: str, variables: list[JSON], pan
 
 def quantile(q: float, metric: str, by: str, selector: str) -> str:
     labels = ", ".join(["le", *[b.strip() for b in by.split(",") if b.strip()]])
-    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{{{selector}}}[{RI}])))"
+    matchers = f"{{{selector}}}" if selector else ""
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{matchers}[{RI}])))"
 
 
 # --- Overview -----------------------------------------------------------------
@@ -893,7 +913,7 @@ def cost() -> JSON:
 
 
 def traffic() -> JSON:
-    panels = [
+    panels: list[Panel | Row] = [
         Panel(
             "Rate-limit rejections/s by scope",
             "Requests refused with 429 by a rate or concurrency limit, by the scope whose limit refused "
@@ -969,15 +989,126 @@ def traffic() -> JSON:
             [Target(f'sum by (alias) (rate(gateway_requests_total{{status_class="4xx"}}[{RI}]))', "{{alias}}")],
             stack=True,
         ),
+        Row("Traffic shaping"),
+        *traffic_shaping(),
     ]
     return dashboard(
         "llm-gateway-traffic",
         "LLM gateway / Traffic control",
         "Rate and concurrency limits, the response cache, decisions degraded by an unreachable state backend, "
-        "state backend errors and authentication failures.",
+        "state backend errors and authentication failures; traffic shaping: the admission queue, upstream "
+        "pacing, routing rules and shadow traffic.",
         [],
         panels,
     )
+
+
+# Objective of the admission queue: p95 of the wait within 1 s, per priority class.
+QUEUE_WAIT_SLO_S = 1.0
+
+
+def traffic_shaping() -> list[Panel]:
+    """The "Traffic shaping" row: the admission queue, upstream pacing, routing rules, shadow traffic."""
+    wait = "gateway_queue_wait_seconds"
+    return [
+        Panel(
+            "Queue depth by alias and priority",
+            "Requests waiting in the admission queue now, by alias and priority class, summed over the gateway "
+            "processes (stacked: the top is the whole queue). The red line marks GatewayQueueBacklog's 100: it "
+            "fires when the whole queue stays above it for 1 minute.",
+            "short",
+            [Target("sum by (alias, priority) (gateway_queue_depth)", "{{alias}} {{priority}}")],
+            stack=True,
+            thresholds=[(None, "green"), (100, "red")],
+            threshold_lines=True,
+            min=0,
+        ),
+        Panel(
+            "Queue wait p50 / p95 by priority",
+            f"Time a request waited in the admission queue before it was admitted, p50 and p95 by priority class "
+            f"(shed requests are not in it). Objective: queue wait p95 <= {QUEUE_WAIT_SLO_S:g} s; the red line "
+            f"marks it.",
+            "s",
+            [
+                Target(quantile(0.5, wait, "priority", ""), "p50 {{priority}}"),
+                Target(quantile(0.95, wait, "priority", ""), "p95 {{priority}}"),
+            ],
+            thresholds=[(None, "green"), (QUEUE_WAIT_SLO_S, "red")],
+            threshold_lines=True,
+            min=0,
+        ),
+        Panel(
+            "Shed requests/s by reason",
+            "Requests the admission queue gave up on: queue_full (no room on arrival), deadline (on arrival, "
+            "estimated to wait past its limit), timeout (its longest wait passed), disconnected (the client left "
+            "while waiting). GatewayQueueShedding fires above 0.1/s for an alias for 5 minutes.",
+            "reqps",
+            [Target(f"sum by (reason) (rate(gateway_queue_shed_total[{RI}]))", "{{reason}}")],
+            stack=True,
+        ),
+        Panel(
+            "Paced deployments",
+            "Deployments paced by their upstream's rate-limit signals (a 429 with Retry-After, or rate-limit "
+            "headers saying the quota is used up): requests are held off them until the upstream allows. "
+            "Paced if any gateway process paces it.",
+            "short",
+            [Target("max by (deployment) (gateway_deployment_paced)", "{{deployment}}")],
+            kind="state-timeline",
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "not paced", "color": "green", "index": 0},
+                        "1": {"text": "paced", "color": "orange", "index": 1},
+                    },
+                },
+            ],
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+        Panel(
+            "Pacing signals/s by deployment and source",
+            "Times a deployment was paced, per second, by the signal: retry_after (Retry-After on an answer) or "
+            "ratelimit_headers (the upstream's rate-limit headers).",
+            "ops",
+            [
+                Target(
+                    f"sum by (deployment, source) (rate(gateway_upstream_paced_total[{RI}]))",
+                    "{{deployment}} {{source}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Routing rules applied/s by rule",
+            "Requests a routing rule changed, per second, by rule and kind (time_window, budget_downgrade, "
+            "match, shadow). Requests no rule changed are not shown.",
+            "reqps",
+            [Target(f"sum by (rule, kind) (rate(gateway_routing_rule_applied_total[{RI}]))", "{{rule}} ({{kind}})")],
+            stack=True,
+        ),
+        Panel(
+            "Shadow requests/s by outcome",
+            "Shadow requests (copies of an alias's requests sent to a candidate; the client never waits for "
+            "them) per second, by candidate and outcome: ok, error, dropped (not sent).",
+            "reqps",
+            [
+                Target(
+                    f"sum by (candidate, outcome) (rate(gateway_shadow_requests_total[{RI}]))",
+                    "{{candidate}} {{outcome}}",
+                )
+            ],
+            stack=True,
+        ),
+        Panel(
+            "Shadow cost (USD/hour) by candidate",
+            "Cost of priced shadow requests in USD per hour (rate x 3600), by candidate. Tracked apart: never "
+            "charged to a key, team or budget.",
+            "currencyUSD",
+            [Target(f"sum by (candidate) (rate(gateway_shadow_cost_usd_total[{RI}])) * 3600", "{{candidate}}")],
+            stack=True,
+            min=0,
+        ),
+    ]
 
 
 # --- Runtime -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ ingress dialect is mechanical and nothing escapes as a bare 500::
     │   └── UpstreamBadResponse       (502 upstream_bad_response)
     │       ├── UpstreamRedirect      (502 upstream_redirect: a 3xx, never followed)
     │       └── UpstreamResponseTooLarge (502 upstream_response_too_large: over a cap)
-    ├── NoDeploymentAvailable         (503 no_deployment_available)
+    ├── NoDeploymentAvailable         (503 no_deployment_available, Retry-After)
     └── AllDeploymentsFailed          (status of the last attempt's error)
 
 Upstream errors carry ``retryable`` (connect errors, timeouts, 408, 409, 429,
@@ -34,6 +34,7 @@ falling back, and giving the client's own mistake straight back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -310,9 +311,19 @@ class UpstreamErrorPage(UpstreamError):
 
 
 class NoDeploymentAvailable(GatewayError):
+    """Nothing could be tried: every deployment's breaker open, at its cap, over its own
+    limits or paced by its upstream. ``retry_after`` (seconds, rounded up) becomes
+    ``Retry-After``."""
+
     status = 503
     type = "api_error"
     default_code = "no_deployment_available"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+        if retry_after is not None and math.isfinite(retry_after):
+            self.headers.setdefault("retry-after", str(max(1, math.ceil(retry_after))))
 
 
 @dataclass(frozen=True)

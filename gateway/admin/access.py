@@ -89,6 +89,10 @@ ROUTE_ROLES: Mapping[str, Role | None] = MappingProxyType(
         "POST /admin/models/{alias:path}/disable": _O,
         "POST /admin/models/{alias:path}/enable": _O,
         "POST /admin/reload": _A,
+        # routing rules at runtime (gateway/admin/routing_rules.py)
+        "GET /admin/routing-rules": _V,
+        "PUT /admin/routing-rules": _A,
+        "DELETE /admin/routing-rules": _A,
         # connection tests and health (gateway/admin/health.py)
         "POST /admin/models/test-all": _O,
         "POST /admin/models/{alias:path}/test": _O,

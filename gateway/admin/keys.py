@@ -39,6 +39,8 @@ class AdminHost(Protocol):
 
     def aliases(self) -> set[str]: ...
 
+    def priority_classes(self) -> list[str]: ...
+
     async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor: ...
 
     async def audit(
@@ -132,7 +134,17 @@ class KeysAPI:
         if unknown:
             raise InvalidRequest(f"unknown model alias(es): {', '.join(unknown)}", param="models", code="unknown_model")
 
+    def _check_priority(self, fields: dict[str, Any]) -> None:
+        classes = self._host.priority_classes()
+        if fields.get("priority") is not None and fields["priority"] not in classes:
+            raise InvalidRequest(
+                f"priority {fields['priority']!r} is not a configured class (queue.classes: {', '.join(classes)})",
+                param="priority",
+                code="invalid_field",
+            )
+
     async def _check_team(self, fields: dict[str, Any]) -> None:
+        self._check_priority(fields)
         if fields.get("team"):
             await self._host.keys.get_team(fields["team"])  # NotFound names the team
 
@@ -184,6 +196,7 @@ class KeysAPI:
 
     async def put_team(self, request: Request) -> Response:
         fields = parse_body(TeamFields, await read_json(request))
+        self._check_priority(fields)
         self._check_models(fields)
         before = await self._host.keys.team(fields["id"])
         record = await self._host.keys.put_team(fields)
@@ -205,6 +218,7 @@ class KeysAPI:
         if "id" in changes and changes["id"] != current["id"]:
             raise InvalidRequest("a team's id cannot change", param="id", code="invalid_field")
         fields = parse_body(TeamFields, {**editable(TeamFields, current), **changes})
+        self._check_priority(fields)
         self._check_models(fields)
         record = await store.put_team(fields)
         await self._host.audit(request, "teams.update", f"teams/{current['id']}", before=current, after=record)

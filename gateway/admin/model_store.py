@@ -5,17 +5,25 @@ Records live in table ``models`` (id = alias name)::
     {"name": "gpt-x", "spec": {...one alias in the config file's schema...} | null,
      "disabled": false, "updated_at": "2026-11-26T12:00:00+00:00", "updated_by": "master"}
 
+The routing rules stored through the admin API (``gateway/admin/routing_rules.py``) are one
+record, ``routing_rules``/``rules``::
+
+    {"rules": [...the config file's routing_rules schema...], "updated_at": ..., "updated_by": ...}
+
+which, when present, replaces the file's ``routing_rules`` whole.
+
 ``spec`` is kept as written (``${VAR}`` references unresolved: they are
 resolved when the config is built, exactly like the file's). A record with
 ``spec: null`` only disables the config file's alias of that name.
 
 The effective configuration (:func:`effective_config`) is the file's mapping
 with every stored ``spec`` put in place of (or next to) the file's alias of
-the same name, then every ``disabled`` alias left out like one whose
+the same name (and the stored routing rules in place of the file's), then every
+``disabled`` alias left out like one whose
 ``requires_env`` is unset (references to it dropped), then validated by the
 config loader itself, so a stored alias is checked exactly like the file.
 
-Propagation: every write also puts a fresh random ``version`` in table
+Propagation: every write (of a model or of the rules) also puts a fresh random ``version`` in table
 ``models_meta``. :meth:`ModelStore.watch` reads that one record every
 ``refresh_interval_s`` and, when it changed, reads the table again and hands
 it to the app, which rebuilds its routes. Reading the version *before* the
@@ -45,6 +53,8 @@ log = logging.getLogger("gateway.models")
 TABLE = "models"
 META_TABLE = "models_meta"
 VERSION_ID = "version"
+RULES_TABLE = "routing_rules"
+RULES_ID = "rules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +96,32 @@ class StoredModel:
 Stored = dict[str, StoredModel]
 
 
-def effective_config(file: LoadedConfig, stored: Mapping[str, StoredModel], env: Mapping[str, str]) -> LoadedConfig:
-    """The config file overlaid by the stored aliases (see the module
+@dataclass(frozen=True, slots=True)
+class StoredRules:
+    """The routing rules as the admin API stored them (they replace the file's)."""
+
+    rules: list[Any]
+    """In the config file's ``routing_rules`` schema."""
+    updated_at: str = ""
+    updated_by: str = ""
+
+    def to_record(self) -> Record:
+        return {"rules": self.rules, "updated_at": self.updated_at, "updated_by": self.updated_by}
+
+    @classmethod
+    def from_record(cls, record: Record) -> StoredRules | None:
+        """None for a record this version cannot read (logged, then ignored)."""
+        rules = record.get("rules")
+        if not isinstance(rules, list):
+            log.error("ignoring a malformed stored routing rules record")
+            return None
+        return cls(rules, str(record.get("updated_at") or ""), str(record.get("updated_by") or ""))
+
+
+def effective_config(
+    file: LoadedConfig, stored: Mapping[str, StoredModel], env: Mapping[str, str], rules: StoredRules | None = None
+) -> LoadedConfig:
+    """The config file overlaid by the stored aliases and rules (see the module
     docstring); raises :class:`gateway.config.loader.ConfigError` naming each bad path."""
     raw = dict(file.raw)
     models = raw.get("models")
@@ -96,6 +130,8 @@ def effective_config(file: LoadedConfig, stored: Mapping[str, StoredModel], env:
         if model.spec is not None:
             merged[name] = model.spec
     raw["models"] = merged
+    if rules is not None:
+        raw["routing_rules"] = rules.rules
     hidden = [name for name, model in stored.items() if model.disabled]
     return parse_raw(raw, env=env, source=f"{file.source} + stored models", hidden=hidden)
 
@@ -170,6 +206,8 @@ class ModelStore:
         """The version last read (None: none stored yet)."""
         self.applied: Stored = {}
         """The stored models in force (the app sets it when it applies them)."""
+        self.applied_rules: StoredRules | None = None
+        """The stored routing rules in force (None: the file's)."""
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._failing = False
@@ -197,6 +235,19 @@ class ModelStore:
 
     async def delete(self, name: str) -> bool:
         existed = await self._backend.delete(TABLE, name)
+        await self._bump()
+        return existed
+
+    async def rules(self) -> StoredRules | None:
+        record = await self._backend.get(RULES_TABLE, RULES_ID)
+        return None if record is None else StoredRules.from_record(record)
+
+    async def put_rules(self, rules: StoredRules) -> None:
+        await self._backend.put(RULES_TABLE, RULES_ID, rules.to_record())
+        await self._bump()
+
+    async def delete_rules(self) -> bool:
+        existed = await self._backend.delete(RULES_TABLE, RULES_ID)
         await self._bump()
         return existed
 

@@ -16,10 +16,11 @@ from starlette.routing import Route
 from gateway.admin.gate import AdminGate, admin_cors
 from gateway.admin.health import HealthAPI
 from gateway.admin.keys import KeysAPI, guarded
-from gateway.admin.model_store import ModelStore, Stored
+from gateway.admin.model_store import ModelStore, Stored, StoredRules
 from gateway.admin.models import ModelsAPI
 from gateway.admin.openapi import OpenAPIDoc
 from gateway.admin.reports import ReportsAPI
+from gateway.admin.routing_rules import RoutingRulesAPI
 from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
 from gateway.app.client_api import API_PREFIXES, ClientAPI
@@ -43,7 +44,9 @@ from gateway.providers.registry import presets
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
 from gateway.server.asgi import REFUSED_KEY, BoundedRequests, Receive, RequestLimits, Scope, Send
+from gateway.server.rule_windows import RuleWindows
 from gateway.server.service import Service
+from gateway.server.shadow import ShadowLauncher
 from gateway.state.base import StateBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.response_store import ResponseStore
@@ -97,6 +100,10 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         self.reloads = 0
         self.health = HealthMonitor(lambda: self.service, self.metrics)
         """Scheduled health checks (gateway/health/); started with the app."""
+        self.rule_windows = RuleWindows(lambda: self.service)
+        """The routing rules' time windows, kept in force (gateway/server/rule_windows.py)."""
+        self.shadows = ShadowLauncher(self.metrics.shaping)
+        """Shadow traffic of the routing rules, in flight in the background (gateway/server/shadow.py)."""
         self.ops = OpsEndpoints(self)
         self._api = ClientAPI(self, self.response_store)
         self._other = Starlette(
@@ -110,6 +117,7 @@ class GatewayApp(AdminHostAPI, Lifecycle):
                 *ReportsAPI(self).routes(),
                 *HealthAPI(self).routes(),  # before ModelsAPI: /admin/models/{alias}/test
                 *ModelsAPI(self).routes(),
+                *RoutingRulesAPI(self).routes(),
                 *UsageAPI(self).routes(),
                 *OpenAPIDoc(self).routes(),
                 *console_routes(),
@@ -162,6 +170,9 @@ class GatewayApp(AdminHostAPI, Lifecycle):
 
     async def check_models(self, stored: Stored, file: LoadedConfig | None = None) -> LoadedConfig:
         return await self.models.check(stored, file)
+
+    async def check_rules(self, rules: StoredRules | None) -> LoadedConfig:
+        return await self.models.check_rules(rules)
 
     async def refresh_models(self) -> None:
         await self.models.model_store.poll(self.apply_models)

@@ -91,6 +91,9 @@ class AdminHostAPI:
     def aliases(self) -> set[str]:
         return set(self.service.routes) if self.service is not None else set()
 
+    def priority_classes(self) -> list[str]:
+        return list(self._loaded.settings.queue.classes)
+
     def report_context(self) -> tuple[Settings, ReportSources]:
         """What the reports read: this process's statistics merged with the
         other replicas', spend (with this process's unwritten part), teams."""

@@ -35,7 +35,9 @@ from gateway.policies.pricing import PriceTable, UnpricedModels
 from gateway.providers.registry import Preset
 from gateway.reports.store import StatsStore
 from gateway.server.asgi import Receive, Scope, Send
+from gateway.server.rule_windows import RuleWindows
 from gateway.server.service import Service
+from gateway.server.shadow import ShadowLauncher
 from gateway.server.traffic import TrafficControl
 from gateway.state.base import StateBackend
 from gateway.state.factory import create_backend, create_ledger
@@ -50,6 +52,8 @@ class Lifecycle(Reload):
 
     ops: OpsEndpoints
     health: HealthMonitor
+    rule_windows: RuleWindows
+    shadows: ShadowLauncher
     tracing: Tracing
     backend: StateBackend | None
     ledger: SpendLedger | None
@@ -88,7 +92,8 @@ class Lifecycle(Reload):
             self.metrics,
             previous=previous.traffic if previous is not None else None,
         )
-        return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic)
+        wake = traffic.queueing.queue.wake  # a deployment slot given back may let a waiter through
+        return Service(loaded, self.http, self._presets, previous=previous, traffic=traffic, on_release=wake)
 
     def _apply_logging(self, loaded: LoadedConfig) -> None:
         settings = loaded.settings.logging
@@ -138,6 +143,7 @@ class Lifecycle(Reload):
         self.service = self._build(self._loaded, prices, None)
         store.start(self.apply_models)
         self.health.start()
+        self.rule_windows.start()
         self.metrics.live = self._live_counts
         if self._loaded.disabled_aliases:
             log.info(
@@ -154,6 +160,8 @@ class Lifecycle(Reload):
         if self._worker_metrics is not None:
             await self._worker_metrics.aclose()
         await self.health.stop()
+        await self.rule_windows.aclose()
+        await self.shadows.aclose()  # before the HTTP client they use is closed
         if self.models.store is not None:
             await self.models.store.aclose()
         if self.stats is not None:

@@ -18,6 +18,7 @@ from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Authenticator
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, load_prices
+from gateway.server.rule_windows import RuleWindows
 from gateway.server.service import Service
 from gateway.state.base import BackendUnavailable
 from gateway.upstream.http import HTTPClient
@@ -35,6 +36,7 @@ class Reload:
 
     metrics: Metrics
     models: RuntimeModels
+    rule_windows: RuleWindows
     service: Service | None
     http: HTTPClient | None
     reloads: int
@@ -88,5 +90,6 @@ class Reload:
 
     def _swap(self, loaded: LoadedConfig, service: Service) -> None:
         self.service = service
+        self.rule_windows.poke()  # the new service's time windows: their next boundary
         self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
         self._loaded = loaded

@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config.fields import EnvFloat, EnvInt
+from gateway.config.rules import without_rules_naming
 from gateway.config.settings import Settings
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -112,7 +113,8 @@ def _drop_disabled_aliases(
 ) -> dict[str, list[str]]:
     """Remove aliases whose ``requires_env`` is not met, and references to them
     (also the ``hidden`` ones: aliases disabled through the admin API, which
-    are left out of the returned mapping: alias -> the variables it lacks)."""
+    are left out of the returned mapping: alias -> the variables it lacks).
+    A routing rule naming one of them is removed whole."""
     models = raw.get("models")
     if not isinstance(models, dict):
         return {}
@@ -124,6 +126,8 @@ def _drop_disabled_aliases(
             disabled[str(alias)] = missing
             del models[alias]
     gone = [*disabled, *(a for a in hidden if models.pop(a, None) is not None)]
+    if "routing_rules" in raw:
+        raw["routing_rules"] = without_rules_naming(raw["routing_rules"], gone)
     for spec in models.values():
         if isinstance(spec, dict):
             for field in ("fallbacks", "context_window_fallbacks"):

@@ -24,7 +24,10 @@ from gateway.config.operations import (
     MetricsSettings,
     ReportsSettings,
 )
+from gateway.config.pacing import PacingSettings
 from gateway.config.price_rates import Rate, Tiers, TimeWindows
+from gateway.config.queue import QueueSettings
+from gateway.config.rules import AliasFacts, Rule, ShadowTraffic, rule_problems
 from gateway.config.upstream import UpstreamSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
@@ -303,6 +306,7 @@ class RouterSettings(_Strict):
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
+    pacing: PacingSettings = PacingSettings()
 
 
 class Settings(_Strict):
@@ -310,6 +314,7 @@ class Settings(_Strict):
     auth: AuthSettings = AuthSettings()
     state: StateSettings = StateSettings()
     limits: LimitsSettings = LimitsSettings()
+    queue: QueueSettings = QueueSettings()
     cache: CacheSettings = CacheSettings()
     budgets: BudgetSettings = BudgetSettings()
     pricing: PricingSettings = PricingSettings()
@@ -327,6 +332,9 @@ class Settings(_Strict):
     )
     """Model names as clients send them (exact, or globs such as ``claude-*``) -> an alias,
     or a list of aliases of which the first one enabled is used (gateway/routing/names.py)."""
+    routing_rules: list[Rule] = Field(default_factory=list)
+    """Routing decided by data, per request (gateway/config/rules.py, gateway/routing/rules.py)."""
+    shadow_traffic: ShadowTraffic = ShadowTraffic()
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -362,6 +370,12 @@ class Settings(_Strict):
             for j, ref in enumerate(key.models or ()):
                 if ref not in self.models:
                     problems.append(f"auth.keys[{i}].models[{j}]: unknown model alias {ref!r}")
+        if self.routing_rules:
+            facts = {
+                a: AliasFacts(m.kind, m.strategy, [deployment_id(a, i, d) for i, d in enumerate(m.deployments)])
+                for a, m in self.models.items()
+            }
+            problems += rule_problems(self.routing_rules, facts)
         if problems:
             raise ValueError("; ".join(problems))
         return self

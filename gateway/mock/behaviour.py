@@ -45,6 +45,9 @@ class Behaviour(BaseModel):
     )
     hang_ms: float = Field(default=0, ge=0, description="streams: stall after the first content chunk")
     require_api_key: str | None = Field(default=None, description="the key the request must carry")
+    headers: dict[str, str] | None = Field(
+        default=None, description="extra headers on every answer, errors included (rate-limit headers, for instance)"
+    )
 
 
 class MockConfig(BaseModel):

@@ -4,7 +4,8 @@
 2. resolve the behaviour (config, runtime overrides, ``x-mock-*`` headers);
 3. ``latency_ms``; 4. ``require_api_key``; 5. body/model present;
 6. ``fail_times`` / ``error_rate`` / ``error_status``; 7. ``garbage`` json / content_type;
-8. the format's responder (which may still refuse a body with a 400).
+8. the format's responder (which may still refuse a body with a 400);
+9. ``headers`` added to whatever steps 6-8 answered.
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ async def handle(request: Request, route: ModelRoute, model: str | None = None) 
 
 
 def _respond(route: ModelRoute, call: Call, state: MockState) -> Response:
+    response = _answer(route, call, state)
+    if call.behaviour.headers:
+        response.headers.update(call.behaviour.headers)
+    return response
+
+
+def _answer(route: ModelRoute, call: Call, state: MockState) -> Response:
     behaviour = call.behaviour
     status = state.fault_status(call.model, behaviour)
     if status is not None:

@@ -40,6 +40,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.observability.live_counts import LiveCollector, LiveCounts
+from gateway.observability.shaping_metrics import ShapingMetrics
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
 
@@ -292,6 +293,7 @@ class Metrics:
             ["scope", "period", "kind"],
             registry=r,
         )
+        self.shaping = ShapingMetrics(r)  # the admission queue, pacing, routing rules, shadow traffic
         self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._usage_children: dict[tuple[str, str, str, str, str], tuple[tuple[Any, Any], ...]] = {}

@@ -37,6 +37,10 @@ class Principal:
     budget_monthly_usd: float | None = None
     team_budget_daily_usd: float | None = None
     team_budget_monthly_usd: float | None = None
+    priority: str | None = None
+    """The admission queue's priority class (the key's, else its team's; None: the default)."""
+    team_weight: float = 1.0
+    """The team's fair-share weight in the admission queue."""
 
     def may_use(self, alias: str) -> bool:
         return self.models is None or alias in self.models
@@ -137,4 +141,6 @@ class Authenticator:
             budget_monthly_usd=record.get("budget_monthly_usd"),
             team_budget_daily_usd=(team or {}).get("budget_daily_usd"),
             team_budget_monthly_usd=(team or {}).get("budget_monthly_usd"),
+            priority=record.get("priority") or (team or {}).get("priority"),
+            team_weight=(team or {}).get("weight") or 1.0,
         )

@@ -46,6 +46,8 @@ class _Allowance(_Body):
     max_concurrent: Positive = None
     budget_daily_usd: Usd = None
     budget_monthly_usd: Usd = None
+    priority: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] | None = None
+    """The admission queue's priority class (``queue.classes``); a key's wins over its team's."""
 
 
 class KeyFields(_Allowance):
@@ -61,6 +63,8 @@ class KeyFields(_Allowance):
 class TeamFields(_Allowance):
     id: TEAM_ID
     name: NAME | None = None
+    weight: Annotated[float, Field(gt=0, le=1000)] | None = None
+    """The team's share against other teams waiting in the same priority class (default 1)."""
 
 
 def parse_body(model: type[_Body], body: Any) -> dict[str, Any]:

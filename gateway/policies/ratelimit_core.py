@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
@@ -165,11 +165,20 @@ class LimiterCore:
         what = f"{check.item.amount} {check.unit} per {self.per}"
         return RateLimited(message(check.scope, what), retry_after=retry_after, headers=headers)
 
-    def concurrency_refusal(self, scope: Scope, headers: dict[str, str]) -> RateLimited:
-        """The 429 of a scope at its ``max_concurrent`` (counted)."""
-        self.rejections[scope.kind] += 1
+    def concurrency_refusal(self, scope: Scope, headers: dict[str, str]) -> ConcurrencyLimited:
+        """The 429 of a scope at its ``max_concurrent`` (not counted: the admission queue
+        may yet find the request a slot; traffic control counts it if it reaches the client)."""
         what = f"{scope.spec.max_concurrent} concurrent requests"
-        return RateLimited(message(scope, what), retry_after=1.0, headers=headers)
+        return ConcurrencyLimited(message(scope, what), scope_kind=scope.kind, retry_after=1.0, headers=headers)
+
+
+class ConcurrencyLimited(RateLimited):
+    """A concurrency cap is full: a request may wait for a slot (gateway/policies/admission.py).
+    ``scope_kind``: the full cap's scope (``global`` holds for every request)."""
+
+    def __init__(self, message: str, *, scope_kind: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.scope_kind = scope_kind
 
 
 def slot_key(scope: Scope) -> str:

@@ -1,1 +1,1 @@
-"""Routing: deployments and routes, strategies, retries, circuit breakers and the attempt loop."""
+"""Routing: deployments and routes, strategies, retries, circuit breakers, upstream pacing and the attempt loop."""

@@ -8,6 +8,12 @@ An attempt that fails says, by its error, what the router does next:
 express), switch to the alias's context-window fallbacks
 (:class:`SwitchToContextFallback`), or end the request (the client's own 4xx is
 raised as it is).
+
+The breaker hears every attempt's verdict except two: a request the provider cannot
+express, and a 429 that paced the deployment (gateway/routing/pacing.py). The pause
+already keeps requests off the deployment for as long as its upstream asked, so the
+429s of a busy upstream do not also open its breaker for a cooldown of the gateway's
+choosing. With pacing off, a 429 counts as a failure, as every retryable error does.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ class Lease:
 
     The router settles it when the attempt returns or raises, unless the attempt
     called :meth:`keep` (a stream that goes on after the attempt returned); then
-    whoever holds the stream must call :meth:`settle` when it ends.
+    whoever holds the stream must call :meth:`settle` when it ends. Settling gives
+    the slot back and calls ``on_release`` (the router's: a waiter may go on).
     """
 
     deployment: LiveDeployment
     started: float
+    on_release: Callable[[], None] | None = None
     kept: bool = False
     settled: bool = False
 
@@ -55,10 +63,12 @@ class Lease:
         dep.inflight -= 1
         if ok is None:
             dep.breaker.release_trial()
-            return
-        dep.breaker.record(ok, time.monotonic())
-        if ok and latency_s is not None:
-            dep.observe_latency(latency_s)
+        else:
+            dep.breaker.record(ok, time.monotonic())
+            if ok and latency_s is not None:
+                dep.observe_latency(latency_s)
+        if self.on_release is not None:
+            self.on_release()
 
 
 @dataclass(slots=True)
@@ -74,6 +84,8 @@ class RequestTrace:
     """(from alias, to alias, reason) for each switch of alias."""
     spans: AttemptSpans | None = None
     """Set when tracing is on: each attempt gets a span (gateway/observability/tracing.py)."""
+    rule: str | None = None
+    """The routing rule that chose the alias (its ``x-gateway-route`` value; gateway/routing/rules.py)."""
 
 
 Attempt = Callable[[LiveDeployment, Lease, float], Awaitable[T]]
@@ -84,7 +96,7 @@ Gate = Callable[[LiveDeployment], Awaitable[bool]]
 
 
 class AttemptObserver(Protocol):
-    """Told of every attempt (metrics); the router works without one."""
+    """Told of every attempt and every pacing (metrics); the router works without one."""
 
     def attempt(
         self,
@@ -94,6 +106,16 @@ class AttemptObserver(Protocol):
         retry: bool,
         exemplar: dict[str, str] | None = None,
     ) -> None: ...
+
+    def paced(self, dep: LiveDeployment, seconds: float, source: str) -> None:
+        """A pause of ``dep`` began (gateway/routing/pacing.py): ``seconds`` long for now,
+        ``source`` ``retry_after`` (an error answer said when) or ``ratelimit_headers``
+        (a rate-limit budget is spent until its reset)."""
+        ...
+
+    def pacing_ended(self, dep: LiveDeployment) -> None:
+        """The pause of ``dep`` is over (told on the event loop soon after its end)."""
+        ...
 
 
 class AttemptSpans(Protocol):
@@ -118,23 +140,26 @@ class AttemptRunner:
     """Makes one attempt: takes and settles the lease, records the failure in
     the trace, tells the observer (metrics) and the attempt's span. One per router."""
 
-    def __init__(self, observer: AttemptObserver | None) -> None:
+    def __init__(self, observer: AttemptObserver | None, on_release: Callable[[], None] | None = None) -> None:
         self._observer = observer
+        self._on_release = on_release
 
     async def once(
         self, dep: LiveDeployment, attempt: Attempt[T], trace: RequestTrace, deadline: float, retry: bool = False
     ) -> T | object:
         trace.attempts += 1
         dep.inflight += 1
-        lease = Lease(dep, time.monotonic())
+        lease = Lease(dep, time.monotonic(), self._on_release)
         remaining = deadline - lease.started
         try:
             if remaining <= 0:
                 raise UpstreamTimeout("the request's total timeout passed before this attempt")
             result = await attempt(dep, lease, min(deadline, lease.started + dep.timeouts.total_s))
         except UpstreamError as exc:
-            # The client's own mistake says nothing about the deployment's health.
-            lease.settle(not exc.fallback)
+            # The client's own mistake says nothing about the deployment's health;
+            # nor does a 429 that paced it (the module docstring).
+            paced = exc.upstream_status == 429 and dep.paced_until > time.monotonic()
+            lease.settle(None if paced else not exc.fallback)
             self._observe(dep, lease, trace, exc, retry)
             return self._after_failure(dep, exc, trace)
         except InvalidRequest as exc:

@@ -69,6 +69,14 @@ class CircuitBreaker:
         self._trial = True
         return True
 
+    def ready(self, now: float) -> bool:
+        """Would :meth:`allow` admit a request now? Unlike it, takes no trial slot."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return now - self._opened_at >= self._policy.cooldown_s
+        return not self._trial
+
     def record(self, ok: bool, now: float) -> None:
         if self.state is BreakerState.HALF_OPEN:
             self._trial = False

@@ -1,10 +1,11 @@
 """Runtime objects the router works with: a deployment with its live state
-(breaker, in-flight count, latency average) and a route (an alias's deployments,
+(breaker, in-flight count, latency average, pacing) and a route (an alias's deployments,
 strategy and fallbacks). Built from the validated settings by :func:`build_routes`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from gateway.config.settings import Deployment, ModelAlias, RetryPolicy, Settings, Timeouts, deployment_id
@@ -31,6 +32,9 @@ class LiveDeployment:
     degraded: bool = False
     """Marked by the scheduled health checks (gateway/health/monitor.py): the router
     tries it only after every deployment of its alias that is not degraded."""
+    paced_until: float = 0.0
+    """Monotonic time before which its upstream asked not to be sent requests
+    (gateway/routing/pacing.py); the router skips it until then."""
 
     @property
     def cost_per_1m(self) -> float:
@@ -43,6 +47,25 @@ class LiveDeployment:
     def saturated(self) -> bool:
         cap = self.spec.max_concurrency
         return cap is not None and self.inflight >= cap
+
+    @property
+    def paced(self) -> bool:
+        return self.paced_until > time.monotonic()
+
+    @property
+    def available(self) -> bool:
+        """Could the router try it now: not at its cap, not paced, its breaker admitting.
+        (Its own rpm/tpm limits, the traffic-control gate, are not known here.)"""
+        now = time.monotonic()
+        return not self.saturated and self.paced_until <= now and self.breaker.ready(now)
+
+    def pace(self, seconds: float, now: float) -> bool:
+        """No requests for ``seconds`` from ``now`` (a pause already longer stays).
+        True when this starts a pause (it was not paced at ``now``)."""
+        until = now + seconds
+        started = self.paced_until <= now
+        self.paced_until = max(self.paced_until, until)
+        return started
 
     def observe_latency(self, seconds: float) -> None:
         prev = self.latency_ewma_s

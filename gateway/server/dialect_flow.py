@@ -31,6 +31,7 @@ from gateway.server.dialect_stream import DialectStreamWriter
 from gateway.server.exchange import AppState, Exchange
 from gateway.server.handlers import client_headers
 from gateway.server.relay import Relayed, count_tokens, relay
+from gateway.server.rule_facts import route_by_rules, shadow
 from gateway.server.service import Service
 from gateway.server.traffic import Ticket
 
@@ -111,12 +112,16 @@ class DialectFlow:
         server = self.service().settings.server
         return parse_json_body(await read_body(scope, receive, server.max_body_bytes), server.max_json_depth)
 
-    def route(self, ex: Exchange, name: str, kind: str) -> Route:
-        """The route of the client's model name, once the key may use it."""
+    def route(self, ex: Exchange, name: str, kind: str, req: JSON | None = None, scope: Scope | None = None) -> Route:
+        """The route of the client's model name, once the key may use it (for a chat
+        request, ``req`` and ``scope`` given, after the routing rules)."""
         service = self.service()
         alias = service.names.resolve(name) or name
         assert ex.principal is not None
         ex.principal.check_model(alias)
+        if req is not None and scope is not None:
+            shaping = self._app.metrics.shaping
+            alias = route_by_rules(service, shaping, ex.trace, ex.principal, alias, req, scope)
         route = service.route_for(alias, kind)
         ex.alias = route.alias
         return route
@@ -127,16 +132,16 @@ class DialectFlow:
         """The model's route (``req["model"]`` becomes the alias), then traffic control's
         admission: rate limits, cache lookup, budgets."""
         service = self.service()
-        route = self.route(ex, req["model"], kind)
+        route = self.route(ex, req["model"], kind, req if kind == "chat" else None, scope)
         req["model"] = route.alias
         ex.req = req
         ex.traffic = service.traffic
         assert ex.principal is not None
         embedding = kind == "embedding"
+        ex.watch = DisconnectWatch(receive)  # before admission: a client that leaves the queue ends its wait
         ticket = ex.ticket = await service.traffic.begin(
             ex.principal, route, req, client_headers(scope), embedding=embedding
         )
-        ex.watch = DisconnectWatch(receive)
         return service, ticket
 
     async def chat(self, scope: Scope, receive: Receive, ex: Exchange, turn: Turn) -> None:
@@ -151,11 +156,14 @@ class DialectFlow:
             else:
                 await self.send_json(ex, turn.render(ticket.hit), turn)
             return
+        shadow(self._app.shadows, service, req, ticket.route.alias)
         if ex.stream:
-            stream = await service.open_stream(req, ex.trace, traffic.gate(ticket), native=turn.native)
+            wait = traffic.capacity_wait(ticket.principal, ticket.route, client_headers(scope))
+            stream = await service.open_stream(req, ex.trace, traffic.gate(ticket), native=turn.native, wait=wait)
             await self._writer.stream(ex, stream, turn, traffic)
             return
-        result = await relay(service, req, turn.native, ex.trace, traffic.gate(ticket))
+        wait = traffic.capacity_wait(ticket.principal, ticket.route, client_headers(scope))
+        result = await relay(service, req, turn.native, ex.trace, traffic.gate(ticket), wait)
         ex.answer = result.completion
         usage = ex.usage = result.completion.get("usage")
         traffic.charge(ticket, ex.trace.deployment, usage)
@@ -173,7 +181,8 @@ class DialectFlow:
         if ticket.hit is not None:
             await self.send_bytes(ex, orjson.dumps(render(ticket.hit)), NO_TURN)
             return
-        result = await service.embed(req, ex.trace, traffic.gate(ticket))
+        wait = traffic.capacity_wait(ticket.principal, ticket.route, client_headers(scope))
+        result = await service.embed(req, ex.trace, traffic.gate(ticket), wait)
         usage = ex.usage = result.get("usage")
         traffic.charge(ticket, ex.trace.deployment, usage)
         await self.send_bytes(ex, orjson.dumps(render(result)), NO_TURN)
@@ -187,7 +196,7 @@ class DialectFlow:
         ex.req = req
         traffic = ex.traffic = service.traffic
         assert ex.principal is not None
-        ticket = ex.ticket = await traffic.admit(ex.principal, route)
+        ticket = ex.ticket = await traffic.admit(ex.principal, route, {})
         tokens, estimated = await count_tokens(service, route, req, native)
         how = (b"x-gateway-token-count", b"estimated" if estimated else b"upstream")
         await self.send_bytes(ex, orjson.dumps(render(tokens, estimated)), Headers([how]))

@@ -25,6 +25,7 @@ from gateway.policies.auth import Principal
 from gateway.routing.router import RequestTrace
 from gateway.server.asgi import DisconnectWatch, Receive, Scope, Send, openai_error, request_id, send_error
 from gateway.server.service import Service
+from gateway.server.shadow import ShadowLauncher
 from gateway.server.traffic import Ticket, TrafficControl
 
 log = logging.getLogger("gateway.requests")
@@ -50,6 +51,9 @@ class AppState(Protocol):
     @property
     def request_sinks(self) -> list[RequestSink]: ...
 
+    @property
+    def shadows(self) -> ShadowLauncher: ...
+
     async def authenticate(self, scope: Scope) -> Principal: ...
 
 
@@ -61,6 +65,8 @@ def trace_headers(rid: bytes, trace: RequestTrace) -> Headers:
         headers.append((b"x-gateway-deployment", trace.deployment.id.encode()))
     if trace.fallbacks:
         headers.append((b"x-gateway-fallback", ",".join(t for _, t, _ in trace.fallbacks).encode()))
+    if trace.rule is not None:
+        headers.append((b"x-gateway-route", trace.rule.encode()))
     return headers
 
 

@@ -30,6 +30,7 @@ from gateway.policies.cache import (
 from gateway.policies.pricing import PriceTable
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.routing.deployment import LiveDeployment, Route
+from gateway.server.queueing import Queueing
 from gateway.state.base import BackendUnavailable
 
 Gate = Callable[[LiveDeployment], Awaitable[bool]]
@@ -147,8 +148,10 @@ class Gatekeeper:
         cache: ResponseCache,
         metrics: Metrics,
         prices: PriceTable,
+        queueing: Queueing,
     ) -> None:
         self._limiter = limiter
+        self._queueing = queueing
         self._budgets = budgets
         self._prices = prices
         self._default_out = settings.budgets.estimate_output_tokens
@@ -169,7 +172,7 @@ class Gatekeeper:
         """Admit (rate limits), look the answer up in the cache, and on a miss check the budgets."""
         prompt, max_tokens = _estimate(req, embedding)
         scopes, budgets = self._for(principal, route)
-        admission = await self._limiter.admit(scopes, prompt + max_tokens)
+        admission = await self._queueing.admit(principal, route, scopes, prompt + max_tokens, client_headers)
         ticket = Ticket(principal, route, prompt + max_tokens, admission, budgets=budgets)
         try:
             await self._lookup(ticket, req, client_headers, embedding)
@@ -182,11 +185,11 @@ class Gatekeeper:
             raise
         return ticket
 
-    async def admit(self, principal: Principal, route: Route) -> Ticket:
+    async def admit(self, principal: Principal, route: Route, client_headers: Mapping[str, str]) -> Ticket:
         """Rate limits only, for a request that calls no model (token counting): it
         counts as a request, with no tokens, no cache and no budget."""
         scopes, _ = self._for(principal, route)
-        return Ticket(principal, route, 0, await self._limiter.admit(scopes, 0))
+        return Ticket(principal, route, 0, await self._queueing.admit(principal, route, scopes, 0, client_headers))
 
     def gate(self, ticket: Ticket) -> Gate | None:
         """The deployment-scope limit check for the router (None when no

@@ -35,14 +35,15 @@ from gateway.server.asgi import (
     send_error,
 )
 from gateway.server.exchange import AppState, Exchange, Guard
+from gateway.server.rule_facts import route_by_rules, shadow
 from gateway.server.service import Service
 from gateway.server.streaming import StreamWriter
 
-CLIENT_CACHE_HEADERS = (b"cache-control", b"x-gateway-cache")
+CLIENT_CACHE_HEADERS = (b"cache-control", b"x-gateway-cache", b"x-gateway-max-wait")
 
 
 def client_headers(scope: Scope) -> dict[str, str]:
-    """The request headers traffic control reads (cache directives)."""
+    """The request headers traffic control reads (cache directives, the longest wait for a place)."""
     return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in CLIENT_CACHE_HEADERS}
 
 
@@ -79,11 +80,13 @@ class Handlers:
         ex.req = req
         alias = req["model"] = service.names.resolve(req["model"]) or req["model"]
         principal.check_model(alias)
+        if not embedding:
+            alias = route_by_rules(service, self._app.metrics.shaping, ex.trace, principal, alias, req, scope)
         route = service.route_for(alias, "embedding" if embedding else "chat")
         ex.alias = route.alias
         ex.traffic = service.traffic
+        ex.watch = DisconnectWatch(receive)  # before admission: a client that leaves the queue ends its wait
         ex.ticket = await service.traffic.begin(principal, route, req, client_headers(scope), embedding=embedding)
-        ex.watch = DisconnectWatch(receive)
         return service, req
 
     async def _chat(self, scope: Scope, receive: Receive, ex: Exchange) -> None:
@@ -98,10 +101,13 @@ class Handlers:
             else:
                 await self._send_json(ex, ticket.hit)
             return
+        shadow(self._app.shadows, service, req, ticket.route.alias)
+        wait = traffic.capacity_wait(ticket.principal, ticket.route, client_headers(scope))
         if wants_stream:
-            await self._stream(ex, await service.open_stream(req, ex.trace, traffic.gate(ticket)), req, traffic)
+            stream = await service.open_stream(req, ex.trace, traffic.gate(ticket), wait=wait)
+            await self._stream(ex, stream, req, traffic)
             return
-        result = ex.answer = await service.chat(req, ex.trace, traffic.gate(ticket))
+        result = ex.answer = await service.chat(req, ex.trace, traffic.gate(ticket), wait)
         ex.usage = result.get("usage")
         traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
         await self._send_json(ex, result)
@@ -115,7 +121,8 @@ class Handlers:
         if ticket.hit is not None:
             await self._send_json(ex, encode_embeddings(ticket.hit, fmt))
             return
-        result = await service.embed(req, ex.trace, traffic.gate(ticket))
+        wait = traffic.capacity_wait(ticket.principal, ticket.route, client_headers(scope))
+        result = await service.embed(req, ex.trace, traffic.gate(ticket), wait)
         ex.usage = result.get("usage")
         traffic.charge(ticket, ex.trace.deployment, result.get("usage"))
         await self._send_json(ex, encode_embeddings(result, fmt))

@@ -22,7 +22,7 @@ from gateway.dialects.openai import estimate_prompt_tokens
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers.base import json_object
 from gateway.routing.deployment import LiveDeployment, Route
-from gateway.routing.router import Gate, Lease, RequestTrace
+from gateway.routing.router import CapacityWait, Gate, Lease, RequestTrace
 from gateway.server.service import Service, native_body, native_provider
 
 COUNT_FIELDS = ("input_tokens", "totalTokens", "total_tokens")
@@ -40,7 +40,14 @@ class Relayed:
     """... and as it came, byte for byte."""
 
 
-async def relay(service: Service, req: JSON, native: Native, trace: RequestTrace, gate: Gate | None = None) -> Relayed:
+async def relay(
+    service: Service,
+    req: JSON,
+    native: Native,
+    trace: RequestTrace,
+    gate: Gate | None = None,
+    wait: CapacityWait | None = None,
+) -> Relayed:
     """A non-streaming chat request of another dialect: the client's own body to a
     deployment of its format (the upstream's answer kept as it came), else translated."""
     route = service.route_for(req["model"], "chat")
@@ -59,7 +66,9 @@ async def relay(service: Service, req: JSON, native: Native, trace: RequestTrace
             completion = provider.chat_response(json_object(raw, "the upstream's answer"), dep.target)
             return Relayed(completion, answer, raw)
 
-    return await service.router.run(route.alias, attempt, trace, prompt_tokens=service.tokens(route, req), gate=gate)
+    tokens = service.tokens(route, req)
+    run = service.router.run
+    return await run(route.alias, attempt, trace, prompt_tokens=tokens, gate=gate, wait_for_capacity=wait)
 
 
 async def count_tokens(service: Service, route: Route, req: JSON, native: Native) -> tuple[int, bool]:

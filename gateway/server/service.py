@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from gateway.canonical import JSON, upstream_view
 from gateway.config.loader import LoadedConfig
@@ -27,13 +28,16 @@ from gateway.errors import (
     UpstreamRedirect,
     UpstreamResponseTooLarge,
 )
+from gateway.observability.router_observer import RouterObserver
 from gateway.providers import options
 from gateway.providers.base import NativeProvider, SSEEvent, StreamDecoder, WireRequest, json_object
 from gateway.providers.registry import Preset
 from gateway.providers.sse import SSEParser
 from gateway.routing.deployment import LiveDeployment, Route, build_routes
 from gateway.routing.names import ModelNames
-from gateway.routing.router import Gate, Lease, RequestTrace, Router
+from gateway.routing.pacing import Pacer
+from gateway.routing.router import CapacityWait, Gate, Lease, RequestTrace, Router
+from gateway.routing.rules import RuleBook, apply_windows, restore_configured
 from gateway.server.traffic import TrafficControl
 from gateway.upstream.http import HTTPClient, UpstreamResponse
 from gateway.upstream.redact import redact_bytes, redact_error, secrets_of
@@ -62,10 +66,11 @@ def apply_params(req: JSON, params: Params, *, chat: bool = True) -> JSON:
     return out
 
 
-async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: float) -> UpstreamError:
+async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: float, pacer: Pacer) -> UpstreamError:
     """The error of a non-2xx answer. A 3xx is never followed (the request, its
     credentials included, would go to another origin). The body is read within the
-    caps and the deployment's credentials are masked before the provider reads it."""
+    caps and the deployment's credentials are masked before the provider reads it.
+    ``pacer`` hears it: a 429 or a Retry-After pauses ``dep`` (gateway/routing/pacing.py)."""
     if 300 <= resp.status < 400:
         return UpstreamRedirect(
             f"upstream answered HTTP {resp.status} (a redirect); redirects are never followed: "
@@ -77,7 +82,9 @@ async def _error_from(dep: LiveDeployment, resp: UpstreamResponse, deadline: flo
         raise
     except UpstreamError:
         body = b""
-    return dep.provider.error(resp.status, resp.headers, redact_bytes(body, secrets_of(dep.target)))
+    err = dep.provider.error(resp.status, resp.headers, redact_bytes(body, secrets_of(dep.target)))
+    pacer.on_error(dep, resp.status, resp.headers, err.retry_after)
+    return err
 
 
 REFUSALS = (UpstreamRedirect, UpstreamResponseTooLarge, UpstreamAddressRefused)
@@ -153,14 +160,23 @@ class Service:
         rng: random.Random | None = None,
         *,
         traffic: TrafficControl,
+        on_release: Callable[[], None] | None = None,
     ) -> None:
         self.config = loaded
         self.traffic = traffic
         self.settings = loaded.settings
         self.http = http
+        self.rules = RuleBook.from_settings(self.settings, rng)
+        """The routing rules (gateway/routing/rules.py); the time windows in force are applied here."""
+        if previous is not None:
+            restore_configured(previous.routes)  # unchanged deployments are kept, not rebuilt
         self.routes: dict[str, Route] = build_routes(self.settings, presets, previous.routes if previous else None)
+        apply_windows(self.routes, self.rules, datetime.now(UTC))
+        pacing, observer = self.settings.router.pacing, RouterObserver(traffic.metrics)
+        total = self.settings.router.timeouts.total_s  # on_release: an attempt gave its deployment slot back
+        self.on_release = on_release
         self.router = Router(
-            self.routes, total_timeout_s=self.settings.router.timeouts.total_s, rng=rng, observer=traffic.metrics
+            self.routes, total_timeout_s=total, rng=rng, observer=observer, pacing=pacing, on_release=on_release
         )
         self.created = int(time.time())
         self.names = ModelNames([*self.routes, *loaded.missing_env], self.settings.model_aliases)
@@ -178,14 +194,18 @@ class Service:
             )
         return route
 
-    async def chat(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
+    async def chat(
+        self, req: JSON, trace: RequestTrace, gate: Gate | None = None, wait: CapacityWait | None = None
+    ) -> JSON:
         route = self.route_for(req["model"], "chat")
         options.checked(req)  # a malformed provider_options is the client's 400 before any attempt
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
             return await self.chat_attempt(dep, req, deadline)
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate)
+        return await self.router.run(
+            route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate, wait_for_capacity=wait
+        )
 
     async def chat_attempt(self, dep: LiveDeployment, req: JSON, deadline: float) -> JSON:
         """One non-streaming chat exchange with ``dep``: translate, send, translate
@@ -208,7 +228,12 @@ class Service:
             raise
 
     async def open_stream(
-        self, req: JSON, trace: RequestTrace, gate: Gate | None = None, native: Native | None = None
+        self,
+        req: JSON,
+        trace: RequestTrace,
+        gate: Gate | None = None,
+        native: Native | None = None,
+        wait: CapacityWait | None = None,
     ) -> OpenStream:
         """A chat stream; with ``native``, the client's own body to a deployment of its
         format, whose events the stream then also keeps (:attr:`OpenStream.raw`)."""
@@ -217,52 +242,15 @@ class Service:
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> OpenStream:
             with self.upstream_errors(dep):
-                return await self._open(dep, req, lease, deadline, native)
+                return await _open(self, dep, req, lease, deadline, native)
 
-        return await self.router.run(route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate)
-
-    async def _open(
-        self, dep: LiveDeployment, req: JSON, lease: Lease, deadline: float, native: Native | None
-    ) -> OpenStream:
-        provider = native_provider(dep, native) if native is not None else None
-        if native is not None and provider is None and native.untranslatable is not None:
-            raise native.untranslatable
-        if provider is not None and native is not None:
-            body = native_body(dep, native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params))
-            wire = provider.native_request(body, dep.target, stream=True, headers=native.headers)
-        else:
-            wire = dep.provider.chat_request(apply_params(upstream_view(req), dep.spec.params), dep.target, stream=True)
-            wire = options.apply_to_wire(wire, provider_fields(dep, req))
-        t, caps = dep.timeouts, self.settings.upstream
-        resp = await self.http.send(
-            wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=caps
+        return await self.router.run(
+            route.alias, attempt, trace, prompt_tokens=self.tokens(route, req), gate=gate, wait_for_capacity=wait
         )
-        try:
-            if resp.status >= 300:
-                raise await _error_from(dep, resp, deadline)
-            if "event-stream" not in resp.content_type:
-                raise UpstreamBadResponse(
-                    f"upstream answered {resp.content_type or 'no content type'} instead of an event stream"
-                )
-            stream = OpenStream(
-                [],
-                resp.chunks(t.idle_s, deadline),
-                SSEParser(max_line_bytes=caps.max_sse_line_bytes, max_event_bytes=caps.max_sse_event_bytes),
-                dep.provider.stream_decoder(dep.target),
-                resp,
-                lease,
-                lambda err: upstream_failed(dep, err, self.traffic.metrics.upstream_refused),
-                raw=[] if provider is not None else None,
-            )
-            await _first_chunks(stream)
-        except BaseException:
-            resp.close()
-            raise
-        dep.observe_latency(time.monotonic() - lease.started)  # time to first chunk
-        lease.keep()
-        return stream
 
-    async def embed(self, req: JSON, trace: RequestTrace, gate: Gate | None = None) -> JSON:
+    async def embed(
+        self, req: JSON, trace: RequestTrace, gate: Gate | None = None, wait: CapacityWait | None = None
+    ) -> JSON:
         route = self.route_for(req["model"], "embedding")
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:
@@ -271,7 +259,7 @@ class Service:
                 body = await self.exchange(dep, wire, deadline)
                 return dep.provider.embed_response(json_object(body, "the upstream's embeddings"), dep.target, req)
 
-        return await self.router.run(route.alias, attempt, trace, gate=gate)
+        return await self.router.run(route.alias, attempt, trace, gate=gate, wait_for_capacity=wait)
 
     async def exchange(self, dep: LiveDeployment, wire: WireRequest, deadline: float) -> bytes:
         """Send a non-streaming request; the 2xx JSON body, or the mapped error."""
@@ -281,7 +269,8 @@ class Service:
         )
         try:
             if resp.status >= 300:
-                raise await _error_from(dep, resp, deadline)
+                raise await _error_from(dep, resp, deadline, self.router.pacer)
+            self.router.pacer.on_answer(dep, resp.headers)  # a spent rate-limit budget pauses dep
             body = await resp.read(max(0.001, deadline - time.monotonic()))
         finally:
             resp.close()
@@ -292,6 +281,50 @@ class Service:
     @staticmethod
     def tokens(route: Route, req: JSON) -> int | None:
         return estimate_prompt_tokens(req) if route.spec.context_window else None
+
+
+async def _open(
+    service: Service, dep: LiveDeployment, req: JSON, lease: Lease, deadline: float, native: Native | None
+) -> OpenStream:
+    """One stream attempt on ``dep``, open once its first chunk is in hand (see :meth:`Service.open_stream`)."""
+    provider = native_provider(dep, native) if native is not None else None
+    if native is not None and provider is None and native.untranslatable is not None:
+        raise native.untranslatable
+    if provider is not None and native is not None:
+        body = native_body(dep, native.prepare(dep.target.model, dep.spec.params, dep.target.drop_params))
+        wire = provider.native_request(body, dep.target, stream=True, headers=native.headers)
+    else:
+        wire = dep.provider.chat_request(apply_params(upstream_view(req), dep.spec.params), dep.target, stream=True)
+        wire = options.apply_to_wire(wire, provider_fields(dep, req))
+    t, caps = dep.timeouts, service.settings.upstream
+    resp = await service.http.send(
+        wire, connect_s=t.connect_s, first_byte_s=_left(deadline, t.first_byte_s), limits=caps
+    )
+    try:
+        if resp.status >= 300:
+            raise await _error_from(dep, resp, deadline, service.router.pacer)
+        service.router.pacer.on_answer(dep, resp.headers)  # a spent rate-limit budget pauses dep
+        if "event-stream" not in resp.content_type:
+            raise UpstreamBadResponse(
+                f"upstream answered {resp.content_type or 'no content type'} instead of an event stream"
+            )
+        stream = OpenStream(
+            [],
+            resp.chunks(t.idle_s, deadline),
+            SSEParser(max_line_bytes=caps.max_sse_line_bytes, max_event_bytes=caps.max_sse_event_bytes),
+            dep.provider.stream_decoder(dep.target),
+            resp,
+            lease,
+            lambda err: upstream_failed(dep, err, service.traffic.metrics.upstream_refused),
+            raw=[] if provider is not None else None,
+        )
+        await _first_chunks(stream)
+    except BaseException:
+        resp.close()
+        raise
+    dep.observe_latency(time.monotonic() - lease.started)  # time to first chunk
+    lease.keep()
+    return stream
 
 
 def _unknown_model(alias: str, missing: list[str] | None) -> NotFound:

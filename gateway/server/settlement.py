@@ -39,8 +39,11 @@ class Settlement:
         unpriced: UnpricedModels,
         metrics: Metrics,
         journal_now: Callable[[], None],
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._limiter = limiter
+        self._wake = wake
+        """Offers freed slots to the admission queue's waiters."""
         self._journal_now = journal_now
         self._budgets = budgets
         self._cache = cache
@@ -104,7 +107,10 @@ class Settlement:
                 await self._store(ticket, answer)
         finally:
             tokens = int(usage.get("total_tokens") or 0) if usage else None
+            held = bool(ticket.admission.slots)
             await self._limiter.finish(ticket.admission, tokens)
+            if held:
+                self._wake()
 
     async def release(self, ticket: Ticket) -> None:
         """Give the budget reservation and the concurrency slots back, whatever
@@ -112,7 +118,9 @@ class Settlement:
         reservation, ticket.reservation = ticket.reservation, None
         if reservation is not None:
             self._budgets.release(reservation)
-        await self._limiter.release(ticket.admission)
+        if ticket.admission.slots:
+            await self._limiter.release(ticket.admission)
+            self._wake()
 
     async def _store(self, ticket: Ticket, answer: JSON) -> None:
         assert ticket.cache_key is not None

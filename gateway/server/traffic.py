@@ -30,11 +30,13 @@ from functools import partial
 from gateway.config.settings import Settings
 from gateway.observability.live_counts import LiveCounts
 from gateway.observability.metrics import Metrics
+from gateway.policies.admission import AdmissionQueue
 from gateway.policies.budget import BudgetPolicy
 from gateway.policies.cache import ResponseCache
 from gateway.policies.pricing import PriceTable, UnpricedModels
 from gateway.policies.ratelimit import RateLimiter
 from gateway.server.gatekeeper import Gate, Gatekeeper, Ticket
+from gateway.server.queueing import Queueing
 from gateway.server.settlement import Settlement, report_budget_event
 from gateway.state.base import StateBackend
 from gateway.state.ledger import SpendLedger
@@ -73,11 +75,19 @@ class TrafficControl:
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices
         self.unpriced = unpriced
-        self._gatekeeper = gatekeeper = Gatekeeper(settings, self.limiter, self.budgets, self.cache, metrics, prices)
+        queue = previous.queueing.queue if previous is not None else AdmissionQueue(settings.queue, metrics.shaping)
+        queue.settings = settings.queue  # a reload keeps the waiters, under the new settings
+        self.queueing: Queueing = Queueing(self.limiter, queue)
+        self._gatekeeper = gatekeeper = Gatekeeper(
+            settings, self.limiter, self.budgets, self.cache, metrics, prices, self.queueing
+        )
         self.ledger = ledger
-        settlement = Settlement(self.limiter, self.budgets, self.cache, prices, unpriced, metrics, ledger.journal_now)
+        settlement = Settlement(
+            self.limiter, self.budgets, self.cache, prices, unpriced, metrics, ledger.journal_now, queue.wake
+        )
         self.unmetered = settlement.unmetered
         """Answers that came without usage, by model (same counting as unpriced)."""
+        self.capacity_wait = self.queueing.capacity_wait
         self.begin = gatekeeper.begin
         self.admit = gatekeeper.admit
         self.gate = gatekeeper.gate

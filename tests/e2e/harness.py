@@ -135,7 +135,8 @@ def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> 
 
 def e2e_config(mock_url: str, *, breaker: str | None = None) -> str:
     """The standard test configuration: every alias answered by the mock; each
-    resilience scenario has its own upstream model names so tests do not share state."""
+    resilience scenario has its own upstream model names so tests do not share state.
+    Upstream pacing is off (tests/e2e/test_pacing.py runs its own gateway with it on)."""
     breaker = (
         breaker or "{consecutive_failures: 1000, error_ratio: 1.0, window_s: 30, min_requests: 1000, cooldown_s: 1}"
     )
@@ -154,6 +155,7 @@ router:
   timeouts: {{connect_s: 2, first_byte_s: 5, idle_s: 5, total_s: 15}}
   retry: {{max_retries: 1, backoff_initial_s: 0.01, backoff_max_s: 0.05, max_retry_after_s: 2, max_attempts: 8}}
   breaker: {breaker}
+  pacing: {{enabled: false}}  # one gateway serves the whole session: a 429 must not pace the next test
 model_aliases:
   "claude-*": claude
   "gpt-*": chat

@@ -188,11 +188,14 @@ def test_key_concurrency_limit(gateway: GatewayProcess, mock: Mock) -> None:
     )
     slow.start()
     assert wait_until(lambda: mock.calls("hold-model") == 1, timeout=3)
-    second = call(gateway, key, {"model": "hold", "messages": HELLO})
-    slow.join(timeout=10)
-    assert first["status"] == 200
+    # a request that may not wait is refused at once; one that may waits for the slot (tests/e2e/test_queue.py)
+    second = call(gateway, key, {"model": "hold", "messages": HELLO}, {"x-gateway-max-wait": "0"})
     assert second.status_code == 429
     assert "concurren" in second.json()["error"]["message"]
+    queued = call(gateway, key, {"model": "hold", "messages": HELLO})
+    slow.join(timeout=10)
+    assert first["status"] == 200
+    assert queued.status_code == 200 and mock.calls("hold-model") == 2
     assert call(gateway, key).status_code == 200, "the slot was released"
 
 

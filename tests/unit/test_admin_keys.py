@@ -39,6 +39,9 @@ class Host:
     def aliases(self) -> set[str]:
         return {"chat"}
 
+    def priority_classes(self) -> list[str]:
+        return ["high", "normal", "low"]
+
     async def require_admin(self, scope: Scope, role: Role = Role.admin) -> Actor:
         if header(scope, b"x-admin") != b"yes":
             raise admin_only()

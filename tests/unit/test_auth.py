@@ -339,3 +339,16 @@ async def test_backend_down_does_not_affect_master_or_static(store: KeyStore, ba
     a = auth(store, "closed")
     assert await a.authenticate(bearer_token(scope_with(MASTER_KEY))) is MASTER
     assert (await a.authenticate(bearer_token(scope_with(STATIC_TOKEN)))).key_id == "ci"
+
+
+async def test_priority_class_comes_from_the_key_else_its_team_and_the_weight_from_the_team(store: KeyStore) -> None:
+    await store.put_team({"id": "t-prio", "priority": "high", "weight": 3.0})
+    _, inherits = await store.create({"name": "a", "team": "t-prio"})
+    _, own = await store.create({"name": "b", "team": "t-prio", "priority": "low"})
+    _, alone = await store.create({"name": "c"})
+    p = await auth(store).authenticate(bearer_token(scope_with(inherits)))
+    assert (p.priority, p.team_weight) == ("high", 3.0)
+    p = await auth(store).authenticate(bearer_token(scope_with(own)))
+    assert (p.priority, p.team_weight) == ("low", 3.0)
+    p = await auth(store).authenticate(bearer_token(scope_with(alone)))
+    assert (p.priority, p.team_weight) == (None, 1.0)

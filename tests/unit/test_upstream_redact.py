@@ -23,6 +23,7 @@ from gateway.health.runner import said
 from gateway.providers.base import Target
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, build_routes
+from gateway.routing.pacing import Pacer
 from gateway.server.service import _error_from, upstream_failed
 from gateway.upstream.redact import MASK, redact, redact_bytes, redact_error, secrets_of
 
@@ -96,7 +97,7 @@ def deployment(provider: str = "openai") -> LiveDeployment:
 async def test_an_error_quoting_the_key_is_masked_before_the_provider_reads_it(provider: str) -> None:
     dep = deployment(provider)
     envelope = {"error": {"type": "authentication_error", "message": f"Incorrect API key provided: {KEY}"}}
-    err = await _error_from(dep, Answer(401, orjson.dumps(envelope)), deadline=1e12)
+    err = await _error_from(dep, Answer(401, orjson.dumps(envelope)), deadline=1e12, pacer=Pacer())
     assert KEY not in err.message and MASK in err.message
     assert err.http_status == 502 and err.code == "upstream_deployment_error"
 
@@ -104,7 +105,7 @@ async def test_an_error_quoting_the_key_is_masked_before_the_provider_reads_it(p
 async def test_a_key_cut_by_the_excerpt_is_masked_whole_first() -> None:
     dep = deployment()
     page = b"<html>" + b"." * 180 + KEY.encode() + b"</html>"  # the 200-byte excerpt ends inside the key
-    err = await _error_from(dep, Answer(503, page, "text/html"), deadline=1e12)
+    err = await _error_from(dep, Answer(503, page, "text/html"), deadline=1e12, pacer=Pacer())
     assert isinstance(err, UpstreamErrorPage)
     assert KEY[:8] not in err.message, "no part of the key survives the cut"
     assert err.summary == "upstream answered HTTP 503"
@@ -112,7 +113,7 @@ async def test_a_key_cut_by_the_excerpt_is_masked_whole_first() -> None:
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 async def test_a_redirect_is_a_502_naming_its_status(status: int) -> None:
-    err = await _error_from(deployment(), Answer(status, b""), deadline=1e12)
+    err = await _error_from(deployment(), Answer(status, b""), deadline=1e12, pacer=Pacer())
     assert isinstance(err, UpstreamRedirect)
     assert err.http_status == 502 and err.code == "upstream_redirect" and str(status) in err.message
     assert err.retryable is False and err.fallback is True

@@ -1,0 +1,196 @@
+"""The admission queue end to end (gateway/policies/admission.py): with the gateway's
+concurrency at 4, requests past the cap wait instead of getting 429 at once; higher
+priority classes go first, teams get their configured shares, nobody waits past its
+limit, and a client that goes away leaves the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Mock
+from tests.e2e.harness import GatewayProcess, e2e_config, wait_until
+
+HELLO: Any = [{"role": "user", "content": "Hello there"}]
+CAP = 4
+QUEUE = f"limits: {{max_concurrent: {CAP}}}\nqueue: {{max_wait_s: 10, poll_interval_s: 0.05}}\n"
+
+
+@pytest.fixture(scope="module")
+def capped(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(QUEUE + e2e_config(mock.url), Path(tmp_path_factory.mktemp("queue")))
+    yield gw
+    gw.stop()
+
+
+def key(gw: GatewayProcess, **fields: Any) -> str:
+    resp = gw.http.post("/admin/keys", json={"name": f"k-{uuid.uuid4().hex[:8]}", **fields})
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["key"])
+
+
+def team(gw: GatewayProcess, **fields: Any) -> str:
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    resp = gw.http.post("/admin/teams", json={"id": name, **fields})
+    assert resp.status_code == 201, resp.text
+    return name
+
+
+@dataclass
+class Done:
+    who: str
+    status: int
+    started: float
+    ended: float
+    headers: httpx.Headers
+
+
+async def send(client: httpx.AsyncClient, gw: GatewayProcess, who: str, token: str, **headers: str) -> Done:
+    started = time.monotonic()
+    resp = await client.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "hold", "messages": HELLO},
+        headers={"authorization": f"Bearer {token}", **headers},
+    )
+    return Done(who, resp.status_code, started, time.monotonic(), resp.headers)
+
+
+def metric(gw: GatewayProcess, name: str, **labels: str) -> float:
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_high_priority_is_served_first_and_nobody_waits_past_its_limit(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("hold-model", latency_ms=300)
+    high, low = key(capped, priority="high"), key(capped, priority="low")
+    low_limit = 2.5
+
+    async def run() -> list[Done]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            lows = [
+                asyncio.create_task(send(client, capped, f"low{i}", low, **{"x-gateway-max-wait": str(low_limit)}))
+                for i in range(20)
+            ]
+            await asyncio.sleep(0.1)  # the lows take the four slots and queue first
+            highs = [asyncio.create_task(send(client, capped, f"high{i}", high)) for i in range(20)]
+            return await asyncio.gather(*lows, *highs)
+
+    done = asyncio.run(run())
+    highs = [d for d in done if d.who.startswith("high")]
+    lows = [d for d in done if d.who.startswith("low")]
+    assert all(d.status == 200 for d in highs), [d.status for d in highs]
+    served_lows = sorted((d for d in lows if d.status == 200), key=lambda d: d.ended)
+    shed_lows = [d for d in lows if d.status != 200]
+    # the first four lows took the slots before anyone queued; every other low was served after every high
+    queued_lows = served_lows[CAP:]
+    assert queued_lows, "some queued lows are served within their limit"
+    assert max(d.ended for d in highs) < min(d.ended for d in queued_lows)
+    # the lows that could not be served in time were refused as a full cap is, with the queue's reason
+    assert shed_lows, "20 highs of 0.3 s at 4 at a time leave some lows past 2.5 s"
+    for d in shed_lows:
+        assert d.status == 429
+        assert d.headers["x-gateway-queue"] in ("timeout", "deadline")
+        assert int(d.headers["retry-after"]) >= 1
+        assert d.ended - d.started <= low_limit + 0.5  # never past its limit (0.5 s of slack for the machine)
+    for d in served_lows:  # a served low waited at most its limit, then took 0.3 s
+        assert d.ended - d.started <= low_limit + 0.3 + 0.5
+    assert mock.calls("hold-model") == len(highs) + len(served_lows)
+    shed = metric(capped, "gateway_queue_shed_total", priority="low")
+    assert shed == len(shed_lows)
+    assert metric(capped, "gateway_queue_depth") == 0
+
+
+def test_teams_get_their_configured_shares_under_a_shared_cap(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("hold-model", latency_ms=100)
+    busy, quiet = team(capped, weight=1), team(capped, weight=3)
+    busy_key, quiet_key = key(capped, team=busy), key(capped, team=quiet)
+    served: Counter[str] = Counter()
+    window = (1.0, 4.0)  # counted after the start, before the end
+
+    async def client_loop(client: httpx.AsyncClient, who: str, token: str, t0: float) -> None:
+        while time.monotonic() - t0 < window[1] + 0.5:
+            d = await send(client, capped, who, token)
+            assert d.status == 200, d.status
+            if window[0] <= d.ended - t0 <= window[1]:
+                served[who] += 1
+
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            t0 = time.monotonic()
+            loops = [client_loop(client, "busy", busy_key, t0) for _ in range(80)]  # ten times the other's senders
+            loops += [client_loop(client, "quiet", quiet_key, t0) for _ in range(8)]
+            await asyncio.gather(*loops)
+
+    asyncio.run(run())
+    total = served["busy"] + served["quiet"]
+    assert total > 40, served
+    share = served["quiet"] / total
+    assert 0.75 * 0.9 <= share <= 0.75 * 1.1, (served, share)  # weight 3 against 1: 75 %, within 10 %
+
+
+def test_a_client_that_leaves_the_queue_frees_its_place(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("hold-model", latency_ms=800)
+    token = key(capped)
+    before = metric(capped, "gateway_queue_shed_total", reason="disconnected")
+
+    async def run() -> tuple[list[Done], Done]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
+            holders = [asyncio.create_task(send(client, capped, f"h{i}", token)) for i in range(CAP)]
+            await asyncio.sleep(0.2)
+            async with httpx.AsyncClient(timeout=0.3) as impatient:
+                with pytest.raises(httpx.ReadTimeout):
+                    await send(impatient, capped, "gone", token)
+            patient = await send(client, capped, "patient", token)
+            return await asyncio.gather(*holders), patient
+
+    holders, patient = asyncio.run(run())
+    assert all(d.status == 200 for d in holders) and patient.status == 200
+    assert wait_until(lambda: metric(capped, "gateway_queue_shed_total", reason="disconnected") == before + 1)
+    assert mock.calls("hold-model") == CAP + 1  # the one that left never reached the upstream
+    assert metric(capped, "gateway_queue_depth") == 0
+
+
+def test_a_request_that_may_not_wait_is_refused_at_once(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("hold-model", latency_ms=600)
+    token = key(capped)
+
+    async def run() -> tuple[list[Done], Done, httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
+            holders = [asyncio.create_task(send(client, capped, f"h{i}", token)) for i in range(CAP)]
+            await asyncio.sleep(0.2)
+            now = await send(client, capped, "now", token, **{"x-gateway-max-wait": "0"})
+            bad = await client.post(
+                capped.url + "/v1/chat/completions",
+                json={"model": "hold", "messages": HELLO},
+                headers={"authorization": f"Bearer {token}", "x-gateway-max-wait": "soon"},
+            )
+            return await asyncio.gather(*holders), now, bad
+
+    holders, now, bad = asyncio.run(run())
+    assert all(d.status == 200 for d in holders)
+    assert now.status == 429 and now.ended - now.started < 0.4
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "x-gateway-max-wait" and "'soon'" in bad.json()["error"]["message"]
+
+
+def test_priority_classes_are_checked_by_the_admin_api(capped: GatewayProcess) -> None:
+    resp = capped.http.post("/admin/keys", json={"name": "k-bad-class", "priority": "gold"})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "priority"
+    assert "queue.classes" in resp.json()["error"]["message"]
+    resp = capped.http.post("/admin/teams", json={"id": f"t-{uuid.uuid4().hex[:6]}", "weight": 0})
+    assert resp.status_code == 400 and "weight" in resp.json()["error"]["message"]
