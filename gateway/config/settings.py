@@ -260,6 +260,8 @@ class StaticKey(_Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     models: list[str] | None = None
     """Aliases this key may use; absent means all."""
+    priority: str | None = None
+    """Its class in the admission queue (one of ``queue.classes``); absent: ``queue.default_class``."""
 
 
 class AuthSettings(_Strict):
@@ -367,6 +369,8 @@ class Settings(_Strict):
                 if ref not in self.models:
                     problems.append(f"model_aliases.{name}: unknown model alias {ref!r}")
         for i, key in enumerate(self.auth.keys):
+            if key.priority is not None and key.priority not in self.queue.classes:
+                problems.append(f"auth.keys[{i}].priority: {key.priority!r} is not one of queue.classes")
             for j, ref in enumerate(key.models or ()):
                 if ref not in self.models:
                     problems.append(f"auth.keys[{i}].models[{j}]: unknown model alias {ref!r}")

@@ -214,11 +214,6 @@ class AdmissionQueue:
         """Requests waiting now."""
         return self._lines.depth
 
-    def wait_limit(self, asked_s: float | None) -> float:
-        """How long a request may wait: the configured limit, or less if its client asked."""
-        limit = self.settings.max_wait_s if self.settings.enabled else 0.0
-        return limit if asked_s is None else max(0.0, min(limit, asked_s))
-
     def estimate(self, rank: int) -> float | None:
         """Seconds a newcomer of class ``rank`` would wait, from the recent pace of
         admissions; None while the queue has admitted nobody yet."""
@@ -348,6 +343,12 @@ class AdmissionQueue:
         if self._lines.depth:
             self.wake()
             self._arm_poll()
+
+
+def wait_limit(settings: QueueSettings, asked_s: float | None) -> float:
+    """How long a request may wait: the configured limit, or less if its client asked."""
+    limit = settings.max_wait_s if settings.enabled else 0.0
+    return limit if asked_s is None else max(0.0, min(limit, asked_s))
 
 
 async def _undo(waiter: _Waiter[T], result: T) -> None:

@@ -75,7 +75,8 @@ class Authenticator:
     def __init__(self, settings: AuthSettings, keys: KeyStore | None, failure_mode: Mode) -> None:
         self._master = settings.master_key.encode() if settings.master_key else None
         self._static = {
-            bytes.fromhex(k.sha256): Principal("static", k.name, models=_static_models(k.models)) for k in settings.keys
+            bytes.fromhex(k.sha256): Principal("static", k.name, models=_static_models(k.models), priority=k.priority)
+            for k in settings.keys
         }
         self._keys = keys
         self._failure_mode = failure_mode

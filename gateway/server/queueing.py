@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.policies.admission import AdmissionQueue, Full, Place, Shed, retry_after_s
+from gateway.policies.admission import AdmissionQueue, Full, Place, Shed, retry_after_s, wait_limit
 from gateway.policies.auth import Principal
 from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.policies.ratelimit_core import ConcurrencyLimited
@@ -68,7 +68,7 @@ class Queueing:
     def place(self, principal: Principal, alias: str, headers: Mapping[str, str]) -> Place:
         queue = self.queue
         rank, klass = queue.settings.rank(principal.priority)
-        limit = queue.wait_limit(asked_wait(headers))
+        limit = wait_limit(queue.settings, asked_wait(headers))
         return Place(rank, klass, team_of(principal), principal.team_weight, alias, limit)
 
     async def admit(

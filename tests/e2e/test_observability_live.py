@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,6 +198,67 @@ def drive_every_feature(gw: Gateway) -> None:
     truncated = gw.chat(chat("demo-gpt", "cut me off", stream=True))
     assert truncated.status_code == 200 and "[DONE]" not in truncated.text
     gw.normal("mock-gpt")
+    drive_traffic_shaping(gw)
+
+
+def drive_traffic_shaping(gw: Gateway) -> None:
+    """The admission queue (a key allowed one request at a time sends three: one waits its
+    turn, one that may wait 0.2 s only is shed), an upstream pacing its deployment (429 with
+    Retry-After), and routing rules stored through the admin API: a match on a header, and
+    every request of live-unpriced shadowed to demo-claude (priced)."""
+    one = gw.http.post("/admin/keys", json={"name": "live-one-at-a-time", "max_concurrent": 1}).json()["key"]
+    gw.behave("mock-gemini", latency_ms=500)
+    url = str(gw.http.base_url) + "/v1/chat/completions"
+
+    def send(text: str, **headers: str) -> httpx.Response:
+        auth = {"authorization": f"Bearer {one}", **headers}
+        return httpx.post(url, json=chat("demo-gemini", text), headers=auth, timeout=30, trust_env=False)
+
+    # rounds a scrape apart: a replica's wait histogram must grow between two samples to have a rate
+    for turn in range(4):
+        with ThreadPoolExecutor(3) as pool:
+            holder = pool.submit(send, f"hold {turn}")
+            time.sleep(0.2)
+            waiters = [pool.submit(send, f"wait {turn} {i}") for i in range(2)]
+            if turn == 3:
+                time.sleep(0.1)
+                shed = pool.submit(send, "give up", **{"x-gateway-max-wait": "0.2"}).result()
+                assert shed.status_code == 429 and shed.headers["x-gateway-queue"] in ("timeout", "deadline")
+            assert all(f.result().status_code == 200 for f in [holder, *waiters])
+        time.sleep(1.1)
+    gw.normal("mock-gemini")
+
+    paced = {
+        "name": "live-paced",
+        "deployments": [{"provider": "openai_compatible", "model": "mock-paced", "base_url": "${MOCK_BASE_URL}/v1"}],
+    }
+    assert gw.http.post("/admin/models", json=paced).status_code == 201
+    assert wait_until(lambda: all(gw.chat(chat("live-paced")).status_code == 200 for _ in range(4)), timeout=15)
+    for _ in range(2):  # each replica behind nginx: the 429 paces the deployment, the retry after the pause is served
+        gw.behave("mock-paced", error_status=429, retry_after=1, fail_times=1)
+        assert gw.chat(chat("live-paced", "paced")).status_code == 200
+    gw.normal("mock-paced")
+
+    rules = [
+        {
+            "name": "live-header",
+            "alias": "live-unpriced",
+            "kind": "match",
+            "when": {"header": {"x-live-route": "gpt"}},
+            "to": "demo-gpt",
+        },
+        {"name": "live-shadow", "alias": "live-unpriced", "kind": "shadow", "to": "demo-claude", "share": 1.0},
+    ]
+    assert gw.http.put("/admin/routing-rules", json={"rules": rules}).status_code == 200
+
+    def routed() -> bool:
+        resp = gw.http.post("/v1/chat/completions", json=chat("live-unpriced"), headers={"x-live-route": "gpt"})
+        return resp.headers.get("x-gateway-route", "").startswith("rule=live-header;")
+
+    assert wait_until(lambda: all(routed() for _ in range(4)), timeout=15)  # both replicas have the rules
+    for _ in range(4):
+        assert gw.chat(chat("live-unpriced", "shadow me")).status_code == 200
+    assert gw.http.delete("/admin/routing-rules").status_code == 200
 
 
 def errors_phase(run: Run, gw: Gateway) -> None:

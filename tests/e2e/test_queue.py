@@ -194,3 +194,34 @@ def test_priority_classes_are_checked_by_the_admin_api(capped: GatewayProcess) -
     assert "queue.classes" in resp.json()["error"]["message"]
     resp = capped.http.post("/admin/teams", json={"id": f"t-{uuid.uuid4().hex[:6]}", "weight": 0})
     assert resp.status_code == 400 and "weight" in resp.json()["error"]["message"]
+
+
+def test_streams_wait_too_and_a_refusal_comes_in_the_clients_dialect(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("hold-model", latency_ms=600)
+    token = key(capped)
+
+    async def run() -> tuple[list[Done], httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
+            holders = [asyncio.create_task(send(client, capped, f"h{i}", token)) for i in range(CAP)]
+            await asyncio.sleep(0.2)
+            stream = asyncio.create_task(
+                client.post(
+                    capped.url + "/v1/chat/completions",
+                    json={"model": "hold", "messages": HELLO, "stream": True},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            )
+            await asyncio.sleep(0.05)
+            messages = await client.post(
+                capped.url + "/v1/messages",
+                json={"model": "hold", "max_tokens": 16, "messages": HELLO},
+                headers={"x-api-key": token, "anthropic-version": "2023-06-01", "x-gateway-max-wait": "0.2"},
+            )
+            return await asyncio.gather(*holders), await stream, messages
+
+    holders, stream, messages = asyncio.run(run())
+    assert all(d.status == 200 for d in holders)
+    assert stream.status_code == 200 and "data: [DONE]" in stream.text  # it waited for a slot, then streamed
+    assert messages.status_code == 429
+    assert messages.json()["type"] == "error" and messages.json()["error"]["type"] == "rate_limit_error"
+    assert messages.headers["x-gateway-queue"] in ("timeout", "deadline") and int(messages.headers["retry-after"]) >= 1

@@ -24,6 +24,7 @@ routing_rules:
   - {name: all-day-b-first, alias: tw, kind: time_window, hours: "00:00-24:00", deployments: {1: {priority: -1}}}
   - {name: batch-header, alias: primary, kind: match, when: {header: {X-Tier: batch}}, to: cheap}
   - {name: tagged, alias: primary, kind: match, when: {metadata: {purpose: eval}}, to: cheap}
+  - {name: research-team, alias: primary, kind: match, when: {team: [research]}, to: cheap}
   - {name: spent-half, alias: primary, kind: budget_downgrade, scope: key, share: 0.5, to: cheap}
   - {name: try-candidate, alias: shadowed, kind: shadow, to: candidate, share: 1.0}
 """
@@ -110,6 +111,9 @@ def test_match_rules_on_a_header_and_on_metadata(ruled: GatewayProcess, mock: Mo
     other = chat(ruled, token, "primary", {"x-tier": "interactive"}, metadata={"purpose": "prod"})
     assert "x-gateway-route" not in other.headers
     assert mock.calls("rr-primary") == 2 and mock.calls("rr-cheap") == 2
+    assert ruled.http.post("/admin/teams", json={"id": "research"}).status_code == 201
+    member = key(ruled, team="research")["key"]
+    assert chat(ruled, member, "primary").headers["x-gateway-route"].startswith("rule=research-team;")
     assert metric(ruled, "gateway_routing_rule_applied_total", rule="batch-header", kind="match") == 1
 
 

@@ -465,3 +465,17 @@ def test_deployment_limits_refuse_max_concurrent() -> None:
     assert errs == [
         "models.a.deployments[0]: limits.max_concurrent is not used on a deployment: set max_concurrency instead"
     ]
+
+
+def test_a_static_keys_priority_is_one_of_the_queues_classes() -> None:
+    digest = hashlib.sha256(b"sk-client").hexdigest()
+    errs = problems(
+        f"""
+        queue: {{classes: [gold, bronze], default_class: bronze}}
+        auth:
+          keys:
+            - {{name: k, sha256: '{digest}', priority: gold}}
+            - {{name: j, sha256: '{digest[::-1]}', priority: silver}}
+        """
+    )
+    assert errs == ["auth.keys[1].priority: 'silver' is not one of queue.classes"]
