@@ -13,7 +13,9 @@ the load never reaches, cache, budgets, per-alias limits, prices):
   built and by the timer, not per request).
 
 Every round measures both back to back in a rotating order; the verdict is the median of
-the per-round ratios shaping / plain (target >= 97 %: the traffic-shaping issue's "under 3 %").
+the per-round ratios shaping / plain (target >= 97 %: the traffic-shaping issue's "under 3 %"),
+and the same for the gateway's CPU per request (all its threads, /proc schedstat; target
+<= 1/0.97), which a neighbour taking the core moves less than requests/s.
 
     GATEWAY_MASTER_KEY=... python -m bench.shaping --rounds 9 --duration 3
 """
@@ -30,7 +32,7 @@ from typing import Any
 
 from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer, master_key
 from bench.nginx import NginxServer
-from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
+from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.ratio import Rounds, _rps, order
 from bench.traffic import provision, traffic_config
 
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
     pinning = Pinning.detect()
     out(f"bench.shaping: {pinning.reason}")
     rounds = Rounds({v: [] for v in VARIANTS}, base="plain", targets={"shaping": TARGET})
+    cpu = Rounds({v: [] for v in VARIANTS}, base="plain", targets={"shaping": 1 / TARGET}, lower_is_better=True)
+    """The gateway's CPU per request (/proc schedstat, all threads): the cost behind requests/s."""
     with tempfile.TemporaryDirectory(prefix="gw-shaping-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
@@ -104,10 +108,20 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
             _rps(gateways[variant], variant, args, pinning, max(2, args.duration // 2))
         for i in range(args.rounds):
             for variant in order(i, VARIANTS):
-                rounds.rps[variant].append(_rps(gateways[variant], variant, args, pinning, args.duration))
+                gw = gateways[variant]
+                before = cpu_seconds(gw.pid)
+                rps = _rps(gw, variant, args, pinning, args.duration)
+                after = cpu_seconds(gw.pid)
+                rounds.rps[variant].append(rps)
+                if before is not None and after is not None and rps > 0:
+                    cpu.rps[variant].append((after - before) / (rps * args.duration) * 1e6)
             out(rounds.lines()[i + 1])
     for line in rounds.lines():
         out(line)
+    if len(cpu.rps["plain"]) == len(cpu.rps["shaping"]) == args.rounds:
+        out("\ngateway CPU per request (µs, all its threads; lower is better)")
+        for line in cpu.lines():
+            out(line)
     return rounds
 
 

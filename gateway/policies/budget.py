@@ -309,6 +309,10 @@ class BudgetPolicy:
         keys = list(dict.fromkeys(c.key for c in checks))
         return _remember(self._today, id(limits), _Today(limits, day, month, checks, keys))
 
+    def current_periods(self) -> tuple[str, str]:
+        """(day, month) ids now in the budget timezone (worked out once a second)."""
+        return self._period_ids(self.clock())
+
     def _period_ids(self, now: datetime) -> tuple[str, str]:
         second = int(now.timestamp())
         if self._periods_at[0] != second:

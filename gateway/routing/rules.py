@@ -135,7 +135,17 @@ class RuleBook:
     """One configuration's routing rules, ready to evaluate (see the module docstring).
     ``rng`` samples the shadow rules (seeded in tests)."""
 
-    __slots__ = ("_by_alias", "_rng", "_routing", "_shadows", "_windows", "header_names", "rules", "window_aliases")
+    __slots__ = (
+        "_by_alias",
+        "_rng",
+        "_routing",
+        "_shadows",
+        "_windows",
+        "header_names",
+        "header_names_raw",
+        "rules",
+        "window_aliases",
+    )
 
     def __init__(
         self,
@@ -169,6 +179,8 @@ class RuleBook:
             name.lower() for r in self.rules if isinstance(r, MatchRule) for name in r.when.header
         )
         """The request headers a ``match`` rule reads (lower case): all the facts need."""
+        self.header_names_raw = frozenset(name.encode("latin-1") for name in self.header_names)
+        """The same, as ASGI scopes name headers (bytes)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, rng: random.Random | None = None) -> RuleBook:

@@ -75,15 +75,22 @@ class Queueing:
         self, principal: Principal, route: Route, scopes: list[Scope], tokens: int, headers: Mapping[str, str]
     ) -> Admission:
         limiter, queue = self._limiter, self.queue
-        place = self.place(principal, route.alias, headers)
+        if MAX_WAIT_HEADER in headers:
+            asked_wait(headers)  # a bad value is a 400 whether or not the request would wait
         refusal: ConcurrencyLimited | None = None
-        if not queue.depth or place.max_wait_s <= 0:
+        if not queue.depth:  # the common case: nobody waits, so try at once (the place is worked out only if refused)
             try:
                 return await limiter.admit(scopes, tokens)
             except ConcurrencyLimited as err:
-                if place.max_wait_s <= 0:
-                    raise self._counted(err) from None
                 refusal = err
+        place = self.place(principal, route.alias, headers)
+        if place.max_wait_s <= 0:
+            if refusal is None:  # others wait, but this one may not: it tries at once, its luck
+                try:
+                    return await limiter.admit(scopes, tokens)
+                except ConcurrencyLimited as err:
+                    refusal = err
+            raise self._counted(refusal) from None
 
         async def attempt() -> Admission:
             try:

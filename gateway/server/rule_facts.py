@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from gateway.canonical import JSON
 from gateway.policies.auth import Principal
-from gateway.policies.budget import BudgetPolicy, period_ids, spend_key
+from gateway.policies.budget import BudgetPolicy, spend_key
 from gateway.routing.rules import RequestFacts, RuleBook
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def budget_share(budgets: BudgetPolicy, principal: Principal) -> Callable[[str, 
             limit = principal.budget_daily_usd if daily else principal.budget_monthly_usd
         if not who or not limit:
             return 0.0
-        day, month = period_ids(budgets.clock(), budgets.tz)
+        day, month = budgets.current_periods()
         key = spend_key("team" if scope == "team" else "key", who, day if daily else month)
         return budgets.ledger.known([key]).get(key, 0.0) / limit
 
@@ -56,13 +56,12 @@ def request_facts(
 ) -> RequestFacts:
     """The facts of a request (``headers``: the ASGI scope's, names in lower case); only
     the headers some ``match`` rule of ``book`` reads are kept."""
-    wanted = book.header_names
+    wanted = book.header_names_raw
     chosen: dict[str, str] = {}
     if wanted:
         for raw_name, raw_value in headers:
-            name = raw_name.decode("latin-1")
-            if name in wanted:
-                chosen[name] = raw_value.decode("latin-1")
+            if raw_name in wanted:
+                chosen[raw_name.decode("latin-1")] = raw_value.decode("latin-1")
     metadata = req.get("metadata")
     return RequestFacts(
         key_id=principal.key_id,
