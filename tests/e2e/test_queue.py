@@ -27,7 +27,12 @@ QUEUE = f"limits: {{max_concurrent: {CAP}}}\nqueue: {{max_wait_s: 10, poll_inter
 
 @pytest.fixture(scope="module")
 def capped(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(QUEUE + e2e_config(mock.url), Path(tmp_path_factory.mktemp("queue")))
+    base = f"provider: openai, base_url: '{mock.url}/v1', api_key: k"
+    deployments = (
+        f"  dcap: {{deployments: [{{model: dcap-model, {base}, max_concurrency: 1}}]}}\n"
+        f"  dquota: {{deployments: [{{model: dquota-model, {base}, limits: {{rpm: 1}}}}]}}\n"
+    )
+    gw = GatewayProcess(QUEUE + e2e_config(mock.url) + deployments, Path(tmp_path_factory.mktemp("queue")))
     yield gw
     gw.stop()
 
@@ -225,3 +230,35 @@ def test_streams_wait_too_and_a_refusal_comes_in_the_clients_dialect(capped: Gat
     assert messages.status_code == 429
     assert messages.json()["type"] == "error" and messages.json()["error"]["type"] == "rate_limit_error"
     assert messages.headers["x-gateway-queue"] in ("timeout", "deadline") and int(messages.headers["retry-after"]) >= 1
+
+
+def test_a_request_waits_for_a_deployment_with_capacity(capped: GatewayProcess, mock: Mock) -> None:
+    mock.behave("dcap-model", latency_ms=400)
+    token = key(capped)
+
+    async def one(client: httpx.AsyncClient, model: str, **headers: str) -> Done:
+        started = time.monotonic()
+        resp = await client.post(
+            capped.url + "/v1/chat/completions",
+            json={"model": model, "messages": HELLO},
+            headers={"authorization": f"Bearer {token}", **headers},
+        )
+        return Done(model, resp.status_code, started, time.monotonic(), resp.headers)
+
+    async def run() -> tuple[list[Done], Done, Done]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            both = await asyncio.gather(one(client, "dcap"), one(client, "dcap"))
+            used = await one(client, "dquota")  # its deployment's quota: 1 request a minute
+            over = await one(client, "dquota", **{"x-gateway-max-wait": "0.5"})
+            return list(both), used, over
+
+    both, used, over = asyncio.run(run())
+    # the deployment takes one at a time: the second waited for it instead of a 503
+    assert [d.status for d in both] == [200, 200]
+    assert max(d.ended - d.started for d in both) >= 0.7
+    assert mock.calls("dcap-model") == 2
+    # a provider quota that frees only after the request's limit: it waited its limit, then the 503 it gets today
+    assert used.status == 200
+    assert over.status == 503 and int(over.headers["retry-after"]) >= 1
+    assert 0.4 <= over.ended - over.started < 5
+    assert mock.calls("dquota-model") == 1
