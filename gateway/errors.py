@@ -13,6 +13,7 @@ ingress dialect is mechanical and nothing escapes as a bare 500::
     ├── NotFound                      (404 not_found / model_not_found)
     ├── MethodNotAllowed              (405 method_not_allowed)
     ├── RequestTooLarge               (413 request_too_large)
+    ├── ClientDisconnected            (499 client_disconnected: recorded, never answered)
     ├── RateLimited                   (429 rate_limit_exceeded, Retry-After)
     ├── BudgetExceeded                (429 insufficient_quota, Retry-After: period end)
     ├── BackendDegraded               (503 state_backend_unavailable: a fail-closed policy)
@@ -121,6 +122,16 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before its request body was whole (an ASGI ``http.disconnect``
+    while it was read). Nobody is left to answer: the request is recorded as 499, as one
+    whose client leaves later is (gateway/server/exchange.py ``Guard``)."""
+
+    status = 499
+    type = "invalid_request_error"
+    default_code = "client_disconnected"
 
 
 class RateLimited(GatewayError):

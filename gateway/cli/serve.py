@@ -1,5 +1,6 @@
-"""``gateway serve``: the gateway under uvicorn, one process or several workers, optionally
-with the mock upstream beside it (``--mock-port``) and local development defaults (``--dev``)."""
+"""``gateway serve``: the gateway under uvicorn, one process or several workers (each with
+a listening socket of its own: serve_workers.py), optionally with the mock upstream beside it
+(``--mock-port``) and local development defaults (``--dev``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import uvicorn
 
 from gateway.app.gateway_app import create_app
-from gateway.cli import dev
+from gateway.cli import dev, serve_workers
 from gateway.cli.config_file import CONFIG_ENV, DEFAULT_CONFIG, default_config, load_or_say
 from gateway.config.loader import load_config
 from gateway.observability import worker_metrics
@@ -150,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.workers > 1:
             os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-            uvicorn.run("gateway.cli.serve:app_from_env", factory=True, workers=args.workers, **common)
+            # A listening socket per worker, balanced by the kernel (serve_workers.py).
+            serve_workers.run(
+                uvicorn.Config("gateway.cli.serve:app_from_env", factory=True, workers=args.workers, **common)
+            )
         else:
             uvicorn.run(create_app(loaded, config_path=args.config), **common)
     finally:

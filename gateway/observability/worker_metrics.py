@@ -1,9 +1,9 @@
 """``/metrics`` on a port of its own: one per worker process, or the one of a single
 process (config ``metrics.port``), and who may read it (``metrics.bearer_token``).
 
-With ``gateway serve --workers N`` uvicorn's workers share the main port, and
-the kernel hands each connection to whichever worker accepts it first: a
-scrape of ``/metrics`` there would see one worker's counters, a different one
+With ``gateway serve --workers N`` the workers share the main port, each with a
+socket of its own, and the kernel spreads connections over them (cli/serve_workers.py):
+a scrape of ``/metrics`` there would see one worker's counters, a different one
 each time, and every ``rate()`` would be garbage. Each worker therefore serves
 its own registry on one port of ``--metrics-port P`` .. ``P + N - 1`` (the
 first it can bind), and Prometheus scrapes every one of them as a target;

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.config.settings import ServerSettings
-from gateway.errors import GatewayError, RequestTooLarge
+from gateway.errors import ClientDisconnected, GatewayError, RequestTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,21 +87,30 @@ def over_limit(limit: int) -> RequestTooLarge:
     return RequestTooLarge(f"the request body is over the limit of {limit} bytes", headers=CLOSE)
 
 
+def body_of(message: Message) -> bytes:
+    """The bytes of one ``http.request`` message; :class:`ClientDisconnected` for an
+    ``http.disconnect`` (the client went away before its body was whole)."""
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected("the client disconnected before its request body was complete")
+    return message.get("body", b"")  # type: ignore[no-any-return]
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refused with 413 past ``limit`` bytes (checked
-    against Content-Length up front and while reading)."""
+    against Content-Length up front and while reading); :class:`ClientDisconnected`
+    (499, never answered) when the client leaves before the body is whole."""
     refusal = declared_too_large(scope, limit)
     if refusal is not None:
         raise refusal
     message = await receive()
-    body: bytes = message.get("body", b"")
+    body = body_of(message)
     if not message.get("more_body"):
         return body
     parts = [body]
     size = len(body)
     while message.get("more_body"):
         message = await receive()
-        chunk = message.get("body", b"")
+        chunk = body_of(message)
         size += len(chunk)
         if size > limit:
             raise over_limit(limit)

@@ -4,7 +4,8 @@
 guard share. :class:`Guard` runs a handler's work and ends every request the
 same way: an OpenAI-shaped error with a stable ``code`` for a
 :class:`~gateway.errors.GatewayError`, a generic 500 that leaks nothing (and the
-traceback in the log) for anything else, 499 for a client that went away; then
+traceback in the log) for anything else, 499 ``client_disconnected`` and no
+answer for a client that went away (while its body was read, or later); then
 the request's metrics, access-log line, subscribers and span.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.canonical import JSON
-from gateway.errors import AuthenticationFailed, GatewayError
+from gateway.errors import AuthenticationFailed, ClientDisconnected, GatewayError
 from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
 from gateway.observability.metrics import Metrics, error_type
 from gateway.observability.tracing import RequestSpan, Tracing
@@ -185,6 +186,9 @@ class Guard:
                 await work(scope, receive, ex)
             finally:
                 await ex.release()
+        except ClientDisconnected as err:  # while its body was read: no one to answer
+            status, code = err.http_status, error_type(err)
+            log.info("client disconnected before its request body was complete (request %s)", ex.rid.decode())
         except GatewayError as err:
             ex.stop_watch()
             status, code = err.http_status, error_type(err)
@@ -198,7 +202,7 @@ class Guard:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            status, code = 499, "client_disconnected"
+            status, code = ClientDisconnected.status, ClientDisconnected.default_code
             log.info("client disconnected; upstream call cancelled (request %s)", ex.rid.decode())
         except Exception:
             ex.stop_watch()
