@@ -21,6 +21,9 @@ from bench.wrk import WrkResult, run_wrk
 FIRST_CHUNK_S = 5
 MAX_CHUNK_S = 15
 
+Load = Callable[[str, int], WrkResult]
+"""One wrk run against the gateway: (scenario name, seconds) -> its result."""
+
 
 @dataclass
 class SoakResult:
@@ -47,6 +50,12 @@ class SoakResult:
         return self.rss_end_mib - self.rss_after_warmup_mib
 
     @property
+    def growth_per_100k_mib(self) -> float | None:
+        """RSS growth per 100,000 requests sent."""
+        growth = self.growth_mib
+        return growth / self.requests * 100_000 if growth is not None and self.requests else None
+
+    @property
     def second_half_growth_mib(self) -> float | None:
         """RSS growth over the second half of the soak: a leak keeps growing, warm-up does not."""
         if len(self.samples) < 2:
@@ -60,18 +69,18 @@ class SoakResult:
             **asdict(self),
             "rps": self.rps,
             "growth_mib": self.growth_mib,
+            "growth_per_100k_mib": self.growth_per_100k_mib,
             "second_half_growth_mib": self.second_half_growth_mib,
         }
 
     def lines(self) -> list[str]:
-        growth = self.growth_mib
-        per_10k = growth / self.requests * 10_000 if growth is not None and self.requests else None
+        growth, per_100k = self.growth_mib, self.growth_per_100k_mib
         out = [
             f"soak: {self.requests:,} requests ({self.ok_requests:,} good) of {self.target_requests:,} "
             f"in {self.duration_s:.1f}s = {self.rps:,.0f} req/s; stopped: {self.stopped}",
             f"soak RSS after warm-up: {_mib(self.rss_after_warmup_mib)}, at end: {_mib(self.rss_end_mib)}, "
             f"growth: {_mib(growth, signed=True)}"
-            + (f" ({per_10k:+.3f} MiB per 10k requests)" if per_10k is not None else ""),
+            + (f" ({per_100k:+.3f} MiB per 100k requests)" if per_100k is not None else ""),
             f"soak RSS growth over its second half: {_mib(self.second_half_growth_mib, signed=True)}; "
             f"peak memory (VmHWM): {_mib(self.peak_hwm_mib)}",
         ]
@@ -91,6 +100,23 @@ def next_chunk_s(remaining: int, rate: float, *, max_s: int = MAX_CHUNK_S) -> in
     if rate <= 0:
         return max_s
     return max(1, min(max_s, math.ceil(remaining / rate)))
+
+
+def _chat_load(gw: GatewayServer, pinning: Pinning, connections: int) -> Load:
+    def load(scenario: str, seconds: int) -> WrkResult:
+        return run_wrk(
+            gw.chat_url,
+            scenario=scenario,
+            target="gateway",
+            duration_s=seconds,
+            api_key=gw.key,
+            connections=connections,
+            pinning=pinning,
+            model=JSON_ALIAS,
+            stream=False,
+        )
+
+    return load
 
 
 class _Sampler(threading.Thread):
@@ -118,10 +144,13 @@ def run_soak(
     warmup_s: int,
     sample_every_s: float = 2.0,
     out: Callable[[str], None] = print,
+    load: Load | None = None,
 ) -> SoakResult:
-    common: dict[str, Any] = dict(connections=connections, pinning=pinning, model=JSON_ALIAS, stream=False)
+    """Warm up for ``warmup_s``, then send ``requests`` in wrk chunks (``load``: by default
+    the chat alias with ``gw.key``, non-streaming), sampling the gateway's RSS."""
+    wrk = load or _chat_load(gw, pinning, connections)
     out(f"soak: warm-up {warmup_s}s, then {requests:,} requests at {connections} connections (cap {max_s:.0f}s)")
-    run_wrk(gw.chat_url, scenario="soak-warmup", target="gateway", duration_s=warmup_s, api_key=gw.key, **common)
+    wrk("soak-warmup", warmup_s)
     after_warmup = gw.mem()
     sampler = _Sampler(gw.mem, sample_every_s)
     sampler.start()
@@ -137,7 +166,7 @@ def run_soak(
                 stopped = f"time cap of {max_s:.0f}s"
                 break
             chunk_s = min(chunk_s, max(1, math.ceil(max_s - elapsed)))
-            res = run_wrk(gw.chat_url, scenario="soak", target="gateway", duration_s=chunk_s, api_key=gw.key, **common)
+            res = wrk("soak", chunk_s)
             chunks.append(res)
             done += res.requests
             mem = gw.mem()

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,14 +176,21 @@ def run_wrk(
     temperature: int | None = None,
     timeout_s: int = 10,
     api: Api = CHAT,
+    script: Path = SCRIPT,
+    extra_env: Mapping[str, str] | None = None,
 ) -> WrkResult:
     """One wrk run (one thread) posting ``api``'s request to ``url``; raises :class:`BenchError`
-    if wrk fails. ``temperature`` (absent when None) is added to the request body."""
+    if wrk fails. ``temperature`` (absent when None) is added to the request body. ``script``
+    and ``extra_env``: another Lua script built on ``wrk_post.lua``, and what it reads."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (apt-get install wrk)")
     cmd = [*pinning.prefix(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency"]
-    cmd += ["--timeout", f"{timeout_s}s", "-s", str(SCRIPT), url]
-    env = {**os.environ, **wrk_env(api, model, stream=stream, key=api_key, temperature=temperature)}
+    cmd += ["--timeout", f"{timeout_s}s", "-s", str(script), url]
+    env = {
+        **os.environ,
+        **wrk_env(api, model, stream=stream, key=api_key, temperature=temperature),
+        **(extra_env or {}),
+    }
     try:
         proc = subprocess.run(
             cmd,

@@ -22,6 +22,10 @@ from gateway.config.settings import AuthSettings, LimitSpec
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
 from gateway.policies.keys import KeyStore, hash_key, key_state
 from gateway.state.base import BackendUnavailable, Record
+from gateway.state.lru import Lru
+
+PRINCIPALS_MAX = 100_000
+"""Client keys whose principal is kept (least recently used evicted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +84,10 @@ class Authenticator:
         }
         self._keys = keys
         self._failure_mode = failure_mode
-        self._principals: dict[str, tuple[Record, Record | None, Principal]] = {}
-        """Principal per key id, reused while the store serves the same records."""
+        self._principals: Lru[str, tuple[Record, Record | None, Principal]] = Lru(PRINCIPALS_MAX)
+        """Principal per key id, and the records it was made of: the same object for as long
+        as the records say the same (read again from the backend or not), so that what traffic
+        control derives from it is found at once."""
 
     @property
     def has_credentials(self) -> bool:
@@ -124,9 +130,9 @@ class Authenticator:
         if cached is not None and cached[0] is record and cached[1] is team:
             return cached[2]
         principal = self._principal(record, team)
-        if len(self._principals) > 100_000:
-            self._principals.clear()
-        self._principals[record["id"]] = (record, team, principal)
+        if cached is not None and cached[2] == principal:  # read again, unchanged: the same principal
+            principal = cached[2]
+        self._principals.put(record["id"], (record, team, principal))
         return principal
 
     @staticmethod

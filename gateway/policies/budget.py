@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.config.settings import BudgetSettings
@@ -78,6 +78,7 @@ from gateway.policies.budget_counters import (
     usage_keys,
 )
 from gateway.policies.budget_events import BudgetAlerts, BudgetEvent, EventKind
+from gateway.state.lru import Hashed, Lru
 
 __all__ = [
     "GLOBAL_ID",
@@ -99,9 +100,9 @@ __all__ = [
     "usage_key",
 ]
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-_MAX_MEMO = 100_000
+MEMO_MAX = 100_000
+"""Entries kept per memo (least recently used evicted): the checks of each limits list in
+use (about one per client key), the counter names of each key, team and alias charged."""
 RESERVED_RETRY_S = 1.0
 """Retry-After when only reservations of requests in flight refuse a request."""
 
@@ -155,23 +156,15 @@ def _who(limits: BudgetLimits) -> str:
     return "the gateway" if limits.scope == "global" else f"{limits.scope} {limits.id!r}"
 
 
-def _remember(memo: dict[K, V], key: K, value: V) -> V:
-    """Store in a bounded memo (cleared whole when full)."""
-    if len(memo) > _MAX_MEMO:
-        memo.clear()
-    memo[key] = value
-    return value
-
-
 @dataclass(slots=True)
 class _Today:
     """The checks of one limits sequence in the current periods, and their distinct spend keys."""
 
-    limits: Sequence[BudgetLimits]
     day: str
     month: str
     checks: list[BudgetCheck]
-    keys: list[str]
+    keys: Hashed[str]
+    """The distinct counter names: the ledger's refresh finds them fresh in one lookup."""
 
 
 class BudgetPolicy:
@@ -198,10 +191,11 @@ class BudgetPolicy:
         self.alerts = BudgetAlerts(ledger.known, settings.warn_ratio, on_event, on_level)
         """Threshold/exhausted events and the levels of the gauges."""
         self.global_limits = BudgetLimits("global", GLOBAL_ID, settings.daily_usd, settings.monthly_usd)
-        self._today: dict[int, _Today] = {}
-        """Per limits sequence (callers reuse one per principal): its checks today."""
-        self._record_keys: dict[tuple[str | None, str | None, str | None, str, str], list[str]] = {}
-        self._usage_keys: dict[tuple[str | None, str | None, str, str], list[list[str]]] = {}
+        self._today: Lru[tuple[BudgetLimits, ...], _Today] = Lru(MEMO_MAX)
+        """Per limits list (equal lists share one; traffic control passes a
+        :class:`~gateway.state.lru.Hashed` tuple per principal): its checks today."""
+        self._record_keys: Lru[tuple[str | None, str | None, str | None, str, str], list[str]] = Lru(MEMO_MAX)
+        self._usage_keys: Lru[tuple[str | None, str | None, str, str], list[list[str]]] = Lru(MEMO_MAX)
         self._periods_at: tuple[int, tuple[str, str]] = (-1, ("", ""))
         """Period ids of the current second (computing them is the costly part)."""
 
@@ -272,7 +266,7 @@ class BudgetPolicy:
         group = (key_id, team, alias, day, month)
         keys = self._record_keys.get(group)
         if keys is None:
-            keys = _remember(self._record_keys, group, spend_keys(key_id, team, alias, day, month))
+            keys = self._record_keys.put(group, spend_keys(key_id, team, alias, day, month))
         self.ledger.add(dict.fromkeys(keys, cost_usd))
         today = self._checks(limits, day, month)
         self.alerts.emit(today.checks, today.keys, day, month)
@@ -287,7 +281,7 @@ class BudgetPolicy:
         group = (key_id, team, alias, day)
         keys = self._usage_keys.get(group)
         if keys is None:
-            keys = _remember(self._usage_keys, group, usage_keys(key_id, team, alias, day))
+            keys = self._usage_keys.put(group, usage_keys(key_id, team, alias, day))
         self.ledger.tally(group, keys, amounts)
 
     def publish_levels(self) -> None:
@@ -301,13 +295,13 @@ class BudgetPolicy:
         self.alerts.carry_over(previous.alerts)
 
     def _checks(self, limits: Sequence[BudgetLimits], day: str, month: str) -> _Today:
-        """The checks of ``limits`` today; memoised per limits object and day."""
-        today = self._today.get(id(limits))
-        if today is not None and today.limits is limits and today.day == day and today.month == month:
+        """The checks of ``limits`` today; memoised per limits (by value) and day."""
+        key = limits if isinstance(limits, tuple) else tuple(limits)
+        today = self._today.get(key)
+        if today is not None and today.day == day and today.month == month:
             return today
-        checks = checks_of(limits, self.global_limits, day, month)
-        keys = list(dict.fromkeys(c.key for c in checks))
-        return _remember(self._today, id(limits), _Today(limits, day, month, checks, keys))
+        checks = checks_of(key, self.global_limits, day, month)
+        return self._today.put(key, _Today(day, month, checks, Hashed(dict.fromkeys(c.key for c in checks))))
 
     def current_periods(self) -> tuple[str, str]:
         """(day, month) ids now in the budget timezone (worked out once a second)."""

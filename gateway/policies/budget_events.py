@@ -59,7 +59,7 @@ class BudgetAlerts:
         self.fired = set(previous.fired)
         self._periods = previous._periods
 
-    def emit(self, checks: Sequence[BudgetCheck], keys: list[str], day: str, month: str) -> None:
+    def emit(self, checks: Sequence[BudgetCheck], keys: Sequence[str], day: str, month: str) -> None:
         """The events the spend of ``checks`` (whose counters are ``keys``) now calls for."""
         if self._periods != (day, month):
             self.fired = {f for f in self.fired if f[2] in (day, month)}

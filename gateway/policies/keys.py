@@ -25,12 +25,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from gateway.config.loader import format_loc
 from gateway.errors import InvalidRequest, NotFound
 from gateway.state.base import BackendUnavailable, Record, StateBackend
+from gateway.state.lru import Lru
 
 KEY_PREFIX = "sk-gw-"
 NAME = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
 TEAM_ID = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 Positive = Annotated[int, Field(ge=1)] | None
 Usd = Annotated[float, Field(gt=0)] | None
+CACHED_MAX = 100_000
+"""Lookups kept per table (least recently used evicted; unknown keys are cached too)."""
 
 
 class _Body(BaseModel):
@@ -120,8 +123,8 @@ class KeyStore:
         self._backend = backend
         self._ttl = refresh_interval_s
         self._clock = clock
-        self._by_hash: dict[str, tuple[float, Record | None]] = {}
-        self._teams: dict[str, tuple[float, Record | None]] = {}
+        self._by_hash: Lru[str, tuple[float, Record | None]] = Lru(CACHED_MAX)
+        self._teams: Lru[str, tuple[float, Record | None]] = Lru(CACHED_MAX)
 
     # --- request path -------------------------------------------------------
 
@@ -134,7 +137,7 @@ class KeyStore:
     async def team(self, team_id: str) -> Record | None:
         return await self._cached(self._teams, "teams", team_id)
 
-    async def _cached(self, cache: dict[str, tuple[float, Record | None]], table: str, id: str) -> Record | None:
+    async def _cached(self, cache: Lru[str, tuple[float, Record | None]], table: str, id: str) -> Record | None:
         now = self._clock()
         hit = cache.get(id)
         if hit is not None and now - hit[0] < self._ttl:
@@ -145,9 +148,7 @@ class KeyStore:
             if hit is not None and hit[1] is not None:
                 return hit[1]
             raise
-        if len(cache) > 100_000:  # bound the cache: unknown keys are cached too
-            cache.clear()
-        cache[id] = (now, record)
+        cache.put(id, (now, record))
         return record
 
     # --- admin --------------------------------------------------------------
@@ -179,7 +180,7 @@ class KeyStore:
     async def update(self, key_id: str, changes: dict[str, Any]) -> Record:
         record = {**await self.get(key_id), **changes}
         await self._backend.put("keys", record["hash"], record)
-        self._by_hash.pop(record["hash"], None)
+        self._by_hash.pop(record["hash"])
         return record
 
     async def revoke(self, key_id: str) -> Record:
@@ -193,13 +194,13 @@ class KeyStore:
         await self._backend.put("keys", record["hash"], record)
         await self._backend.put("key_ids", key_id, {"id": key_id, "hash": record["hash"]})
         await self._backend.delete("keys", old["hash"])
-        self._by_hash.pop(old["hash"], None)
+        self._by_hash.pop(old["hash"])
         return record, token
 
     async def put_team(self, fields: dict[str, Any]) -> Record:
         record = {**fields, "updated_at": _now_iso()}
         await self._backend.put("teams", record["id"], record)
-        self._teams.pop(record["id"], None)
+        self._teams.pop(record["id"])
         return record
 
     async def get_team(self, team_id: str) -> Record:
@@ -214,7 +215,7 @@ class KeyStore:
     async def delete_team(self, team_id: str) -> None:
         if not await self._backend.delete("teams", team_id):
             raise NotFound(f"no team {team_id!r}", code="team_not_found", param="id")
-        self._teams.pop(team_id, None)
+        self._teams.pop(team_id)
 
 
 def key_state(record: Record, now: datetime | None = None) -> str | None:

@@ -3,11 +3,12 @@ slots, charged at once by the state backend, or none (:mod:`gateway.policies.win
 in-memory counters, or one Lua script on Redis). Atomic, so there is no race and
 a refusal leaves nothing to roll back.
 
-What a list of scopes charges is worked out once per list (:class:`_FixedPlan`;
-traffic control keeps one list per principal and route). Token estimates are
-corrected, and the slots given back, in one more backend operation at the end:
-more than estimated is charged in full, less is refunded while the charged window
-is still the current one.
+What a list of scopes charges is worked out once per list of equal scopes
+(:class:`_FixedPlan`, in a bounded cache keyed by the scopes themselves: traffic
+control passes one :class:`~gateway.state.lru.Hashed` tuple per principal and
+route, found in one dict lookup). Token estimates are corrected, and the slots
+given back, in one more backend operation at the end: more than estimated is
+charged in full, less is refunded while the charged window is still the current one.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from gateway.policies.ratelimit_core import Admission, Charged, Check, LimiterCo
 from gateway.policies.ratelimit_headers import Tightest
 from gateway.policies.windows import Counted, FixedWindows, Window
 from gateway.state.base import SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.lru import Lru
 
-_MAX_PLANS = 100_000
+PLANS_MAX = 100_000
+"""Plans kept (least recently used evicted): one per distinct list of scopes in use,
+about one per client key and alias (10,000 keys x 10 aliases fit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +47,8 @@ class _PlannedWindow:
 @dataclass(frozen=True, slots=True)
 class _FixedPlan:
     """What the fixed-window admission of one scope list charges, worked out
-    once per list (the traffic policy keeps one list per principal and route)."""
+    once per list of equal scopes."""
 
-    scopes: Sequence[Scope]
     ordered: list[Scope]
     windows: list[_PlannedWindow]
     slots: list[SlotSpec]
@@ -61,13 +64,14 @@ class FixedWindowLimits:
         self._backend = core.backend
         self._errors = core.errors
         self._windows = FixedWindows(core.backend)
-        self._plans: dict[int, _FixedPlan] = {}
+        self._plans: Lru[tuple[Scope, ...], _FixedPlan] = Lru(PLANS_MAX)
 
     async def admit(self, scopes: Sequence[Scope], est_tokens: int) -> Admission:
         """Windows and concurrency slots, all or nothing, in one backend operation."""
-        plan = self._plans.get(id(scopes))
-        if plan is None or plan.scopes is not scopes:
-            plan = self._plan(scopes)
+        key = scopes if isinstance(scopes, tuple) else tuple(scopes)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans.put(key, self._plan(key))
         if not plan.windows and not plan.slots:
             return Admission()
         tokens = max(0, est_tokens)
@@ -153,10 +157,7 @@ class FixedWindowLimits:
             windows.append(_PlannedWindow(check.scope, check.unit, check.item, key, period, limit, spec))
         limited = [s for s in ordered if s.spec.max_concurrent]
         slots = [SlotSpec(slot_key(s), s.spec.max_concurrent or 0, core.slot_ttl_s) for s in limited]
-        if len(self._plans) > _MAX_PLANS:
-            self._plans.clear()
-        plan = self._plans[id(scopes)] = _FixedPlan(scopes, ordered, windows, slots, limited, [s.key for s in slots])
-        return plan
+        return _FixedPlan(ordered, windows, slots, limited, [s.key for s in slots])
 
     def _refusal(self, plan: _FixedPlan, specs: list[WindowSpec], hit: WindowHit) -> RateLimited:
         now = time.time()

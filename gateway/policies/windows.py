@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from limits import RateLimitItem
 
 from gateway.state.base import SlotSpec, StateBackend, WindowSpec
+from gateway.state.lru import Lru
 
-# Bounded cache of storage keys (one per scope, unit and limit).
-_MAX_KEYS = 100_000
+KEYS_MAX = 100_000
+"""Storage keys kept (least recently used evicted): one per scope, unit and limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +58,13 @@ class Counted:
 class FixedWindows:
     def __init__(self, backend: StateBackend) -> None:
         self._backend = backend
-        self._keys: dict[tuple[str, ...], str] = {}
+        self._keys: Lru[tuple[str, ...], str] = Lru(KEYS_MAX)
 
     def window(self, item: RateLimitItem, ids: tuple[str, ...], cost: int) -> Window:
         cache_id = (*ids, str(item.amount), str(item.get_expiry()))
         key = self._keys.get(cache_id)
         if key is None:
-            if len(self._keys) > _MAX_KEYS:
-                self._keys.clear()
-            key = self._keys[cache_id] = item.key_for(*ids)
+            key = self._keys.put(cache_id, item.key_for(*ids))
         return Window(key, item, cost)
 
     async def charge(

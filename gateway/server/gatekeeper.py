@@ -6,8 +6,8 @@ the router asks; the :class:`Ticket` a request carries from admission to the end
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.canonical import JSON
@@ -32,9 +32,12 @@ from gateway.policies.ratelimit import Admission, RateLimiter, Scope
 from gateway.routing.deployment import LiveDeployment, Route
 from gateway.server.queueing import Queueing
 from gateway.state.base import BackendUnavailable
+from gateway.state.lru import Hashed, Lru
 
 Gate = Callable[[LiveDeployment], Awaitable[bool]]
-_MAX_DERIVED = 100_000
+DERIVED_MAX = 100_000
+"""Derivations kept (least recently used evicted): one per client key and alias in use,
+so 10,000 keys each calling 10 aliases fit."""
 RoutePrice = tuple[Price, int | None]
 """A priced deployment of a route: its price and its ``max_tokens_cap``."""
 """A priced deployment of a route: input and output USD per 1M tokens, its max_tokens_cap."""
@@ -53,7 +56,7 @@ class Ticket:
     hit: JSON | None = None
     cost_usd: float | None = None
     price_version: str = ""
-    budgets: list[BudgetLimits] = field(default_factory=list)
+    budgets: Sequence[BudgetLimits] = ()
     reservation: Reservation | None = None
     """The estimated cost held on the budgets until the request is charged or ends."""
 
@@ -136,6 +139,33 @@ def _budget_limits(p: Principal) -> list[BudgetLimits]:
     return limits
 
 
+@dataclass(slots=True)
+class _Derived:
+    """The rate-limit scopes and budget limits of one principal on one route, and what
+    they were made of (:func:`_depends`); the principal and route last seen with them."""
+
+    principal: Principal
+    route: Route
+    depends: tuple[object, ...]
+    scopes: Hashed[Scope]
+    budgets: Hashed[BudgetLimits]
+
+
+def _depends(p: Principal, route: Route) -> tuple[object, ...]:
+    """Every field :func:`_scopes` and :func:`_budget_limits` read besides the key id and
+    the alias (the cache key): while it compares equal, so do the scopes and budgets."""
+    return (
+        p.team,
+        p.team_limits,
+        p.limits,
+        p.budget_daily_usd,
+        p.budget_monthly_usd,
+        p.team_budget_daily_usd,
+        p.team_budget_monthly_usd,
+        route.spec.limits,
+    )
+
+
 class Gatekeeper:
     """Admits a request and issues its :class:`Ticket`, or refuses it; one per
     :class:`~gateway.server.traffic.TrafficControl`."""
@@ -160,9 +190,10 @@ class Gatekeeper:
         self._cache_settings = settings.cache
         self._metrics = metrics
         self._budgets_open = settings.state.failure_mode.budgets == "open"
-        # Per principal and route: what never changes while the key store serves
-        # the same principal (it caches it for its refresh interval).
-        self._derived: dict[tuple[int, int], tuple[Principal, Route, list[Scope], list[BudgetLimits]]] = {}
+        self._derived: Lru[tuple[str, str, str], _Derived] = Lru(DERIVED_MAX)
+        """Per (principal kind, key id, alias): the scopes and budgets, the same objects for as
+        long as what they are made of is unchanged (however often the key record is read
+        again), so the limiter's and the budget policy's caches find them in one lookup."""
         self.degraded_budget_checks = 0
         """Budget checks passed in failure mode ``open``."""
 
@@ -204,15 +235,20 @@ class Gatekeeper:
 
         return allowed
 
-    def _for(self, principal: Principal, route: Route) -> tuple[list[Scope], list[BudgetLimits]]:
-        cached = self._derived.get((id(principal), id(route)))
-        if cached is not None and cached[0] is principal and cached[1] is route:
-            return cached[2], cached[3]
-        scopes, budgets = _scopes(principal, route), _budget_limits(principal)
-        if len(self._derived) > _MAX_DERIVED:
-            self._derived.clear()
-        self._derived[(id(principal), id(route))] = (principal, route, scopes, budgets)
-        return scopes, budgets
+    def _for(self, principal: Principal, route: Route) -> tuple[Hashed[Scope], Hashed[BudgetLimits]]:
+        key = (principal.kind, principal.key_id, route.alias)
+        found = self._derived.get(key)
+        if found is not None and found.principal is principal and found.route is route:
+            return found.scopes, found.budgets  # the common case: one lookup, two compares
+        depends = _depends(principal, route)
+        if found is None or found.depends != depends:
+            found = _Derived(
+                principal, route, depends, Hashed(_scopes(principal, route)), Hashed(_budget_limits(principal))
+            )
+            self._derived.put(key, found)
+        else:  # the key record read again, nothing changed that counts here: the same objects
+            found.principal, found.route = principal, route
+        return found.scopes, found.budgets
 
     async def _lookup(self, ticket: Ticket, req: JSON, headers: Mapping[str, str], embedding: bool) -> None:
         settings = self._cache_settings

@@ -20,7 +20,7 @@ deadline, timeout).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -72,7 +72,7 @@ class Queueing:
         return Place(rank, klass, team_of(principal), principal.team_weight, alias, limit)
 
     async def admit(
-        self, principal: Principal, route: Route, scopes: list[Scope], tokens: int, headers: Mapping[str, str]
+        self, principal: Principal, route: Route, scopes: Sequence[Scope], tokens: int, headers: Mapping[str, str]
     ) -> Admission:
         limiter, queue = self._limiter, self.queue
         if MAX_WAIT_HEADER in headers:

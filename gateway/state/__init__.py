@@ -1,1 +1,2 @@
-"""State backends (embedded SQLite + memory, Redis) behind one small interface, and the write-behind spend ledger."""
+"""State backends (embedded SQLite + memory, Redis) behind one small interface, the
+write-behind spend ledger, and the bounded (LRU) caches the request path keeps."""

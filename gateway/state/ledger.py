@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.state.base import BackendUnavailable, StateBackend
+from gateway.state.lru import Lru
 from gateway.state.periodic import Periodic
 from gateway.state.reservations import Reservations
 from gateway.state.spend_counters import SpendCounters
@@ -53,26 +54,34 @@ from gateway.state.spend_journal import SpendJournal
 from gateway.state.spend_writer import SpendWriter
 
 log = logging.getLogger("gateway.state.ledger")
+FRESH_MAX = 100_000
+"""Key lists whose freshness is remembered (least recently used evicted): about one per
+client key with budgets."""
 
 
 class FetchSchedule:
     """When each counter's backend total is due to be fetched again: at most
     once per ``interval_s``; after a failed fetch, its keys fail fast (no I/O)
     for one interval. It also remembers, for a key list a caller passes again
-    and again, until when all of it is fresh, so the common refresh is one
-    dict lookup."""
+    and again (as a tuple: equal tuples share the entry), until when all of it
+    is fresh, so the common refresh is one dict lookup.
+
+    Past times are forgotten as they pile up (a day's counters are not asked
+    for the next day): an entry whose time has passed says what no entry says."""
 
     def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
         self.interval_s = interval_s
         self._clock = clock
         self._next_fetch: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
-        self._fresh: dict[int, tuple[list[str], float]] = {}
+        self._swept_at = 0
+        """The size of both maps after the last :meth:`_sweep`."""
+        self._fresh: Lru[tuple[str, ...], float] = Lru(FRESH_MAX)
 
     def fresh(self, keys: Iterable[str]) -> bool:
-        """True when this very list was all fetched within the interval."""
-        fresh = self._fresh.get(id(keys))
-        return fresh is not None and fresh[0] is keys and self._clock() < fresh[1]
+        """True when a tuple equal to ``keys`` was all fetched within the interval."""
+        until = self._fresh.get(keys) if isinstance(keys, tuple) else None
+        return until is not None and self._clock() < until
 
     def due(self, keys: list[str]) -> list[str]:
         """The keys to fetch now; raises if one of them failed within the interval."""
@@ -86,18 +95,26 @@ class FetchSchedule:
         self._next_fetch.update(dict.fromkeys(keys, at + self.interval_s))
         for key in keys:
             self._failed_until.pop(key, None)
+        self._sweep(at)
 
     def failed(self, keys: list[str], at: float) -> None:
         self._failed_until.update(dict.fromkeys(keys, at + self.interval_s))
+        self._sweep(at)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the times that have passed (a key with none is due and not failing, as
+        with a past one) once the maps have doubled since the last sweep: amortised, next
+        to nothing per fetch."""
+        if len(self._next_fetch) + len(self._failed_until) <= 2 * self._swept_at + 1024:
+            return
+        self._next_fetch = {k: t for k, t in self._next_fetch.items() if t > now}
+        self._failed_until = {k: t for k, t in self._failed_until.items() if t > now}
+        self._swept_at = len(self._next_fetch) + len(self._failed_until)
 
     def remember(self, keys: Iterable[str], wanted: list[str]) -> None:
-        """Until when every key of ``keys`` (if a list) needs no fetch."""
-        if not isinstance(keys, list):
-            return
-        until = min((self._next_fetch.get(k, 0.0) for k in wanted), default=0.0)
-        if len(self._fresh) > 10_000:
-            self._fresh.clear()
-        self._fresh[id(keys)] = (keys, until)
+        """Until when every key of ``keys`` (if a tuple) needs no fetch."""
+        if isinstance(keys, tuple):
+            self._fresh.put(keys, min((self._next_fetch.get(k, 0.0) for k in wanted), default=0.0))
 
 
 @dataclass(frozen=True, slots=True)

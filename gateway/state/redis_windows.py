@@ -16,9 +16,13 @@ from collections.abc import Sequence
 import orjson
 
 from gateway.state.base import SlotSpec, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.lru import Lru
 from gateway.state.redis_client import RedisConnection
 from gateway.state.script_batch import ScriptBatch
 from gateway.state.script_transport import ScriptTransport
+
+ENCODED_MAX = 100_000
+"""Window and slot keys kept encoded (least recently used evicted)."""
 
 # KEYS[1] slot counter; ARGV[1] limit, ARGV[2] ttl in ms. 1 = taken, 0 = full.
 _ACQUIRE_LUA = """
@@ -119,16 +123,14 @@ class RedisWindows:
         self._hit = client.register_script(_HIT_WINDOWS_LUA)
         self._adjust = client.register_script(_ADJUST_WINDOWS_LUA)
         self.batch = ScriptBatch(client, connection.deadline_s, transport)
-        self._encoded: dict[str, bytes] = {}  # window and slot keys, ready for the wire
+        self._encoded: Lru[str, bytes] = Lru(ENCODED_MAX)  # window and slot keys, ready for the wire
 
     def _wire(self, key: str, slot: bool = False) -> bytes:
         """A window's (or slot's) Redis key, encoded once (a request sends about ten)."""
         name = ("s:" if slot else "w:") + key
         found = self._encoded.get(name)
         if found is None:
-            if len(self._encoded) > 100_000:
-                self._encoded.clear()
-            found = self._encoded[name] = (slot_key(key) if slot else window_key(key)).encode()
+            found = self._encoded.put(name, (slot_key(key) if slot else window_key(key)).encode())
         return found
 
     async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:
