@@ -253,7 +253,8 @@ def drive_traffic_shaping(gw: Gateway) -> None:
 
     def routed() -> bool:
         resp = gw.http.post("/v1/chat/completions", json=chat("live-unpriced"), headers={"x-live-route": "gpt"})
-        return resp.headers.get("x-gateway-route", "").startswith("rule=live-header;")
+        route: str = resp.headers.get("x-gateway-route", "")
+        return route.startswith("rule=live-header;")
 
     assert wait_until(lambda: all(routed() for _ in range(4)), timeout=15)  # both replicas have the rules
     for _ in range(4):
