@@ -107,6 +107,11 @@ def parse_ports(text: str) -> tuple[str, range]:
     return host, range(lo, hi + 1)
 
 
+RETRY_EVERY_S = 0.5
+RETRY_FOR_S = 120.0
+"""A worker with no free /metrics port tries again this often, this long (a reload's old workers exit)."""
+
+
 class WorkerMetricsListener:
     def __init__(
         self,
@@ -126,27 +131,54 @@ class WorkerMetricsListener:
         self._host = host
         self._ports = ports
         self._server: asyncio.Server | None = None
+        self._retry: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     async def start(self) -> int | None:
         """Bind the first free port of the range; None (logged) if all are taken."""
+        port = await self._bind()
+        if port is None:
+            log.error(
+                "no free port for this worker's /metrics in %d-%d: its metrics cannot be scraped "
+                "(use a --metrics-port range as large as --workers)",
+                self._ports.start,
+                self._ports.stop - 1,
+            )
+        return port
+
+    def keep_trying(self, every_s: float = RETRY_EVERY_S, for_s: float = RETRY_FOR_S) -> None:
+        """After a failed :meth:`start`: try again every ``every_s`` for ``for_s`` (logged when
+        it binds). A reload replaces workers one by one while the old ones still hold their
+        ports; the new worker takes one as an old one exits."""
+
+        async def again() -> None:
+            deadline = asyncio.get_running_loop().time() + for_s
+            while self.port is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(every_s)
+                await self._bind()
+
+        if self.port is None and self._retry is None:
+            self._retry = asyncio.get_running_loop().create_task(again())
+
+    async def _bind(self) -> int | None:
         for port in self._ports:
             try:
-                self._server = await asyncio.start_server(self._serve, self._host, port, reuse_address=False)
+                # SO_REUSEADDR: a port whose scrapes left TIME_WAIT behind (the last worker that held it)
+                # can be bound; a port another worker listens on still cannot (that is SO_REUSEPORT).
+                self._server = await asyncio.start_server(self._serve, self._host, port, reuse_address=True)
             except OSError:
                 continue
             self.port = port
             log.info("this worker's /metrics: http://%s:%d/metrics", self._host, port)
             return port
-        log.error(
-            "no free port for this worker's /metrics in %d-%d: its metrics cannot be scraped "
-            "(use a --metrics-port range as large as --workers)",
-            self._ports.start,
-            self._ports.stop - 1,
-        )
         return None
 
     async def aclose(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -197,11 +229,14 @@ async def open_listener(
     exposure: MetricsExposure, render: Render, refused: Callable[[str], None]
 ) -> WorkerMetricsListener | None:
     """The listener ``exposure`` asks for, started (None: the client port serves /metrics).
-    A worker with no free port of its range is logged; a single process that cannot bind
-    ``metrics.port`` does not start (RuntimeError)."""
+    A worker with no free port of its range is logged and keeps trying (a reload's new worker
+    gets the port an old one frees); a single process that cannot bind ``metrics.port`` does
+    not start (RuntimeError)."""
     if exposure.ports is None:
         return None
     listener = WorkerMetricsListener(render, exposure.host, exposure.ports, exposure=exposure, refused=refused)
-    if await listener.start() is None and not exposure.per_worker:
-        raise RuntimeError(f"metrics.port: cannot listen on {exposure.where()} (the address is taken or invalid)")
+    if await listener.start() is None:
+        if not exposure.per_worker:
+            raise RuntimeError(f"metrics.port: cannot listen on {exposure.where()} (the address is taken or invalid)")
+        listener.keep_trying()  # a reload's new worker: an old one frees its port as it exits
     return listener

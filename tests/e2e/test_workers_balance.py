@@ -150,6 +150,10 @@ def test_sighup_replaces_every_worker_and_sigterm_stops_them(
         # The old workers' sockets are closed and the parent's never listens: these
         # connections are answered by the new workers' own sockets.
         assert asyncio.run(open_at_once(gw.port, BATCH)) == [200] * BATCH
+        # each new worker took a /metrics port as an old one gave it up: both are scraped, and
+        # what they count is the new workers' (the requests since the reload)
+        assert wait_until(lambda: workers.served() is not None, 10), gw.log()[-3000:]
+        assert sum(workers.served() or []) == BATCH, gw.log()[-3000:]
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(timeout=40) == 0, gw.log()[-3000:]
         log = gw.log()

@@ -128,3 +128,48 @@ def test_exposure_from_settings() -> None:
     assert elsewhere.where() == "http://10.0.0.5:9464/metrics"
     workers = MetricsExposure.of(MetricsSettings(port=9464), "127.0.0.1", ("127.0.0.1", range(9100, 9102)))
     assert workers.per_worker and workers.where() == "http://127.0.0.1:9100-9101/metrics", "--metrics-port wins"
+
+
+async def bound(listener: WorkerMetricsListener, within_s: float = 2.0) -> int | None:
+    """The port ``listener`` holds once it has one (None if it has none within ``within_s``)."""
+    for _ in range(int(within_s / 0.02)):
+        if listener.port is not None:
+            return listener.port
+        await asyncio.sleep(0.02)
+    return listener.port
+
+
+async def test_a_worker_with_no_free_port_takes_one_as_soon_as_it_frees(ports: range) -> None:
+    # A reload replaces workers one by one: the new worker starts while the old ones hold every port.
+    holders = [WorkerMetricsListener(render, "127.0.0.1", ports) for _ in ports]
+    late = WorkerMetricsListener(render, "127.0.0.1", ports)
+    try:
+        assert [await h.start() for h in holders] == list(ports)
+        assert await late.start() is None
+        late.keep_trying(every_s=0.05, for_s=5)
+        await asyncio.sleep(0.15)
+        assert late.port is None, "every port is still taken"
+        await holders[1].aclose()  # an old worker exits
+        assert await bound(late) == ports[1]
+        assert (await ask(ports[1], b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        for h in holders:
+            await h.aclose()
+        await late.aclose()
+
+
+async def test_trying_again_stops_at_close(ports: range) -> None:
+    holders = [WorkerMetricsListener(render, "127.0.0.1", ports) for _ in ports]
+    late = WorkerMetricsListener(render, "127.0.0.1", ports)
+    try:
+        for h in holders:
+            await h.start()
+        assert await late.start() is None
+        late.keep_trying(every_s=0.05, for_s=5)
+        await late.aclose()
+        await holders[0].aclose()
+        await asyncio.sleep(0.2)
+        assert late.port is None, "closed: it no longer tries"
+    finally:
+        for h in holders:
+            await h.aclose()
