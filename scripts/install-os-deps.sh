@@ -10,7 +10,9 @@
 # ports of their own: the system services are stopped and disabled after
 # install where the init system allows it. And chromium (the
 # console's end-to-end tests drive Debian's chromium headless through
-# Playwright; Playwright's own browser downloads are never used).
+# Playwright; Playwright's own browser downloads are never used). And
+# postgresql (the PostgreSQL state backend's tests run initdb and postgres on a
+# free loopback port of their own; the package's own cluster is stopped).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 { command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -61,4 +64,7 @@ if [[ " ${need[*]} " == *" prometheus "* ]]; then
 fi
 if [[ " ${need[*]} " == *" prometheus-alertmanager "* ]]; then
   stop_service prometheus-alertmanager
+fi
+if [[ " ${need[*]} " == *" postgresql "* ]]; then
+  stop_service postgresql  # the tests start their own clusters (tests/postgres_server.py)
 fi

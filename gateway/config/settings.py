@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
-from gateway.config.fields import Flag, Mode, PositiveFloat, PositiveInt, Text
+from gateway.config.fields import Flag, PositiveFloat, PositiveInt, Text
 from gateway.config.fields import Strict as _Strict
 from gateway.config.operations import (
     AdminSettings,
@@ -28,6 +28,7 @@ from gateway.config.pacing import PacingSettings
 from gateway.config.price_rates import Rate, Tiers, TimeWindows
 from gateway.config.queue import QueueSettings
 from gateway.config.rules import AliasFacts, Rule, ShadowTraffic, rule_problems
+from gateway.config.state import StateSettings
 from gateway.config.upstream import UpstreamSettings
 
 ProviderKind = Literal["openai", "anthropic", "gemini", "novita", "openai_compatible"]
@@ -40,42 +41,6 @@ class LimitSpec(_Strict):
     rpm: PositiveInt | None = None
     tpm: PositiveInt | None = None
     max_concurrent: PositiveInt | None = None
-
-
-class FailureModes(_Strict):
-    """What a policy does when the state backend cannot be reached: ``open``
-    lets the request through (and counts a degraded decision), ``closed``
-    refuses it with 503."""
-
-    limits: Mode = "open"
-    cache: Mode = "open"
-    budgets: Mode = "open"
-    keys: Mode = "closed"
-
-
-class StateSettings(_Strict):
-    backend: Literal["embedded", "redis"] = "embedded"
-    path: str = "data/gateway.db"
-    """SQLite file of the embedded backend (relative to the working directory)."""
-    url: str | None = None
-    """redis://, rediss://, redis+sentinel://host:port/service_name or redis+cluster://host:port"""
-    flush_interval_s: PositiveFloat = 1.0
-    """How often buffered spend is written to the backend."""
-    refresh_interval_s: PositiveFloat = 1.0
-    """How stale another replica's spend and key changes may be seen."""
-    spend_journal: Flag = True
-    """Embedded only: journal spend beside the state file (``<path>.spend-journal/``);
-    a killed process loses none."""
-    failure_mode: FailureModes = FailureModes()
-
-    @model_validator(mode="after")
-    def _url(self) -> StateSettings:
-        if self.backend == "redis":
-            if not self.url:
-                raise ValueError("url is required for the redis backend")
-            if not re.match(r"^(redis|rediss|redis\+sentinel|redis\+cluster)://", self.url):
-                raise ValueError("url must start with redis://, rediss://, redis+sentinel:// or redis+cluster://")
-        return self
 
 
 class LimitsSettings(_Strict):

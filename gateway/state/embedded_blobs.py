@@ -115,7 +115,7 @@ class WriteBehind:
                 try:
                     await self._run(rows)
                 except Exception as exc:
-                    log.error("could not write %d stored blob(s) to the embedded state file: %s", len(rows), exc)
+                    log.error("could not write %d stored blob(s) to the state backend: %s", len(rows), exc)
                 self._writing = {}
         finally:
             self._task = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.config.settings import StateSettings
+from gateway.config.state import StateSettings
 from gateway.state.base import StateBackend
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
@@ -13,22 +13,38 @@ def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBac
     """The backend ``settings`` names. ``cache_max_bytes`` bounds the embedded
     cache (Redis bounds its own memory with ``maxmemory``). Connects lazily: no
     I/O here; call ``ping()`` to check reachability and ``aclose()`` at shutdown."""
-    if settings.backend == "redis":
+    if settings.backend in ("redis", "postgres"):
         if not settings.url:
-            raise ValueError("state.url is required for the redis backend")
+            raise ValueError(f"state.url is required for the {settings.backend} backend")
         from gateway.state.redis import RedisBackend
 
-        return RedisBackend(settings.url)
+        redis = RedisBackend(settings.url)
+        if settings.backend == "redis":
+            return redis
+        pg = settings.postgres
+        if pg is None:
+            raise ValueError("state.postgres is required for the postgres backend")
+        from gateway.state.postgres import PostgresBackend
+        from gateway.state.postgres_client import Pool
+
+        pool = Pool(
+            pg.url,
+            max_connections=pg.max_connections,
+            statement_timeout_s=pg.statement_timeout_s,
+            connect_timeout_s=pg.connect_timeout_s,
+            acquire_timeout_s=pg.acquire_timeout_s,
+        )
+        return PostgresBackend(pool, redis, mirror_ttl_s=pg.mirror_ttl_s)
     return EmbeddedBackend(settings.path, cache_max_bytes=cache_max_bytes)
 
 
 def create_ledger(settings: StateSettings, backend: StateBackend) -> SpendLedger:
-    """The spend ledger over ``backend``. On the embedded backend (unless
+    """The spend ledger over ``backend``. On the embedded and postgres backends (unless
     ``spend_journal`` is off) it journals spend beside the state file
     (:mod:`gateway.state.spend_journal`); :meth:`SpendLedger.start` takes the
     journal and replays what an earlier process left."""
     journal = None
-    if settings.backend == "embedded" and settings.spend_journal:
+    if settings.backend in ("embedded", "postgres") and settings.spend_journal:
         journal = SpendJournal(journal_dir(settings.path))
     return SpendLedger(
         backend,

@@ -182,6 +182,11 @@ class RedisBackend:
     async def apply_spend(self, batch: SpendBatch) -> bool:
         return await self.spend.apply(batch)
 
+    async def seed_spend(self, totals: Mapping[str, float]) -> int:
+        """Set each counter Redis does not hold to its total (a Redis that lost its data,
+        re-seeded from the system of record); how many were set."""
+        return await self.spend.seed(totals)
+
     async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
         return await self.spend.read(keys, owner)
 
@@ -200,6 +205,10 @@ class RedisBackend:
             await self.blob_delete(key)
             return
         await self._conn.call(self._client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
+
+    async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""
+        return bool(await self._conn.call(self._client.set(_blob(key), value, px=max(1, int(ttl_s * 1000)), nx=True)))
 
     async def blob_get(self, key: str) -> bytes | None:
         value = await self._conn.call(self._client.get(_blob(key)))

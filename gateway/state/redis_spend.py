@@ -20,7 +20,7 @@ owner and ``seq``) count once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gateway.state.base import SpendBatch
 from gateway.state.redis_client import RedisConnection
@@ -86,6 +86,17 @@ return {totals, held}
 """
 
 
+# KEYS: counters; ARGV: their totals. Sets those that do not exist; answers how many.
+_SEED_LUA = """
+local set = 0
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[i], 'NX') then set = set + 1 end
+end
+return set
+"""
+_SEED_CHUNK = 500
+
+
 def spend_key(counter: str) -> str:
     return f"gw:spend:{{s}}:{counter}"
 
@@ -106,6 +117,15 @@ class RedisSpend:
         client = connection.client
         self._apply = client.register_script(_APPLY_LUA)
         self._read = client.register_script(_READ_LUA)
+        self._seed = client.register_script(_SEED_LUA)
+
+    async def seed(self, totals: Mapping[str, float]) -> int:
+        items, done = list(totals.items()), 0
+        for start in range(0, len(items), _SEED_CHUNK):
+            chunk = items[start : start + _SEED_CHUNK]
+            keys = [spend_key(k) for k, _ in chunk]
+            done += int(await self._connection.call(self._seed(keys=keys, args=[repr(float(v)) for _, v in chunk])))
+        return done
 
     async def apply(self, batch: SpendBatch) -> bool:
         reserved = batch.reserved or {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.config.settings import StateSettings
+from gateway.config.state import StateSettings
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.factory import create_ledger
 from gateway.state.ledger import SpendLedger

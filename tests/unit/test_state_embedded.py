@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.settings import StateSettings
+from gateway.config.state import StateSettings
 from gateway.state.base import BackendUnavailable, SpendBatch
 from gateway.state.embedded import ByteLRU, EmbeddedBackend
 from gateway.state.factory import create_backend
