@@ -27,6 +27,7 @@ from gateway.health.monitor import HealthMonitor
 from gateway.observability.live_counts import LiveCounts
 from gateway.observability.logs import AccessLog, RequestSink, flush_handlers, install_handlers
 from gateway.observability.loop_lag import LoopLagMonitor
+from gateway.observability.postgres_metrics import watch_pool
 from gateway.observability.tracing import Tracing
 from gateway.observability.worker_metrics import MetricsExposure, WorkerMetricsListener, open_listener
 from gateway.policies.auth import Authenticator, Principal
@@ -118,6 +119,7 @@ class Lifecycle(Reload):
         )
         self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
         self.ledger = create_ledger(settings.state, self.backend)  # embedded: replays its spend journal at start
+        self.metrics.state_pool = watch_pool(self.backend)  # PostgreSQL: probed, so its metrics stay current
         await self.ledger.start()
         self.stats = StatsStore(
             self.backend,

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,31 +44,19 @@ import orjson
 from limits.aio.storage import Storage
 
 from gateway.state.base import BackendUnavailable, Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
-from gateway.state.embedded_blobs import WriteBehind
+from gateway.state.periodic import Periodic
+from gateway.state.postgres_blobs import PostgresBlobs
 from gateway.state.postgres_client import Pool
+from gateway.state.postgres_spend import PostgresSpend
 from gateway.state.redis import RedisBackend
 
 log = logging.getLogger("gateway.state.postgres")
 
+PROBE_INTERVAL_S = 5.0
+"""How often :meth:`PostgresBackend.watch` probes PostgreSQL."""
 TOMBSTONE = b"\x00"
 """A copy that says "no such record" (no JSON document starts with a NUL)."""
-SEED_CHECK_S = 30.0
-"""How often a budget read looks for Redis's seed mark (a lost Redis is re-seeded)."""
-SEED_MARK = "spend-seeded"
 
-_MARK = """
-INSERT INTO gw_spend_marks (owner, seq) VALUES ($1, $2)
-ON CONFLICT (owner) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now() WHERE gw_spend_marks.seq < EXCLUDED.seq
-RETURNING seq
-"""
-_TOTALS = """
-INSERT INTO gw_spend_totals (counter, usd) SELECT * FROM unnest($1::text[], $2::float8[])
-ON CONFLICT (counter) DO UPDATE SET usd = gw_spend_totals.usd + EXCLUDED.usd
-"""
-_BLOBS = """
-INSERT INTO gw_blobs (key, value, expires_at) SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[])
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
-"""
 _LOG_ROW = "INSERT INTO gw_logs (stream, seq, record) VALUES ($1, $2, $3::jsonb)"
 _LOG_SEQ = """
 INSERT INTO gw_log_seq (stream, seq) VALUES ($1, 1)
@@ -90,8 +77,13 @@ class PostgresBackend:
         self.pg = pool
         self.redis = redis
         self._mirror_ttl_s = mirror_ttl_s
-        self._blob_writes = WriteBehind(self._write_blobs)
-        self._seed_checked = float("-inf")
+        self.spend = PostgresSpend(pool, redis)
+        self.blobs = PostgresBlobs(pool, redis)
+        self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, pool.probe, "postgresql probe")
+
+    def watch(self) -> None:
+        """Probe PostgreSQL every :data:`PROBE_INTERVAL_S` (``Pool.up`` stays current); until :meth:`aclose`."""
+        self._probe.start()
 
     # --- records -------------------------------------------------------------------
     async def get(self, table: str, id: str) -> Record | None:
@@ -129,63 +121,18 @@ class PostgresBackend:
         rows = await self.pg.run(lambda c: c.fetch(sql, table))
         return [_load(row[0]) for row in rows]
 
-    # --- spend ------------------------------------------------------------------------
+    # --- spend: postgres_spend.py ---------------------------------------------------------
     async def incr_spend(self, increments: Mapping[str, float]) -> None:
-        if not increments:
-            return
-        counters, amounts = _sorted(increments)
-        await self.pg.run(lambda c: c.execute(_TOTALS, counters, amounts))
-        await self.redis.incr_spend(increments)
+        await self.spend.incr(increments)
 
     async def read_spend(self, keys: Sequence[str]) -> dict[str, float]:
-        if not keys:
-            return {}
-        sql = "SELECT counter, usd FROM gw_spend_totals WHERE counter = ANY($1::text[])"
-        rows = await self.pg.run(lambda c: c.fetch(sql, list(keys)))
-        found = {row[0]: float(row[1]) for row in rows}
-        return {k: found.get(k, 0.0) for k in keys}
+        return await self.spend.read(keys)
 
     async def apply_spend(self, batch: SpendBatch) -> bool:
-        applied = False
-        if batch.increments:
-            applied = await self.pg.run(lambda c: self._apply(c, batch))
-        # Redis applies each batch once by its own mark: a retry after a failure here lands
-        await self.redis.apply_spend(batch)
-        return applied
-
-    @staticmethod
-    async def _apply(conn: Any, batch: SpendBatch) -> bool:
-        async with conn.transaction():
-            if await conn.fetchval(_MARK, batch.owner, batch.seq) is None:
-                return False  # this batch, or a later one of the owner, was applied already
-            counters, amounts = _sorted(batch.increments)
-            await conn.execute(
-                "INSERT INTO gw_spend_batches (owner, seq, increments) VALUES ($1, $2, $3::jsonb)"
-                " ON CONFLICT DO NOTHING",
-                batch.owner,
-                batch.seq,
-                orjson.dumps(dict(zip(counters, amounts, strict=True))).decode(),
-            )
-            await conn.execute(_TOTALS, counters, amounts)
-            return True
+        return await self.spend.apply(batch)
 
     async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
-        now = time.monotonic()
-        if now - self._seed_checked >= SEED_CHECK_S:
-            await self._seed()
-            self._seed_checked = now
-        return await self.redis.read_budget(keys, owner)
-
-    async def _seed(self) -> None:
-        """Copy PostgreSQL's totals into a Redis that lost them (no seed mark)."""
-        if await self.redis.blob_get(SEED_MARK) is not None:
-            return
-        rows = await self.pg.run(lambda c: c.fetch("SELECT counter, usd FROM gw_spend_totals"))
-        totals = {row[0]: float(row[1]) for row in rows}
-        restored = await self.redis.seed_spend(totals)
-        await self.redis.blob_put(SEED_MARK, b"1", 10 * 365 * 24 * 3600.0)
-        if restored:
-            log.warning("redis held no spend totals: %d counter(s) copied back from postgresql", restored)
+        return await self.spend.read_budget(keys, owner)
 
     # --- response cache, windows, slots: Redis -------------------------------------------
     async def cache_get(self, key: str) -> bytes | None:
@@ -209,55 +156,19 @@ class PostgresBackend:
     def limits_storage(self) -> Storage:
         return self.redis.limits_storage()
 
-    # --- blobs: Redis at once, PostgreSQL behind --------------------------------------------
+    # --- blobs: postgres_blobs.py ------------------------------------------------------------
     async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
-        if ttl_s <= 0:
-            await self.blob_delete(key)
-            return
-        self._blob_writes.put(key, value, time.time() + ttl_s)
-        with contextlib.suppress(BackendUnavailable):  # PostgreSQL will have it; reads fall back to it
-            await self.redis.blob_put(key, value, ttl_s)
+        await self.blobs.put(key, value, ttl_s)
 
-    async def _write_blobs(self, rows: list[tuple[str, bytes, float]]) -> None:
-        keys, values, expiries = (list(column) for column in zip(*rows, strict=True))
-        await self.pg.run(lambda c: c.execute(_BLOBS, keys, values, expiries))
+    async def blob_get(self, key: str) -> bytes | None:
+        return await self.blobs.get(key)
+
+    async def blob_delete(self, key: str) -> bool:
+        return await self.blobs.delete(key)
 
     async def blobs_written(self) -> None:
         """Wait until every blob put so far is in PostgreSQL (they are written behind)."""
-        await self._blob_writes.flush()
-
-    async def blob_get(self, key: str) -> bytes | None:
-        now = time.time()
-        held, value = self._blob_writes.get(key, now)
-        if held:
-            return value
-        try:
-            copy = await self.redis.blob_get(key)
-        except BackendUnavailable:
-            copy = None
-        if copy is not None:
-            return copy
-        sql = "SELECT value FROM gw_blobs WHERE key=$1 AND expires_at > $2"
-        found: bytes | None = await self.pg.run(lambda c: c.fetchval(sql, key, now))
-        return found
-
-    async def blob_delete(self, key: str) -> bool:
-        held, value = self._blob_writes.get(key, time.time())
-        await self._blob_writes.flush()
-        sql = "DELETE FROM gw_blobs WHERE key=$1 RETURNING expires_at"
-        expires = await self.pg.run(lambda c: c.fetchval(sql, key))
-        with contextlib.suppress(BackendUnavailable):
-            await self.redis.blob_delete(key)
-        return (expires is not None and expires > time.time()) or (held and value is not None)
-
-    async def sweep_blobs(self, limit: int = 1000) -> int:
-        """Delete up to ``limit`` expired blobs; how many."""
-        sql = (
-            "DELETE FROM gw_blobs WHERE key IN"
-            " (SELECT key FROM gw_blobs WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) RETURNING 1"
-        )
-        rows = await self.pg.run(lambda c: c.fetch(sql, time.time(), limit))
-        return len(rows)
+        await self.blobs.written()
 
     # --- append-only logs ----------------------------------------------------------------
     async def append_log(self, stream: str, record: Record) -> int:
@@ -286,19 +197,13 @@ class PostgresBackend:
         return ok == 1 and await self.redis.ping()
 
     async def aclose(self) -> None:
+        await self._probe.stop()
         try:
-            await asyncio.wait_for(self._blob_writes.flush(), 10)
+            await asyncio.wait_for(self.blobs.written(), 10)
         except (TimeoutError, BackendUnavailable) as exc:
             log.error("stored responses not written to postgresql at shutdown: %s", exc)
         await self.pg.aclose()
         await self.redis.aclose()
-
-
-def _sorted(increments: Mapping[str, float]) -> tuple[list[str], list[float]]:
-    """Counters and amounts in counter order: concurrent writers lock the rows in one
-    order, so two batches never deadlock."""
-    counters = sorted(increments)
-    return counters, [float(increments[k]) for k in counters]
 
 
 def _load(raw: bytes | str) -> Record:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
@@ -41,6 +41,17 @@ def redact(url: str) -> str:
     creds, _, host = rest.rpartition("@")
     user = creds.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
+
+
+class PoolFacts(NamedTuple):
+    """What the metrics read of a pool at each scrape."""
+
+    up: bool | None
+    in_use: int
+    size: int
+    max_connections: int
+    saturated: int
+    failures: int
 
 
 class Pool:
@@ -119,6 +130,20 @@ class Pool:
             raise
         self.up = True
         return result
+
+    async def probe(self) -> bool:
+        """One ``SELECT 1``: whether the server answers now (sets :attr:`up`; never raises
+        :class:`BackendUnavailable`). The app runs it every few seconds, so ``up`` is
+        current even when no call needed the database."""
+        try:
+            return bool(await self.run(lambda c: c.fetchval("SELECT 1")) == 1)
+        except BackendUnavailable:
+            return False
+
+    def facts(self) -> PoolFacts:
+        pool = self._pool
+        size = 0 if pool is None else pool.get_size()
+        return PoolFacts(self.up, self.in_use(), size, self.max_connections, self.saturated, self.failures)
 
     def in_use(self) -> int:
         """Connections checked out now."""

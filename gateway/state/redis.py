@@ -182,11 +182,6 @@ class RedisBackend:
     async def apply_spend(self, batch: SpendBatch) -> bool:
         return await self.spend.apply(batch)
 
-    async def seed_spend(self, totals: Mapping[str, float]) -> int:
-        """Set each counter Redis does not hold to its total (a Redis that lost its data,
-        re-seeded from the system of record); how many were set."""
-        return await self.spend.seed(totals)
-
     async def read_budget(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
         return await self.spend.read(keys, owner)
 

@@ -120,6 +120,8 @@ class RedisSpend:
         self._seed = client.register_script(_SEED_LUA)
 
     async def seed(self, totals: Mapping[str, float]) -> int:
+        """Set each counter Redis does not hold to its total (a Redis that lost its data,
+        re-seeded from the system of record); how many were set."""
         items, done = list(totals.items()), 0
         for start in range(0, len(items), _SEED_CHUNK):
             chunk = items[start : start + _SEED_CHUNK]

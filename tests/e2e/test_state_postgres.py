@@ -172,7 +172,7 @@ async def test_redis_losing_its_data_loses_no_spend_or_stored_response(
     await backend.blob_put("resp:x", b"turn one", 3600)
     await backend.blobs_written()
     redis_server.restart()  # no persistence: everything Redis held is gone
-    backend._seed_checked = float("-inf")  # as SEED_CHECK_S later
+    backend.spend.seed_checked = float("-inf")  # as SEED_CHECK_S later
     assert (await backend.read_budget(["team:t", "key:k"], "o"))[0] == {"team:t": 2.5, "key:k": 2.5}
     assert await backend.get("keys", "h") == {"v": 1}
     assert await backend.blob_get("resp:x") == b"turn one"

@@ -1,0 +1,64 @@
+"""The PostgreSQL state backend's metrics (``state.backend: postgres``), read from its
+pool at each scrape: whether the server answers, the pool's use, calls refused by a
+saturated pool and failed calls. Part of the metrics catalog
+(:mod:`gateway.observability.metrics`); absent on the other backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from gateway.state.postgres import PostgresBackend
+from gateway.state.postgres_client import PoolFacts
+
+
+def watch_pool(backend: object) -> Callable[[], PoolFacts | None]:
+    """What :class:`PostgresCollector` reads for ``backend``: on the PostgreSQL backend its
+    pool's facts (and its probe started, so ``gateway_state_postgres_up`` is current even
+    while nothing calls the database); on the others, nothing."""
+    if not isinstance(backend, PostgresBackend):
+        return lambda: None
+    backend.watch()
+    return backend.pg.facts
+
+
+class PostgresCollector:
+    """The metrics of :class:`PoolFacts` (``read()`` answers None on other backends)."""
+
+    def __init__(self, read: Callable[[], PoolFacts | None]) -> None:
+        self._read = read
+
+    def describe(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        return list(self._families(PoolFacts(None, 0, 0, 0, 0, 0)))
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        facts = self._read()
+        if facts is not None:
+            yield from self._families(facts)
+
+    @staticmethod
+    def _families(facts: PoolFacts) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "gateway_state_postgres_up",
+            "1 when PostgreSQL (the state backend's system of record) answered the last call or probe, else 0.",
+            value=1.0 if facts.up else 0.0,
+        )
+        pool = GaugeMetricFamily(
+            "gateway_state_postgres_pool_connections",
+            "The PostgreSQL pool's connections: in_use, open (in use or idle), max (its size limit).",
+            labels=["state"],
+        )
+        for state, value in (("in_use", facts.in_use), ("open", facts.size), ("max", facts.max_connections)):
+            pool.add_metric([state], float(value))
+        yield pool
+        yield CounterMetricFamily(
+            "gateway_state_postgres_pool_saturated",
+            "PostgreSQL calls that failed because every pooled connection stayed busy (acquire_timeout_s).",
+            value=float(facts.saturated),
+        )
+        yield CounterMetricFamily(
+            "gateway_state_postgres_errors",
+            "PostgreSQL calls that failed (server down, a timeout, an error), pool saturation included.",
+            value=float(facts.failures),
+        )
