@@ -1237,15 +1237,53 @@ def runtime() -> JSON:
             decimals=0,
             thresholds=[(None, "green")],
         ),
+        *state_postgres(),
     ]
     return dashboard(
         "llm-gateway-runtime",
         "LLM gateway / Gateway runtime",
         "The gateway processes themselves: CPU, memory, file descriptors, event-loop lag, upstream connections, "
-        "the gateway's own added latency and build info.",
+        "the gateway's own added latency and build info, and the PostgreSQL state backend's pool.",
         [query_variable("instance", "Instance", "gateway_build_info", "instance")],
         panels,
     )
+
+
+def state_postgres() -> list[Panel | Row]:
+    """The PostgreSQL state backend (``state.backend: postgres``; empty on the other backends)."""
+    return [
+        Row("State backend: PostgreSQL"),
+        Panel(
+            "PostgreSQL reachable",
+            "1 when PostgreSQL (records, the spend ledger, stored responses, the audit log) answered each "
+            "gateway process's last call or 5-second probe. While it is 0, client traffic goes on (records and "
+            "budgets are read through Redis, spend is journaled and retried) and admin writes answer 503.",
+            "short",
+            [Target(f"gateway_state_postgres_up {GW}", "{{instance}}")],
+            min=0,
+            max=1,
+            thresholds=[(None, "red"), (1, "green")],
+        ),
+        Panel(
+            "PostgreSQL pool",
+            "Connections of each process's PostgreSQL pool: in use, open (in use or idle) and the pool's "
+            "limit (state.postgres.max_connections). In use at the limit means calls wait for a connection.",
+            "short",
+            [Target(f"gateway_state_postgres_pool_connections {GW}", "{{instance}} {{state}}")],
+            min=0,
+        ),
+        Panel(
+            "PostgreSQL failed calls",
+            "Failed PostgreSQL calls per second (server down, a timeout, an error), and those refused because "
+            "every pooled connection stayed busy for acquire_timeout_s (saturated).",
+            "ops",
+            [
+                Target(f"rate(gateway_state_postgres_errors_total[{RI}]) {GW}", "failed {{instance}}"),
+                Target(f"rate(gateway_state_postgres_pool_saturated_total[{RI}]) {GW}", "saturated {{instance}}"),
+            ],
+            min=0,
+        ),
+    ]
 
 
 DASHBOARDS = {
