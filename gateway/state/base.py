@@ -1,6 +1,6 @@
 """The state backend seam: everything the traffic-control policies keep.
 
-One small interface, two implementations:
+One small interface, three implementations:
 
 - ``embedded`` (the default): one process, no services. Records and spend live
   in a local SQLite file (so keys, teams and spend survive a restart); the
@@ -8,6 +8,9 @@ One small interface, two implementations:
   blobs (large values with a TTL) live in the file only.
 - ``redis``: standalone, Sentinel or Cluster. Everything is shared, so limits,
   cache, spend and key revocation hold across any number of replicas.
+- ``postgres``: PostgreSQL for what must last (records, the spend ledger,
+  stored responses, the audit log) and Redis for what is hot (windows, slots,
+  cache, reservations, copies of records and spend totals): ``postgres.py``.
 
 Every method may raise :class:`BackendUnavailable` when the backend cannot be
 reached; each policy then follows its configured failure mode (fail-open or
@@ -98,7 +101,7 @@ class SpendBatch:
 
 class StateBackend(Protocol):
     kind: str
-    """"embedded" or "redis"."""
+    """"embedded", "redis" or "postgres"."""
 
     # --- records: client keys, teams (JSON objects by table and id) ---------
     async def get(self, table: str, id: str) -> Record | None: ...
