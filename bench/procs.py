@@ -80,9 +80,11 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child between f
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(argv: Sequence[str], *, log: IO[bytes], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], *, log: IO[bytes], env: dict[str, str] | None = None, user: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start a long-running child in its own session (so Ctrl-C reaches only us, and we
-    stop it in order), with its output going to ``log``."""
+    stop it in order), with its output going to ``log``; as ``user`` (and its group) if given."""
     return subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
@@ -91,6 +93,9 @@ def spawn(argv: Sequence[str], *, log: IO[bytes], env: dict[str, str] | None = N
         env=env,
         start_new_session=True,
         preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call, looked up at import
+        user=user,
+        group=user,
+        extra_groups=None if user is None else [],
     )
 
 

@@ -15,6 +15,13 @@ its own ratios, and the report is their median.
 a git worktree of ``REV`` (its own state file), and reports the per-round ratio of today's
 embedded gateway to it: what everything since ``REV`` costs, measured in the same run.
 
+``--postgres`` adds a gateway with traffic control on PostgreSQL + Redis (``state.backend:
+postgres``; its own PostgreSQL, the same redis-server as the Redis gateway, its own db) and
+reports the per-round ratio postgres/redis: the PostgreSQL issue allows 5 %, since nothing on
+the request path waits for PostgreSQL.
+
+    GATEWAY_MASTER_KEY=... python -m bench.ratio --postgres --rounds 7 --duration 5
+
 ``--apis`` compares the client APIs instead, through one bare gateway in front of the
 same nginx: chat completions to an OpenAI-format upstream (the baseline), Anthropic
 Messages to an Anthropic-format upstream (passed through), Messages and OpenAI
@@ -35,32 +42,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.apis import Api
 from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key, probe
 from bench.nginx import NginxServer
+from bench.postgres_proc import PostgresServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
 from bench.report import ONE_CONN_SCENARIO
+from bench.rounds import BEFORE, POSTGRES, POSTGRES_TARGET, VARIANTS, Rounds, order
 from bench.scenarios import NATIVE_API, ROUTES, SCENARIO_NAMES, Route, Scenario, scenarios, selected
-from bench.traffic import embedded_state, provision, redis_state, traffic_config
+from bench.traffic import embedded_state, postgres_state, provision, redis_state, traffic_config
 from bench.wrk import WrkResult, run_wrk
 
-VARIANTS = ("bare", "embedded", "redis")
-BEFORE = "before"
-"""The optional fourth variant: embedded traffic control from an earlier commit (``--before``)."""
-TARGETS = {"embedded": 0.80, "redis": 0.65}  # the traffic-control issue's
-BEFORE_TARGET = 0.95
-"""A change may cost at most 5 % of throughput (the hardening issue's bar for its caps and journal)."""
 API_THROUGHPUT_TARGET = 0.90
 API_LATENCY_TARGET = 1.10
 """``--apis``: each route's throughput and added latency within 10 % of chat completions' (the dialects issue's)."""
@@ -68,80 +69,8 @@ API_CPU_TARGET = 1 / API_THROUGHPUT_TARGET
 """``--apis``: the gateway's CPU per request, the cost behind throughput (90 % of the throughput is 1/0.9 the CPU)."""
 CPU_SUFFIX = "-cpu"
 """``--apis``: the table of a scenario's gateway CPU per request is the scenario's name + this."""
-
-
-@dataclass
-class Rounds:
-    """One measured value per variant and round: requests/s (or, with ``lower_is_better``,
-    a latency in ms), each variant weighed against ``base`` round by round."""
-
-    rps: dict[str, list[float]] = field(default_factory=lambda: {v: [] for v in VARIANTS})
-    base: str = "bare"
-    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
-    """Per variant, the bound of its median ratio to ``base``: a floor, or with ``lower_is_better`` a ceiling."""
-    lower_is_better: bool = False
-    cell: str = ",.0f"
-    """The format of a value in :meth:`lines`."""
-
-    @property
-    def variants(self) -> list[str]:
-        return list(self.rps)
-
-    def ratios(self, variant: str, to: str | None = None) -> list[float]:
-        bases = self.rps[to or self.base]
-        return [x / base for x, base in zip(self.rps[variant], bases, strict=True) if base > 0]
-
-    def median_ratio(self, variant: str, to: str | None = None) -> float:
-        ratios = self.ratios(variant, to)
-        return statistics.median(ratios) if ratios else 0.0
-
-    def lines(self) -> list[str]:
-        shown = [v for v in self.variants if v != self.base]
-        wide = {v: max(9, len(v)) for v in self.variants}
-        wide |= {f"{v}/{self.base}": max(13, len(v) + len(self.base) + 1) for v in shown}
-        head = "  ".join(f"{v:>{wide[v]}}" for v in self.variants)
-        head += "".join(f"  {v + '/' + self.base:>{wide[v + '/' + self.base]}}" for v in shown)
-        out = [f"{'round':>5}  {head}"]
-
-        def row(label: str, values: dict[str, float], shares: dict[str, float]) -> str:
-            cells = "  ".join(f"{values[v]:{wide[v]}{self.cell}}" for v in self.variants)
-            return f"{label:>5}  {cells}" + "".join(f"  {shares[v]:{wide[v + '/' + self.base]}.1%}" for v in shown)
-
-        for i in range(len(self.rps[self.base])):
-            values = {v: self.rps[v][i] for v in self.variants}
-            base = values[self.base]
-            out.append(row(str(i + 1), values, {v: values[v] / base if base > 0 else 0.0 for v in shown}))
-        if not self.rps[self.base]:
-            return out
-        medians = {v: statistics.median(self.rps[v]) for v in self.variants}
-        out.append(row("median", medians, {v: self.median_ratio(v) for v in shown}))
-        op = "<=" if self.lower_is_better else ">="
-        for variant, target in self.targets.items():
-            got = self.median_ratio(variant)
-            verdict = "met" if (got <= target if self.lower_is_better else got >= target) else "NOT MET"
-            out.append(f"{variant}: median of the per-round ratios {got:.1%} (target {op} {target:.0%}): {verdict}")
-        if BEFORE in self.rps:
-            got = self.median_ratio("embedded", to=BEFORE)
-            verdict = "met" if got >= BEFORE_TARGET else "NOT MET"
-            out.append(
-                f"embedded now / before: median of the per-round ratios {got:.1%} "
-                f"(target >= {BEFORE_TARGET:.0%}): {verdict}"
-            )
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        ratios = {v: self.ratios(v) for v in self.targets}
-        medians = {v: self.median_ratio(v) for v in self.targets}
-        if BEFORE in self.rps:
-            ratios["embedded/before"] = self.ratios("embedded", to=BEFORE)
-            medians["embedded/before"] = self.median_ratio("embedded", to=BEFORE)
-        return {"rps": self.rps, "ratios": ratios, "median_ratio": medians}
-
-
-def order(round_index: int, variants: Sequence[str] = VARIANTS) -> list[str]:
-    """Each round starts with a different variant (bare, embedded, redis, bare ...)."""
-    shift = round_index % len(variants)
-    return [*variants[shift:], *variants[:shift]]
+POSTGRES_REDIS_DB = 1
+"""``--postgres``: the Redis database of the PostgreSQL gateway (the Redis gateway's is 0)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -155,6 +84,11 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         metavar="REV",
         help="add embedded traffic control from a git worktree of REV, to weigh what came since",
+    )
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="add traffic control on PostgreSQL + Redis, weighed against Redis only round by round",
     )
     p.add_argument(
         "--apis",
@@ -178,6 +112,8 @@ def check(args: argparse.Namespace) -> None:
         raise BenchError("--rounds, --duration and --connections must be at least 1")
     if args.apis and args.before:
         raise BenchError("--before weighs traffic control against an earlier commit; it does not combine with --apis")
+    if args.apis and args.postgres:
+        raise BenchError("--postgres weighs traffic control on PostgreSQL; it does not combine with --apis")
     if args.only and not args.apis:
         raise BenchError("--only picks the scenarios of --apis")
 
@@ -186,8 +122,9 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
-    variants = [*VARIANTS, BEFORE] if args.before else list(VARIANTS)
-    rounds = Rounds({v: [] for v in variants})
+    variants = [*VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
+    pairs = {(POSTGRES, "redis"): POSTGRES_TARGET} if args.postgres else {}
+    rounds = Rounds({v: [] for v in variants}, pairs=pairs)
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
@@ -199,6 +136,10 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
             out(f"bench.ratio: 'before' runs {args.before} from {tree}")
             states[BEFORE] = {**states["embedded"], "path": str(workdir / "traffic-before.db")}
             envs[BEFORE] = {"PYTHONPATH": str(tree)}
+        pg = stack.enter_context(PostgresServer(workdir, pinning)) if args.postgres else None
+        if pg is not None:
+            redis_db = f"redis://127.0.0.1:{redis.port}/{POSTGRES_REDIS_DB}"
+            states[POSTGRES] = postgres_state(redis_db, pg.url, workdir)
         gateways: dict[str, GatewayServer] = {}
         key = master_key()
         for variant in variants:
@@ -222,6 +163,9 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
             for variant in order(i, variants):
                 rounds.rps[variant].append(_rps(gateways[variant], variant, args, pinning, args.duration))
             out(rounds.lines()[i + 1])
+        if pg is not None:  # what reached PostgreSQL: the team and key records, the spend batches
+            tables = ("gw_records", "gw_spend_batches")
+            out("bench.ratio: in PostgreSQL: " + ", ".join(f"{t} {pg.count(t)} rows" for t in tables))
     for line in rounds.lines():
         out(line)
     if args.json_out is not None:

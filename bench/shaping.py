@@ -33,7 +33,8 @@ from typing import Any
 from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer, master_key
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
-from bench.ratio import Rounds, _rps, order
+from bench.ratio import _rps
+from bench.rounds import Rounds, order
 from bench.traffic import provision, traffic_config
 
 VARIANTS = ("plain", "shaping")

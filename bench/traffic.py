@@ -51,6 +51,12 @@ def redis_state(url: str) -> dict[str, Any]:
     return {"backend": "redis", "url": url}
 
 
+def postgres_state(redis_url: str, postgres_url: str, workdir: Path) -> dict[str, Any]:
+    """PostgreSQL + Redis; the spend journal beside ``path``, as with embedded."""
+    path = str(workdir / "traffic-postgres.db")
+    return {"backend": "postgres", "url": redis_url, "path": path, "postgres": {"url": postgres_url}}
+
+
 def traffic_config(bare: dict[str, Any], *, state: dict[str, Any]) -> dict[str, Any]:
     """``bare`` with everything on: ``state``, global concurrency limit, cache,
     global budgets, per-alias limits and a price on every deployment."""

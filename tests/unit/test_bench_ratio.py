@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.procs import BenchError, cpu_seconds
-from bench.ratio import Rounds, api_rounds, cpu_rounds, order, parser, run, run_apis, worktree
+from bench.ratio import api_rounds, cpu_rounds, parser, run, run_apis, worktree
+from bench.rounds import Rounds, order
 from bench.scenarios import scenarios
 
 
