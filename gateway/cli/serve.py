@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
     port = int(port)
     if args.workers > 1 and loaded.settings.state.backend == "embedded":
         print(
-            "--workers > 1 needs the redis state backend: with the embedded one each worker process would keep "
-            "its own keys, limits, cache and spend (a key revoked through one worker would stay valid in the "
-            "others). Set state.backend: redis, or run one worker.",
+            "--workers > 1 needs the redis or postgres state backend: with the embedded one each worker process "
+            "would keep its own keys, limits, cache and spend (a key revoked through one worker would stay valid "
+            "in the others). Set state.backend: redis (or postgres), or run one worker.",
             file=sys.stderr,
         )
         return 2

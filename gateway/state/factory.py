@@ -8,6 +8,9 @@ from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.spend_journal import SpendJournal, journal_dir
 
+JOURNAL_SIBLINGS = 64
+"""On the postgres backend, how many more journal directories beside the first a process may take."""
+
 
 def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBackend:
     """The backend ``settings`` names. ``cache_max_bytes`` bounds the embedded
@@ -45,7 +48,9 @@ def create_ledger(settings: StateSettings, backend: StateBackend) -> SpendLedger
     journal and replays what an earlier process left."""
     journal = None
     if settings.backend in ("embedded", "postgres") and settings.spend_journal:
-        journal = SpendJournal(journal_dir(settings.path))
+        # postgres: every process (worker, replica on one disk) takes a journal directory of its own
+        siblings = JOURNAL_SIBLINGS if settings.backend == "postgres" else 0
+        journal = SpendJournal(journal_dir(settings.path), siblings=siblings)
     return SpendLedger(
         backend,
         flush_interval_s=settings.flush_interval_s,

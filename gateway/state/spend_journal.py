@@ -94,8 +94,13 @@ def segments_in(directory: Path) -> list[tuple[str, int, Path]]:
 class SpendJournal:
     """One process's spend journal (see the module docstring)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, siblings: int = 0) -> None:
+        """``siblings``: when ``directory`` is held by another process, take the first free
+        of ``<directory>.1`` ... ``<directory>.<siblings>`` instead (several processes on one
+        shared backend, each with a journal of its own; a process that replaces a dead one
+        takes its directory and replays it). 0: refuse (one embedded state file, one process)."""
         self.directory = directory
+        self._siblings = siblings
         self.owner = f"j-{uuid.uuid4().hex[:16]}"
         self.seq = 1
         """The segment the next write goes to (the batch id the next flush takes)."""
@@ -115,17 +120,25 @@ class SpendJournal:
         """Take the directory (raises :class:`JournalBusy` if another process has
         it) and read back the segments earlier processes left: ``(owner, seq,
         amounts)``, in the order they must be applied."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        first = self.directory
+        for n in range(self._siblings + 1):
+            self.directory = first if n == 0 else first.with_name(f"{first.name}.{n}")
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._lock_fd = fd
+            break
+        else:
+            self.directory = first
             raise JournalBusy(
-                f"the spend journal {self.directory} is in use by another process: two gateways on one"
+                f"the spend journal {first} is in use by another process: two gateways on one"
                 " embedded state file? Stop the other one, or give this one its own state.path"
-            ) from None
-        self._lock_fd = fd
+                + (f" (and its {self._siblings} numbered siblings are all in use)" if self._siblings else "")
+            )
         leftovers = []
         for owner, seq, path in segments_in(self.directory):
             amounts, bad = read_segment(path)

@@ -143,4 +143,4 @@ def test_serve_refuses_workers_on_the_embedded_backend(tmp_path: Path) -> None:
     good.write_text("models: {}\n")
     proc = run_cli("serve", "--config", str(good), "--workers", "2")
     assert proc.returncode == 2
-    assert "--workers > 1 needs the redis state backend" in proc.stderr
+    assert "--workers > 1 needs the redis or postgres state backend" in proc.stderr

@@ -94,6 +94,28 @@ async def test_a_second_process_on_the_directory_is_refused(tmp_path: Path) -> N
     again.close()
 
 
+async def test_with_siblings_each_process_takes_a_directory_of_its_own(tmp_path: Path) -> None:
+    """The postgres backend's journals: several processes on one path, each in the first free
+    directory; one that replaces a dead process takes its directory and replays what it left."""
+    first, second, third = (SpendJournal(tmp_path / "j", siblings=2) for _ in range(3))
+    assert (first.open(), second.open(), third.open()) == ([], [], [])
+    assert [j.directory.name for j in (first, second, third)] == ["j", "j.1", "j.2"]
+    with pytest.raises(JournalBusy, match=r"in use by another process.*its 2 numbered siblings are all in use"):
+        SpendJournal(tmp_path / "j", siblings=2).open()
+    second.add({"team:t": 0.25})
+    second.write()
+    second_owner = second.owner
+    for fd in (second._fd, second._lock_fd):  # the process dies: its lock goes, its segment stays
+        if fd is not None:
+            os.close(fd)
+    second._fd = second._lock_fd = None
+    successor = SpendJournal(tmp_path / "j", siblings=2)
+    assert successor.open() == [(second_owner, 1, {"team:t": 0.25})]
+    assert successor.directory.name == "j.1"
+    for journal in (first, third, successor):
+        journal.close()
+
+
 async def test_unreadable_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     directory = tmp_path / "j"
     directory.mkdir()
