@@ -1283,6 +1283,17 @@ def state_postgres() -> list[Panel | Row]:
             ],
             min=0,
         ),
+        Panel(
+            "PostgreSQL read replica lag",
+            "How far the read replica (state.postgres.read_url, read by `gateway report`) replays behind its "
+            "primary, as each process measures it every 5 s; empty without a replica. Over 30 s for 5 minutes "
+            "fires GatewayPostgresReplicaLagging.",
+            "s",
+            [Target(f"gateway_state_postgres_replica_lag_seconds {GW}", "{{instance}}")],
+            min=0,
+            thresholds=[(None, "green"), (30, "orange")],
+            threshold_lines=True,
+        ),
     ]
 
 

@@ -33,7 +33,9 @@ def postgres_bin() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, replica_of: PostgresServer | None = None) -> None:
+        """``replica_of``: a streaming hot standby of that (running) server, made by
+        ``pg_basebackup -R`` instead of ``initdb``."""
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (make test installs it: scripts/install-os-deps.sh)")
@@ -46,9 +48,25 @@ class PostgresServer:
         if os.geteuid() == 0:  # the server itself (not a runuser around it), so kill() reaches the postmaster
             self._as = {"user": "postgres", "group": "postgres", "extra_groups": []}
             shutil.chown(self.dir, "postgres", "postgres")
-        self._run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "gateway", "-A", "trust", "-E", "UTF8", "--no-sync"]
-        )
+        if replica_of is None:
+            initdb = [str(self.bin / "initdb"), "-D", str(self.data), "-U", "gateway", "-A", "trust", "-E", "UTF8"]
+            self._run([*initdb, "--no-sync"])
+        else:
+            source = ["-h", "127.0.0.1", "-p", str(replica_of.port), "-U", "gateway"]
+            self._run(
+                [
+                    str(self.bin / "pg_basebackup"),
+                    "-D",
+                    str(self.data),
+                    *source,
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-N",
+                    "-c",
+                    "fast",
+                ]
+            )
 
     @property
     def url(self) -> str:

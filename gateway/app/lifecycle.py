@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.admin.gate import build_gate
 from gateway.admin.model_store import ModelStore, Stored
+from gateway.app.detail_tier import DetailTier
 from gateway.app.endpoints import OpsEndpoints
 from gateway.app.reload import Reload, load_price_table
 from gateway.config.loader import LoadedConfig
@@ -48,7 +49,7 @@ from gateway.upstream.http import AiohttpClient
 log = logging.getLogger("gateway")
 
 
-class Lifecycle(Reload):
+class Lifecycle(Reload, DetailTier):
     """The app's start-up and shutdown (reload: :class:`Reload`); the attributes below are the app's own."""
 
     ops: OpsEndpoints
@@ -119,7 +120,7 @@ class Lifecycle(Reload):
         )
         self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
         self.ledger = create_ledger(settings.state, self.backend)  # embedded: replays its spend journal at start
-        self.metrics.state_pool = watch_pool(self.backend)  # PostgreSQL: probed, so its metrics stay current
+        self.metrics.state_pool = await watch_pool(self.backend)  # PostgreSQL: probed, so its metrics stay current
         await self.ledger.start()
         self.stats = StatsStore(
             self.backend,
@@ -128,7 +129,7 @@ class Lifecycle(Reload):
             retention_days=settings.reports.retention_days,
         )
         await self.stats.start()
-        self.request_sinks.append(self.stats.record)
+        self.request_sinks += [self.stats.record, *self.start_detail(settings.state, self.backend)]
         self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
         self._prices = prices
         self._gate = build_gate(
@@ -168,6 +169,7 @@ class Lifecycle(Reload):
             await self.models.store.aclose()
         if self.stats is not None:
             await self.stats.close()  # logs what it could not write
+        await self.close_detail()  # logs what it could not write
         if self.ledger is not None:
             await self.ledger.close()  # logs what it could not write
         if self.backend is not None:

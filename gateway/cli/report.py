@@ -28,9 +28,8 @@ from gateway.policies.keys import KeyStore
 from gateway.reports.builder import FORMATS, Renderer, ReportSources, make_report
 from gateway.reports.periods import KINDS, Kind, parse_date
 from gateway.reports.store import StatsStore
-from gateway.state.base import BackendUnavailable, StateBackend
-from gateway.state.embedded_schema import SchemaTooNew
-from gateway.state.factory import create_backend
+from gateway.state.base import BackendUnavailable, NewerSchema, StateBackend
+from gateway.state.factory import create_report_reader
 
 
 def _date(text: str) -> date:
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         text = asyncio.run(_report(loaded, args.period, args.date, args.format))
-    except (BackendUnavailable, SchemaTooNew) as exc:
+    except (BackendUnavailable, NewerSchema) as exc:
         print(f"error: cannot read the {state.backend} state backend: {exc}", file=sys.stderr)
         return 1
     if args.out is None:
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _report(loaded: LoadedConfig, kind: Kind, on: date | None, fmt: Any) -> str:
     settings = loaded.settings
-    backend = create_backend(settings.state, cache_max_bytes=1024 * 1024)
+    backend = create_report_reader(settings.state)  # the read replica where one is configured
     try:
         aliases = await _aliases(loaded, backend)
         sources = ReportSources(

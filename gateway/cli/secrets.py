@@ -27,8 +27,7 @@ from typing import Any
 from gateway.config.loader import ConfigError, load_config
 from gateway.security.accounts import rotate_totp
 from gateway.security.secrets import SecretBox, SecretError, parse_key, rotate_all
-from gateway.state.base import BackendUnavailable
-from gateway.state.embedded_schema import SchemaTooNew
+from gateway.state.base import BackendUnavailable, NewerSchema
 from gateway.state.factory import create_backend
 
 
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedded state at {settings.state.path}: the gateway using it must be stopped", file=sys.stderr)
     try:
         secrets, totps = asyncio.run(_rotate(settings.state, SecretBox(new, old), SecretBox(new)))
-    except (BackendUnavailable, SecretError, SchemaTooNew) as exc:
+    except (BackendUnavailable, SecretError, NewerSchema) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"re-encrypted {secrets} secret(s) and {totps} TOTP secret(s) under key {SecretBox(new).kid}")

@@ -23,6 +23,25 @@ class FailureModes(_Strict):
     keys: Mode = "closed"
 
 
+class RetentionSettings(_Strict):
+    """``state.postgres.retention``: the request-detail tier (docs/configuration.md
+    "PostgreSQL retention tiers"); the daily aggregates are ``reports.retention_days``."""
+
+    detail: Flag = True
+    """Write every finished request's detail (no prompt or answer) to ``gw_requests``."""
+    detail_days: PositiveInt = 7
+    """Whole days (UTC) of detail kept in PostgreSQL; older days are archived, then deleted."""
+    archive: Flag = True
+    """Export each day to ``archive_dir`` before deleting it (``false``: delete only)."""
+    archive_dir: str = "data/archive"
+    """Where ``requests-YYYY-MM-DD.jsonl.gz`` files go (relative to the working directory)."""
+    run_in_app: Flag = True
+    """Run the retention job in the gateway every ``interval_s`` (else: ``gateway retention run``)."""
+    interval_s: PositiveFloat = 3600.0
+    buffer_rows: PositiveInt = 50_000
+    """Rows of detail held in memory at most while PostgreSQL is slow or down (the oldest go first)."""
+
+
 class PostgresSettings(_Strict):
     url: str
     """postgresql://user[:password]@host:port/database (``${ENV}`` references expand)."""
@@ -34,11 +53,16 @@ class PostgresSettings(_Strict):
     """How long a call waits for a free pooled connection before it fails (pool saturated)."""
     mirror_ttl_s: PositiveFloat = 3600.0
     """How long Redis keeps its copy of a record (re-read from PostgreSQL after)."""
+    read_url: str | None = None
+    """A read replica of the same database: ``gateway report`` reads from it, and the gateway
+    exports its replication lag (``gateway_state_postgres_replica_lag_seconds``)."""
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _scheme(self) -> PostgresSettings:
-        if not re.match(r"^postgres(ql)?://", self.url):
-            raise ValueError("postgres.url must start with postgresql:// or postgres://")
+        for field, url in (("url", self.url), ("read_url", self.read_url)):
+            if url is not None and not re.match(r"^postgres(ql)?://", url):
+                raise ValueError(f"postgres.{field} must start with postgresql:// or postgres://")
         return self
 
 

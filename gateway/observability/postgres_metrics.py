@@ -13,14 +13,17 @@ from gateway.state.postgres import PostgresBackend
 from gateway.state.postgres_client import PoolFacts
 
 
-def watch_pool(backend: object) -> Callable[[], PoolFacts | None]:
+async def watch_pool(backend: object) -> Callable[[], PoolFacts | None]:
     """What :class:`PostgresCollector` reads for ``backend``: on the PostgreSQL backend its
     pool's facts (and its probe started, so ``gateway_state_postgres_up`` is current even
-    while nothing calls the database); on the others, nothing."""
+    while nothing calls the database); on the others, nothing. The first probe runs now: a
+    database migrated by a newer release stops the start (``SchemaTooNew``); one that cannot
+    be reached does not (the pool connects when it can)."""
     if not isinstance(backend, PostgresBackend):
         return lambda: None
+    await backend.pg.probe()
     backend.watch()
-    return backend.pg.facts
+    return backend.facts
 
 
 class PostgresCollector:
@@ -30,7 +33,7 @@ class PostgresCollector:
         self._read = read
 
     def describe(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
-        return list(self._families(PoolFacts(None, 0, 0, 0, 0, 0)))
+        return list(self._families(PoolFacts(None, 0, 0, 0, 0, 0, replica_up=False)))
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         facts = self._read()
@@ -57,6 +60,17 @@ class PostgresCollector:
             "PostgreSQL calls that failed because every pooled connection stayed busy (acquire_timeout_s).",
             value=float(facts.saturated),
         )
+        if facts.replica_up is not None:  # state.postgres.read_url given
+            yield GaugeMetricFamily(
+                "gateway_state_postgres_replica_up",
+                "1 when the read replica (state.postgres.read_url) answered its last lag probe, else 0.",
+                value=1.0 if facts.replica_up else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "gateway_state_postgres_replica_lag_seconds",
+                "How far the read replica's replay is behind its primary (0 when it has replayed all it received).",
+                value=facts.replica_lag_s if facts.replica_lag_s is not None else float("nan"),
+            )
         yield CounterMetricFamily(
             "gateway_state_postgres_errors",
             "PostgreSQL calls that failed (server down, a timeout, an error), pool saturation included.",

@@ -35,6 +35,11 @@ class BackendUnavailable(Exception):
     """The state backend could not be reached (or answered an error)."""
 
 
+class NewerSchema(Exception):
+    """The state (a SQLite file, a PostgreSQL database) was written by a newer release than
+    this one. Not :class:`BackendUnavailable`: no failure mode applies; nothing may start on it."""
+
+
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
     """One fixed-window counter to charge: it resets ``period_s`` after its

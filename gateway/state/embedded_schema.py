@@ -23,6 +23,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.state.base import NewerSchema
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -58,7 +60,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-class SchemaTooNew(Exception):
+class SchemaTooNew(NewerSchema):
     """The state file was written by a newer release than this one.
 
     Not a :class:`~gateway.state.base.BackendUnavailable`: no failure mode

@@ -37,8 +37,33 @@ def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBac
             connect_timeout_s=pg.connect_timeout_s,
             acquire_timeout_s=pg.acquire_timeout_s,
         )
-        return PostgresBackend(pool, redis, mirror_ttl_s=pg.mirror_ttl_s)
+        replica = None
+        if pg.read_url:
+            replica = Pool(
+                pg.read_url,
+                max_connections=min(4, pg.max_connections),
+                statement_timeout_s=pg.statement_timeout_s,
+                connect_timeout_s=pg.connect_timeout_s,
+                acquire_timeout_s=pg.acquire_timeout_s,
+                migrate_schema=False,  # a replica is read-only: its primary's migrations reach it
+            )
+        return PostgresBackend(pool, redis, mirror_ttl_s=pg.mirror_ttl_s, replica=replica)
     return EmbeddedBackend(settings.path, cache_max_bytes=cache_max_bytes)
+
+
+def create_report_reader(settings: StateSettings) -> StateBackend:
+    """The backend ``gateway report`` reads: on postgres with ``postgres.read_url``, one whose
+    database is the read replica (reads only: records, statistics, spend totals); else the
+    backend itself."""
+    pg = settings.postgres
+    if settings.backend != "postgres" or pg is None or not pg.read_url or not settings.url:
+        return create_backend(settings, cache_max_bytes=1024 * 1024)
+    from gateway.state.postgres import PostgresBackend
+    from gateway.state.postgres_client import Pool
+    from gateway.state.redis import RedisBackend
+
+    replica = Pool(pg.read_url, max_connections=4, connect_timeout_s=pg.connect_timeout_s, migrate_schema=False)
+    return PostgresBackend(replica, RedisBackend(settings.url), mirror_ttl_s=pg.mirror_ttl_s)
 
 
 def create_ledger(settings: StateSettings, backend: StateBackend) -> SpendLedger:

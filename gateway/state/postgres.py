@@ -46,7 +46,7 @@ from limits.aio.storage import Storage
 from gateway.state.base import BackendUnavailable, Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.periodic import Periodic
 from gateway.state.postgres_blobs import PostgresBlobs
-from gateway.state.postgres_client import Pool
+from gateway.state.postgres_client import Pool, PoolFacts
 from gateway.state.postgres_spend import PostgresSpend
 from gateway.state.redis import RedisBackend
 
@@ -57,6 +57,11 @@ PROBE_INTERVAL_S = 5.0
 TOMBSTONE = b"\x00"
 """A copy that says "no such record" (no JSON document starts with a NUL)."""
 
+_GET = "SELECT record::text FROM gw_records WHERE tbl=$1 AND id=$2"
+_PUT = """
+INSERT INTO gw_records (tbl, id, record) VALUES ($1, $2, $3::jsonb)
+ON CONFLICT (tbl, id) DO UPDATE SET record = EXCLUDED.record, updated_at = now()
+"""
 _LOG_ROW = "INSERT INTO gw_logs (stream, seq, record) VALUES ($1, $2, $3::jsonb)"
 _LOG_SEQ = """
 INSERT INTO gw_log_seq (stream, seq) VALUES ($1, 1)
@@ -73,17 +78,33 @@ class PostgresBackend:
 
     kind = "postgres"
 
-    def __init__(self, pool: Pool, redis: RedisBackend, *, mirror_ttl_s: float = 3600.0) -> None:
+    def __init__(
+        self, pool: Pool, redis: RedisBackend, *, mirror_ttl_s: float = 3600.0, replica: Pool | None = None
+    ) -> None:
+        """``replica``: a read replica (``state.postgres.read_url``), watched for its lag."""
         self.pg = pool
         self.redis = redis
+        self.replica = replica
         self._mirror_ttl_s = mirror_ttl_s
         self.spend = PostgresSpend(pool, redis)
         self.blobs = PostgresBlobs(pool, redis)
-        self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, pool.probe, "postgresql probe")
+        self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, self._check, "postgresql probe")
 
     def watch(self) -> None:
-        """Probe PostgreSQL every :data:`PROBE_INTERVAL_S` (``Pool.up`` stays current); until :meth:`aclose`."""
+        """Probe PostgreSQL (and measure the replica's lag) every :data:`PROBE_INTERVAL_S`, so
+        :meth:`facts` stays current; until :meth:`aclose`."""
         self._probe.start()
+
+    async def _check(self) -> None:
+        await self.pg.probe()
+        if self.replica is not None:
+            await self.replica.replica_lag()
+
+    def facts(self) -> PoolFacts:
+        facts = self.pg.facts()
+        if self.replica is None:
+            return facts
+        return facts._replace(replica_up=self.replica.lag_s is not None, replica_lag_s=self.replica.lag_s)
 
     # --- records -------------------------------------------------------------------
     async def get(self, table: str, id: str) -> Record | None:
@@ -94,8 +115,7 @@ class PostgresBackend:
             copy = None  # Redis down: PostgreSQL answers alone
         if copy is not None:
             return None if copy == TOMBSTONE else _load(copy)
-        sql = "SELECT record::text FROM gw_records WHERE tbl=$1 AND id=$2"
-        raw = await self.pg.run(lambda c: c.fetchval(sql, table, id))
+        raw = await self.pg.run(lambda c: c.fetchval(_GET, table, id))
         value = TOMBSTONE if raw is None else raw.encode()
         with contextlib.suppress(BackendUnavailable):  # Redis down: read from PostgreSQL, copied later
             await self.redis.blob_put_new(key, value, self._mirror_ttl_s)
@@ -103,11 +123,7 @@ class PostgresBackend:
 
     async def put(self, table: str, id: str, record: Record) -> None:
         text = orjson.dumps(record)
-        sql = (
-            "INSERT INTO gw_records (tbl, id, record) VALUES ($1, $2, $3::jsonb)"
-            " ON CONFLICT (tbl, id) DO UPDATE SET record = EXCLUDED.record, updated_at = now()"
-        )
-        await self.pg.run(lambda c: c.execute(sql, table, id, text.decode()))
+        await self.pg.run(lambda c: c.execute(_PUT, table, id, text.decode()))
         await self.redis.blob_put(_rec(table, id), text, self._mirror_ttl_s)
 
     async def delete(self, table: str, id: str) -> bool:
@@ -203,6 +219,8 @@ class PostgresBackend:
         except (TimeoutError, BackendUnavailable) as exc:
             log.error("stored responses not written to postgresql at shutdown: %s", exc)
         await self.pg.aclose()
+        if self.replica is not None:
+            await self.replica.aclose()
         await self.redis.aclose()
 
 

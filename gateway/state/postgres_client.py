@@ -26,11 +26,14 @@ T = TypeVar("T")
 PG_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,  # from the server: a statement, a serialization failure, shutting down
     asyncpg.InterfaceError,  # the client: a connection closed under it, a pool closing
+    asyncpg.InternalClientError,  # the client's protocol state after its server vanished mid-call
     OSError,  # refused, reset, unreachable
     TimeoutError,  # a statement, a connect or a pool acquire past its timeout
     EOFError,
 )
 """Everything a PostgreSQL call can raise that means "the backend is unavailable"."""
+_SERVER_GONE = (asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+"""Server answers that say it is not serving (starting, shutting down, crashed)."""
 
 
 def redact(url: str) -> str:
@@ -43,6 +46,15 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else url
 
 
+_LAG = """
+SELECT CASE
+  WHEN NOT pg_is_in_recovery() THEN 0
+  WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+  ELSE GREATEST(0, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()))
+END
+"""
+
+
 class PoolFacts(NamedTuple):
     """What the metrics read of a pool at each scrape."""
 
@@ -52,6 +64,9 @@ class PoolFacts(NamedTuple):
     max_connections: int
     saturated: int
     failures: int
+    replica_up: bool | None = None
+    """None: no read replica configured."""
+    replica_lag_s: float | None = None
 
 
 class Pool:
@@ -79,6 +94,8 @@ class Pool:
         """Calls that found every connection busy for ``acquire_timeout_s``."""
         self.failures = 0
         """Calls that failed (server down, an error, a timeout)."""
+        self.lag_s: float | None = None
+        """A replica's replication lag as last measured (:meth:`replica_lag`)."""
         self.up: bool | None = None
         """Whether the last call reached the server (None before the first)."""
 
@@ -119,17 +136,32 @@ class Pool:
                 raise
             try:
                 result = await work(conn)
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError):
+                    conn.terminate()  # not the server's answer: the connection goes, never back to the pool
+                raise
             finally:
-                await pool.release(conn)
+                await pool.release(conn, timeout=self._statement_timeout_s)
         except PG_ERRORS as exc:
             self.failures += 1
-            self.up = not isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError, EOFError))
+            self.up = isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _SERVER_GONE)
             raise BackendUnavailable(f"postgresql: {type(exc).__name__}: {exc}") from exc
         except BackendUnavailable:
             self.failures += 1
             raise
         self.up = True
         return result
+
+    async def replica_lag(self) -> float | None:
+        """Seconds this (replica) database's replay is behind its primary: 0 when it has
+        replayed all it received, else the age of the last transaction it replayed; None when
+        it cannot be reached. Sets :attr:`lag_s`."""
+        try:
+            lag = await self.run(lambda c: c.fetchval(_LAG))
+        except BackendUnavailable:
+            lag = None
+        self.lag_s = None if lag is None else float(lag)
+        return self.lag_s
 
     async def probe(self) -> bool:
         """One ``SELECT 1``: whether the server answers now (sets :attr:`up`; never raises

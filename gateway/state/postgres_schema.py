@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.state.base import NewerSchema
 from gateway.state.embedded_schema import Migration
 
 LOCK_ID = 0x67770001
@@ -51,10 +52,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             " FOR EACH ROW EXECUTE FUNCTION gw_refuse_change()",
         ),
     ),
+    Migration(
+        "request detail (one row per finished request, no prompt or answer) and archives loaded back",
+        (
+            # keyed by (ts, request_id): a request id may come from the client, so it alone is not unique;
+            # ts first, so the key's index serves the retention job's and reports' time ranges
+            "CREATE TABLE gw_requests (ts timestamptz NOT NULL, request_id text NOT NULL, route text NOT NULL,"
+            " status integer NOT NULL, latency_ms double precision NOT NULL, trace_id text, key_id text, team text,"
+            " alias text NOT NULL, deployment text, provider text, model text, attempts integer NOT NULL DEFAULT 0,"
+            " ttft_ms double precision, prompt_tokens integer, completion_tokens integer, cost_usd double precision,"
+            " cache text, error_code text, stream boolean NOT NULL DEFAULT false, PRIMARY KEY (ts, request_id))",
+            # `gateway archive load`: archived days put back for a query, apart from the live detail
+            "CREATE TABLE gw_requests_loaded (LIKE gw_requests INCLUDING ALL, archive text NOT NULL)",
+            "CREATE INDEX gw_requests_loaded_by_archive ON gw_requests_loaded (archive)",
+        ),
+    ),
 )
 
 
-class SchemaTooNew(Exception):
+class SchemaTooNew(NewerSchema):
     """The database was written by a newer release than this one; the gateway must
     not start on a schema it does not understand (no failure mode applies)."""
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from gateway.config.state import StateSettings
 from gateway.state.base import BackendUnavailable, SpendBatch
+from gateway.state.factory import create_report_reader
 from gateway.state.postgres import PostgresBackend
 from gateway.state.postgres_client import Pool
 from gateway.state.postgres_schema import MIGRATIONS, SchemaTooNew, version_of
@@ -201,7 +207,7 @@ async def test_a_database_of_a_newer_release_is_refused(db_url: str) -> None:
         await pool.aclose()
     fresh = Pool(db_url)
     try:
-        with pytest.raises(SchemaTooNew, match="schema version 99, but this gateway knows versions up to 1"):
+        with pytest.raises(SchemaTooNew, match=f"version 99, but this gateway knows versions up to {len(MIGRATIONS)}"):
             await fresh.run(lambda c: c.fetchval("SELECT 1"))
     finally:
         await fresh.aclose()
@@ -220,3 +226,80 @@ async def test_a_saturated_pool_fails_the_call_and_counts_it(db_url: str, redis_
         await slow
     finally:
         await b.aclose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_read_replica_serves_reports_and_its_lag_is_measured(
+    pg: PostgresServer, db_url: str, redis_server: RedisServer
+) -> None:
+    """``state.postgres.read_url``: a streaming hot standby (pg_basebackup) of the test server.
+    ``gateway report`` reads it (create_report_reader); the backend measures its lag (0 once
+    it has replayed what it received) and says when it cannot reach it."""
+    replica_server = PostgresServer(replica_of=pg)
+    replica_server.start()
+    replica_url = db_url.replace(f":{pg.port}/", f":{replica_server.port}/")
+    b = PostgresBackend(Pool(db_url), RedisBackend(redis_server.url), replica=Pool(replica_url, migrate_schema=False))
+    settings = StateSettings.model_validate(
+        {"backend": "postgres", "url": redis_server.url, "postgres": {"url": db_url, "read_url": replica_url}}
+    )
+    reader = create_report_reader(settings)
+    try:
+        await b.put("teams", "t1", {"id": "t1"})
+        await b.apply_spend(SpendBatch("o", 1, {"spend:team:t1": 1.5}))
+        assert isinstance(reader, PostgresBackend)
+        assert await reader.pg.run(lambda c: c.fetchval("SELECT pg_is_in_recovery()")) is True, "reads the replica"
+
+        async def replayed() -> bool:
+            spend = await reader.read_spend(["spend:team:t1"])
+            return spend == {"spend:team:t1": 1.5} and await reader.scan("teams") == [{"id": "t1"}]
+
+        assert await eventually(replayed), "the replica has the primary's records and spend"
+        assert await b.replica.replica_lag() == 0.0 if b.replica else False
+        facts = b.facts()
+        assert (facts.replica_up, facts.replica_lag_s) == (True, 0.0)
+        with pytest.raises(BackendUnavailable):  # a hot standby takes no writes
+            await reader.pg.run(lambda c: c.execute("INSERT INTO gw_spend_totals VALUES ('x', 1)"))
+        replica_server.kill()
+        assert b.replica is not None and await b.replica.replica_lag() is None
+        assert b.facts().replica_up is False
+    finally:
+        await reader.aclose()
+        await b.aclose()
+        replica_server.stop()
+
+
+def test_a_newer_database_stops_the_gateway_and_the_report_command(db_url: str, tmp_path: Path) -> None:
+    async def stamp() -> None:
+        pool = Pool(db_url)
+        try:
+            await pool.run(lambda c: c.execute("UPDATE gw_schema SET version = 99"))
+        finally:
+            await pool.aclose()
+
+    asyncio.run(stamp())
+    with RedisServer() as redis:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            f"state: {{backend: postgres, url: '{redis.url}', path: '{tmp_path / 'state.db'}',"
+            f" postgres: {{url: '{db_url}'}}}}\nmodels: {{}}\n"
+        )
+        env = {**os.environ, "GATEWAY_MASTER_KEY": "sk-test-master-key-0123456789"}
+        for argv in (["report", "daily"], ["serve", "--port", "0"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "gateway", *argv, "--config", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                check=False,
+            )
+            assert done.returncode != 0, argv
+            assert "schema version 99, but this gateway knows versions up to" in done.stderr, done.stderr[-2000:]

@@ -100,7 +100,7 @@ def catalog() -> dict[str, str]:
     """Every series name Prometheus scrapes from the gateway -> ``counter``,
     ``gauge`` or ``histogram`` (its ``_bucket``, ``_sum`` and ``_count``)."""
     metrics = Metrics()
-    metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0)  # the postgres backend's metrics too
+    metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)  # the postgres backend's metrics too
     body, _ = metrics.render()
     series: dict[str, str] = {}
     for family, kind in TYPE_LINE.findall(body.decode()):

@@ -95,7 +95,7 @@ def observed_metrics() -> Metrics:
     m.budget_event(BudgetEvent("threshold", "team", "search", "daily", 8.1, 10.0))
     m.set_breaker("chat/0", "closed")
     m.set_breaker("gem/0", "open")
-    m.state_pool = lambda: PoolFacts(up=True, in_use=2, size=5, max_connections=20, saturated=0, failures=1)  # postgres
+    m.state_pool = lambda: PoolFacts(True, 2, 5, 20, 0, 1, replica_up=True, replica_lag_s=0.5)  # postgres
     return m
 
 
@@ -106,7 +106,7 @@ def on_postgres() -> Metrics:
     """A fresh Metrics as the app sets it up on the postgres backend (its pool's metrics
     are exported on that backend only)."""
     m = Metrics()
-    m.state_pool = lambda: PoolFacts(up=True, in_use=0, size=1, max_connections=20, saturated=0, failures=0)
+    m.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)
     return m
 
 
