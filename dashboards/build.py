@@ -1294,6 +1294,42 @@ def state_postgres() -> list[Panel | Row]:
             thresholds=[(None, "green"), (30, "orange")],
             threshold_lines=True,
         ),
+        Panel(
+            "Request detail written / dropped",
+            "Rows of request detail (one per finished request) written to PostgreSQL's gw_requests per second, "
+            "and rows dropped because the buffer was full while PostgreSQL was slow or down; and the rows held.",
+            "short",
+            [
+                Target(
+                    f'rate(gateway_request_detail_rows_total{{outcome="written"}}[{RI}]) {GW}', "written/s {{instance}}"
+                ),
+                Target(
+                    f'rate(gateway_request_detail_rows_total{{outcome="dropped"}}[{RI}]) {GW}', "dropped/s {{instance}}"
+                ),
+                Target(f"gateway_request_detail_pending {GW}", "held {{instance}}"),
+            ],
+            min=0,
+        ),
+        Panel(
+            "Retention job",
+            "Time since the request-detail retention job last succeeded (on any replica), and the days it archived "
+            "or left in PostgreSQL over the dashboard's range.",
+            "s",
+            [
+                Target(
+                    "time() - max(gateway_retention_last_success_timestamp_seconds > 0)",
+                    "since last success",
+                    instant=True,
+                ),
+                Target(
+                    "sum by (outcome) (increase(gateway_retention_day_exports_total[$__range]))",
+                    "days {{outcome}}",
+                    instant=True,
+                ),
+            ],
+            kind="bargauge",
+            thresholds=[(None, "green")],
+        ),
     ]
 
 

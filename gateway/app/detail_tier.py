@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from gateway.config.state import StateSettings
 from gateway.observability.logs import RequestSink
+from gateway.observability.metrics import Metrics
 from gateway.state.base import StateBackend
 
 if TYPE_CHECKING:
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 class DetailTier:
     detail: DetailTiers | None = None
 
-    def start_detail(self, state: StateSettings, backend: StateBackend) -> list[RequestSink]:
-        """Start the tier on the postgres backend; the request sinks it adds (none on the others)."""
+    def start_detail(self, state: StateSettings, backend: StateBackend, metrics: Metrics) -> list[RequestSink]:
+        """Start the tier on the postgres backend (its metrics read by ``metrics``); the request
+        sinks it adds (none on the others)."""
         if state.backend != "postgres" or state.postgres is None:
             return []
         from gateway.state.postgres import PostgresBackend  # only this backend's modules load asyncpg
@@ -29,6 +31,7 @@ class DetailTier:
         assert isinstance(backend, PostgresBackend)
         self.detail = DetailTiers(backend.pg, state.postgres.retention, flush_interval_s=state.flush_interval_s)
         self.detail.start()
+        metrics.detail_tier = self.detail.facts
         return [self.detail.record] if self.detail.writes else []
 
     async def close_detail(self) -> None:

@@ -129,7 +129,7 @@ class Lifecycle(Reload, DetailTier):
             retention_days=settings.reports.retention_days,
         )
         await self.stats.start()
-        self.request_sinks += [self.stats.record, *self.start_detail(settings.state, self.backend)]
+        self.request_sinks += [self.stats.record, *self.start_detail(settings.state, self.backend, self.metrics)]
         self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
         self._prices = prices
         self._gate = build_gate(

@@ -40,11 +40,12 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.observability.live_counts import LiveCollector, LiveCounts
-from gateway.observability.postgres_metrics import PostgresCollector
+from gateway.observability.postgres_metrics import DetailCollector, PostgresCollector
 from gateway.observability.shaping_metrics import ShapingMetrics
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
 from gateway.state.postgres_client import PoolFacts
+from gateway.state.retention import TierFacts
 
 # GenAI semantic conventions: recommended bucket boundaries.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -305,6 +306,9 @@ class Metrics:
         self.state_pool: Callable[[], PoolFacts | None] = lambda: None
         """The PostgreSQL backend's pool (set by the app on that backend)."""
         r.register(PostgresCollector(self._read_pool))
+        self.detail_tier: Callable[[], TierFacts | None] = lambda: None
+        """The postgres backend's request-detail tier (set by the app on that backend)."""
+        r.register(DetailCollector(self._read_detail))
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
         # --- the gateway itself ------------------------------------------------------------
@@ -343,6 +347,9 @@ class Metrics:
 
     def _read_pool(self) -> PoolFacts | None:
         return self.state_pool()
+
+    def _read_detail(self) -> TierFacts | None:
+        return self.detail_tier()
 
     def login_attempt(self, outcome: str) -> None:
         self.login_attempts.labels(outcome).inc()

@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.state.postgres import PostgresBackend
 from gateway.state.postgres_client import PoolFacts
+from gateway.state.retention import TierFacts
 
 
 async def watch_pool(backend: object) -> Callable[[], PoolFacts | None]:
@@ -75,4 +76,63 @@ class PostgresCollector:
             "gateway_state_postgres_errors",
             "PostgreSQL calls that failed (server down, a timeout, an error), pool saturation included.",
             value=float(facts.failures),
+        )
+
+
+class DetailCollector:
+    """The request-detail tier's metrics (``state.backend: postgres``; ``read()`` answers None
+    on the other backends): rows written behind to ``gw_requests`` or dropped, the retention
+    job's runs and days."""
+
+    def __init__(self, read: Callable[[], TierFacts | None]) -> None:
+        self._read = read
+
+    def describe(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        return list(self._families(TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)))
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        facts = self._read()
+        if facts is not None:
+            yield from self._families(facts)
+
+    @staticmethod
+    def _families(f: TierFacts) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        rows = CounterMetricFamily(
+            "gateway_request_detail_rows",
+            "Request detail rows (one per finished request): written to PostgreSQL (gw_requests), or dropped "
+            "(the buffer was full while PostgreSQL was slow or down: the oldest went).",
+            labels=["outcome"],
+        )
+        rows.add_metric(["written"], float(f.written))
+        rows.add_metric(["dropped"], float(f.dropped))
+        yield rows
+        yield GaugeMetricFamily(
+            "gateway_request_detail_pending", "Request detail rows held in memory, not yet written.", value=f.pending
+        )
+        yield CounterMetricFamily(
+            "gateway_request_detail_flush_failures",
+            "Writes of request detail to PostgreSQL that failed (the rows are kept for the next, within the bound).",
+            value=float(f.flush_failures),
+        )
+        runs = CounterMetricFamily(
+            "gateway_retention_runs",
+            "Runs of the request-detail retention job in this process: ok, or failed (PostgreSQL down, an error).",
+            labels=["outcome"],
+        )
+        runs.add_metric(["ok"], float(f.runs_ok))
+        runs.add_metric(["failed"], float(f.runs_failed))
+        yield runs
+        days = CounterMetricFamily(
+            "gateway_retention_day_exports",
+            "Days of request detail the retention job handled: archived (then deleted), or failed (left in "
+            "PostgreSQL: an archive that could not be written or was not as written).",
+            labels=["outcome"],
+        )
+        days.add_metric(["archived"], float(f.days_archived))
+        days.add_metric(["failed"], float(f.days_failed))
+        yield days
+        yield GaugeMetricFamily(
+            "gateway_retention_last_success_timestamp_seconds",
+            "When this process last completed a retention run (epoch seconds; 0 before the first).",
+            value=f.last_success,
         )

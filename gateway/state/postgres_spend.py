@@ -11,34 +11,38 @@ ledger retries it, PostgreSQL skips it and Redis applies it. Budgets read Redis
 (totals and the other replicas' reservations in one round trip), never PostgreSQL;
 reports read PostgreSQL.
 
-Redis that lost its data (restarted without persistence) is re-seeded: every
-:data:`SEED_CHECK_S` a budget read looks for the seed mark, and when it is gone,
-PostgreSQL's totals are copied into the counters Redis does not hold. A batch
-applied by another replica while that copy is made may be missing from (or,
-written just before it, counted twice in) Redis's copy of its counters; PostgreSQL's
-totals stay exact.
+Redis that lost its data (restarted without persistence) is re-seeded before it
+takes another batch: every Redis apply first looks for the seed mark (and budget
+reads do, every :data:`SEED_CHECK_S`). When it is gone, one replica claims the
+seeding in Redis (an expiring token), reads a snapshot of PostgreSQL's totals AND
+of the owners' marks, copies both over Redis's counters and marks, and sets the
+seed mark; until then every other replica's Redis apply fails (the ledger retries
+it). So a batch is counted once in Redis too: one in the snapshot is skipped by
+its mark, one after it is applied, and one that reached a Redis restarted between
+its mark check and its apply is in the snapshot (PostgreSQL had it before that
+restart, the snapshot is read after it) that overwrites it. A claim lost to a
+restart, or a seed finished by another replica first, writes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from gateway.state.base import SpendBatch
+from gateway.state.base import BackendUnavailable, SpendBatch
 from gateway.state.postgres_client import Pool
 from gateway.state.redis import RedisBackend
 
 log = logging.getLogger("gateway.state.postgres")
 
 SEED_CHECK_S = 30.0
-"""How often a budget read looks for Redis's seed mark (a lost Redis is re-seeded)."""
-SEED_MARK = "spend-seeded"
-"""The blob key whose presence says Redis holds the totals."""
-
+"""How often a budget read looks for Redis's seed mark (a flush looks every time)."""
 _MARK = """
 INSERT INTO gw_spend_marks (owner, seq) VALUES ($1, $2)
 ON CONFLICT (owner) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now() WHERE gw_spend_marks.seq < EXCLUDED.seq
@@ -58,7 +62,7 @@ class PostgresSpend:
         self._pg = pool
         self._redis = redis
         self.seed_checked = float("-inf")
-        """When the seed mark was last looked for (monotonic seconds)."""
+        """When the seed mark was last looked for by a budget read (monotonic seconds)."""
 
     async def incr(self, increments: Mapping[str, float]) -> None:
         if not increments:
@@ -79,6 +83,8 @@ class PostgresSpend:
         applied = False
         if batch.increments:
             applied = await self._pg.run(lambda c: _apply(c, batch))
+        if not await self._seed():
+            raise BackendUnavailable("redis: its spend totals are being copied back from postgresql")
         await self._redis.apply_spend(batch)  # once per batch by Redis's own mark: a retry lands here
         return applied
 
@@ -89,15 +95,35 @@ class PostgresSpend:
             self.seed_checked = now
         return await self._redis.read_budget(keys, owner)
 
-    async def _seed(self) -> None:
-        """Copy PostgreSQL's totals into a Redis that lost them (no seed mark)."""
-        if await self._redis.blob_get(SEED_MARK) is not None:
-            return
-        rows = await self._pg.run(lambda c: c.fetch("SELECT counter, usd FROM gw_spend_totals"))
-        restored = await self._redis.spend.seed({row[0]: float(row[1]) for row in rows})
-        await self._redis.blob_put(SEED_MARK, b"1", 10 * 365 * 24 * 3600.0)
-        if restored:
-            log.warning("redis held no spend totals: %d counter(s) copied back from postgresql", restored)
+    async def _seed(self) -> bool:
+        """Whether Redis holds PostgreSQL's totals (its seed mark); where it does not, copy
+        them in (see the module docstring): False while another replica is doing so."""
+        seed = self._redis.spend.seed
+        if await seed.done():
+            return True
+        token = uuid.uuid4().hex
+        if not await seed.claim(token):
+            return False
+        # The snapshot after the claim: it has every batch applied to this Redis before the mark
+        # (those passed the mark check on a Redis restarted since, so PostgreSQL had them first).
+        try:
+            totals, marks = await self._pg.run(_snapshot)
+        except BackendUnavailable:
+            with contextlib.suppress(BackendUnavailable):  # give the claim back (else it expires)
+                await seed.release(token)
+            raise
+        copied = await seed.write(token, [(c, float(usd)) for c, usd in totals], [(o, int(q)) for o, q in marks])
+        if copied and totals:
+            log.warning("redis held no spend totals: %d counter(s) copied back from postgresql", len(totals))
+        return copied
+
+
+async def _snapshot(conn: Any) -> tuple[list[Any], list[Any]]:
+    """Every spend total and every owner's mark, as of one moment."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        totals = await conn.fetch("SELECT counter, usd FROM gw_spend_totals")
+        marks = await conn.fetch("SELECT owner, seq FROM gw_spend_marks")
+    return list(totals), list(marks)
 
 
 async def _apply(conn: Any, batch: SpendBatch) -> bool:

@@ -20,7 +20,7 @@ owner and ``seq``) count once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from gateway.state.base import SpendBatch
 from gateway.state.redis_client import RedisConnection
@@ -86,17 +86,6 @@ return {totals, held}
 """
 
 
-# KEYS: counters; ARGV: their totals. Sets those that do not exist; answers how many.
-_SEED_LUA = """
-local set = 0
-for i = 1, #KEYS do
-  if redis.call('SET', KEYS[i], ARGV[i], 'NX') then set = set + 1 end
-end
-return set
-"""
-_SEED_CHUNK = 500
-
-
 def spend_key(counter: str) -> str:
     return f"gw:spend:{{s}}:{counter}"
 
@@ -117,17 +106,8 @@ class RedisSpend:
         client = connection.client
         self._apply = client.register_script(_APPLY_LUA)
         self._read = client.register_script(_READ_LUA)
-        self._seed = client.register_script(_SEED_LUA)
-
-    async def seed(self, totals: Mapping[str, float]) -> int:
-        """Set each counter Redis does not hold to its total (a Redis that lost its data,
-        re-seeded from the system of record); how many were set."""
-        items, done = list(totals.items()), 0
-        for start in range(0, len(items), _SEED_CHUNK):
-            chunk = items[start : start + _SEED_CHUNK]
-            keys = [spend_key(k) for k, _ in chunk]
-            done += int(await self._connection.call(self._seed(keys=keys, args=[repr(float(v)) for _, v in chunk])))
-        return done
+        self.seed = RedisSeed(connection)
+        """Copying the system of record's totals into a Redis that lost them (the postgres backend)."""
 
     async def apply(self, batch: SpendBatch) -> bool:
         reserved = batch.reserved or {}
@@ -151,3 +131,75 @@ class RedisSpend:
         spend = {k: float(v) for k, v in zip(keys, totals, strict=True)}
         others = {k: float(v) for k, v in zip(keys, held, strict=True) if float(v) > 0}
         return spend, others
+
+
+SEED_MARK = "gw:spendseed:{s}"
+"""Present while Redis holds PostgreSQL's totals; gone with a Redis that lost its data.
+The hash tag of the counters and marks (one Cluster slot for the scripts)."""
+SEED_CLAIM = "gw:spendseeding:{s}"
+"""The token of the replica copying the totals into Redis (SET NX, expiring)."""
+SEED_CLAIM_TTL_MS = 30_000
+_SEED_CHUNK = 500
+
+# KEYS[1] the claim, KEYS[2] the seed mark, KEYS[3..] the keys to set; ARGV[1] the claim's token,
+# ARGV[2] '1' on the last chunk, then per key its value and its TTL in ms ('0': none). Writes only while
+# the token holds the claim (else 0: it expired, or Redis restarted since) and the mark is absent (else
+# -1: another replica seeded first); the last chunk sets the mark. The claim is dropped unless 0.
+_SEED_LUA = """
+local mine = redis.call('GET', KEYS[1]) == ARGV[1]
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if mine then redis.call('DEL', KEYS[1]) end
+  return -1
+end
+if not mine then return 0 end
+for i = 3, #KEYS do
+  local value, ttl = ARGV[2 * i - 3], ARGV[2 * i - 2]
+  if ttl == '0' then redis.call('SET', KEYS[i], value) else redis.call('SET', KEYS[i], value, 'PX', ttl) end
+end
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[2], '1')
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0"
+
+
+class RedisSeed:
+    """The Redis side of re-seeding spend from the system of record (the postgres backend's
+    ``postgres_spend.py`` drives it): the seed mark, the claim one replica holds while it
+    copies, and the copy itself, written only while the claim holds and no other replica
+    finished first."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._connection = connection
+        client = connection.client
+        self._write = client.register_script(_SEED_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
+
+    async def done(self) -> bool:
+        """Whether Redis holds the totals (its seed mark is there)."""
+        return await self._connection.call(self._connection.client.get(SEED_MARK)) is not None
+
+    async def claim(self, token: str) -> bool:
+        """Take the claim (SET NX, expiring after :data:`SEED_CLAIM_TTL_MS`); False if another holds it."""
+        client = self._connection.client
+        return bool(await self._connection.call(client.set(SEED_CLAIM, token, nx=True, px=SEED_CLAIM_TTL_MS)))
+
+    async def release(self, token: str) -> None:
+        await self._connection.call(self._release(keys=[SEED_CLAIM], args=[token]))
+
+    async def write(self, token: str, totals: Sequence[tuple[str, float]], marks: Sequence[tuple[str, int]]) -> bool:
+        """Overwrite the counters and the owners' marks with the snapshot, then set the seed mark;
+        True when Redis holds the totals now (this copy, or another replica's that finished first)."""
+        items = [(spend_key(c), repr(float(usd)), "0") for c, usd in totals]
+        items += [(mark_key(owner), str(seq), str(MARK_TTL_S * 1000)) for owner, seq in marks]
+        for start in range(0, max(1, len(items)), _SEED_CHUNK):
+            chunk = items[start : start + _SEED_CHUNK]
+            last = "1" if start + _SEED_CHUNK >= len(items) else "0"
+            keys = [SEED_CLAIM, SEED_MARK, *(key for key, _, _ in chunk)]
+            args = [token, last, *(x for _, value, ttl in chunk for x in (value, ttl))]
+            done = int(await self._connection.call(self._write(keys=keys, args=args)))
+            if done != 1:
+                return done == -1  # -1: another replica seeded first; 0: the claim was lost
+        return True

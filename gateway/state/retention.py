@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.config.state import RetentionSettings
 from gateway.state.base import BackendUnavailable
@@ -232,6 +232,21 @@ def _load_rows(path: Path, chunk: list[dict[str, Any]], first: int) -> Iterator[
 # --- in the gateway ------------------------------------------------------------------------------
 
 
+class TierFacts(NamedTuple):
+    """What the metrics read of the request-detail tier at each scrape."""
+
+    written: int
+    dropped: int
+    pending: int
+    flush_failures: int
+    runs_ok: int
+    runs_failed: int
+    days_archived: int
+    days_failed: int
+    last_success: float
+    """Epoch seconds of the last retention run that succeeded in this process (0: none yet)."""
+
+
 class DetailTiers:
     """What a gateway on the postgres backend runs for the request-detail tier: the
     write-behind :class:`DetailWriter` (``detail``) and the retention job, first
@@ -245,6 +260,22 @@ class DetailTiers:
         self._run_in_app = settings.run_in_app
         self._interval_s = settings.interval_s
         self._task: asyncio.Task[None] | None = None
+        self.runs_ok = self.runs_failed = self.days_archived = self.days_failed = 0
+        self.last_success = 0.0
+
+    def facts(self) -> TierFacts:
+        w = self.writer
+        return TierFacts(
+            w.written,
+            w.dropped,
+            w.pending,
+            w.flush_failures,
+            self.runs_ok,
+            self.runs_failed,
+            self.days_archived,
+            self.days_failed,
+            self.last_success,
+        )
 
     def record(self, rec: object) -> None:
         """A request sink: the request's row, held for the writer."""
@@ -258,12 +289,19 @@ class DetailTiers:
             try:
                 result = await self.retention.run()
             except BackendUnavailable as exc:
+                self.runs_failed += 1
                 log.warning("request detail retention did not run: %s", exc)
                 delay = min(FIRST_RUN_S, self._interval_s)
                 continue
             except Exception:
+                self.runs_failed += 1
                 log.exception("request detail retention failed")
                 continue
+            self.days_archived += len(result.days)
+            self.days_failed += len(result.failed)
+            if not result.skipped:
+                self.runs_ok += 1
+                self.last_success = time.time()
             if result.days or result.failed:
                 log.info(
                     "request detail retention: %d day(s) done, %d left (cutoff %s)",

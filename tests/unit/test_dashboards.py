@@ -24,6 +24,7 @@ import yaml
 
 from gateway.observability.metrics import Metrics
 from gateway.state.postgres_client import PoolFacts
+from gateway.state.retention import TierFacts
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = ROOT / "dashboards"
@@ -100,7 +101,8 @@ def catalog() -> dict[str, str]:
     """Every series name Prometheus scrapes from the gateway -> ``counter``,
     ``gauge`` or ``histogram`` (its ``_bucket``, ``_sum`` and ``_count``)."""
     metrics = Metrics()
-    metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)  # the postgres backend's metrics too
+    metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)  # postgres too
+    metrics.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
     body, _ = metrics.render()
     series: dict[str, str] = {}
     for family, kind in TYPE_LINE.findall(body.decode()):

@@ -20,6 +20,7 @@ from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, build_routes
 from gateway.state.postgres_client import PoolFacts
+from gateway.state.retention import TierFacts
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 TYPES = frozenset({"counter", "gauge", "histogram", "summary", "info", "stateset", "unknown"})
@@ -96,6 +97,7 @@ def observed_metrics() -> Metrics:
     m.set_breaker("chat/0", "closed")
     m.set_breaker("gem/0", "open")
     m.state_pool = lambda: PoolFacts(True, 2, 5, 20, 0, 1, replica_up=True, replica_lag_s=0.5)  # postgres
+    m.detail_tier = lambda: TierFacts(10, 0, 2, 0, 1, 0, 1, 0, 1.7e9)
     return m
 
 
@@ -107,6 +109,7 @@ def on_postgres() -> Metrics:
     are exported on that backend only)."""
     m = Metrics()
     m.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)
+    m.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
     return m
 
 
