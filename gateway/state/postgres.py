@@ -9,22 +9,19 @@ deletes). Redis (a :class:`~gateway.state.redis.RedisBackend`) keeps what the
 request path touches: rate-limit windows, concurrency slots, the response cache,
 budget reservations, and copies:
 
-- **records** are read through Redis (``gw:blob:rec:<table>:<id>``, kept
-  ``mirror_ttl_s``): a miss reads PostgreSQL and fills the copy only if none was
-  written meanwhile (SET NX); a write goes to PostgreSQL, then replaces the copy; a
-  delete leaves a tombstone (so a reader that read the old row before the delete
-  cannot put it back). An absent record is remembered too (a tombstone), so a
-  flood of unknown keys does not reach PostgreSQL. While PostgreSQL is down, reads
-  of copied records keep working and writes fail with :class:`BackendUnavailable`
-  (the admin API's 503 ``state_backend_unavailable``).
+- **records** are read through Redis copies (``postgres_records.py``: filled with SET NX
+  on a miss, absent records as tombstones; a write deletes the copy, writes PostgreSQL,
+  then puts the new copy, and repairs it later if Redis failed at that step). While
+  PostgreSQL is down, reads of copied records keep working and writes fail with
+  :class:`BackendUnavailable` (the admin API's 503 ``state_backend_unavailable``).
 - **spend**: each ledger batch is applied to PostgreSQL (the batch row, the
   owner's mark and the totals, one transaction), then to Redis (its own
   once-per-batch script), whose totals are the maintained aggregate budgets read
   with the reservations in one round trip: a budget check never waits for
   PostgreSQL. A batch that reached PostgreSQL but not Redis is retried by the ledger
-  (PostgreSQL skips it, Redis applies it). When Redis has lost its data (restarted
-  without persistence), the first budget read that finds its seed mark gone copies
-  PostgreSQL's totals back (counters Redis no longer holds).
+  (PostgreSQL skips it, Redis applies it). A Redis that lost its data is re-seeded
+  from a snapshot of PostgreSQL's totals and marks before it takes another batch
+  (``postgres_spend.py``).
 - **stored responses** (blobs): written to Redis at once (the next turn may come
   at once, to any replica) and to PostgreSQL behind, in batches; read from Redis,
   then PostgreSQL.
@@ -35,7 +32,6 @@ Reports read spend totals from PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,6 +43,7 @@ from gateway.state.base import BackendUnavailable, Record, SlotSpec, SpendBatch,
 from gateway.state.periodic import Periodic
 from gateway.state.postgres_blobs import PostgresBlobs
 from gateway.state.postgres_client import Pool, PoolFacts
+from gateway.state.postgres_records import TOMBSTONE, RecordCopies, copy_key
 from gateway.state.postgres_spend import PostgresSpend
 from gateway.state.redis import RedisBackend
 
@@ -54,10 +51,9 @@ log = logging.getLogger("gateway.state.postgres")
 
 PROBE_INTERVAL_S = 5.0
 """How often :meth:`PostgresBackend.watch` probes PostgreSQL."""
-TOMBSTONE = b"\x00"
-"""A copy that says "no such record" (no JSON document starts with a NUL)."""
 
 _GET = "SELECT record::text FROM gw_records WHERE tbl=$1 AND id=$2"
+_DELETE = "DELETE FROM gw_records WHERE tbl=$1 AND id=$2 RETURNING 1"
 _PUT = """
 INSERT INTO gw_records (tbl, id, record) VALUES ($1, $2, $3::jsonb)
 ON CONFLICT (tbl, id) DO UPDATE SET record = EXCLUDED.record, updated_at = now()
@@ -67,10 +63,6 @@ _LOG_SEQ = """
 INSERT INTO gw_log_seq (stream, seq) VALUES ($1, 1)
 ON CONFLICT (stream) DO UPDATE SET seq = gw_log_seq.seq + 1 RETURNING seq
 """
-
-
-def _rec(table: str, id: str) -> str:
-    return f"rec:{table}:{id}"
 
 
 class PostgresBackend:
@@ -85,7 +77,7 @@ class PostgresBackend:
         self.pg = pool
         self.redis = redis
         self.replica = replica
-        self._mirror_ttl_s = mirror_ttl_s
+        self.copies = RecordCopies(redis, mirror_ttl_s)
         self.spend = PostgresSpend(pool, redis)
         self.blobs = PostgresBlobs(pool, redis)
         self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, self._check, "postgresql probe")
@@ -108,28 +100,25 @@ class PostgresBackend:
 
     # --- records -------------------------------------------------------------------
     async def get(self, table: str, id: str) -> Record | None:
-        key = _rec(table, id)
-        try:
-            copy = await self.redis.blob_get(key)
-        except BackendUnavailable:
-            copy = None  # Redis down: PostgreSQL answers alone
+        key = copy_key(table, id)
+        copy = await self.copies.read(key)
         if copy is not None:
             return None if copy == TOMBSTONE else _load(copy)
         raw = await self.pg.run(lambda c: c.fetchval(_GET, table, id))
-        value = TOMBSTONE if raw is None else raw.encode()
-        with contextlib.suppress(BackendUnavailable):  # Redis down: read from PostgreSQL, copied later
-            await self.redis.blob_put_new(key, value, self._mirror_ttl_s)
+        await self.copies.fill(key, TOMBSTONE if raw is None else raw.encode())
         return None if raw is None else _load(raw)
 
     async def put(self, table: str, id: str, record: Record) -> None:
-        text = orjson.dumps(record)
+        key, text = copy_key(table, id), orjson.dumps(record)
+        await self.copies.before_write(key)
         await self.pg.run(lambda c: c.execute(_PUT, table, id, text.decode()))
-        await self.redis.blob_put(_rec(table, id), text, self._mirror_ttl_s)
+        await self.copies.after_write(key, text)
 
     async def delete(self, table: str, id: str) -> bool:
-        sql = "DELETE FROM gw_records WHERE tbl=$1 AND id=$2 RETURNING 1"
-        existed = await self.pg.run(lambda c: c.fetchval(sql, table, id))
-        await self.redis.blob_put(_rec(table, id), TOMBSTONE, self._mirror_ttl_s)
+        key = copy_key(table, id)
+        await self.copies.before_write(key)
+        existed = await self.pg.run(lambda c: c.fetchval(_DELETE, table, id))
+        await self.copies.after_write(key, TOMBSTONE)
         return existed is not None
 
     async def scan(self, table: str) -> list[Record]:
@@ -214,6 +203,7 @@ class PostgresBackend:
 
     async def aclose(self) -> None:
         await self._probe.stop()
+        await self.copies.aclose()
         try:
             await asyncio.wait_for(self.blobs.written(), 10)
         except (TimeoutError, BackendUnavailable) as exc:

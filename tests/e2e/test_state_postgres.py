@@ -23,6 +23,7 @@ from gateway.state.base import BackendUnavailable, SpendBatch
 from gateway.state.factory import create_report_reader
 from gateway.state.postgres import PostgresBackend
 from gateway.state.postgres_client import Pool
+from gateway.state.postgres_records import copy_key
 from gateway.state.postgres_schema import MIGRATIONS, SchemaTooNew, version_of
 from gateway.state.redis import RedisBackend
 from tests.postgres_server import PostgresServer
@@ -303,3 +304,43 @@ def test_a_newer_database_stops_the_gateway_and_the_report_command(db_url: str, 
             )
             assert done.returncode != 0, argv
             assert "schema version 99, but this gateway knows versions up to" in done.stderr, done.stderr[-2000:]
+
+
+async def test_a_write_with_redis_down_fails_before_postgres_changes(
+    backend: PostgresBackend, redis_server: RedisServer
+) -> None:
+    await backend.put("keys", "h", {"v": 1})
+    redis_server.kill()
+    try:
+        with pytest.raises(BackendUnavailable, match="redis"):
+            await backend.put("keys", "h", {"v": 2})
+        with pytest.raises(BackendUnavailable, match="redis"):
+            await backend.delete("keys", "h")
+        assert await backend.scan("keys") == [{"v": 1}], "PostgreSQL unchanged: the admin may simply repeat it"
+    finally:
+        redis_server.start()
+
+
+async def test_a_copy_redis_could_not_replace_is_repaired_when_it_is_back(db_url: str, tmp_path: Path) -> None:
+    """Redis fails between the PostgreSQL write and the new copy: the write stands, and the copy a
+    reader filled meanwhile (here: the old one, kept by Redis's append-only file) is deleted once
+    Redis answers, so the next read is PostgreSQL's."""
+    with RedisServer(persist=True) as redis:
+        b = make(db_url, redis.url)
+        try:
+            await b.put("keys", "h", {"v": 1})
+            assert await b.get("keys", "h") == {"v": 1}
+            await asyncio.sleep(1.2)  # the append-only file has the copy (fsync every second)
+            redis.kill()
+            await b.pg.run(lambda c: c.execute("UPDATE gw_records SET record = '{\"v\": 2}' WHERE id = 'h'"))
+            await b.copies.after_write(copy_key("keys", "h"), b'{"v": 2}')  # the last step of a write, Redis down
+            assert b.copies.repairs == {copy_key("keys", "h")}
+            redis.start()
+            assert await eventually(lambda: _repaired(b), timeout_s=10)
+            assert await b.get("keys", "h") == {"v": 2}
+        finally:
+            await b.aclose()
+
+
+async def _repaired(b: PostgresBackend) -> bool:
+    return not b.copies.repairs
