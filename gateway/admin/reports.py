@@ -1,4 +1,4 @@
-"""``GET /admin/reports/{period}``: the daily, weekly or monthly report
+"""``GET /admin/reports/{period}``: the daily, weekly, monthly or yearly report
 (viewer role and above).
 
 Query parameters: ``format`` = ``md`` (default), ``html`` or ``json``;

@@ -1,4 +1,4 @@
-"""``gateway report daily|weekly|monthly``: a report from the state backend.
+"""``gateway report daily|weekly|monthly|yearly``: a report from the state backend.
 
 Reads the state backend the config file names (``--config``, default
 ``$GATEWAY_CONFIG`` or config/gateway.yaml): the request statistics every
@@ -42,7 +42,7 @@ def _date(text: str) -> date:
 def add_parser(sub: Any) -> None:
     report = sub.add_parser(
         "report",
-        help="print a daily, weekly or monthly report (KPIs, usage, spend, budgets)",
+        help="print a daily, weekly, monthly or yearly report (KPIs, usage, spend, budgets)",
         description="A report of the KPIs against the operations manual's targets, requests, tokens and spend "
         "by team and alias, budget adherence, top errors and little-used aliases, read from the state backend "
         "the config names.",

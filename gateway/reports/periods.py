@@ -1,5 +1,8 @@
-"""Report periods: a day, an ISO week (Monday to Sunday) or a calendar month,
-as local days in ``budgets.timezone`` (the days the spend counters use)."""
+"""Report periods: a day, an ISO week (Monday to Sunday), a calendar month or a
+calendar year, as local days in ``budgets.timezone`` (the days the spend counters use).
+Every period is read from the daily aggregates (``report_stats``, kept
+``reports.retention_days``: 400 by default), never from request detail, so a year's
+report needs no detail older than its tier keeps."""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
-Kind = Literal["daily", "weekly", "monthly"]
-KINDS: tuple[Kind, ...] = ("daily", "weekly", "monthly")
+Kind = Literal["daily", "weekly", "monthly", "yearly"]
+KINDS: tuple[Kind, ...] = ("daily", "weekly", "monthly", "yearly")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class Period:
             return f"{self.start:%Y-%m-%d}"
         if self.kind == "monthly":
             return f"{self.start:%Y-%m}"
+        if self.kind == "yearly":
+            return f"{self.start:%Y}"
         year, week, _ = self.start.isocalendar()
         return f"{year}-W{week:02d} ({self.start:%Y-%m-%d} to {self.end:%Y-%m-%d})"
 
@@ -43,7 +48,7 @@ class Period:
 
 def parse_kind(text: str) -> Kind:
     if text not in KINDS:
-        raise ValueError(f"unknown report period {text!r}; use one of: daily, weekly, monthly")
+        raise ValueError(f"unknown report period {text!r}; use one of: daily, weekly, monthly, yearly")
     return text
 
 
@@ -61,6 +66,8 @@ def period_for(kind: Kind, on: date) -> Period:
     if kind == "weekly":
         start = on - timedelta(days=on.weekday())
         return Period(kind, start, start + timedelta(days=6))
+    if kind == "yearly":
+        return Period(kind, on.replace(month=1, day=1), on.replace(month=12, day=31))
     start = on.replace(day=1)
     nxt = (start + timedelta(days=32)).replace(day=1)
     return Period(kind, start, nxt - timedelta(days=1))

@@ -166,7 +166,7 @@ def test_names_from_users_are_text_in_every_html_report(mock: Mock, tmp_path: Pa
 @pytest.mark.parametrize(
     ("path", "param"),
     [
-        ("/admin/reports/yearly", "period"),
+        ("/admin/reports/hourly", "period"),
         ("/admin/reports/daily?format=pdf", "format"),
         ("/admin/reports/daily?date=2026-02-30", "date"),
     ],
@@ -216,8 +216,8 @@ def test_cli_report_reads_what_the_gateway_wrote(setup: tuple[GatewayProcess, Pa
 def test_cli_errors_and_exit_codes(tmp_path: Path) -> None:
     good = tmp_path / "g.yaml"
     good.write_text(f"state: {{path: '{tmp_path / 'missing.db'}'}}\n")
-    bad_period = cli("yearly", "--config", str(good))
-    assert bad_period.returncode == 2 and "invalid choice: 'yearly'" in bad_period.stderr
+    bad_period = cli("hourly", "--config", str(good))
+    assert bad_period.returncode == 2 and "invalid choice: 'hourly'" in bad_period.stderr
     bad_date = cli("daily", "--date", "26.11.2026", "--config", str(good))
     assert bad_date.returncode == 2 and "invalid date '26.11.2026'; use YYYY-MM-DD" in bad_date.stderr
     no_state = cli("daily", "--config", str(good))

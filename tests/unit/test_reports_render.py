@@ -268,11 +268,19 @@ def test_periods() -> None:
         ["2026-02"],
     )
     assert period_for("weekly", date(2026, 12, 30)).months == ["2026-12", "2027-01"]
+    year = period_for("yearly", date(2028, 7, 4))  # a leap year
+    assert (year.start, year.end, year.label, len(year.days), len(year.months)) == (
+        date(2028, 1, 1),
+        date(2028, 12, 31),
+        "2028",
+        366,
+        12,
+    )
 
 
 def test_bad_period_format_and_date_are_named() -> None:
-    with pytest.raises(ValueError, match="unknown report period 'yearly'"):
-        parse_kind("yearly")
+    with pytest.raises(ValueError, match="unknown report period 'hourly'; use one of: daily, weekly, monthly, yearly"):
+        parse_kind("hourly")
     with pytest.raises(ValueError, match="unknown report format 'pdf'"):
         parse_format("pdf")
     with pytest.raises(ValueError, match="invalid date '2026-13-01'; use YYYY-MM-DD"):
