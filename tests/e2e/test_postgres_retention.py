@@ -439,8 +439,8 @@ async def test_a_year_of_reports_comes_from_the_aggregates_after_the_detail_is_g
             months = [v for m, v in expected.items() if m.startswith(f"{year}-")]
             yearly = await make_report("yearly", date(year, 6, 30), settings, sources, now=NOW)
             assert (yearly.label, yearly.start, yearly.end) == (str(year), f"{year}-01-01", f"{year}-12-31")
-            got = (yearly.total.requests, yearly.total.server_errors)
-            assert got == (sum(m[0] for m in months), sum(m[1] for m in months)), year
+            counts = (yearly.total.requests, yearly.total.server_errors)
+            assert counts == (sum(m[0] for m in months), sum(m[1] for m in months)), year
             assert yearly.total.cost_usd == pytest.approx(sum(m[2] for m in months), rel=1e-9)
         weekly = await make_report("weekly", months_back(12)[3], settings, sources, now=NOW)
         assert weekly.total.requests == 5  # a period of any kind inside the year
