@@ -2,7 +2,8 @@
 PostgreSQL + Redis (real servers on loopback), scraped every second by a real
 Prometheus that loads alerts/rules with time compressed 60-fold (as the live stack
 does); PostgreSQL killed (SIGKILL) brings ``gateway_state_postgres_up`` to 0 and
-``GatewayPostgresDown`` to firing while client traffic goes on; restarted, both clear."""
+``GatewayPostgresDown`` to firing while client traffic goes on; restarted, both clear.
+The request-detail tier's rows show there too."""
 
 from __future__ import annotations
 
@@ -89,6 +90,11 @@ def test_postgres_down_fires_its_alert_and_traffic_goes_on(mock: Mock, tmp_path:
             assert wait_until(lambda: value(prom, "gateway_state_postgres_up") == 1.0, timeout=30)
             assert value(prom, 'gateway_state_postgres_pool_connections{state="max"}') == 20.0
             assert (value(prom, 'gateway_state_postgres_pool_connections{state="open"}') or 0) >= 1
+            # the request-detail tier: the chat above written behind to gw_requests
+            assert wait_until(
+                lambda: (value(prom, 'gateway_request_detail_rows_total{outcome="written"}') or 0) >= 1, timeout=30
+            )
+            assert value(prom, 'gateway_request_detail_rows_total{outcome="dropped"}') == 0.0
 
             pg.kill()
             assert wait_until(lambda: value(prom, "gateway_state_postgres_up") == 0.0, timeout=30)
