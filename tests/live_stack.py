@@ -178,6 +178,16 @@ def dashboard_variables() -> Iterator[tuple[str, str, str, str]]:
             yield path.name, variable["name"], match.group(1), match.group(2)
 
 
+POSTGRES_METRICS = ("gateway_state_postgres_", "gateway_request_detail_", "gateway_retention_")
+"""Metrics exported only on the postgres state backend (its pool, the request-detail tier)."""
+
+
+def postgres_panels() -> list[PanelQuery]:
+    """The dashboard queries that read only PostgreSQL backend metrics: empty on the live stack
+    (the redis shape), checked by tests/e2e/test_postgres_live.py on a gateway on PostgreSQL."""
+    return [q for q in dashboard_queries() if any(m in q.expr for m in POSTGRES_METRICS)]
+
+
 def has_value(result: list[dict[str, Any]]) -> bool:
     """True when a query result holds at least one sample that is a number (not NaN)."""
     for series in result:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,15 @@ import pytest
 from scripts.stack import prometheus_config, scale_rules
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import GatewayProcess, e2e_config, free_port, wait_until
-from tests.live_stack import SCRAPE_INTERVAL, TIME_SCALE, Prometheus
+from tests.live_stack import (
+    SCRAPE_INTERVAL,
+    TIME_SCALE,
+    PanelQuery,
+    Prometheus,
+    has_value,
+    postgres_panels,
+    substitute,
+)
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 
@@ -65,6 +74,15 @@ def start_prometheus(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], P
     return proc, Prometheus(url)
 
 
+def panel_has_data(prometheus: Prometheus, query: PanelQuery, started: float) -> bool:
+    """As the live stack's check: the panel's query as Grafana sends it, over this run."""
+    now = time.time()
+    expr = substitute(query.expr, range_s=int(now - started) + 30)
+    if query.instant:
+        return has_value(prometheus.query(expr, at=now))
+    return has_value(prometheus.query_range(expr, started, now, step=1))
+
+
 def value(prometheus: Prometheus, expr: str) -> float | None:
     result = prometheus.query(expr)
     return float(result[0]["value"][1]) if result else None
@@ -72,10 +90,15 @@ def value(prometheus: Prometheus, expr: str) -> float | None:
 
 def test_postgres_down_fires_its_alert_and_traffic_goes_on(mock: Mock, tmp_path: Path) -> None:
     with PostgresServer() as pg, RedisServer() as redis:
+        replica = PostgresServer(replica_of=pg)  # a read replica, so its lag is on the dashboard too
+        replica.start()
+        replica_url = pg.url.replace(f":{pg.port}/", f":{replica.port}/")
+        retention = f"retention: {{archive_dir: '{tmp_path / 'archive'}', interval_s: 1}}"
         state = (
             f"state: {{backend: postgres, url: '{redis.url}', path: '{tmp_path / 'state.db'}',"
             f" flush_interval_s: 0.2, refresh_interval_s: 0.2,"
-            f" postgres: {{url: '{pg.url}', connect_timeout_s: 0.5, statement_timeout_s: 2}}}}\n"
+            f" postgres: {{url: '{pg.url}', read_url: '{replica_url}', connect_timeout_s: 0.5,"
+            f" statement_timeout_s: 2, {retention}}}}}\n"
         )
         gw = GatewayProcess(state + e2e_config(mock.url), tmp_path)
         prom_proc: subprocess.Popen[bytes] | None = None
@@ -95,6 +118,16 @@ def test_postgres_down_fires_its_alert_and_traffic_goes_on(mock: Mock, tmp_path:
                 lambda: (value(prom, 'gateway_request_detail_rows_total{outcome="written"}') or 0) >= 1, timeout=30
             )
             assert value(prom, 'gateway_request_detail_rows_total{outcome="dropped"}') == 0.0
+            assert wait_until(lambda: value(prom, "gateway_state_postgres_replica_lag_seconds") == 0.0, timeout=30)
+            assert wait_until(lambda: (value(prom, "gateway_retention_last_success_timestamp_seconds") or 0) > 0, 30)
+            started = time.time() - 60
+            panels = postgres_panels()
+            assert len(panels) >= 8
+
+            def empty() -> list[tuple[str, str, str]]:  # rates need a few scrapes of the new series
+                return [q.key for q in panels if not panel_has_data(prom, q, started)]
+
+            assert wait_until(lambda: not empty(), timeout=30, interval=0.5), f"panels without data: {empty()}"
 
             pg.kill()
             assert wait_until(lambda: value(prom, "gateway_state_postgres_up") == 0.0, timeout=30)
@@ -111,6 +144,7 @@ def test_postgres_down_fires_its_alert_and_traffic_goes_on(mock: Mock, tmp_path:
             assert wait_until(lambda: "GatewayPostgresDown" not in prom.alert_states(), timeout=30)
             assert gw.http.post("/admin/keys", json={"name": "after"}).status_code == 201
         finally:
+            replica.stop()
             if prometheus is not None:
                 prometheus.close()
             if prom_proc is not None:
