@@ -22,7 +22,7 @@ FLOORS: list[set[str]] = [
     {"observability"},
     {"server"},
     {"console", "health", "reports"},
-    {"admin"},
+    {"admin", "jobs"},
     {"app"},
     {"cli"},
 ]
