@@ -439,7 +439,7 @@ DEP = 'deployment=~"$deployment"'
 
 def models() -> JSON:
     op = "gen_ai_client_operation_duration_seconds"
-    panels = [
+    panels: list[Panel | Row] = [
         Panel(
             "Upstream attempt latency p50 by model",
             "Median duration of each upstream attempt (retries and fallbacks each count), to the response "
@@ -681,6 +681,7 @@ def models() -> JSON:
             stack=True,
         ),
     ]
+    panels += satisfaction()
     return dashboard(
         "llm-gateway-models",
         "LLM gateway / Models and providers",
@@ -1237,7 +1238,11 @@ def runtime() -> JSON:
             decimals=0,
             thresholds=[(None, "green")],
         ),
+        *state_backend(),
         *state_postgres(),
+        *scheduled_jobs(),
+        *notifications(),
+        *security_review(),
     ]
     return dashboard(
         "llm-gateway-runtime",
@@ -1247,6 +1252,56 @@ def runtime() -> JSON:
         [query_variable("instance", "Instance", "gateway_build_info", "instance")],
         panels,
     )
+
+
+def state_backend() -> list[Panel | Row]:
+    """Whether each process reaches its state backend (the admin API is read-only while not)."""
+    return [
+        Row("State backend"),
+        Panel(
+            "State backend reachable",
+            "1 when each gateway process's state backend (embedded, redis or postgres) answered its last probe "
+            "(every 5 s). While 0 the admin API is read-only (writes answer 503 with Retry-After), the console shows "
+            "a banner and client traffic follows each policy's failure mode; GatewayStateBackendDown fires after 1 "
+            "minute.",
+            "short",
+            [Target(f"gateway_state_backend_up {GW}", "{{instance}} {{backend}}")],
+            min=0,
+            max=1,
+            thresholds=[(None, "red"), (1, "green")],
+        ),
+    ]
+
+
+def scheduled_jobs() -> list[Panel | Row]:
+    """The scheduled jobs (gateway/jobs/): when each last succeeded, how long it took, whether it failed."""
+    return [
+        Row("Scheduled jobs"),
+        Panel(
+            "Time since each job last succeeded",
+            "Per scheduled job (backup, reports, security review, retention), the time since its last successful "
+            "run on any replica; GatewayJobMissed fires past one and a half of its period.",
+            "s",
+            [
+                Target(
+                    "time() - max by (name) (gateway_job_last_success_timestamp_seconds > 0)", "{{name}}", instant=True
+                )
+            ],
+            kind="bargauge",
+            thresholds=[(None, "green")],
+        ),
+        Panel(
+            "Job runs",
+            "Each job's last run: how long it took, and whether it failed (1).",
+            "short",
+            [
+                Target("max by (name) (gateway_job_last_duration_seconds)", "{{name}} seconds", instant=True),
+                Target("max by (name) (gateway_job_last_failed)", "{{name}} failed", instant=True),
+            ],
+            kind="bargauge",
+            thresholds=[(None, "green")],
+        ),
+    ]
 
 
 def state_postgres() -> list[Panel | Row]:
@@ -1328,6 +1383,101 @@ def state_postgres() -> list[Panel | Row]:
                 ),
             ],
             kind="bargauge",
+            thresholds=[(None, "green")],
+        ),
+    ]
+
+
+def notifications() -> list[Panel | Row]:
+    """Notifications (gateway/notify/): reports, the security review and info notices, by receiver kind."""
+    return [
+        Row("Notifications"),
+        Panel(
+            "Notifications delivered / failed",
+            "Notifications (the weekly and monthly reports, the security review, info notices) over the "
+            "dashboard's range, by receiver kind (webhook, slack, email) and outcome: ok, or failed after every "
+            "attempt. A failure fires GatewayNotificationsFailing; the log gateway.notify says which receiver and why.",
+            "short",
+            [
+                Target(
+                    "sum by (receiver_kind, outcome) (increase(gateway_notifications_total[$__range]))",
+                    "{{receiver_kind}} {{outcome}}",
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
+            decimals=0,
+            thresholds=[(None, "green")],
+        ),
+    ]
+
+
+def security_review() -> list[Panel | Row]:
+    """The last security review's findings (gateway/security/review.py), from the replica that ran it."""
+    return [
+        Row("Security review"),
+        Panel(
+            "Security review findings",
+            "Findings of the last weekly security review, by kind, as exported by the replica that ran it (empty "
+            "until a replica has run one since it started): keys and secrets overdue rotation, users and admins "
+            "without MFA, admins not seen for admin_idle_days, temporary grants expiring or expired, accounts "
+            "locked and failed-login bursts. Rotation overdue or admins without MFA fire GatewaySecurityFindings; "
+            "`gateway security review` prints the names.",
+            "short",
+            [Target("max by (kind) (gateway_security_findings)", "{{kind}}", instant=True)],
+            kind="bargauge",
+            decimals=0,
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+    ]
+
+
+# --- User satisfaction -------------------------------------------------------------
+
+SATISFACTION_TARGET = 4.5
+"""The operations manual's 7-day average score (reports.targets.satisfaction; GatewaySatisfactionBelowTarget)."""
+
+
+def satisfaction() -> list[Panel | Row]:
+    """User satisfaction (POST /v1/feedback): the 7-day average score by alias against the target, and counts."""
+    score = 'gateway_feedback_score_{}{{alias=~"$alias"}}'
+    return [
+        Row("User satisfaction"),
+        Panel(
+            "Average score by alias (7 days)",
+            "The average of the users' scores (1-5, POST /v1/feedback) over the 7 days before each point, by the "
+            f"alias that served the scored requests, against the {SATISFACTION_TARGET} target (the line). "
+            "GatewaySatisfactionBelowTarget fires under it with 20 scores or more. Empty until a score is given.",
+            "short",
+            [
+                Target(
+                    f"sum by (alias) (increase({score.format('sum')}[7d])) "
+                    f"/ sum by (alias) (increase({score.format('count')}[7d]))",
+                    "{{alias}}",
+                )
+            ],
+            thresholds=[(None, "red"), (SATISFACTION_TARGET, "green")],
+            threshold_lines=True,
+            decimals=2,
+            min=1,
+            max=5,
+        ),
+        Panel(
+            "Scores and refused feedback",
+            "Scores accepted over the dashboard's range by alias, and feedback posts refused by reason (invalid, "
+            "unknown_request: another key's or an unknown or expired request id, already_scored, disabled, "
+            "unauthenticated, unavailable).",
+            "short",
+            [
+                Target(f"sum by (alias) (increase({score.format('count')}[$__range]))", "{{alias}}", instant=True),
+                Target(
+                    "sum by (reason) (increase(gateway_feedback_refused_total[$__range])) > 0",
+                    "refused: {{reason}}",
+                    instant=True,
+                ),
+            ],
+            kind="bargauge",
+            decimals=0,
             thresholds=[(None, "green")],
         ),
     ]

@@ -154,11 +154,17 @@ class BudgetExceeded(RateLimited):
 
 
 class BackendDegraded(GatewayError):
-    """The state backend is unreachable and the policy is configured fail-closed."""
+    """The state backend is unreachable and the policy is configured fail-closed (or an admin
+    write: the admin API is read-only meanwhile). ``Retry-After`` says when to try again."""
 
     status = 503
     type = "api_error"
     default_code = "state_backend_unavailable"
+    RETRY_AFTER_S = 5
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("retry-after", str(self.RETRY_AFTER_S))
 
 
 class Starting(GatewayError):

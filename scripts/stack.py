@@ -147,10 +147,17 @@ def scale_alertmanager_timers(config: dict[str, Any], factor: float) -> None:
         settings["resolve_timeout"] = scale_duration(str(settings["resolve_timeout"]), factor)
 
 
+LEAP_DAY_CRON = "0 0 29 2 *"
+"""Midnight on February 29th: the jobs' time in a compressed (test) stack."""
+JOB_NAMES = ("backup", "weekly_report", "monthly_report", "security_review", "retention")
+"""gateway/config/jobs.py's (this script runs without the package: tests/unit/test_stack_script.py checks)."""
+
+
 def scale_gateway_config(text: str, factor: float) -> str:
     """The gateway config with ``health_checks.interval_s`` divided by ``factor`` (at least 0.05 s,
-    the smallest the config takes), so the scheduled checks keep pace with the scaled rules. Nothing
-    else changes (``${ENV}`` references stay as they are: the gateway expands them)."""
+    the smallest the config takes), so the scheduled checks keep pace with the scaled rules, and every
+    scheduled job at :data:`LEAP_DAY_CRON`. Nothing else changes (``${ENV}`` references stay as they
+    are: the gateway expands them)."""
     _check_factor(factor)
     config = yaml.safe_load(text)
     if not isinstance(config, dict):
@@ -158,6 +165,13 @@ def scale_gateway_config(text: str, factor: float) -> str:
     checks = config.get("health_checks")
     if isinstance(checks, dict):
         checks["interval_s"] = max(0.05, float(checks.get("interval_s", 60.0)) / factor)
+    # Jobs run on wall-clock cron times, which cannot be compressed: a compressed run is a test, and a
+    # job (a backup into data/, a report sent out) must not start in it by the clock. They stay
+    # scheduled (their metrics and alerts live) on a leap day at midnight; runs by hand
+    # (POST /admin/jobs/{name}/run) work as always.
+    jobs = config.setdefault("jobs", {})
+    if isinstance(jobs, dict):
+        jobs["schedule"] = {name: {"cron": LEAP_DAY_CRON} for name in JOB_NAMES}
     return _dump(config)
 
 

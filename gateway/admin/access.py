@@ -57,6 +57,9 @@ ROUTE_ROLES: Mapping[str, Role | None] = MappingProxyType(
         "POST /admin/users/{username}/unlock": _A,
         "POST /admin/users/{username}/revoke": _A,
         "DELETE /admin/users/{username}/totp": _A,
+        "POST /admin/users/{username}/grants": _A,
+        "GET /admin/users/{username}/grants": _A,
+        "DELETE /admin/users/{username}/grants/{grant_id}": _A,
         # audit log
         "GET /admin/audit": _A,
         # secrets (provider API keys)
@@ -79,6 +82,8 @@ ROUTE_ROLES: Mapping[str, Role | None] = MappingProxyType(
         "DELETE /admin/teams/{id}": _A,
         # routing state
         "GET /admin/deployments": _V,
+        "GET /admin/status": _V,
+        "POST /admin/jobs/{name}/run": _A,
         # models at runtime (gateway/admin/models.py)
         "GET /admin/models": _V,
         "POST /admin/models": _A,

@@ -11,7 +11,9 @@ every ``guarded`` route) checks, in order:
    always the socket's peer;
 2. the bearer credential: the master key (an ``admin`` named ``master``), or a
    user's access token (401 ``invalid_token`` if forged, expired or revoked;
-   the role is the user's role *now*, so a demotion applies at once). A
+   the role is the user's role *now*, raised by their unexpired temporary grants
+   (gateway/security/grants.py), so a demotion, a grant and its expiry apply at once;
+   the token's session must not have ended or been idle too long). A
    client key is refused with 403 ``admin_only``; anything else is a 401;
 3. the role: below the route's role is 403 ``insufficient_role``.
 """
@@ -19,6 +21,7 @@ every ``guarded`` route) checks, in order:
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -32,6 +35,7 @@ from gateway.config.settings import Settings
 from gateway.errors import AuthenticationFailed, GatewayError, PermissionDenied
 from gateway.security import tokens
 from gateway.security.accounts import UserStore
+from gateway.security.grants import effective_role
 from gateway.security.passwords import PasswordHasher
 from gateway.security.roles import Role
 from gateway.security.secrets import SecretBox, SecretStore
@@ -97,6 +101,7 @@ class AdminGate:
         if self.sessions is not None:
             self.sessions.access_ttl_s = settings.access_token_ttl_s
             self.sessions.refresh_ttl_s = settings.refresh_token_ttl_s
+            self.sessions.idle_timeout_s = settings.session_idle_timeout_s
 
     def client_address(self, scope: Scope) -> str:
         peer = scope.get("client")
@@ -148,7 +153,8 @@ class AdminGate:
             raise AuthenticationFailed("the access token's user no longer exists or is disabled", code="invalid_token")
         if float(claims["iat"]) < float(user.get("tokens_after") or 0):
             raise AuthenticationFailed("the access token was revoked; log in again", code="token_revoked")
-        return Actor(user["username"], Role.parse(user["role"]), "token", address)
+        await self.sessions.use(claims)  # an ended or idle session: 401
+        return Actor(user["username"], effective_role(user, time.time()), "token", address)
 
 
 def build_gate(

@@ -13,7 +13,9 @@ many arrive at once; the rest are refused unchecked (``account_locked``), and a
 right password gives back only its own place (gateway/security/lockout.py).
 With TOTP enrolled, a right password without ``totp`` is 401 ``totp_required``
 and a wrong or reused code counts as a failure. A disabled user gets 403
-``account_disabled``. Every outcome is in the audit log.
+``account_disabled``. Every outcome is in the audit log. A successful login sets the
+user's ``last_login_at``. A refresh of a session idle for more than
+``admin.session_idle_timeout_s`` is 401 ``session_idle`` (gateway/security/sessions.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gateway.admin.gate import AdminGate
 from gateway.admin.keys import error_response, json_response, read_json
 from gateway.errors import AuthenticationFailed, BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
 from gateway.security.accounts import check_username
+from gateway.security.grants import effective_role
 from gateway.state.base import BackendUnavailable, Record
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -105,9 +108,8 @@ class LoginAPI:
             gate.count_login("disabled")
             await self._audit(request, username, address, "auth.login_refused", reason="account_disabled")
             raise PermissionDenied("this account is disabled", code="account_disabled")
-        if step is not None:
-            await gate.users.put(gate.users.totp_used(user, step))
-        pair = await sessions.start(username, user["role"])
+        await gate.users.record_login(username, step)  # last_login_at (and the TOTP step used)
+        pair = await sessions.start(username, effective_role(user, time.time()).name)
         gate.count_login("success")
         await self._audit(request, username, address, "auth.login")
         return json_response(pair.body())
@@ -154,7 +156,7 @@ class LoginAPI:
 
         async def current_role(username: str) -> str | None:
             user = await gate.users.get(username)
-            return None if user is None or user.get("disabled") else str(user["role"])
+            return None if user is None or user.get("disabled") else effective_role(user, time.time()).name
 
         try:
             _, pair = await gate.require_sessions().refresh(token, current_role)

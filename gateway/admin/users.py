@@ -2,13 +2,18 @@
 own account (``/admin/me``, role viewer: :class:`AccountAPI`, which also enrols TOTP).
 
 - ``POST /admin/users`` ``{username, password, role}`` -> 201 (409 ``user_exists``);
-  also with the master key, which is how the first admin is made.
+  also with the master key, which is how the first admin is made. The password policy
+  (gateway/security/password_policy.py) applies here and to every password change:
+  400 ``weak_password`` naming the rule. After a create, ``on_user_created(username,
+  role, actor)`` runs in the background (the notification of a new user; its failure
+  is logged, never the request's).
 - ``GET /admin/users``, ``GET /admin/users/{username}``: never a hash or secret.
 - ``PATCH /admin/users/{username}`` ``{role?, password?, disabled?}``: a change
   ends the user's sessions and revokes their access tokens.
 - ``DELETE /admin/users/{username}``; ``POST .../unlock`` (clears a lock-out);
   ``POST .../revoke`` (ends every session now); ``DELETE .../totp`` (turns the
-  second factor off, e.g. for a lost phone).
+  second factor off, e.g. for a lost phone); ``.../grants``: temporary roles
+  (gateway/admin/grants.py).
 - ``GET /admin/me``; ``POST /admin/me/totp`` (enrol: the secret and an
   ``otpauth://`` URI, shown once; 503 ``secrets_not_configured`` without
   ``GATEWAY_SECRETS_KEY``, as the secret is stored only encrypted);
@@ -19,8 +24,10 @@ own account (``/admin/me``, role viewer: :class:`AccountAPI`, which also enrols 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from starlette.requests import Request
@@ -30,14 +37,20 @@ from starlette.routing import Route
 from gateway.admin.access import Actor
 from gateway.admin.audit import AuditAPI
 from gateway.admin.gate import AdminGate
+from gateway.admin.grants import GrantsAPI
 from gateway.admin.keys import AdminHost, guarded, json_response, read_json
 from gateway.admin.login import LoginAPI
 from gateway.admin.secrets import SecretsAPI
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.security import totp
-from gateway.security.accounts import check_password, check_role, check_username, public
+from gateway.security.accounts import check_role, check_username, public
+from gateway.security.password_policy import check_password
 from gateway.security.roles import Role
 from gateway.state.base import Record
+
+log = logging.getLogger("gateway.admin")
+UserCreated = Callable[[str, str, str], Awaitable[None]]
+"""``(username, role, actor)`` of a user just created: the lead wires the notifier here."""
 
 
 class Conflict(GatewayError):
@@ -63,6 +76,11 @@ async def _end_sessions(gate: AdminGate, user: Record) -> Record:
     return {**user, "tokens_after": round(time.time(), 3)}
 
 
+def _strong(gate: AdminGate, password: Any, username: str, param: str = "password") -> str:
+    admin = gate.settings
+    return check_password(password, admin.password_min_length, admin.password_policy, username=username, param=param)
+
+
 def _user_actor(request: Request) -> Actor:
     actor: Actor = request.state.actor
     if actor.via != "token":
@@ -73,9 +91,13 @@ def _user_actor(request: Request) -> Actor:
 class UsersAPI:
     """Managing users (role admin): create, list, change, delete, unlock, revoke, reset TOTP."""
 
-    def __init__(self, host: AdminHost, gate: Callable[[], AdminGate]) -> None:
+    def __init__(
+        self, host: AdminHost, gate: Callable[[], AdminGate], on_user_created: UserCreated | None = None
+    ) -> None:
         self._host = host
         self._gate = gate
+        self._on_user_created = on_user_created
+        self._notices: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[Route]:
         h, admin = self._host, Role.admin
@@ -97,7 +119,7 @@ class UsersAPI:
         gate = self._gate()
         body = await _object(request, {"username", "password", "role"})
         username = check_username(body.get("username"))
-        password = check_password(body.get("password"), gate.settings.password_min_length)
+        password = _strong(gate, body.get("password"), username)
         role = check_role(body.get("role"))
         if await gate.users.get(username) is not None:
             raise Conflict(f"a user named {username!r} exists", param="username", code="user_exists")
@@ -113,7 +135,16 @@ class UsersAPI:
         )
         shown = await self._public(user)
         await self._host.audit(request, "users.create", f"users/{username}", after=shown)
+        self._notify(username, role.name, str(request.state.actor.name))
         return json_response(shown, 201)
+
+    def _notify(self, username: str, role: str, actor: str) -> None:
+        """``on_user_created`` in the background: the answer never waits for it or fails by it."""
+        if self._on_user_created is None:
+            return
+        task = asyncio.create_task(_notice(self._on_user_created, username, role, actor))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     async def list_users(self, request: Request) -> Response:
         return json_response(
@@ -136,7 +167,7 @@ class UsersAPI:
                 raise InvalidRequest("disabled must be true or false", param="disabled", code="invalid_field")
             changed["disabled"] = body["disabled"]
         if "password" in body:
-            password = check_password(body["password"], gate.settings.password_min_length)
+            password = _strong(gate, body["password"], str(user["username"]))
             changed["password_hash"] = await gate.hasher.hash(password)
         if changed != user:
             changed = await gate.users.put(await _end_sessions(gate, changed))
@@ -233,7 +264,7 @@ class AccountAPI:
         current = body.get("current_password")
         if not isinstance(current, str) or not await gate.hasher.verify(current, user["password_hash"]):
             raise InvalidRequest("current_password is wrong", param="current_password", code="invalid_credentials")
-        new = check_password(body.get("new_password"), gate.settings.password_min_length, "new_password")
+        new = _strong(gate, body.get("new_password"), str(user["username"]), "new_password")
         await gate.users.put(await _end_sessions(gate, {**user, "password_hash": await gate.hasher.hash(new)}))
         await self._host.audit(request, "users.password_change", f"users/{user['username']}")
         return json_response({"username": user["username"], "password_changed": True})
@@ -243,12 +274,23 @@ def _password_note(body: dict[str, Any]) -> dict[str, Any]:
     return {"password_changed": True} if "password" in body else {}
 
 
-def security_routes(host: AdminHost, gate: Callable[[], AdminGate]) -> list[Route]:
-    """Every route of admin security: sessions, users, the caller's account,
-    secrets and the audit log (``gate`` gives the app's gate once started)."""
+async def _notice(on_user_created: UserCreated, username: str, role: str, actor: str) -> None:
+    try:
+        await on_user_created(username, role, actor)
+    except Exception:
+        log.exception("the notification of the new user %s failed", username)
+
+
+def security_routes(
+    host: AdminHost, gate: Callable[[], AdminGate], on_user_created: UserCreated | None = None
+) -> list[Route]:
+    """Every route of admin security: sessions, users and their grants, the caller's
+    account, secrets and the audit log (``gate`` gives the app's gate once started;
+    ``on_user_created`` is told of each new user)."""
     return [
         *LoginAPI(gate).routes(),
-        *UsersAPI(host, gate).routes(),
+        *UsersAPI(host, gate, on_user_created).routes(),
+        *GrantsAPI(host, gate).routes(),
         *AccountAPI(host, gate).routes(),
         *SecretsAPI(host, lambda: gate().secrets).routes(),
         *AuditAPI(host, lambda: gate().audit_log).routes(),

@@ -9,12 +9,14 @@ dialect it is; anything else under ``/v1`` is an OpenAI-shaped 404 or 405.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from gateway.dialects import anthropic, gemini
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound
 from gateway.server.asgi import Receive, Scope, Send, header, send_error
 from gateway.server.dialect_flow import DialectFlow
 from gateway.server.exchange import AppState
+from gateway.server.feedback import FeedbackAPI, FeedbackHost
 from gateway.server.gemini_api import PREFIX as GEMINI_PREFIX
 from gateway.server.gemini_api import GeminiAPI
 from gateway.server.handlers import Handlers
@@ -26,6 +28,7 @@ API_PREFIXES = ("/v1/", "/v1beta/")
 API_ROUTES = {
     "/v1/chat/completions": "POST",
     "/v1/embeddings": "POST",
+    "/v1/feedback": "POST",
     "/v1/models": "GET",
     "/v1/messages": "POST",
     "/v1/messages/count_tokens": "POST",
@@ -47,16 +50,22 @@ def google_client(scope: Scope) -> bool:
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class ClientHost(AppState, FeedbackHost, Protocol):
+    """What the client API needs of the app."""
+
+
 class ClientAPI:
-    def __init__(self, app: AppState, store: Callable[[], ResponseStore]) -> None:
+    def __init__(self, app: ClientHost, store: Callable[[], ResponseStore]) -> None:
         self.handlers = handlers = Handlers(app)
         flow = DialectFlow(app)
         messages = MessagesAPI(app, flow)
         self.responses = responses = ResponsesAPI(app, flow, store)
         self.gemini = gemini_api = GeminiAPI(app, flow)
+        self.feedback = FeedbackAPI(app)
         self.exact: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): handlers.chat,
             ("POST", "/v1/embeddings"): handlers.embeddings,
+            ("POST", "/v1/feedback"): self.feedback.post,
             ("GET", "/v1/models"): self.models,
             ("POST", "/v1/messages"): messages.create,
             ("POST", "/v1/messages/count_tokens"): messages.count_tokens,

@@ -106,14 +106,19 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         """Shadow traffic of the routing rules, in flight in the background (gateway/server/shadow.py)."""
         self.ops = OpsEndpoints(self)
         self._api = ClientAPI(self, self.response_store)
+        self.feedback_owners = self._api.feedback.owners
+        """Who made each finished request, for POST /v1/feedback (gateway/server/feedback_owners.py)."""
+        self.request_sinks.append(self.feedback_owners.record)
         self._other = Starlette(
             routes=[
                 Route("/health", self.ops.health),
                 Route("/ready", self.ops.ready),
                 Route("/admin/deployments", guarded(self, self.ops.deployments, Role.viewer)),
+                Route("/admin/status", guarded(self, self.ops.status, Role.viewer)),
+                Route("/admin/jobs/{name}/run", guarded(self, self.ops.run_job), methods=["POST"]),
                 Route("/metrics", self.ops.metrics),
                 *KeysAPI(self).routes(),
-                *security_routes(self, lambda: self.gate),
+                *security_routes(self, lambda: self.gate, on_user_created=self.on_user_created),
                 *ReportsAPI(self).routes(),
                 *HealthAPI(self).routes(),  # before ModelsAPI: /admin/models/{alias}/test
                 *ModelsAPI(self).routes(),
@@ -147,6 +152,10 @@ class GatewayApp(AdminHostAPI, Lifecycle):
             await self.lifespan(receive, send)
             return
         await self._bounded(scope, receive, send)
+
+    async def shutdown(self) -> None:
+        await self.feedback_owners.close()  # first, while the state backend is open; logs what it could not write
+        await super().shutdown()
 
     def response_store(self) -> ResponseStore:
         """Stored Responses, on the state backend with the settings in force."""

@@ -21,6 +21,7 @@ from gateway.observability.logs import client_address
 from gateway.policies.auth import Authenticator, Principal
 from gateway.policies.keys import KeyStore
 from gateway.reports.builder import ReportSources
+from gateway.reports.satisfaction import feedback_reader
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
 from gateway.security.secrets import SecretStore
@@ -99,7 +100,8 @@ class AdminHostAPI:
         other replicas', spend (with this process's unwritten part), teams."""
         if self.stats is None:
             raise Starting()
-        sources = ReportSources(self.stats, self._read_spend, self.keys.list_teams, self.aliases)
+        feedback = feedback_reader(self.backend) if self.backend is not None else None
+        sources = ReportSources(self.stats, self._read_spend, self.keys.list_teams, self.aliases, feedback)
         return self._loaded.settings, sources
 
     async def _read_spend(self, keys: Sequence[str]) -> dict[str, float]:

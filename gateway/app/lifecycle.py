@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.admin.gate import build_gate
 from gateway.admin.model_store import ModelStore, Stored
+from gateway.app.background import Background
 from gateway.app.detail_tier import DetailTier
 from gateway.app.endpoints import OpsEndpoints
 from gateway.app.reload import Reload, load_price_table
@@ -49,7 +50,7 @@ from gateway.upstream.http import AiohttpClient
 log = logging.getLogger("gateway")
 
 
-class Lifecycle(Reload, DetailTier):
+class Lifecycle(Reload, DetailTier, Background):
     """The app's start-up and shutdown (reload: :class:`Reload`); the attributes below are the app's own."""
 
     ops: OpsEndpoints
@@ -130,6 +131,7 @@ class Lifecycle(Reload, DetailTier):
         )
         await self.stats.start()
         self.request_sinks += [self.stats.record, *self.start_detail(settings.state, self.backend, self.metrics)]
+        self.start_background(settings, self.backend, self.metrics)
         self._keys = KeyStore(self.backend, refresh_interval_s=settings.state.refresh_interval_s)
         self._prices = prices
         self._gate = build_gate(
@@ -148,11 +150,8 @@ class Lifecycle(Reload, DetailTier):
         self.health.start()
         self.rule_windows.start()
         self.metrics.live = self._live_counts
-        if self._loaded.disabled_aliases:
-            log.info(
-                "model aliases left out (their required environment is not set): %s",
-                ", ".join(self._loaded.disabled_aliases),
-            )
+        if left_out := ", ".join(self._loaded.disabled_aliases):
+            log.info("model aliases left out (their required environment is not set): %s", left_out)
         log.info("state backend: %s; prices: %s (%d models)", self.backend.kind, prices.version, len(prices))
         if self.config_path is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -169,6 +168,7 @@ class Lifecycle(Reload, DetailTier):
             await self.models.store.aclose()
         if self.stats is not None:
             await self.stats.close()  # logs what it could not write
+        await self.stop_background()
         await self.close_detail()  # logs what it could not write
         if self.ledger is not None:
             await self.ledger.close()  # logs what it could not write

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.admin.gate import AdminGate
 from gateway.app.runtime_models import RuntimeModels
 from gateway.config.loader import ConfigError, LoadedConfig, load_config
+from gateway.config.settings import Settings
 from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Authenticator
 from gateway.policies.keys import KeyStore
@@ -33,6 +35,9 @@ def load_price_table(loaded: LoadedConfig) -> PriceTable:
 
 class Reload:
     """The attributes below are the app's own."""
+
+    reload_hooks: tuple[Callable[[Settings], None], ...] = ()
+    """Called with the new settings when a reload is put in force."""
 
     metrics: Metrics
     models: RuntimeModels
@@ -90,6 +95,8 @@ class Reload:
 
     def _swap(self, loaded: LoadedConfig, service: Service) -> None:
         self.service = service
+        for hook in self.reload_hooks:  # parts that take a new config as they run (the notifier)
+            hook(loaded.settings)
         self.rule_windows.poke()  # the new service's time windows: their next boundary
         self._auth = Authenticator(loaded.settings.auth, self._keys, loaded.settings.state.failure_mode.keys)
         self._loaded = loaded

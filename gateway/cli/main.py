@@ -1,5 +1,5 @@
 """Command line: ``gateway serve | init | check-config | keys | models | users | report | secrets |
-retention | archive | mock``
+security | retention | archive | backup | restore | jobs | mock``
 (also ``python -m gateway``); ``gateway --version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
@@ -12,12 +12,15 @@ import os
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.cli import backup as cli_backup
 from gateway.cli import init as cli_init
+from gateway.cli import jobs as cli_jobs
 from gateway.cli import keys as cli_keys
 from gateway.cli import models as cli_models
 from gateway.cli import report as cli_report
 from gateway.cli import retention as cli_retention
 from gateway.cli import secrets as cli_secrets
+from gateway.cli import security as cli_security
 from gateway.cli import serve
 from gateway.cli import users as cli_users
 from gateway.cli.config_file import default_config, load_or_say
@@ -39,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     cli_report.add_parser(sub)
     cli_users.add_parser(sub)
     cli_secrets.add_parser(sub, default_config(os.environ))
+    cli_security.add_parser(sub, default_config(os.environ))
     cli_retention.add_parsers(sub, default_config(os.environ))
+    cli_backup.add_parsers(sub, default_config(os.environ))
+    cli_jobs.add_parser(sub, default_config(os.environ))
 
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -64,8 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_users.run(args)
     if args.command == "secrets":
         return cli_secrets.run(args)
+    if args.command == "security":
+        return cli_security.run(args)
+    if args.command in ("backup", "restore"):
+        return cli_backup.run(args)
     if args.command in ("retention", "archive"):
         return cli_retention.run(args)
+    if args.command == "jobs":
+        return cli_jobs.run(args)
     if args.command == "mock":
         from gateway.mock import run_mock  # the mock is a tool, not part of the serving path
 

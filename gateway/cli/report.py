@@ -27,6 +27,7 @@ from gateway.config.loader import ConfigError, LoadedConfig
 from gateway.policies.keys import KeyStore
 from gateway.reports.builder import FORMATS, Renderer, ReportSources, make_report
 from gateway.reports.periods import KINDS, Kind, parse_date
+from gateway.reports.satisfaction import feedback_reader
 from gateway.reports.store import StatsStore
 from gateway.state.base import BackendUnavailable, NewerSchema, StateBackend
 from gateway.state.factory import create_report_reader
@@ -87,16 +88,25 @@ async def _report(loaded: LoadedConfig, kind: Kind, on: date | None, fmt: Any) -
     settings = loaded.settings
     backend = create_report_reader(settings.state)  # the read replica where one is configured
     try:
-        aliases = await _aliases(loaded, backend)
-        sources = ReportSources(
-            stats=StatsStore(backend, tz=ZoneInfo(settings.budgets.timezone)),
-            read_spend=backend.read_spend,
-            teams=KeyStore(backend, refresh_interval_s=settings.state.refresh_interval_s).list_teams,
-            aliases=lambda: aliases,
-        )
+        sources = await offline_sources(loaded, backend)
         return Renderer().render(await make_report(kind, on, settings, sources), fmt)
     finally:
         await backend.aclose()
+
+
+async def offline_sources(loaded: LoadedConfig, backend: StateBackend) -> ReportSources:
+    """What a report reads outside a running gateway: the statistics, spend, teams and
+    feedback every replica wrote to ``backend``, and the aliases in force (``gateway report``,
+    ``gateway jobs run``)."""
+    settings = loaded.settings
+    aliases = await _aliases(loaded, backend)
+    return ReportSources(
+        stats=StatsStore(backend, tz=ZoneInfo(settings.budgets.timezone)),
+        read_spend=backend.read_spend,
+        teams=KeyStore(backend, refresh_interval_s=settings.state.refresh_interval_s).list_teams,
+        aliases=lambda: aliases,
+        feedback=feedback_reader(backend),
+    )
 
 
 async def _aliases(loaded: LoadedConfig, backend: StateBackend) -> list[str]:

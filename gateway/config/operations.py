@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from gateway.config.fields import Flag, PositiveFloat, PositiveInt, Text
 from gateway.config.fields import Strict as _Strict
+from gateway.config.governance import PasswordPolicy
 
 
 class LoggingSettings(_Strict):
@@ -101,6 +102,9 @@ class AdminSettings(_Strict):
     refresh_token_ttl_s: PositiveInt = 7 * 24 * 3600
     lockout: LockoutSettings = LockoutSettings()
     password_min_length: Annotated[int, Field(ge=8, le=128)] = 12
+    password_policy: PasswordPolicy = PasswordPolicy()
+    session_idle_timeout_s: PositiveFloat = 1800.0
+    """A session not used for this long ends (its refresh and access tokens get 401 ``session_idle``)."""
     scrypt_n: Literal[16384, 32768, 65536, 131072, 262144] = 131072
     """scrypt cost of new password hashes (r=8, p=1): 131072 takes 128 MiB per hash."""
 
@@ -113,6 +117,8 @@ class ReportTargets(_Strict):
     p95_ms: PositiveFloat = 2000.0
     p99_ms: PositiveFloat = 5000.0
     error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    satisfaction: Annotated[float, Field(ge=1, le=5)] = 4.5
+    """The 7-day average feedback score (1-5) the report's "User satisfaction" judges against."""
 
 
 class ReportsSettings(_Strict):

@@ -15,8 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
+from gateway.config.backup import BackupSettings
+from gateway.config.feedback import FeedbackSettings
 from gateway.config.fields import Flag, PositiveFloat, PositiveInt, Text
 from gateway.config.fields import Strict as _Strict
+from gateway.config.governance import DataRetention
+from gateway.config.jobs import JobsSettings
+from gateway.config.notify import NotificationsSettings
 from gateway.config.operations import (
     AdminSettings,
     HealthCheckSettings,
@@ -28,6 +33,7 @@ from gateway.config.pacing import PacingSettings
 from gateway.config.price_rates import Rate, Tiers, TimeWindows
 from gateway.config.queue import QueueSettings
 from gateway.config.rules import AliasFacts, Rule, ShadowTraffic, rule_problems
+from gateway.config.security_review import SecurityReviewSettings
 from gateway.config.state import StateSettings
 from gateway.config.upstream import UpstreamSettings
 
@@ -293,6 +299,11 @@ class Settings(_Strict):
     metrics: MetricsSettings = MetricsSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     responses: ResponsesSettings = ResponsesSettings()
+    retention: DataRetention = DataRetention()
+    jobs: JobsSettings = JobsSettings()
+    backup: BackupSettings = BackupSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    security_review: SecurityReviewSettings = SecurityReviewSettings()
     models: dict[str, ModelAlias] = Field(default_factory=dict)
     model_aliases: dict[Annotated[str, Field(min_length=1, max_length=200)], str | list[str]] = Field(
         default_factory=dict
@@ -302,6 +313,7 @@ class Settings(_Strict):
     routing_rules: list[Rule] = Field(default_factory=list)
     """Routing decided by data, per request (gateway/config/rules.py, gateway/routing/rules.py)."""
     shadow_traffic: ShadowTraffic = ShadowTraffic()
+    notifications: NotificationsSettings = NotificationsSettings()
 
     @model_validator(mode="after")
     def _references(self) -> Settings:

@@ -84,14 +84,7 @@ class Scheduler:
         """The longest gap between two runs in the coming year (a month's job: 31 days); worked
         out once per job."""
         if name not in self._periods:
-            start = at = self._clock()
-            longest = 0.0
-            for _ in range(400):  # a daily job's year; a job more frequent than that reads its first 400 gaps
-                nxt = self.next_run(name, at)
-                longest, at = max(longest, nxt - at), nxt
-                if at - start > 366 * 86400:
-                    break
-            self._periods[name] = longest
+            self._periods[name] = longest_gap(lambda at: self.next_run(name, at), self._clock())
         return self._periods[name]
 
     def names(self) -> list[str]:
@@ -143,19 +136,25 @@ class Scheduler:
         return record
 
     async def refresh(self) -> None:
-        """The records every replica wrote (a job another replica ran)."""
+        """The records every replica wrote (a job another replica ran); a job no replica has a
+        record of yet gets one saying since when it is scheduled (what its missed-run alert
+        counts from before its first success)."""
         for name in self.names():
             with contextlib.suppress(BackendUnavailable):
                 found = await self._backend.get(TABLE, name)
-                if found is not None:
-                    self.records[name] = found
+                if found is None:
+                    found = {"name": name, "scheduled_since": self._clock()}
+                    await self._backend.put(TABLE, name, found)
+                self.records[name] = found
 
     async def _loop(self) -> None:
-        await self.refresh()
         while True:
             now = self._clock()
-            await self.tick(now)
-            await self.refresh()
+            try:  # whatever goes wrong (a state file of a newer release), the next turn comes
+                await self.refresh()
+                await self.tick(now)
+            except Exception:
+                log.exception("the scheduler's turn failed; trying again in %.0f s", MAX_SLEEP_S)
             nearest = min((self._due.get(n, now + MAX_SLEEP_S) for n in self.names()), default=now + MAX_SLEEP_S)
             await self._sleep(min(MAX_SLEEP_S, max(0.05, nearest - self._clock())))
 
@@ -172,6 +171,10 @@ class Scheduler:
 
     # --- what the metrics read -----------------------------------------------------------------
     def facts(self) -> list[JobFacts]:
+        """One per scheduled job; none while ``jobs.enabled`` is off (nothing is scheduled, so
+        nothing can be missed: a job run by hand then shows in ``/admin/status`` only)."""
+        if not self._settings.enabled:
+            return []
         now = self._clock()
         out = []
         for name in self.names():
@@ -183,6 +186,7 @@ class Scheduler:
                     self.period_s(name),
                     self._due.get(name) or self.next_run(name, now),
                     float(rec.get("last_success") or 0.0),
+                    float(rec.get("scheduled_since") or rec.get("last_run") or 0.0),
                     float(rec.get("last_duration_s") or 0.0),
                     rec.get("last_outcome") == "failed",
                     ok,
@@ -190,3 +194,15 @@ class Scheduler:
                 )
             )
         return out
+
+
+def longest_gap(next_run: Callable[[float], float], start: float) -> float:
+    """The longest gap between two fire times from ``start`` through the coming year (a daily
+    job's year; a job more frequent than that reads its first 400 gaps)."""
+    at, longest = start, 0.0
+    for _ in range(400):
+        nxt = next_run(at)
+        longest, at = max(longest, nxt - at), nxt
+        if at - start > 366 * 86400:
+            break
+    return longest

@@ -1,7 +1,8 @@
-"""The scheduled jobs' metrics (gateway/jobs/), read at each scrape from what the scheduler
-knows of every job: its last run, success, duration and outcome as recorded in the state
-backend (so every replica exports the cluster's view, whichever replica ran it), its period,
-and this process's runs. Part of the metrics catalog (:mod:`gateway.observability.metrics`)."""
+"""The scheduled jobs' metrics (gateway/jobs/), read at each scrape from what the
+scheduler knows of every job (label ``name``: ``job`` is Prometheus's own): its last run,
+success, duration and outcome as recorded in the state backend (so every replica exports the
+cluster's view, whichever replica ran it), its period, and this process's runs. Part of the
+metrics catalog (:mod:`gateway.observability.metrics`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class JobFacts(NamedTuple):
     next_run: float
     last_success: float
     """Epoch seconds of the last successful run on any replica (0: none recorded)."""
+    scheduled_since: float
+    """When any replica first scheduled the job (its missed-run alert counts from here before a success)."""
     last_duration_s: float
     last_failed: bool
     runs_ok: int
@@ -30,7 +33,7 @@ class JobsCollector:
         self._read = read
 
     def describe(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
-        return list(self._families([JobFacts("backup", 86400.0, 0.0, 0.0, 0.0, False, 0, 0)]))
+        return list(self._families([JobFacts("backup", 86400.0, 0.0, 0.0, 0.0, 0.0, False, 0, 0)]))
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         facts = self._read()
@@ -47,16 +50,21 @@ class JobsCollector:
             ),
             ("gateway_job_last_duration_seconds", "How long the job's last run took.", "last_duration_s"),
             ("gateway_job_last_failed", "1 when the job's last run failed, else 0.", "last_failed"),
+            (
+                "gateway_job_scheduled_since_timestamp_seconds",
+                "When any replica first scheduled the job (its missed-run alert counts from here before a success).",
+                "scheduled_since",
+            ),
             ("gateway_job_period_seconds", "The longest gap between two runs of the job's schedule.", "period_s"),
             ("gateway_job_next_run_timestamp_seconds", "When the job runs next (epoch seconds).", "next_run"),
         )
         for name, text, field in gauges:
-            family = GaugeMetricFamily(name, text, labels=["job"])
+            family = GaugeMetricFamily(name, text, labels=["name"])
             for f in facts:
                 family.add_metric([f.name], float(getattr(f, field)))
             yield family
         runs = CounterMetricFamily(
-            "gateway_job_runs", "Runs of each job in this process, by outcome (ok, failed).", labels=["job", "outcome"]
+            "gateway_job_runs", "Runs of each job in this process, by outcome (ok, failed).", labels=["name", "outcome"]
         )
         for f in facts:
             runs.add_metric([f.name, "ok"], float(f.runs_ok))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -39,11 +39,18 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.observability.feedback_metrics import FeedbackMetrics
+from gateway.observability.jobs_metrics import JobFacts, JobsCollector
 from gateway.observability.live_counts import LiveCollector, LiveCounts
+from gateway.observability.notify_metrics import Counts as NotifyCounts
+from gateway.observability.notify_metrics import NotifyCollector, no_counts
 from gateway.observability.postgres_metrics import DetailCollector, PostgresCollector
+from gateway.observability.security_metrics import SecurityReviewCollector
 from gateway.observability.shaping_metrics import ShapingMetrics
+from gateway.observability.state_probe import StateCollector, StateFacts
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
+from gateway.security.review_job import LAST
 from gateway.state.postgres_client import PoolFacts
 from gateway.state.retention import TierFacts
 
@@ -297,6 +304,7 @@ class Metrics:
             registry=r,
         )
         self.shaping = ShapingMetrics(r)  # the admission queue, pacing, routing rules, shadow traffic
+        self.feedback = FeedbackMetrics(r)  # user satisfaction: POST /v1/feedback (feedback_metrics.py)
         self._budget_children: dict[tuple[str, str, str], tuple[Gauge, Gauge]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._usage_children: dict[tuple[str, str, str, str, str], tuple[tuple[Any, Any], ...]] = {}
@@ -309,6 +317,16 @@ class Metrics:
         self.detail_tier: Callable[[], TierFacts | None] = lambda: None
         """The postgres backend's request-detail tier (set by the app on that backend)."""
         r.register(DetailCollector(self._read_detail))
+        self.jobs: Callable[[], Sequence[JobFacts]] = tuple
+        """The scheduled jobs (set by the app when its scheduler starts)."""
+        r.register(JobsCollector(self._read_jobs))
+        self.state: Callable[[], StateFacts | None] = lambda: None
+        """Whether the state backend answers (set by the app when its probe starts)."""
+        r.register(StateCollector(self._read_state))
+        r.register(SecurityReviewCollector(LAST.read))  # the last security review this process ran
+        self.notifications: Callable[[], NotifyCounts] = no_counts
+        """The notifier's delivery counts (set by the app: ``Notifier.counts``)."""
+        r.register(NotifyCollector(self._read_notifications))
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
         # --- the gateway itself ------------------------------------------------------------
@@ -350,6 +368,15 @@ class Metrics:
 
     def _read_detail(self) -> TierFacts | None:
         return self.detail_tier()
+
+    def _read_jobs(self) -> Sequence[JobFacts]:
+        return self.jobs()
+
+    def _read_notifications(self) -> NotifyCounts:
+        return self.notifications()
+
+    def _read_state(self) -> StateFacts | None:
+        return self.state()
 
     def login_attempt(self, outcome: str) -> None:
         self.login_attempts.labels(outcome).inc()

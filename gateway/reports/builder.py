@@ -19,6 +19,7 @@ from gateway.reports.kpis import Report, ReportInputs, Targets, budget_spend_key
 from gateway.reports.markdown import render_markdown
 from gateway.reports.periods import Kind, Period, period_for
 from gateway.reports.prometheus import PrometheusError, PrometheusSource
+from gateway.reports.satisfaction import FeedbackReader, build_satisfaction, window_days
 from gateway.reports.stats import DayStats
 from gateway.state.base import Record
 
@@ -40,6 +41,8 @@ class ReportSources:
     """Spend counter totals (``spend:team:t:2026-11-26`` ...)."""
     teams: Callable[[], Awaitable[list[Record]]]
     aliases: Callable[[], Iterable[str]]
+    feedback: FeedbackReader | None = None
+    """User satisfaction scores by day (gateway/reports/satisfaction.py); None: no such section."""
 
 
 def parse_format(text: str) -> Format:
@@ -77,7 +80,7 @@ def bounds(period: Period, tz: ZoneInfo, now: datetime) -> tuple[datetime, datet
 
 def targets_of(settings: Settings) -> Targets:
     t = settings.reports.targets
-    return Targets(t.availability, t.p50_ms, t.p95_ms, t.p99_ms, t.error_rate)
+    return Targets(t.availability, t.p50_ms, t.p95_ms, t.p99_ms, t.error_rate, t.satisfaction)
 
 
 async def make_report(
@@ -119,6 +122,9 @@ async def make_report(
         )
     )
     report.drift_alert_share = settings.pricing.drift_alert_share
+    if sources.feedback is not None:
+        last = min(period.end, today)
+        report.satisfaction = build_satisfaction(await sources.feedback(window_days(last)), last, targets.satisfaction)
     if cfg.prometheus_url and period.start <= today:
         start, end = bounds(period, tz, now)
         source = PrometheusSource(cfg.prometheus_url, timeout_s=cfg.prometheus_timeout_s)

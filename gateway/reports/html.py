@@ -64,6 +64,12 @@ def kpi_section(report: Report) -> Section:
     return Section(head, rows)
 
 
+def satisfaction_section(report: Report) -> Section:
+    head, rows = tables.satisfaction(report)
+    styled = [[*row[:4], verdict_of(row[4] if isinstance(row[4], bool) else None), *row[5:]] for row in rows]
+    return Section(head, styled, empty=tables.satisfaction_empty(report))
+
+
 def _usage(rows: Sequence[UsageRow], what: str) -> Section:
     return Section(*tables.usage(rows, what), empty="No requests.")
 
@@ -103,6 +109,8 @@ def page_context(report: Report) -> dict[str, object]:
         "title": f"Gateway report: {report.kind} {report.label}",
         "report": report,
         "kpis": kpi_section(report),
+        "satisfaction_title": tables.satisfaction_title(report),
+        "satisfaction": satisfaction_section(report),
         "traffic": Section(*tables.traffic(report)),
         "charts": charts(report),
         "by_team": _usage(report.by_team, "team"),

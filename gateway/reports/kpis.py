@@ -30,6 +30,7 @@ from typing import Any, Literal
 from gateway.policies.budget import BudgetLimits, spend_key
 from gateway.reports.periods import Period
 from gateway.reports.reconciliation import ReconciliationRow
+from gateway.reports.satisfaction import Satisfaction
 from gateway.reports.stats import UNKNOWN_ALIAS, Cell, DayStats, merge_cells
 
 NO_TEAM_LABEL = "(no team)"
@@ -44,6 +45,7 @@ class Targets:
     p95_ms: float = 2000.0
     p99_ms: float = 5000.0
     error_rate: float = 0.01
+    satisfaction: float = 4.5
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class Report:
     """Upstream-reported cost against the gateway's (from Prometheus; None without it)."""
     drift_alert_share: float = 0.05
     """``pricing.drift_alert_share``: the drift beyond which a reconciliation row is flagged."""
+    satisfaction: Satisfaction | None = None
+    """User satisfaction (gateway/reports/satisfaction.py); None where no feedback source was given."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

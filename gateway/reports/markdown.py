@@ -36,6 +36,13 @@ def _usage(rows: Sequence[UsageRow], what: str) -> list[str]:
     return table(*tables.usage(rows, what)) if rows else ["No requests."]
 
 
+def _satisfaction(report: Report) -> list[str]:
+    head, rows = tables.satisfaction(report)
+    if not rows:
+        return [tables.satisfaction_empty(report)]
+    return table(head, [[*row[:4], verdict(row[4] if isinstance(row[4], bool) else None), *row[5:]] for row in rows])
+
+
 def render_markdown(report: Report) -> str:
     lines = [
         f"# Gateway report: {report.kind} {report.label}",
@@ -48,6 +55,10 @@ def render_markdown(report: Report) -> str:
         "## KPIs against the operations manual's targets",
         "",
         *_kpi_lines(report),
+        "",
+        f"## {tables.satisfaction_title(report)}",
+        "",
+        *_satisfaction(report),
         "",
         "## Traffic",
         "",

@@ -127,3 +127,29 @@ def reconciliation(report: Report) -> Table:
 def reconciliation_empty(report: Report) -> str:
     """The sentence shown instead of the table when it has no rows."""
     return RECONCILIATION_NEEDS_PROMETHEUS if report.reconciliation is None else NO_RECONCILIATION
+
+
+NO_FEEDBACK_SOURCE = "Not available: this report was built without the feedback records."
+
+
+def satisfaction_title(report: Report) -> str:
+    s = report.satisfaction
+    return "User satisfaction" if s is None else f"User satisfaction, 7 days {s.start} to {s.end}"
+
+
+def satisfaction(report: Report) -> Table:
+    """The 7-day average score against the target, the count and the distribution: in all, then
+    by alias (the verdict is the bare text; each renderer styles it)."""
+    s = report.satisfaction
+    if s is None or not s.total.count:
+        return [], []
+    head = ["scope", "feedback", "average", "target", "verdict", "1", "2", "3", "4", "5"]
+    rows: list[list[object]] = []
+    for r in [s.total, *s.by_alias]:
+        average = "n/a" if r.average is None else f"{r.average:.2f}"
+        rows.append([r.name, count(r.count), average, f"≥ {s.target:g}", r.met, *(count(n) for n in r.distribution)])
+    return head, rows
+
+
+def satisfaction_empty(report: Report) -> str:
+    return NO_FEEDBACK_SOURCE if report.satisfaction is None else "No feedback in these 7 days."

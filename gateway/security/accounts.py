@@ -9,8 +9,9 @@ A user record: ``username``, ``role``, ``password_hash`` (scrypt, see
 always sealed with the secrets key, ``GATEWAY_SECRETS_KEY``: without that key
 TOTP cannot be enrolled), ``totp_enabled``, ``totp_last_step`` (a code is never accepted twice),
 ``tokens_after`` (access tokens issued before this instant are refused:
-logout-everywhere, password change, role change) and timestamps. Nothing of
-it but :func:`public` ever leaves the gateway.
+logout-everywhere, password change, role change), ``grants`` (temporary roles:
+:mod:`gateway.security.grants`), ``last_login_at`` (each successful login) and
+timestamps. Nothing of it but :func:`public` ever leaves the gateway.
 
 A record written before TOTP secrets were always sealed may hold the secret
 as ``{"plain": ...}``: it is still read (its user can log in), sealed on its
@@ -34,6 +35,7 @@ from typing import Any
 from gateway.config.operations import LockoutSettings
 from gateway.errors import InvalidRequest, NotFound
 from gateway.security import totp
+from gateway.security.grants import effective_role, grants_of, is_active
 from gateway.security.lockout import Guess, Lockout
 from gateway.security.masking import iso_time
 from gateway.security.roles import Role
@@ -70,10 +72,14 @@ def check_role(role: Any) -> Role:
         raise InvalidRequest(str(exc), param="role", code="invalid_field") from None
 
 
-def public(user: Record, locked_until: float | None = None) -> Record:
-    """What the admin API shows of a user (times in ISO 8601 UTC): never a hash or secret."""
+def public(user: Record, locked_until: float | None = None, *, now: float | None = None) -> Record:
+    """What the admin API shows of a user (times in ISO 8601 UTC): never a hash or secret;
+    ``effective_role`` is the role with the grants active at ``now`` (default: the time now)."""
     out = {k: user.get(k) for k in ("username", "role", "disabled", "totp_enabled")}
-    for field in ("created_at", "updated_at"):
+    when = time.time() if now is None else now
+    out["effective_role"] = effective_role(user, when).name
+    out["active_grants"] = sum(is_active(g, when) for g in grants_of(user))
+    for field in ("created_at", "updated_at", "last_login_at"):
         out[field] = iso_time(user.get(field))
     out["locked_until"] = iso_time(locked_until)
     return out
@@ -103,6 +109,15 @@ class UserStore:
         user.setdefault("created_at", user["updated_at"])
         await self._backend.put(USERS, user["username"], user)
         return user
+
+    async def record_login(self, username: str, step: int | None = None) -> None:
+        """A successful login of ``username`` now: ``last_login_at`` set (and TOTP ``step``
+        used), on the record as it is now (read again: a change made meanwhile is kept),
+        ``updated_at`` unchanged."""
+        user = await self.get(username)
+        if user is not None:
+            changed = self.totp_used(user, step) if step is not None else user
+            await self._backend.put(USERS, username, {**changed, "last_login_at": round(self._clock(), 3)})
 
     async def delete(self, username: str) -> bool:
         await self.lockout.clear(username)  # a user made again under this name starts unlocked

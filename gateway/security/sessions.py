@@ -18,6 +18,16 @@ Rotation is a read then a write on the backend, not one atomic step: the same
 refresh token used at the same instant on two replicas may give two new pairs,
 but only the last one written stays current, so the other is taken for reuse
 at its next refresh and the session ends.
+
+Idle time-out (``admin.session_idle_timeout_s``, 30 minutes): a session records when it
+was last used: at login and each refresh in its record (``last_used_at``), and at each
+admin request with one of its access tokens (they carry the family, ``fam``) in table
+``session_use`` (by family id; written at most every :func:`touch_every` seconds, and
+apart from the session record so that it can never undo a concurrent rotation). A
+refresh, or a request with an access token, more than the time-out after the last use
+ends the session: 401 ``session_idle``, and the user logs in again. An access token of
+a session that has ended (logout, reuse, revocation) is refused too (401
+``session_revoked``). A session recorded before this existed counts as used at its next use.
 """
 
 from __future__ import annotations
@@ -34,6 +44,12 @@ from gateway.security import tokens
 from gateway.state.base import StateBackend
 
 TABLE = "refresh_tokens"
+USE = "session_use"
+
+
+def touch_every(idle_timeout_s: float) -> float:
+    """How stale the recorded last use of a session may be: a tenth of the time-out, at most a minute."""
+    return min(60.0, idle_timeout_s / 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +79,14 @@ class Sessions:
         *,
         access_ttl_s: int,
         refresh_ttl_s: int,
+        idle_timeout_s: float = 1800.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._backend = backend
         self._key = key
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        self.idle_timeout_s = idle_timeout_s
         self._clock = clock
 
     def _token(self, username: str, role: str, typ: str, ttl_s: int, **extra: str) -> str:
@@ -78,10 +96,15 @@ class Sessions:
 
     async def _issue(self, username: str, role: str, family: str) -> TokenPair:
         refresh = self._token(username, role, "refresh", self.refresh_ttl_s, fam=family)
-        expires_at = self._clock() + self.refresh_ttl_s
-        record = {"family": family, "user": username, "current": _digest(refresh), "expires_at": expires_at}
-        await self._backend.put(TABLE, family, record)
-        access = self._token(username, role, "access", self.access_ttl_s)
+        now = self._clock()
+        record = {
+            "family": family,
+            "user": username,
+            "current": _digest(refresh),
+            "expires_at": now + self.refresh_ttl_s,
+        }
+        await self._backend.put(TABLE, family, {**record, "last_used_at": now})
+        access = self._token(username, role, "access", self.access_ttl_s, fam=family)
         return TokenPair(access, refresh, self.access_ttl_s)
 
     async def start(self, username: str, role: str) -> TokenPair:
@@ -93,6 +116,36 @@ class Sessions:
             return tokens.decode(token, self._key, typ="access", now=self._clock())
         except tokens.TokenError as exc:
             raise AuthenticationFailed(f"the access token is not valid: {exc}", code="invalid_token") from None
+
+    async def use(self, claims: dict[str, Any]) -> None:
+        """An access token of ``claims`` is used now: 401 if its session has ended or was
+        idle too long; else the use is recorded (see the module docstring)."""
+        family_id = claims.get("fam")
+        if not isinstance(family_id, str):
+            return  # a token issued before access tokens named their session
+        family = await self._backend.get(TABLE, family_id)
+        if family is None or family.get("revoked_at"):
+            raise AuthenticationFailed("this session has ended; log in again", code="session_revoked")
+        last = await self._check_idle(family_id, family)
+        now = self._clock()
+        if now - last >= touch_every(self.idle_timeout_s):
+            await self._backend.put(USE, family_id, {"family": family_id, "last_used_at": now})
+
+    async def _check_idle(self, family_id: str, family: dict[str, Any]) -> float:
+        """When the session was last used; 401 ``session_idle`` (and the session ended) if too long ago."""
+        now = self._clock()
+        used = await self._backend.get(USE, family_id) or {}
+        last = max(float(family.get("last_used_at") or now), float(used.get("last_used_at") or 0))
+        if now - last > self.idle_timeout_s:
+            await self._end(family_id)
+            raise AuthenticationFailed(
+                f"the session was not used for more than {self.idle_timeout_s:g} s; log in again", code="session_idle"
+            )
+        return last
+
+    async def _end(self, family_id: str) -> bool:
+        await self._backend.delete(USE, family_id)
+        return await self._backend.delete(TABLE, family_id)
 
     def _refresh_claims(self, token: str) -> dict[str, Any]:
         try:
@@ -116,16 +169,17 @@ class Sessions:
                 "this refresh token was already used: the session is revoked; log in again",
                 code="refresh_token_reused",
             )
+        await self._check_idle(claims["fam"], family)
         role = await current_role(claims["sub"])
         if role is None:
-            await self._backend.delete(TABLE, claims["fam"])
+            await self._end(claims["fam"])
             raise AuthenticationFailed("the user no longer exists or is disabled", code="session_revoked")
         return claims["sub"], await self._issue(claims["sub"], role, claims["fam"])
 
     async def logout(self, token: str) -> str:
         """End the session of a refresh token (valid, or already rotated); its user."""
         claims = self._refresh_claims(token)
-        await self._backend.delete(TABLE, claims["fam"])
+        await self._end(claims["fam"])
         return str(claims["sub"])
 
     async def end_all(self, username: str) -> int:
@@ -133,9 +187,9 @@ class Sessions:
         ended = 0
         for family in await self._backend.scan(TABLE):
             if family.get("user") == username:
-                ended += await self._backend.delete(TABLE, family["family"])
+                ended += await self._end(family["family"])
             elif float(family.get("expires_at") or 0) < self._clock():
-                await self._backend.delete(TABLE, family["family"])  # tidy up expired sessions
+                await self._end(family["family"])  # tidy up expired sessions
         return ended
 
     def subject(self, refresh_token: str) -> str:

@@ -22,7 +22,7 @@ retries them, so a Redis outage loses nothing; each of its writes is a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -211,4 +211,43 @@ class StateBackend(Protocol):
     async def read_log(self, stream: str, limit: int, before: int | None = None) -> list[Record]:
         """Up to ``limit`` records, newest first, each with its ``seq``; only those
         with ``seq < before`` when ``before`` is given (paging back)."""
+        ...
+
+    # --- enumeration and restore (backups, gateway/state/backup.py; never on the request path) ---
+    async def tables(self) -> list[str]:
+        """Every table holding at least one record, sorted."""
+        ...
+
+    async def scan_items(self, table: str) -> list[tuple[str, Record]]:
+        """Every record of a table with its id, by id."""
+        ...
+
+    async def spend_counters(self) -> dict[str, float]:
+        """Every spend counter written so far, with its total."""
+        ...
+
+    async def spend_marks(self) -> dict[str, int]:
+        """The last batch ``seq`` applied per ledger owner (see :class:`SpendBatch`)."""
+        ...
+
+    async def restore_spend(self, totals: Mapping[str, float], marks: Mapping[str, int]) -> None:
+        """Set each counter to its total and each owner's mark to its ``seq`` (absolute
+        values, not added: a restore into an empty backend)."""
+        ...
+
+    def blob_items(self) -> AsyncIterator[tuple[str, bytes, float]]:
+        """Every blob not yet expired, as (key, value, seconds it has left), by key;
+        one page at a time (blobs can be large)."""
+        ...
+
+    async def log_streams(self) -> list[str]:
+        """Every log stream holding at least one record, sorted."""
+        ...
+
+    async def restore_log(self, stream: str, records: Sequence[Record]) -> bool:
+        """Put ``records`` (each with its ``seq``, oldest first) back into ``stream``, which
+        holds none, keeping their sequence numbers; the stream's counter continues after
+        the last. False when the backend could not keep the numbers (embedded: one counter
+        for every stream, and a number was taken by another stream) and appended the
+        records in order under new ones instead."""
         ...

@@ -54,6 +54,7 @@ from gateway.state.base import (
     WindowHit,
     WindowSpec,
 )
+from gateway.state.embedded_dump import EmbeddedDump
 from gateway.state.embedded_schema import migrate
 from gateway.state.memory import MemoryWindows
 
@@ -229,9 +230,10 @@ class _Db:
             self.conn = None
 
 
-class EmbeddedBackend:
+class EmbeddedBackend(EmbeddedDump):
     """The single-process state backend: SQLite for records and spend, memory
-    for the cache, slots and rate-limit windows (see the module docstring)."""
+    for the cache, slots and rate-limit windows (see the module docstring); enumeration
+    and restore for backups in :class:`EmbeddedDump`."""
 
     kind = "embedded"
 

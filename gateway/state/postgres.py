@@ -43,6 +43,7 @@ from gateway.state.base import BackendUnavailable, Record, SlotSpec, SpendBatch,
 from gateway.state.periodic import Periodic
 from gateway.state.postgres_blobs import PostgresBlobs
 from gateway.state.postgres_client import Pool, PoolFacts
+from gateway.state.postgres_dump import PostgresDump
 from gateway.state.postgres_records import TOMBSTONE, RecordCopies, copy_key
 from gateway.state.postgres_spend import PostgresSpend
 from gateway.state.redis import RedisBackend
@@ -65,8 +66,9 @@ ON CONFLICT (stream) DO UPDATE SET seq = gw_log_seq.seq + 1 RETURNING seq
 """
 
 
-class PostgresBackend:
-    """PostgreSQL + Redis; see the module docstring."""
+class PostgresBackend(PostgresDump):
+    """PostgreSQL + Redis; see the module docstring (enumeration and restore for backups:
+    :class:`PostgresDump`)."""
 
     kind = "postgres"
 

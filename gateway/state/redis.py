@@ -62,6 +62,7 @@ from redis.asyncio import RedisCluster
 
 from gateway.state.base import Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.redis_client import REDIS_ERRORS, RedisConnection
+from gateway.state.redis_dump import RedisDump
 from gateway.state.redis_spend import RedisSpend, spend_key
 from gateway.state.redis_windows import RedisWindows
 from gateway.state.script_transport import choose_transport
@@ -115,8 +116,9 @@ class _ClusterStorage(RedisClusterStorage):
         return REDIS_ERRORS
 
 
-class RedisBackend:
-    """State on Redis (standalone, Sentinel or Cluster); see the module docstring."""
+class RedisBackend(RedisDump):
+    """State on Redis (standalone, Sentinel or Cluster); see the module docstring (enumeration
+    and restore for backups: :class:`RedisDump`)."""
 
     kind = "redis"
 

@@ -24,7 +24,7 @@ from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, GatewayProcess, e2e_config, free_port
 from tests.redis_server import RedisServer
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "Correct horse battery staple 9"
 ADMIN_SETTINGS = "admin: {scrypt_n: 16384, lockout: {max_failures: 3, window_s: 600, duration_s: 600}}\n"
 SECRETS_ENV = {"GATEWAY_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()}
 

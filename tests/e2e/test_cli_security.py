@@ -70,7 +70,7 @@ def test_users_create(gw: GatewayProcess) -> None:
         (["--password-stdin"], {"GATEWAY_MASTER_KEY": ""}, PASSWORD, "set GATEWAY_MASTER_KEY"),
         (["--password-stdin"], {}, "", "no password on standard input"),
         ([], {}, PASSWORD, "use --password-stdin"),
-        (["--password-stdin"], {}, "short", "HTTP 400: password must be a string of 12"),
+        (["--password-stdin"], {}, "short", "HTTP 400: password is refused by the password policy (rule length)"),
     ],
 )
 def test_users_create_usage_errors(

@@ -24,7 +24,7 @@ from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, GatewayProcess, e2e_config
 from tests.redis_server import RedisServer
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "Correct horse battery staple 9"
 WRONG = [f"wrong password number {i:02d}" for i in range(24)]
 MAX_FAILURES = 5
 LOCKOUT = f"admin: {{scrypt_n: 16384, lockout: {{max_failures: {MAX_FAILURES}, window_s: 600, duration_s: 600}}}}\n"

@@ -369,7 +369,7 @@ def test_admin_routes_need_the_master_key(client: TestClient) -> None:
 def token_for(client: TestClient, role: str) -> dict[str, str]:
     """Headers of a fresh admin user with ``role``, logged in."""
     name = f"{role}-user"
-    password = "a-long-enough-password"
+    password = "A-long-enough-passw0rd"
     created = client.post("/admin/users", json={"username": name, "password": password, "role": role})
     assert created.status_code == 201, created.text
     login = client.post("/admin/login", json={"username": name, "password": password}, headers={"authorization": ""})

@@ -186,7 +186,7 @@ def test_every_change_is_audited(client: TestClient) -> None:
 def test_reads_need_viewer_and_writes_admin(client: TestClient) -> None:
     tokens = {}
     for role in ("viewer", "operator"):
-        name, password = f"{role}-user", "a-long-enough-password"
+        name, password = f"{role}-user", "A-long-enough-passw0rd"
         assert (
             client.post("/admin/users", json={"username": name, "password": password, "role": role}).status_code == 201
         )

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.observability.jobs_metrics import JobFacts
 from gateway.observability.metrics import Metrics
+from gateway.observability.state_probe import StateFacts
 from gateway.state.postgres_client import PoolFacts
 from gateway.state.retention import TierFacts
 
@@ -36,7 +38,7 @@ NAMES = ("overview.json", "models.json", "cost.json", "traffic.json", "runtime.j
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RATE_INTERVAL = "$__rate_interval"
 # increase() may also use these: totals over the dashboard's range, the 30-day SLO window.
-INCREASE_WINDOWS = frozenset({RATE_INTERVAL, "$__range", "30d"})
+INCREASE_WINDOWS = frozenset({RATE_INTERVAL, "$__range", "30d", "7d"})
 UID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.M)
 LABEL_VALUES = re.compile(r"label_values\(([a-zA-Z_:][\w:]*), (\w+)\)")
@@ -103,6 +105,8 @@ def catalog() -> dict[str, str]:
     metrics = Metrics()
     metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)  # postgres too
     metrics.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+    metrics.jobs = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
+    metrics.state = lambda: StateFacts("postgres", True, 1.7e9)
     body, _ = metrics.render()
     series: dict[str, str] = {}
     for family, kind in TYPE_LINE.findall(body.decode()):
@@ -293,6 +297,7 @@ REQUIRED = {
         "gateway_deployment_degraded",
         "gateway_probes_total",
         "gateway_probe_cost_usd_total",
+        "gateway_feedback_score_count",
     },
     "cost.json": {
         "gateway_tokens_total",

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "gateway"
 FLOORS: list[set[str]] = [
     {""},
     {"config"},
-    {"dialects", "providers", "state", "mock"},
+    {"dialects", "providers", "state", "mock", "notify"},
     {"upstream", "routing", "security", "policies"},
     {"observability"},
     {"server"},

@@ -15,7 +15,9 @@ from prometheus_client import Histogram
 
 from gateway.config.loader import parse_config
 from gateway.errors import UpstreamTimeout
+from gateway.observability.jobs_metrics import JobFacts
 from gateway.observability.metrics import Metrics
+from gateway.observability.state_probe import StateFacts
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.providers.registry import presets
 from gateway.routing.deployment import LiveDeployment, build_routes
@@ -98,6 +100,8 @@ def observed_metrics() -> Metrics:
     m.set_breaker("gem/0", "open")
     m.state_pool = lambda: PoolFacts(True, 2, 5, 20, 0, 1, replica_up=True, replica_lag_s=0.5)  # postgres
     m.detail_tier = lambda: TierFacts(10, 0, 2, 0, 1, 0, 1, 0, 1.7e9)
+    m.jobs = lambda: [JobFacts("backup", 86400.0, 1.7e9, 1.7e9, 1.69e9, 2.5, False, 1, 0)]
+    m.state = lambda: StateFacts("redis", True, 1.7e9)
     return m
 
 
@@ -110,6 +114,8 @@ def on_postgres() -> Metrics:
     m = Metrics()
     m.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)
     m.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+    m.jobs = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
+    m.state = lambda: StateFacts("postgres", True, 1.7e9)
     return m
 
 
@@ -133,7 +139,7 @@ def test_every_documented_metric_exists() -> None:
 
 def test_every_histogram_documents_its_buckets() -> None:
     m = Metrics()
-    histograms = [h for part in (m, m.shaping) for h in vars(part).values() if isinstance(h, Histogram)]
+    histograms = [h for part in (m, m.shaping, m.feedback) for h in vars(part).values() if isinstance(h, Histogram)]
     for h in histograms:  # one series each, so that its buckets are rendered
         (h.labels(*("x" for _ in h._labelnames)) if h._labelnames else h).observe(1.0)
     text = rendered(m)

@@ -121,7 +121,7 @@ async def test_user_records_and_totp_replay(backend: EmbeddedBackend) -> None:
     assert users.totp_step(used, code) is None, "a code is accepted once"
     assert users.totp_step(user, "000000" if code != "000000" else "111111") is None
     assert set(public(used)) == {"username", "role", "disabled", "totp_enabled", "created_at", "updated_at",
-                                 "locked_until"}  # fmt: skip
+                                 "locked_until", "effective_role", "active_grants", "last_login_at"}  # fmt: skip
     assert [u["username"] for u in await users.all()] == ["carol"]
     with pytest.raises(NotFound):
         await users.require("dave")

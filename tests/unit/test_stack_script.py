@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from gateway.config.jobs import JOB_NAMES
 from scripts import stack
 from scripts.stack_sink import AlertSink
 from tests.live_stack import free_ports
@@ -98,17 +99,20 @@ def test_scale_rules_refuses_a_file_without_groups() -> None:
         stack.scale_rules("rules: []\n", 60)
 
 
-def test_scaled_gateway_config_changes_only_the_health_check_interval() -> None:
+def test_scaled_gateway_config_changes_only_the_health_check_interval_and_turns_jobs_off() -> None:
     text = (ROOT / "config" / "gateway.yaml").read_text()
     real, scaled = yaml.safe_load(text), yaml.safe_load(stack.scale_gateway_config(text, 60))
     interval = real.get("health_checks", {}).get("interval_s")
     if interval is not None:
         assert scaled["health_checks"].pop("interval_s") == interval / 60
         real["health_checks"].pop("interval_s")
+    leap = {"schedule": {name: {"cron": "0 0 29 2 *"} for name in JOB_NAMES}}
+    assert stack.JOB_NAMES == JOB_NAMES
+    assert scaled.pop("jobs") == {**real.pop("jobs", {}), **leap}
     assert scaled == real
     tiny = yaml.safe_load(stack.scale_gateway_config("health_checks: {interval_s: 1}\n", 1000))
-    assert tiny == {"health_checks": {"interval_s": 0.05}}, "not below the config's minimum"
-    assert yaml.safe_load(stack.scale_gateway_config("models: {}\n", 60)) == {"models": {}}
+    assert tiny == {"health_checks": {"interval_s": 0.05}, "jobs": leap}, "not below the minimum"
+    assert yaml.safe_load(stack.scale_gateway_config("models: {}\n", 60)) == {"models": {}, "jobs": leap}
     with pytest.raises(stack.StackError, match="must be a mapping"):
         stack.scale_gateway_config("- a list\n", 60)
 

@@ -7,7 +7,7 @@ const TOKEN_KEY = "gw.console.token";
 const PROBES = ["basic", "korean", "evaluation", "analysis"];
 const NDJSON = "application/x-ndjson";
 
-const state = { token: sessionStorage.getItem(TOKEN_KEY), models: [], health: {}, tested: {}, editing: null };
+const state = { token: sessionStorage.getItem(TOKEN_KEY), models: [], health: {}, tested: {}, editing: null, backendTimer: null };
 // health: the scheduled checks' view by deployment id (GET /admin/health);
 // tested: the health score of the last connection test run here, by alias.
 
@@ -128,6 +128,36 @@ async function signIn(token, how) {
   $("#login-view").hidden = true;
   say("Signed in.");
   show(location.hash.slice(1) || "models");
+  watchBackend();
+}
+
+// --- the state backend: a banner while it is unreachable (the admin API is read-only) -----
+
+const BACKEND_POLL_MS = 10000;
+
+async function checkBackend() {
+  const banner = $("#backend-banner");
+  try {
+    const status = await getJSON("/admin/status");
+    const backend = status.state_backend;
+    if (backend && !backend.up) {
+      banner.textContent =
+        `The state backend (${backend.kind}) has been unreachable since ${backend.since}: ` +
+        "changes cannot be saved now (they answer 503; try again when it is back). " +
+        "Client traffic continues under each policy's failure mode.";
+      banner.hidden = false;
+      return;
+    }
+  } catch (err) {
+    if (err.status === 401) return;
+  }
+  banner.hidden = true;
+}
+
+function watchBackend() {
+  if (state.backendTimer) return;
+  checkBackend();
+  state.backendTimer = setInterval(() => { if (state.token) checkBackend(); }, BACKEND_POLL_MS);
 }
 
 function signOut(message) {
