@@ -29,14 +29,14 @@ class Background:
 
     def start_background(self, settings: Settings, backend: StateBackend, metrics: Metrics) -> None:
         self.state_probe = StateProbe(backend)
-        metrics.state = self.state_probe.facts
+        metrics.sources.state.read = self.state_probe.facts
         self.state_probe.start()
         notifier = self.notifier = Notifier(settings.notifications)
-        metrics.notifications = notifier.counts
+        metrics.sources.notifications.read = notifier.counts
         self.reload_hooks = (*self.reload_hooks, self.apply_background)
         parts = JobParts(lambda: self.report_context()[0], backend, notifier, lambda: self.report_context()[1])
         self.scheduler = Scheduler(settings.jobs, build_jobs(parts), backend)
-        metrics.jobs = self.scheduler.facts
+        metrics.sources.jobs.read = self.scheduler.facts
         self.scheduler.start()
 
     def apply_background(self, settings: Settings) -> None:

@@ -31,7 +31,7 @@ class DetailTier:
         assert isinstance(backend, PostgresBackend)
         self.detail = DetailTiers(backend.pg, state.postgres.retention, flush_interval_s=state.flush_interval_s)
         self.detail.start()
-        metrics.detail_tier = self.detail.facts
+        metrics.sources.detail_tier.read = self.detail.facts
         return [self.detail.record] if self.detail.writes else []
 
     async def close_detail(self) -> None:

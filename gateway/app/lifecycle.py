@@ -121,7 +121,7 @@ class Lifecycle(Reload, DetailTier, Background):
         )
         self.backend = create_backend(settings.state, cache_max_bytes=settings.cache.max_bytes)
         self.ledger = create_ledger(settings.state, self.backend)  # embedded: replays its spend journal at start
-        self.metrics.state_pool = await watch_pool(self.backend)  # PostgreSQL: probed, so its metrics stay current
+        self.metrics.sources.state_pool.read = await watch_pool(self.backend)  # PostgreSQL: its pool's facts
         await self.ledger.start()
         self.stats = StatsStore(
             self.backend,

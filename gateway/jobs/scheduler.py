@@ -95,7 +95,9 @@ class Scheduler:
         """Run every job due at ``now`` whose occurrence this replica takes; the names it ran."""
         ran = []
         for name in self.names():
-            due = self._due.setdefault(name, self.next_run(name, now))  # a time passed before start is not run
+            due = self._due.get(name)
+            if due is None:  # the first turn: a time passed before the start is not run
+                due = self._due[name] = self.next_run(name, now)
             if due > now:
                 continue
             self._due[name] = self.next_run(name, now)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -40,19 +40,11 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.observability.feedback_metrics import FeedbackMetrics
-from gateway.observability.jobs_metrics import JobFacts, JobsCollector
 from gateway.observability.live_counts import LiveCollector, LiveCounts
-from gateway.observability.notify_metrics import Counts as NotifyCounts
-from gateway.observability.notify_metrics import NotifyCollector, no_counts
-from gateway.observability.postgres_metrics import DetailCollector, PostgresCollector
-from gateway.observability.security_metrics import SecurityReviewCollector
+from gateway.observability.scrape_sources import ScrapeSources
 from gateway.observability.shaping_metrics import ShapingMetrics
-from gateway.observability.state_probe import StateCollector, StateFacts
 from gateway.policies.budget import BudgetEvent, BudgetLimits
 from gateway.routing.deployment import LiveDeployment
-from gateway.security.review_job import LAST
-from gateway.state.postgres_client import PoolFacts
-from gateway.state.retention import TierFacts
 
 # GenAI semantic conventions: recommended bucket boundaries.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -311,22 +303,8 @@ class Metrics:
         self.live: Callable[[], LiveCounts] = LiveCounts.empty
         """Where the counts kept by the policies come from (set by the app)."""
         r.register(LiveCollector(self._read_live))  # self.live is set by the app after this
-        self.state_pool: Callable[[], PoolFacts | None] = lambda: None
-        """The PostgreSQL backend's pool (set by the app on that backend)."""
-        r.register(PostgresCollector(self._read_pool))
-        self.detail_tier: Callable[[], TierFacts | None] = lambda: None
-        """The postgres backend's request-detail tier (set by the app on that backend)."""
-        r.register(DetailCollector(self._read_detail))
-        self.jobs: Callable[[], Sequence[JobFacts]] = tuple
-        """The scheduled jobs (set by the app when its scheduler starts)."""
-        r.register(JobsCollector(self._read_jobs))
-        self.state: Callable[[], StateFacts | None] = lambda: None
-        """Whether the state backend answers (set by the app when its probe starts)."""
-        r.register(StateCollector(self._read_state))
-        r.register(SecurityReviewCollector(LAST.read))  # the last security review this process ran
-        self.notifications: Callable[[], NotifyCounts] = no_counts
-        """The notifier's delivery counts (set by the app: ``Notifier.counts``)."""
-        r.register(NotifyCollector(self._read_notifications))
+        self.sources = ScrapeSources(r)
+        """The parts the app starts later: PostgreSQL, jobs, the state probe, the notifier (scrape_sources.py)."""
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
         # --- the gateway itself ------------------------------------------------------------
@@ -362,21 +340,6 @@ class Metrics:
 
     def _read_live(self) -> LiveCounts:
         return self.live()
-
-    def _read_pool(self) -> PoolFacts | None:
-        return self.state_pool()
-
-    def _read_detail(self) -> TierFacts | None:
-        return self.detail_tier()
-
-    def _read_jobs(self) -> Sequence[JobFacts]:
-        return self.jobs()
-
-    def _read_notifications(self) -> NotifyCounts:
-        return self.notifications()
-
-    def _read_state(self) -> StateFacts | None:
-        return self.state()
 
     def login_attempt(self, outcome: str) -> None:
         self.login_attempts.labels(outcome).inc()

@@ -16,8 +16,9 @@ from gateway.state.retention import TierFacts
 
 async def watch_pool(backend: object) -> Callable[[], PoolFacts | None]:
     """What :class:`PostgresCollector` reads for ``backend``: on the PostgreSQL backend its
-    pool's facts (and its probe started, so ``gateway_state_postgres_up`` is current even
-    while nothing calls the database); on the others, nothing. The first probe runs now: a
+    pool's facts (``gateway_state_postgres_up`` kept current by the app's state probe, which
+    pings the backend every 5 s, and the replica's lag measured as often); on the others,
+    nothing. The first probe runs now: a
     database migrated by a newer release stops the start (``SchemaTooNew``); one that cannot
     be reached does not (the pool connects when it can)."""
     if not isinstance(backend, PostgresBackend):

@@ -85,12 +85,14 @@ class PostgresBackend(PostgresDump):
         self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, self._check, "postgresql probe")
 
     def watch(self) -> None:
-        """Probe PostgreSQL (and measure the replica's lag) every :data:`PROBE_INTERVAL_S`, so
-        :meth:`facts` stays current; until :meth:`aclose`."""
-        self._probe.start()
+        """Measure the read replica's lag every :data:`PROBE_INTERVAL_S` (with a replica), so
+        :meth:`facts` stays current; until :meth:`aclose`. The primary needs no probe of its own:
+        the app's state probe pings this backend (:meth:`ping`) as often, which keeps ``pg.up``
+        current."""
+        if self.replica is not None:
+            self._probe.start()
 
     async def _check(self) -> None:
-        await self.pg.probe()
         if self.replica is not None:
             await self.replica.replica_lag()
 

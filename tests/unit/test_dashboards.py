@@ -103,10 +103,12 @@ def catalog() -> dict[str, str]:
     """Every series name Prometheus scrapes from the gateway -> ``counter``,
     ``gauge`` or ``histogram`` (its ``_bucket``, ``_sum`` and ``_count``)."""
     metrics = Metrics()
-    metrics.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)  # postgres too
-    metrics.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
-    metrics.jobs = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
-    metrics.state = lambda: StateFacts("postgres", True, 1.7e9)
+    metrics.sources.state_pool.read = lambda: PoolFacts(
+        True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0
+    )  # postgres too
+    metrics.sources.detail_tier.read = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+    metrics.sources.jobs.read = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
+    metrics.sources.state.read = lambda: StateFacts("postgres", True, 1.7e9)
     body, _ = metrics.render()
     series: dict[str, str] = {}
     for family, kind in TYPE_LINE.findall(body.decode()):

@@ -98,10 +98,10 @@ def observed_metrics() -> Metrics:
     m.budget_event(BudgetEvent("threshold", "team", "search", "daily", 8.1, 10.0))
     m.set_breaker("chat/0", "closed")
     m.set_breaker("gem/0", "open")
-    m.state_pool = lambda: PoolFacts(True, 2, 5, 20, 0, 1, replica_up=True, replica_lag_s=0.5)  # postgres
-    m.detail_tier = lambda: TierFacts(10, 0, 2, 0, 1, 0, 1, 0, 1.7e9)
-    m.jobs = lambda: [JobFacts("backup", 86400.0, 1.7e9, 1.7e9, 1.69e9, 2.5, False, 1, 0)]
-    m.state = lambda: StateFacts("redis", True, 1.7e9)
+    m.sources.state_pool.read = lambda: PoolFacts(True, 2, 5, 20, 0, 1, replica_up=True, replica_lag_s=0.5)  # postgres
+    m.sources.detail_tier.read = lambda: TierFacts(10, 0, 2, 0, 1, 0, 1, 0, 1.7e9)
+    m.sources.jobs.read = lambda: [JobFacts("backup", 86400.0, 1.7e9, 1.7e9, 1.69e9, 2.5, False, 1, 0)]
+    m.sources.state.read = lambda: StateFacts("redis", True, 1.7e9)
     return m
 
 
@@ -112,10 +112,10 @@ def on_postgres() -> Metrics:
     """A fresh Metrics as the app sets it up on the postgres backend (its pool's metrics
     are exported on that backend only)."""
     m = Metrics()
-    m.state_pool = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)
-    m.detail_tier = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
-    m.jobs = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
-    m.state = lambda: StateFacts("postgres", True, 1.7e9)
+    m.sources.state_pool.read = lambda: PoolFacts(True, 0, 1, 20, 0, 0, replica_up=True, replica_lag_s=0.0)
+    m.sources.detail_tier.read = lambda: TierFacts(0, 0, 0, 0, 0, 0, 0, 0, 0.0)
+    m.sources.jobs.read = lambda: [JobFacts("backup", 86400.0, 0.0, 0.0, 1.7e9, 0.0, False, 0, 0)]
+    m.sources.state.read = lambda: StateFacts("postgres", True, 1.7e9)
     return m
 
 

@@ -119,7 +119,7 @@ def test_the_catalog_reads_the_notifier() -> None:
     metrics = Metrics()
     notifier = Notifier(NotificationsSettings())
     notifier.deliveries["ops", "slack", "failed"] += 3
-    metrics.notifications = notifier.counts
+    metrics.sources.notifications.read = notifier.counts
     body, _ = metrics.render()
     assert b'gateway_notifications_total{outcome="failed",receiver_kind="slack"} 3.0' in body
     assert b'gateway_notifications_total{outcome="ok",receiver_kind="email"} 0.0' in body
