@@ -12,7 +12,10 @@
 # console's end-to-end tests drive Debian's chromium headless through
 # Playwright; Playwright's own browser downloads are never used). And
 # postgresql (the PostgreSQL state backend's tests run initdb and postgres on a
-# free loopback port of their own; the package's own cluster is stopped).
+# free loopback port of their own; the package's own cluster is stopped). And
+# docker-compose (Debian's 1.29: tests/unit/test_compose.py validates
+# docker-compose.yml with `docker-compose config`, which needs no container
+# engine; none is installed, recommends are not).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -24,6 +27,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 { command -v amtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
             lifespan="on",
             access_log=False,
             log_level=args.log_level,
-            timeout_graceful_shutdown=30,
+            # SIGTERM: stop accepting, let requests and streams in flight finish, cut what is
+            # left after the grace (docs/deployment.md, "Graceful shutdown").
+            timeout_graceful_shutdown=server.shutdown_grace_s,
             # The client address is the socket's peer: X-Forwarded-For is read only by the
             # admin gate, and only from admin.trusted_proxies (gateway/admin/gate.py).
             proxy_headers=False,

@@ -265,6 +265,9 @@ class ServerSettings(_Strict):
     """A request head (or a new connection's first one) must arrive within this (read at start)."""
     keepalive_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 5
     """An idle keep-alive connection is closed after this (read at start)."""
+    shutdown_grace_s: PositiveFloat = 30.0
+    """On SIGTERM: how long requests and streams in flight may take to finish before they are
+    cut; new connections are refused meanwhile (read at start)."""
 
 
 class ResponsesSettings(_Strict):
