@@ -1,5 +1,5 @@
 """Command line: ``gateway serve | init | check-config | keys | models | users | report | secrets |
-security | retention | archive | backup | restore | jobs | mock``
+security | retention | archive | backup | restore | jobs | state | mock``
 (also ``python -m gateway``); ``gateway --version``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
@@ -22,6 +22,7 @@ from gateway.cli import retention as cli_retention
 from gateway.cli import secrets as cli_secrets
 from gateway.cli import security as cli_security
 from gateway.cli import serve
+from gateway.cli import state as cli_state
 from gateway.cli import users as cli_users
 from gateway.cli.config_file import default_config, load_or_say
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_retention.add_parsers(sub, default_config(os.environ))
     cli_backup.add_parsers(sub, default_config(os.environ))
     cli_jobs.add_parser(sub, default_config(os.environ))
+    cli_state.add_parser(sub, default_config(os.environ))
 
     mock = sub.add_parser("mock", help="run the mock upstream (OpenAI, Anthropic and Gemini wire formats)")
     mock.add_argument("--host", default="127.0.0.1")
@@ -78,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_retention.run(args)
     if args.command == "jobs":
         return cli_jobs.run(args)
+    if args.command == "state":
+        return cli_state.run(args)
     if args.command == "mock":
         from gateway.mock import run_mock  # the mock is a tool, not part of the serving path
 
