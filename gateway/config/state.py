@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from gateway.config.fields import Flag, Mode, PositiveFloat, PositiveInt
 from gateway.config.fields import Strict as _Strict
@@ -79,15 +79,29 @@ class StateSettings(_Strict):
     """How often buffered spend is written to the backend."""
     refresh_interval_s: PositiveFloat = 1.0
     """How stale another replica's spend and key changes may be seen."""
-    spend_journal: Flag = True
-    """Embedded and postgres: journal spend beside ``path`` (``<path>.spend-journal/``);
-    a killed process loses none."""
+    spend_journal: Flag | None = None
+    """Journal spend beside ``path`` (``<path>.spend-journal/``): a killed process restarted
+    on the same disk loses none. Unset: on for embedded and postgres, off for redis (whose
+    replicas seldom keep a disk; on Kubernetes an emptyDir outlives a container's restart)."""
+    spend_replicas: Annotated[int, Field(ge=0, le=16)] = 0
+    """Redis and postgres: a spend batch counts as written only once this many Redis replicas
+    hold it (``WAIT`` after the batch, on its connection); otherwise it is written again (once:
+    the batch id). 1 on a Cluster or Sentinel with replicas: a failover loses no spend."""
+    spend_replica_wait_s: Annotated[float, Field(gt=0, le=0.4)] = 0.2
+    """How long one spend write waits for ``spend_replicas`` (under Redis's 0.5 s socket timeout)."""
     failure_mode: FailureModes = FailureModes()
+
+    @property
+    def journaled(self) -> bool:
+        """Whether spend is journaled (``spend_journal``, or the backend's default)."""
+        return self.backend != "redis" if self.spend_journal is None else self.spend_journal
 
     @model_validator(mode="after")
     def _url(self) -> StateSettings:
         if self.backend == "postgres" and self.postgres is None:
             raise ValueError("postgres (at least postgres.url) is required for the postgres backend")
+        if self.spend_replicas and self.backend == "embedded":
+            raise ValueError("spend_replicas needs a Redis (backend redis or postgres); embedded has no replicas")
         if self.backend in ("redis", "postgres"):
             if not self.url:
                 raise ValueError(f"url (of Redis) is required for the {self.backend} backend")

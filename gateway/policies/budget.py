@@ -79,6 +79,7 @@ from gateway.policies.budget_counters import (
 )
 from gateway.policies.budget_events import BudgetAlerts, BudgetEvent, EventKind
 from gateway.state.lru import Hashed, Lru
+from gateway.state.shared_budgets import SharedBudgets
 
 __all__ = [
     "GLOBAL_ID",
@@ -132,6 +133,9 @@ class Reservation:
 
     keys: Sequence[str]
     usd: float
+    field: str | None = None
+    """Held in Redis for every replica (:class:`~gateway.state.shared_budgets.SharedBudgets`);
+    None: in this process's ledger."""
 
 
 def _utc_now() -> datetime:
@@ -167,6 +171,49 @@ class _Today:
     """The distinct counter names: the ledger's refresh finds them fresh in one lookup."""
 
 
+def _refusal(
+    now: datetime, tz: ZoneInfo, c: BudgetCheck, spent: float, held: float, estimate: float
+) -> tuple[float, str]:
+    """Retry-After and the message for a refusing check."""
+    budget = f"the {c.period} budget of {_who(c.limits)} ({_usd(c.limit)} USD)"
+    if spent >= c.limit:
+        wait = seconds_until_reset(now, tz, c.period)
+        return wait, f"{budget} is spent; it resets in {_duration(wait)}"
+    return RESERVED_RETRY_S, (
+        f"{budget} has {_usd(c.limit - spent)} USD left, of which requests in flight have reserved"
+        f" {_usd(held)} USD: too little remains for this request (estimated {_usd(estimate)} USD:"
+        " its prompt and max_tokens at its deployments' prices); retry shortly"
+    )
+
+
+def _refuse(
+    now: datetime,
+    tz: ZoneInfo,
+    checks: Sequence[BudgetCheck],
+    totals: Mapping[str, float],
+    held: Mapping[str, float],
+    estimate: float,
+    *,
+    refused: bool,
+) -> None:
+    """Raise :class:`BudgetExceeded` for the refusing check that resets last (the request cannot
+    pass before then), if any refuses: spent, or holding reservations with less than ``estimate``
+    left beside them. ``refused``: Redis refused already (the same rule on the same figures)."""
+    worst: tuple[float, str] | None = None
+    for c in checks:
+        spent, reserved = totals.get(c.key, 0.0), held.get(c.key, 0.0)
+        if spent < c.limit and (reserved <= 0 or spent + reserved + estimate <= c.limit):
+            continue
+        refusal = _refusal(now, tz, c, spent, reserved, estimate)
+        if worst is None or refusal[0] > worst[0]:
+            worst = refusal
+    if worst is None and refused:
+        c = checks[0]
+        worst = _refusal(now, tz, c, totals.get(c.key, 0.0), held.get(c.key, 0.0), estimate)
+    if worst is not None:
+        raise BudgetExceeded(worst[1], retry_after=worst[0])
+
+
 class BudgetPolicy:
     """Checks and records spend against budgets (see the module docstring).
 
@@ -183,8 +230,11 @@ class BudgetPolicy:
         clock: Callable[[], datetime] = _utc_now,
         on_event: Callable[[BudgetEvent], None] | None = None,
         on_level: Callable[[BudgetLimits, Period, float, float], None] | None = None,
+        shared: SharedBudgets | None = None,
     ) -> None:
         self.ledger = ledger
+        self.shared = shared
+        """Budgets checked and held in Redis for every replica at once (the redis backend)."""
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
         self.clock = clock
@@ -212,20 +262,20 @@ class BudgetPolicy:
         if not today.checks:
             return None
         keys = today.keys
-        ledger = self.ledger
-        await ledger.refresh(keys)
-        totals = ledger.known(keys)
-        held = ledger.reserved(keys)
-        worst: tuple[float, str] | None = None
-        for c in today.checks:
-            spent, reserved = totals.get(c.key, 0.0), held.get(c.key, 0.0)
-            if spent < c.limit and (reserved <= 0 or spent + reserved + estimate_usd <= c.limit):
-                continue
-            refusal = self._refusal(now, c, spent, reserved, estimate_usd)
-            if worst is None or refusal[0] > worst[0]:
-                worst = refusal
-        if worst is not None:
-            raise BudgetExceeded(worst[1], retry_after=worst[0])
+        ledger, shared = self.ledger, self.shared
+        if shared is not None:  # decided in Redis, with every replica's spend and reservations
+            decision = await shared.reserve(
+                [c.key for c in today.checks], [c.limit for c in today.checks], estimate_usd
+            )
+            if decision.admitted:
+                return Reservation(keys, estimate_usd, decision.field) if decision.field is not None else None
+            totals = dict(zip((c.key for c in today.checks), decision.totals, strict=True))
+            held = dict(zip((c.key for c in today.checks), decision.held, strict=True))
+        else:
+            await ledger.refresh(keys)
+            totals = ledger.known(keys)
+            held = ledger.reserved(keys)
+        _refuse(now, self.tz, today.checks, totals, held, estimate_usd, refused=shared is not None)
         if not estimate_usd > 0:
             return None
         ledger.reserve(keys, estimate_usd)
@@ -233,19 +283,10 @@ class BudgetPolicy:
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation of :meth:`check` (once: the caller forgets it)."""
+        if reservation.field is not None and self.shared is not None:
+            self.shared.release(reservation.keys, reservation.field, reservation.usd)
+            return
         self.ledger.release(reservation.keys, reservation.usd)
-
-    def _refusal(self, now: datetime, c: BudgetCheck, spent: float, held: float, estimate: float) -> tuple[float, str]:
-        """Retry-After and the message for a refusing check."""
-        budget = f"the {c.period} budget of {_who(c.limits)} ({_usd(c.limit)} USD)"
-        if spent >= c.limit:
-            wait = seconds_until_reset(now, self.tz, c.period)
-            return wait, f"{budget} is spent; it resets in {_duration(wait)}"
-        return RESERVED_RETRY_S, (
-            f"{budget} has {_usd(c.limit - spent)} USD left, of which requests in flight have reserved"
-            f" {_usd(held)} USD: too little remains for this request (estimated {_usd(estimate)} USD:"
-            " its prompt and max_tokens at its deployments' prices); retry shortly"
-        )
 
     def record(
         self,

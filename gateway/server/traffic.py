@@ -70,7 +70,11 @@ class TrafficControl:
         self.metrics = metrics
         self.limiter = RateLimiter(backend, settings.limits, modes.limits)
         self.budgets = BudgetPolicy(
-            ledger, settings.budgets, on_event=partial(report_budget_event, metrics), on_level=metrics.budget_level
+            ledger,
+            settings.budgets,
+            on_event=partial(report_budget_event, metrics),
+            on_level=metrics.budget_level,
+            shared=ledger.shared_budgets,
         )
         self.cache = ResponseCache(backend, settings.cache, modes.cache)
         self.prices = prices

@@ -21,7 +21,9 @@ def create_backend(settings: StateSettings, *, cache_max_bytes: int) -> StateBac
             raise ValueError(f"state.url is required for the {settings.backend} backend")
         from gateway.state.redis import RedisBackend
 
-        redis = RedisBackend(settings.url)
+        redis = RedisBackend(
+            settings.url, spend_replicas=settings.spend_replicas, spend_replica_wait_s=settings.spend_replica_wait_s
+        )
         if settings.backend == "redis":
             return redis
         pg = settings.postgres
@@ -67,14 +69,14 @@ def create_report_reader(settings: StateSettings) -> StateBackend:
 
 
 def create_ledger(settings: StateSettings, backend: StateBackend) -> SpendLedger:
-    """The spend ledger over ``backend``. On the embedded and postgres backends (unless
-    ``spend_journal`` is off) it journals spend beside the state file
+    """The spend ledger over ``backend``. With ``spend_journal`` (by default on the embedded
+    and postgres backends, on redis when set) it journals spend beside the state file
     (:mod:`gateway.state.spend_journal`); :meth:`SpendLedger.start` takes the
     journal and replays what an earlier process left."""
     journal = None
-    if settings.backend in ("embedded", "postgres") and settings.spend_journal:
-        # postgres: every process (worker, replica on one disk) takes a journal directory of its own
-        siblings = JOURNAL_SIBLINGS if settings.backend == "postgres" else 0
+    if settings.journaled:
+        # shared backends: every process (worker, replica on one disk) takes a journal directory of its own
+        siblings = 0 if settings.backend == "embedded" else JOURNAL_SIBLINGS
         journal = SpendJournal(journal_dir(settings.path), siblings=siblings)
     return SpendLedger(
         backend,

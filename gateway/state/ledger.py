@@ -49,6 +49,7 @@ from gateway.state.base import BackendUnavailable, StateBackend
 from gateway.state.lru import Lru
 from gateway.state.periodic import Periodic
 from gateway.state.reservations import Reservations
+from gateway.state.shared_budgets import shared_budgets_of
 from gateway.state.spend_counters import SpendCounters
 from gateway.state.spend_journal import SpendJournal
 from gateway.state.spend_writer import SpendWriter
@@ -154,14 +155,11 @@ class SpendLedger:
         self._writer = SpendWriter(
             backend, self._counters, self.reservations, journal, self.owner, max(5.0, 10 * flush_interval_s)
         )
+        self.shared_budgets = shared_budgets_of(backend, self._writer, self.owner)
         self._schedule = FetchSchedule(refresh_interval_s, clock)
         self._lock = asyncio.Lock()
-        self._flusher = Periodic(
-            "spend-ledger-flush",
-            flush_interval_s,
-            self.flush,
-            "spend flush failed unexpectedly; amounts kept for retry",
-        )
+        message = "spend flush failed unexpectedly; amounts kept for retry"
+        self._flusher = Periodic("spend-ledger-flush", flush_interval_s, self.flush, message)
 
     @property
     def flush_failures(self) -> int:
@@ -210,9 +208,10 @@ class SpendLedger:
         return self._counters.known(keys)
 
     def stats(self) -> LedgerStats:
-        j, r = self.journal, self.reservations
+        j, r, shared = self.journal, self.reservations, self.shared_budgets
         journal = (j.writes, j.write_errors, j.bad_lines, j.replayed) if j else (0, 0, 0, 0)
-        return LedgerStats(*journal, self._writer.duplicates, r.count, max(0.0, r.usd))
+        count, usd = (r.count + shared.count, r.usd + shared.usd) if shared else (r.count, r.usd)
+        return LedgerStats(*journal, self._writer.duplicates, count, max(0.0, usd))
 
     # --- I/O -------------------------------------------------------------------------
     async def flush(self) -> bool:

@@ -61,6 +61,7 @@ from limits.aio.storage import RedisClusterStorage, RedisStorage, Storage
 from redis.asyncio import RedisCluster
 
 from gateway.state.base import Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
+from gateway.state.redis_blobs import RedisBlobs
 from gateway.state.redis_client import REDIS_ERRORS, RedisConnection
 from gateway.state.redis_dump import RedisDump
 from gateway.state.redis_spend import RedisSpend, spend_key
@@ -92,10 +93,6 @@ def _idx(table: str) -> str:
     return f"{_PREFIX}idx:{{{table}}}"
 
 
-def _blob(key: str) -> str:
-    return f"{_PREFIX}blob:{key}"
-
-
 def _spend(key: str) -> str:
     return spend_key(key)
 
@@ -116,7 +113,7 @@ class _ClusterStorage(RedisClusterStorage):
         return REDIS_ERRORS
 
 
-class RedisBackend(RedisDump):
+class RedisBackend(RedisBlobs, RedisDump):
     """State on Redis (standalone, Sentinel or Cluster); see the module docstring (enumeration
     and restore for backups: :class:`RedisDump`)."""
 
@@ -128,12 +125,18 @@ class RedisBackend(RedisDump):
         *,
         socket_timeout_s: float = 0.5,
         max_connections: int = 1000,
+        spend_replicas: int = 0,
+        spend_replica_wait_s: float = 0.2,
     ) -> None:
         self.url = url
         self._conn = RedisConnection(url, socket_timeout_s=socket_timeout_s, max_connections=max_connections)
         self._client = self._conn.client
         self.windows = RedisWindows(self._conn, choose_transport(self._conn))
-        self.spend = RedisSpend(self._conn)
+        self.spend = RedisSpend(
+            self._conn, self.windows.batch, replicas=spend_replicas, replica_wait_s=spend_replica_wait_s
+        )
+        self.reserve_budget = self.spend.reserve
+        """Check and hold shared budgets in one step (the ledger's ``shared_budgets``)."""
         self._append = self._client.register_script(_APPEND_LOG_LUA)
         self._limits: RedisStorage | None = None
 
@@ -194,25 +197,6 @@ class RedisBackend(RedisDump):
 
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None:
         await self._conn.call(self._client.set(f"{_PREFIX}cache:{key}", value, px=max(1, int(ttl_s * 1000))))
-
-    # --- blobs: durable values with a TTL -------------------------------------------------
-    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
-        """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
-        if ttl_s <= 0:
-            await self.blob_delete(key)
-            return
-        await self._conn.call(self._client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
-
-    async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
-        """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""
-        return bool(await self._conn.call(self._client.set(_blob(key), value, px=max(1, int(ttl_s * 1000)), nx=True)))
-
-    async def blob_get(self, key: str) -> bytes | None:
-        value = await self._conn.call(self._client.get(_blob(key)))
-        return value.encode() if isinstance(value, str) else value
-
-    async def blob_delete(self, key: str) -> bool:
-        return bool(await self._conn.call(self._client.delete(_blob(key))))
 
     # --- rate-limit windows and concurrency slots: redis_windows.py ------------------
     async def hit_windows(self, windows: Sequence[WindowSpec], slots: Sequence[SlotSpec] = ()) -> WindowHit:

@@ -80,6 +80,8 @@ class RedisConnection:
         self._max_connections = max_connections
         self.sentinel: Sentinel | None = None
         self._service = ""
+        self._auth: dict[str, str] = {}
+        self._nodes: dict[str, Redis] = {}
         self.client: Client = self._connect(url)
 
     @property
@@ -110,6 +112,7 @@ class RedisConnection:
             return cast(Redis, self.sentinel.master_for(path[0], db=db))
         if url.startswith("redis+cluster://"):
             auth, hosts, _ = parse_hosts(url, 6379)
+            self._auth = auth
             nodes = [ClusterNode(host, port) for host, port in hosts]
             user, password = auth.get("username"), auth.get("password")
             return RedisCluster(startup_nodes=nodes, username=user, password=password, **self.options())
@@ -134,7 +137,31 @@ class RedisConnection:
         result: list[Any] = await pipe.execute()
         return result
 
+    async def node_client(self, key: str) -> Redis:
+        """A plain client of the node that serves ``key`` (on a Cluster; elsewhere the client
+        itself), for commands that must travel on one connection with a script: ``WAIT``
+        counts the replicas that hold *this connection's* writes. Unbounded: wrap in :meth:`call`."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client
+        await self.client.initialize()
+        node = self.client.get_node_from_key(key)
+        if node is None:
+            raise RedisClusterException(f"no node serves the slot of {key}")
+        found = self._nodes.get(node.name)
+        if found is None:
+            options: dict[str, Any] = {**self.options(), **self._auth, "max_connections": 4}
+            found = self._nodes[node.name] = Redis(host=node.host, port=int(node.port), **options)
+        return found
+
+    async def forget_topology(self) -> None:
+        """After a failed call on a node client: the slot map is read again (a failover moves a
+        node's slots to its replica). Unbounded: wrap in :meth:`call`."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.nodes_manager.initialize()
+
     async def aclose(self) -> None:
+        for node in self._nodes.values():
+            await node.aclose()
         await self.client.aclose()
         if self.sentinel is not None:
             for sentinel in self.sentinel.sentinels:

@@ -16,38 +16,54 @@ Keys (one hash tag, ``{s}``, so a Cluster runs each script on one node):
 Both are one Lua script each: the check of the batch ``seq`` and the increments
 are atomic, so a timed-out call that Redis applies late and its retry (same
 owner and ``seq``) count once.
+
+With ``state.spend_replicas`` (N > 0) a batch is sent with ``WAIT N`` behind it on
+the same connection (on a Cluster: a client of the node serving ``{s}``), and
+counts as written only when N replicas acknowledged it; otherwise the ledger
+keeps it and writes it again under the same ``seq``. Replication is
+asynchronous: a master that fails before its replica got the batch takes it
+along, and the retry applies it on the promoted replica (whose mark is older);
+a batch the replica did get is skipped there by the mark. Either way, once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
+from typing import Any
 
-from gateway.state.base import SpendBatch
-from gateway.state.redis_client import RedisConnection
+from redis.exceptions import NoScriptError
+
+from gateway.state.base import BackendUnavailable, SpendBatch
+from gateway.state.redis_client import REDIS_ERRORS, RedisConnection, unavailable
+from gateway.state.script_batch import ScriptBatch
 
 MARK_TTL_S = 7 * 24 * 3600
 
-# KEYS[1] the owner's mark; KEYS[2 .. n+1] the counters; KEYS[n+2 ..] reservation hashes.
-# ARGV: seq, n, owner, mark ttl ms, reservation ttl ms, the n amounts, then one per hash.
+# KEYS[1] the owner's mark; KEYS[2 .. n+1] the counters; then r reservation hashes; then the
+# hashes of released shared reservations. ARGV: seq, n, owner, mark ttl ms, reservation ttl ms, r,
+# the n amounts, then one per reservation hash, then the released fields.
 _APPLY_LUA = """
 local seq, n, owner = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local r = tonumber(ARGV[6])
 local applied = 0
 if n > 0 then
   local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
   if seq > last then
-    for i = 1, n do redis.call('INCRBYFLOAT', KEYS[1 + i], ARGV[5 + i]) end
+    for i = 1, n do redis.call('INCRBYFLOAT', KEYS[1 + i], ARGV[6 + i]) end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
     applied = 1
   else
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
   end
 end
-if #KEYS > n + 1 then
+if r > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local ttl = tonumber(ARGV[5])
-  for j = n + 2, #KEYS do
-    local amount = ARGV[j + 4]
+  for j = n + 2, n + 1 + r do
+    local amount = ARGV[j + 5]
     if tonumber(amount) > 0 then
       redis.call('HSET', KEYS[j], owner, amount .. ' ' .. string.format('%d', now + ttl))
       if redis.call('PTTL', KEYS[j]) < ttl then redis.call('PEXPIRE', KEYS[j], ttl) end
@@ -61,7 +77,42 @@ if #KEYS > n + 1 then
     end
   end
 end
+if #KEYS > n + 1 + r then
+  local released = {}
+  for a = 7 + n + r, #ARGV do released[#released + 1] = ARGV[a] end
+  for j = n + 2 + r, #KEYS do redis.call('HDEL', KEYS[j], unpack(released)) end
+end
 return applied
+"""
+# KEYS: n counters, then their n reservation hashes; ARGV: the field, USD, TTL ms, then the n limits.
+# Admits when every counter has total < limit and, beside the reservations held on it, room for
+# USD (BudgetPolicy.check's rule); then holds USD on each under the field. Answers
+# [1 admitted / 0 refused, [total per counter], [held per counter]].
+_RESERVE_LUA = """
+local n = #KEYS / 2
+local field, usd, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local totals, held, ok = {}, {}, 1
+for i = 1, n do
+  local total = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local sum = 0
+  local fields = redis.call('HGETALL', KEYS[n + i])
+  for f = 1, #fields, 2 do
+    local amount, expires = string.match(fields[f + 1], '^(%S+) (%d+)$')
+    if amount and tonumber(expires) > now then sum = sum + tonumber(amount) end
+  end
+  local limit = tonumber(ARGV[3 + i])
+  if not (total < limit and (sum <= 0 or total + sum + usd <= limit)) then ok = 0 end
+  totals[i], held[i] = string.format('%.17g', total), string.format('%.17g', sum)
+end
+if ok == 1 and usd > 0 then
+  for i = 1, n do
+    redis.call('HSET', KEYS[n + i], field, ARGV[2] .. ' ' .. string.format('%d', now + ttl))
+    if redis.call('PTTL', KEYS[n + i]) < ttl then redis.call('PEXPIRE', KEYS[n + i], ttl) end
+  end
+end
+return {ok, totals, held}
 """
 # KEYS: n counters, then their n reservation hashes; ARGV[1] the reading owner.
 # Answers [[total per counter], [reserved by the other owners per counter]].
@@ -101,27 +152,93 @@ def mark_key(owner: str) -> str:
 class RedisSpend:
     """``apply_spend`` and ``read_budget`` of one Redis backend (see the module docstring)."""
 
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(
+        self,
+        connection: RedisConnection,
+        batch: ScriptBatch,
+        *,
+        replicas: int = 0,
+        replica_wait_s: float = 0.2,
+    ) -> None:
         self._connection = connection
+        self._batch = batch
+        """The request path's scripts of one event-loop turn, one pipeline (budget checks go with them)."""
+        self.replicas = replicas
+        self._wait_ms = max(1, int(replica_wait_s * 1000))
         client = connection.client
         self._apply = client.register_script(_APPLY_LUA)
         self._read = client.register_script(_READ_LUA)
+        self._reserve = client.register_script(_RESERVE_LUA)
         self.seed = RedisSeed(connection)
         """Copying the system of record's totals into a Redis that lost them (the postgres backend)."""
 
     async def apply(self, batch: SpendBatch) -> bool:
         reserved = batch.reserved or {}
-        if not batch.increments and not reserved:
+        released = list(batch.released) if batch.released_counters else []
+        if not batch.increments and not reserved and not released:
             return False
         keys = [mark_key(batch.owner)]
         keys += [spend_key(k) for k in batch.increments]
         keys += [reservation_key(k) for k in reserved]
+        keys += [reservation_key(k) for k in batch.released_counters] if released else []
         ttl_ms = max(1, int(batch.reserved_ttl_s * 1000))
         args: list[str | int] = [batch.seq, len(batch.increments), batch.owner, MARK_TTL_S * 1000, ttl_ms]
+        args.append(len(reserved))
         args += [repr(float(v)) for v in batch.increments.values()]
         args += [repr(max(0.0, float(v))) for v in reserved.values()]
+        args += released
+        if self.replicas:
+            return await self._apply_replicated(keys, args)
         applied = await self._connection.call(self._apply(keys=keys, args=args))
         return bool(applied)
+
+    async def _apply_replicated(self, keys: list[str], args: list[str | int]) -> bool:
+        """The script, then ``WAIT replicas``, in one pipeline (one connection) to the node of ``{s}``."""
+        conn = self._connection
+        try:
+            async with asyncio.timeout(conn.deadline_s):
+                node = await conn.node_client(keys[0])
+                replies = await self._send(node, keys, args)
+                if isinstance(replies[0], NoScriptError):  # a node that never ran it (a promoted replica, ...)
+                    await node.script_load(_APPLY_LUA)
+                    replies = await self._send(node, keys, args)
+        except REDIS_ERRORS as exc:
+            await self._forget_topology()
+            raise unavailable(exc) from exc
+        applied, acked = replies
+        for reply in replies:
+            if isinstance(reply, Exception):  # MOVED after a failover, READONLY, CLUSTERDOWN, ...
+                await self._forget_topology()
+                raise unavailable(reply)
+        if int(acked) < self.replicas:
+            raise BackendUnavailable(
+                f"redis: the spend batch reached {int(acked)} of state.spend_replicas={self.replicas} replicas "
+                f"within {self._wait_ms} ms; it is written again"
+            )
+        return bool(applied)
+
+    async def _send(self, node: Any, keys: list[str], args: list[str | int]) -> list[Any]:
+        pipe = node.pipeline(transaction=False)
+        pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", self.replicas, self._wait_ms)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _forget_topology(self) -> None:
+        with contextlib.suppress(BackendUnavailable):  # no node answers: the next write tries again
+            await self._connection.call(self._connection.forget_topology())
+
+    async def reserve(
+        self, counters: Sequence[str], limits: Sequence[float], field: str, usd: float, ttl_s: float
+    ) -> tuple[bool, list[float], list[float]]:
+        """Check the budgets of ``counters`` (their ``limits``) and hold ``usd`` on each under
+        ``field``, in one step for every replica (see ``_RESERVE_LUA``): (admitted, the totals,
+        what reservations held beside this one)."""
+        keys = [spend_key(c).encode() for c in counters] + [reservation_key(c).encode() for c in counters]
+        args = [field.encode(), repr(float(usd)).encode(), str(max(1, int(ttl_s * 1000))).encode()]
+        args += [repr(float(x)).encode() for x in limits]
+        ok, totals, held = await self._batch.submit(self._reserve, keys, args)
+        return bool(ok), [float(x) for x in totals], [float(x) for x in held]
 
     async def read(self, keys: Sequence[str], owner: str) -> tuple[dict[str, float], dict[str, float]]:
         if not keys:

@@ -49,7 +49,9 @@ class GatewayProcess:
         *,
         extra_env: dict[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        port: int | None = None,
     ) -> None:
+        """``port``: a given one (a replica restarted where its load balancer expects it); else a free one."""
         self.config_path = workdir / "gateway.yaml"
         if not re.search(r"^state:", config_text, re.M):  # every test gateway gets its own embedded state
             config_text = f"state: {{path: '{workdir / 'state.db'}'}}\n" + config_text
@@ -57,7 +59,7 @@ class GatewayProcess:
             config_text = NO_CLOCK_JOBS + config_text
         self.config_path.write_text(config_text)
         self.log_path = workdir / "gateway.log"
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER_KEY, **(extra_env or {})}
         self._log = self.log_path.open("wb")

@@ -57,6 +57,8 @@ class Load:
     """Send BODY as a stream; a 200 is counted only for a stream that reached ``[DONE]``."""
     results: list[tuple[int, str | None]] = field(default_factory=list)
     """(status, x-gateway-cost-usd) per request; status 0: no (whole) answer (a transport error)."""
+    errors: list[str] = field(default_factory=list)
+    """The body of each answer other than 200 (non-streaming)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -85,9 +87,10 @@ class Load:
                     self.results.append((0, None))
                     return
 
-    @staticmethod
-    def _post(client: httpx.Client) -> tuple[int, str | None]:
+    def _post(self, client: httpx.Client) -> tuple[int, str | None]:
         resp = client.post("/v1/chat/completions", json=BODY)
+        if resp.status_code != 200:
+            self.errors.append(resp.text)
         return resp.status_code, resp.headers.get("x-gateway-cost-usd")
 
     @staticmethod

@@ -306,3 +306,26 @@ def test_default_config_all_keys() -> None:
     assert set(loaded.settings.models) == DEMO_ALIASES | REAL_ALIASES
     assert loaded.settings.models["gpt-4o-mini"].fallbacks == ["claude-haiku", "gemini-flash"]
     assert loaded.settings.models["claude-haiku"].fallbacks == ["gemini-flash"]
+
+
+# --- state: spend replicas and the journal ---------------------------------------------------------
+
+
+def test_spend_replicas_needs_a_redis() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("state: {backend: embedded, spend_replicas: 1}", env={})
+    assert "spend_replicas needs a Redis" in str(info.value)
+
+
+def test_spend_replica_wait_stays_under_the_socket_timeout() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("state: {backend: redis, url: 'redis://r:6379/0', spend_replica_wait_s: 0.5}", env={})
+    assert "spend_replica_wait_s" in str(info.value) and "0.4" in str(info.value)
+
+
+def test_the_spend_journal_defaults_by_backend() -> None:
+    redis = "url: 'redis://r:6379/0'"
+    assert settings("state: {backend: embedded}").state.journaled
+    assert not settings(f"state: {{backend: redis, {redis}}}").state.journaled
+    assert settings(f"state: {{backend: redis, {redis}, spend_journal: true}}").state.journaled
+    assert not settings("state: {backend: embedded, spend_journal: false}").state.journaled

@@ -1,0 +1,33 @@
+"""The Redis backend's blobs: durable values with a TTL (``gw:blob:<key>``), e.g. stored
+responses. :class:`RedisBlobs` is that part of :class:`~gateway.state.redis.RedisBackend`."""
+
+from __future__ import annotations
+
+from gateway.state.redis_client import RedisConnection
+
+
+def _blob(key: str) -> str:
+    return f"gw:blob:{key}"
+
+
+class RedisBlobs:
+    _conn: RedisConnection
+
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
+        if ttl_s <= 0:
+            await self.blob_delete(key)
+            return
+        await self._conn.call(self._conn.client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
+
+    async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""
+        client = self._conn.client
+        return bool(await self._conn.call(client.set(_blob(key), value, px=max(1, int(ttl_s * 1000)), nx=True)))
+
+    async def blob_get(self, key: str) -> bytes | None:
+        value = await self._conn.call(self._conn.client.get(_blob(key)))
+        return value.encode() if isinstance(value, str) else value
+
+    async def blob_delete(self, key: str) -> bool:
+        return bool(await self._conn.call(self._conn.client.delete(_blob(key))))

@@ -1,0 +1,181 @@
+"""Budgets decided in Redis for every replica (gateway/state/shared_budgets.py) and spend
+writes acknowledged by Redis replicas (``state.spend_replicas``), on real redis-servers:
+a master with a replica, the replica paused (SIGSTOP) to make ``WAIT`` fall short."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from gateway.state.base import BackendUnavailable, SpendBatch
+from gateway.state.ledger import SpendLedger
+from gateway.state.redis import RedisBackend
+from tests.e2e.test_state_redis import Proc, wait_for
+from tests.redis_server import RedisServer, _free_port
+
+COUNTER = "spend:team:t1:2026-12-06"
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def backend(server: RedisServer) -> AsyncIterator[RedisBackend]:
+    b = RedisBackend(server.url, socket_timeout_s=0.5)
+    yield b
+    await b.aclose()
+
+
+def fields(server: RedisServer) -> dict[bytes, bytes]:
+    client = redis.Redis(port=server.port)
+    try:
+        return client.hgetall(f"gw:resv:{{s}}:{COUNTER}")  # type: ignore[return-value]
+    finally:
+        client.close()
+
+
+async def test_two_owners_cannot_reserve_past_a_budget_together(backend: RedisBackend) -> None:
+    # a budget of 1.0 USD, requests estimated at 0.4: two fit beside each other, a third does not
+    first = await backend.reserve_budget([COUNTER], [1.0], "a:1", 0.4, 60)
+    second = await backend.reserve_budget([COUNTER], [1.0], "b:1", 0.4, 60)
+    third = await backend.reserve_budget([COUNTER], [1.0], "a:2", 0.4, 60)
+    assert first[0] and second[0] and not third[0]
+    assert third[1] == [0.0] and third[2] == [pytest.approx(0.8)], "refused with the figures that refused it"
+
+
+async def test_a_release_goes_with_the_batch_that_carries_the_cost(backend: RedisBackend, server: RedisServer) -> None:
+    assert (await backend.reserve_budget([COUNTER], [1.0], "a:1", 0.4, 60))[0]
+    assert set(fields(server)) == {b"a:1"}
+    batch = SpendBatch("a", 1, {COUNTER: 0.3}, None, 30.0, ["a:1"], [COUNTER])
+    assert await backend.apply_spend(batch)
+    assert fields(server) == {}, "the reservation dropped in the step that added its cost"
+    assert (await backend.read_spend([COUNTER]))[COUNTER] == pytest.approx(0.3)
+    # a retry of the same batch drops nothing more and adds nothing
+    assert not await backend.apply_spend(batch)
+    assert (await backend.read_spend([COUNTER]))[COUNTER] == pytest.approx(0.3)
+    # spent: 0.3 of 0.35 left nothing for a request beside a reservation, and alone it passes
+    admitted, totals, held = await backend.reserve_budget([COUNTER], [0.35], "b:1", 0.4, 60)
+    assert admitted and totals == [pytest.approx(0.3)] and held == [0.0]
+    assert not (await backend.reserve_budget([COUNTER], [0.35], "b:2", 0.1, 60))[0]
+
+
+async def test_a_reservation_of_a_dead_process_lapses(backend: RedisBackend) -> None:
+    assert (await backend.reserve_budget([COUNTER], [1.0], "dead:1", 0.9, 0.2))[0]
+    assert not (await backend.reserve_budget([COUNTER], [1.0], "a:1", 0.5, 60))[0]
+    await asyncio.sleep(0.3)
+    admitted, _, held = await backend.reserve_budget([COUNTER], [1.0], "a:2", 0.5, 60)
+    assert admitted and held == [0.0]
+
+
+async def test_the_ledger_keeps_a_release_with_its_batch_while_redis_is_paused(server: RedisServer) -> None:
+    backend = RedisBackend(server.url, socket_timeout_s=0.2)
+    ledger = SpendLedger(backend, flush_interval_s=60, refresh_interval_s=60)
+    shared = ledger.shared_budgets
+    assert shared is not None, "the redis backend decides budgets in Redis"
+    assert server.proc is not None
+    try:
+        decision = await shared.reserve([COUNTER], [1.0], 0.4)
+        assert decision.admitted and decision.field is not None
+        assert set(fields(server)) == {decision.field.encode()}
+        assert ledger.stats().reservations == 1 and ledger.stats().reserved_usd == pytest.approx(0.4)
+        shared.release([COUNTER], decision.field, 0.4)
+        assert ledger.stats().reservations == 0 and ledger.stats().reserved_usd == 0
+        ledger.add({COUNTER: 0.25})
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not await ledger.flush(), "Redis does not answer: the batch and its release are kept"
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert await ledger.flush()
+        assert fields(server) == {}, "the release went with its batch"
+        assert (await backend.read_spend([COUNTER]))[COUNTER] == pytest.approx(0.25), "counted once"
+    finally:
+        await backend.aclose()
+
+
+async def test_a_release_of_a_request_never_charged_goes_with_the_next_batch(server: RedisServer) -> None:
+    backend = RedisBackend(server.url, socket_timeout_s=0.2)
+    ledger = SpendLedger(backend, flush_interval_s=60, refresh_interval_s=60)
+    shared = ledger.shared_budgets
+    assert shared is not None and server.proc is not None
+    try:
+        decision = await shared.reserve([COUNTER], [1.0], 0.4)
+        assert decision.field is not None
+        shared.release([COUNTER], decision.field, 0.4)  # it failed upstream: no cost
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            assert not await ledger.flush()
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert set(fields(server)) in ({decision.field.encode()}, set())  # the late write may have landed
+        assert await ledger.flush()
+        assert fields(server) == {}
+    finally:
+        await backend.aclose()
+
+
+# --- spend_replicas: WAIT after each spend batch ------------------------------------------------------------
+
+
+@pytest.fixture
+def replicated(server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    port = _free_port()
+    tmp = tmp_path_factory.mktemp("replica")
+    replica = Proc(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp),
+            "--save",
+            "",
+            "--replicaof",
+            "127.0.0.1",
+            str(server.port),
+        ],
+        port,
+    )
+    replica.start()
+    wait_for(lambda: b"master_link_status:up" in replica.cli("info", "replication"))
+    yield replica
+    if replica.proc is not None:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+    replica.kill()
+
+
+async def test_a_batch_counts_as_written_only_once_a_replica_has_it(server: RedisServer, replicated: Proc) -> None:
+    backend = RedisBackend(server.url, socket_timeout_s=0.5, spend_replicas=1, spend_replica_wait_s=0.1)
+    try:
+        assert await backend.apply_spend(SpendBatch("o", 1, {COUNTER: 1.0}))
+        assert replicated.proc is not None
+        os.kill(replicated.proc.pid, signal.SIGSTOP)  # the replica stops acknowledging
+        batch = SpendBatch("o", 2, {COUNTER: 2.0})
+        with pytest.raises(BackendUnavailable, match=r"reached 0 of state\.spend_replicas=1"):
+            await backend.apply_spend(batch)
+        os.kill(replicated.proc.pid, signal.SIGCONT)
+        # written again under its id: applied once (the master had it), acknowledged now
+        assert not await backend.apply_spend(batch)
+        assert (await backend.read_spend([COUNTER]))[COUNTER] == pytest.approx(3.0)
+        wait_for(lambda: replicated.cli("get", f"gw:spend:{{s}}:{COUNTER}").strip() == b"3")
+    finally:
+        await backend.aclose()
+
+
+async def test_a_master_without_a_replica_refuses_to_call_a_batch_written(server: RedisServer) -> None:
+    backend = RedisBackend(server.url, socket_timeout_s=0.5, spend_replicas=1, spend_replica_wait_s=0.05)
+    try:
+        with pytest.raises(BackendUnavailable, match="spend_replicas"):
+            await backend.apply_spend(SpendBatch("o", 1, {COUNTER: 1.0}))
+    finally:
+        await backend.aclose()
