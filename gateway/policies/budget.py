@@ -133,9 +133,9 @@ class Reservation:
 
     keys: Sequence[str]
     usd: float
-    field: str | None = None
-    """Held in Redis for every replica (:class:`~gateway.state.shared_budgets.SharedBudgets`);
-    None: in this process's ledger."""
+    shared: bool = False
+    """Held in Redis for every replica (:class:`~gateway.state.shared_budgets.SharedBudgets`),
+    else in this process's ledger."""
 
 
 def _utc_now() -> datetime:
@@ -268,7 +268,7 @@ class BudgetPolicy:
                 [c.key for c in today.checks], [c.limit for c in today.checks], estimate_usd
             )
             if decision.admitted:
-                return Reservation(keys, estimate_usd, decision.field) if decision.field is not None else None
+                return Reservation(keys, estimate_usd, shared=True) if estimate_usd > 0 else None
             totals = dict(zip((c.key for c in today.checks), decision.totals, strict=True))
             held = dict(zip((c.key for c in today.checks), decision.held, strict=True))
         else:
@@ -283,8 +283,8 @@ class BudgetPolicy:
 
     def release(self, reservation: Reservation) -> None:
         """Give back a reservation of :meth:`check` (once: the caller forgets it)."""
-        if reservation.field is not None and self.shared is not None:
-            self.shared.release(reservation.keys, reservation.field, reservation.usd)
+        if reservation.shared and self.shared is not None:
+            self.shared.release(reservation.keys, reservation.usd)
             return
         self.ledger.release(reservation.keys, reservation.usd)
 

@@ -102,12 +102,6 @@ class SpendBatch:
     them ``reserved_ttl_s`` (so a crashed owner's go away); a one-process backend
     ignores them."""
     reserved_ttl_s: float = 30.0
-    released: Sequence[str] = ()
-    """Shared budget reservations (:meth:`RedisSpend.reserve`) to drop with this batch, whose
-    costs it carries (or that were never charged): their fields, in ``released_counters``'
-    reservation hashes. Dropped in the same step as the increments, so a budget never sees
-    neither; dropped again on a retry (no harm)."""
-    released_counters: Sequence[str] = ()
 
 
 class StateBackend(Protocol):

@@ -155,7 +155,7 @@ class SpendLedger:
         self._writer = SpendWriter(
             backend, self._counters, self.reservations, journal, self.owner, max(5.0, 10 * flush_interval_s)
         )
-        self.shared_budgets = shared_budgets_of(backend, self._writer, self.owner)
+        self.shared_budgets = shared_budgets_of(backend, self.add, self.owner)
         self._schedule = FetchSchedule(refresh_interval_s, clock)
         self._lock = asyncio.Lock()
         message = "spend flush failed unexpectedly; amounts kept for retry"

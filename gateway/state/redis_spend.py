@@ -41,29 +41,36 @@ from gateway.state.script_batch import ScriptBatch
 
 MARK_TTL_S = 7 * 24 * 3600
 
-# KEYS[1] the owner's mark; KEYS[2 .. n+1] the counters; then r reservation hashes; then the
-# hashes of released shared reservations. ARGV: seq, n, owner, mark ttl ms, reservation ttl ms, r,
-# the n amounts, then one per reservation hash, then the released fields.
+# KEYS[1] the owner's mark; KEYS[2 .. n+1] the counters (a shared budget's hold, ``gw:hold:``, is a
+# hash: the owner's field); KEYS[n+2 ..] reservation hashes. ARGV: seq, n, owner, mark ttl ms,
+# reservation ttl ms, the n amounts, then one per hash.
 _APPLY_LUA = """
 local seq, n, owner = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local r = tonumber(ARGV[6])
 local applied = 0
 if n > 0 then
   local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
   if seq > last then
-    for i = 1, n do redis.call('INCRBYFLOAT', KEYS[1 + i], ARGV[6 + i]) end
+    for i = 1, n do
+      local key = KEYS[1 + i]
+      if string.sub(key, 1, 8) == 'gw:hold:' then
+        local left = tonumber(redis.call('HINCRBYFLOAT', key, owner, ARGV[5 + i]))
+        if math.abs(left) < 1e-12 then redis.call('HDEL', key, owner) end
+      else
+        redis.call('INCRBYFLOAT', key, ARGV[5 + i])
+      end
+    end
     redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
     applied = 1
   else
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
   end
 end
-if r > 0 then
+if #KEYS > n + 1 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local ttl = tonumber(ARGV[5])
-  for j = n + 2, n + 1 + r do
-    local amount = ARGV[j + 5]
+  for j = n + 2, #KEYS do
+    local amount = ARGV[j + 4]
     if tonumber(amount) > 0 then
       redis.call('HSET', KEYS[j], owner, amount .. ' ' .. string.format('%d', now + ttl))
       if redis.call('PTTL', KEYS[j]) < ttl then redis.call('PEXPIRE', KEYS[j], ttl) end
@@ -77,40 +84,44 @@ if r > 0 then
     end
   end
 end
-if #KEYS > n + 1 + r then
-  local released = {}
-  for a = 7 + n + r, #ARGV do released[#released + 1] = ARGV[a] end
-  for j = n + 2 + r, #KEYS do redis.call('HDEL', KEYS[j], unpack(released)) end
-end
 return applied
 """
-# KEYS: n counters, then their n reservation hashes; ARGV: the field, USD, TTL ms, then the n limits.
-# Admits when every counter has total < limit and, beside the reservations held on it, room for
-# USD (BudgetPolicy.check's rule); then holds USD on each under the field. Answers
+# KEYS[1] the owners' expiry hash; KEYS[2 .. n+1] the counters, then their n hold hashes (owner ->
+# USD held). ARGV: the owner, USD, TTL ms, then the n limits. Admits when every counter has
+# total < limit and, beside what the live owners hold on it, room for USD (BudgetPolicy.check's
+# rule); then adds USD to the owner's hold on each and renews its expiry. An owner whose expiry
+# passed (a process that died) counts no more and its holds are dropped. Answers
 # [1 admitted / 0 refused, [total per counter], [held per counter]].
 _RESERVE_LUA = """
-local n = #KEYS / 2
-local field, usd, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#KEYS - 1) / 2
+local owner, usd, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = {}
+local expiries = redis.call('HGETALL', KEYS[1])
+for f = 1, #expiries, 2 do
+  if tonumber(expiries[f + 1]) > now then live[expiries[f]] = true else redis.call('HDEL', KEYS[1], expiries[f]) end
+end
 local totals, held, ok = {}, {}, 1
 for i = 1, n do
-  local total = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local total = tonumber(redis.call('GET', KEYS[1 + i]) or '0')
   local sum = 0
-  local fields = redis.call('HGETALL', KEYS[n + i])
-  for f = 1, #fields, 2 do
-    local amount, expires = string.match(fields[f + 1], '^(%S+) (%d+)$')
-    if amount and tonumber(expires) > now then sum = sum + tonumber(amount) end
+  local holds = redis.call('HGETALL', KEYS[1 + n + i])
+  for f = 1, #holds, 2 do
+    if live[holds[f]] then sum = sum + tonumber(holds[f + 1]) else redis.call('HDEL', KEYS[1 + n + i], holds[f]) end
   end
+  if sum < 1e-12 then sum = 0 end
   local limit = tonumber(ARGV[3 + i])
   if not (total < limit and (sum <= 0 or total + sum + usd <= limit)) then ok = 0 end
   totals[i], held[i] = string.format('%.17g', total), string.format('%.17g', sum)
 end
 if ok == 1 and usd > 0 then
   for i = 1, n do
-    redis.call('HSET', KEYS[n + i], field, ARGV[2] .. ' ' .. string.format('%d', now + ttl))
-    if redis.call('PTTL', KEYS[n + i]) < ttl then redis.call('PEXPIRE', KEYS[n + i], ttl) end
+    redis.call('HINCRBYFLOAT', KEYS[1 + n + i], owner, ARGV[2])
+    redis.call('PEXPIRE', KEYS[1 + n + i], ttl)
   end
+  redis.call('HSET', KEYS[1], owner, string.format('%d', now + ttl))
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
 return {ok, totals, held}
 """
@@ -139,6 +150,22 @@ return {totals, held}
 
 def spend_key(counter: str) -> str:
     return f"gw:spend:{{s}}:{counter}"
+
+
+HOLD_PREFIX = "hold:"
+"""A ledger counter ``hold:<counter>``: this owner's shared-budget hold on ``<counter>`` (its
+increments, negative, release what requests charged or ended held; shared_budgets.py)."""
+HOLD_EXPIRY = "gw:holdexp:{s}"
+"""owner -> when its holds stop counting (epoch ms), renewed by each of its reservations."""
+
+
+def hold_key(counter: str) -> str:
+    return f"gw:hold:{{s}}:{counter}"
+
+
+def counter_key(name: str) -> str:
+    """The Redis key of a ledger counter: a spend total, or an owner's hold (a hash field)."""
+    return hold_key(name[len(HOLD_PREFIX) :]) if name.startswith(HOLD_PREFIX) else spend_key(name)
 
 
 def reservation_key(counter: str) -> str:
@@ -174,19 +201,15 @@ class RedisSpend:
 
     async def apply(self, batch: SpendBatch) -> bool:
         reserved = batch.reserved or {}
-        released = list(batch.released) if batch.released_counters else []
-        if not batch.increments and not reserved and not released:
+        if not batch.increments and not reserved:
             return False
         keys = [mark_key(batch.owner)]
-        keys += [spend_key(k) for k in batch.increments]
+        keys += [counter_key(k) for k in batch.increments]
         keys += [reservation_key(k) for k in reserved]
-        keys += [reservation_key(k) for k in batch.released_counters] if released else []
         ttl_ms = max(1, int(batch.reserved_ttl_s * 1000))
         args: list[str | int] = [batch.seq, len(batch.increments), batch.owner, MARK_TTL_S * 1000, ttl_ms]
-        args.append(len(reserved))
         args += [repr(float(v)) for v in batch.increments.values()]
         args += [repr(max(0.0, float(v))) for v in reserved.values()]
-        args += released
         if self.replicas:
             return await self._apply_replicated(keys, args)
         applied = await self._connection.call(self._apply(keys=keys, args=args))
@@ -229,13 +252,14 @@ class RedisSpend:
             await self._connection.call(self._connection.forget_topology())
 
     async def reserve(
-        self, counters: Sequence[str], limits: Sequence[float], field: str, usd: float, ttl_s: float
+        self, counters: Sequence[str], limits: Sequence[float], owner: str, usd: float, ttl_s: float
     ) -> tuple[bool, list[float], list[float]]:
-        """Check the budgets of ``counters`` (their ``limits``) and hold ``usd`` on each under
-        ``field``, in one step for every replica (see ``_RESERVE_LUA``): (admitted, the totals,
-        what reservations held beside this one)."""
-        keys = [spend_key(c).encode() for c in counters] + [reservation_key(c).encode() for c in counters]
-        args = [field.encode(), repr(float(usd)).encode(), str(max(1, int(ttl_s * 1000))).encode()]
+        """Check the budgets of ``counters`` (their ``limits``) and add ``usd`` to ``owner``'s hold
+        on each, in one step for every replica (see ``_RESERVE_LUA``): (admitted, the totals, what
+        the live owners held beside this request)."""
+        keys = [HOLD_EXPIRY.encode(), *(spend_key(c).encode() for c in counters)]
+        keys += [hold_key(c).encode() for c in counters]
+        args = [owner.encode(), repr(float(usd)).encode(), str(max(1, int(ttl_s * 1000))).encode()]
         args += [repr(float(x)).encode() for x in limits]
         ok, totals, held = await self._batch.submit(self._reserve, keys, args)
         return bool(ok), [float(x) for x in totals], [float(x) for x in held]

@@ -2,39 +2,39 @@
 
 A request's budget check and its reservation are one script on the counters' slot
 (:meth:`~gateway.state.redis_spend.RedisSpend.reserve`): a replica admits a request only if,
-with what every replica has charged (Redis's totals) and holds for requests in flight (the
-reservation fields), the budget has room; then it holds the request's estimate under a field of
-its own. Charged or ended, the field is dropped by the ledger's next batch, the one that carries
-the request's cost (:meth:`~gateway.state.spend_writer.SpendWriter.release`): Redis never sees
-neither, so replicas cannot overshoot a budget together. A field of a process that died expires
-after :data:`RESERVATION_TTL_S`.
+with what every replica has charged (Redis's totals) and holds for requests in flight (each
+process's *hold* on the counter, one hash field per process), the budget has room; then it adds
+the request's estimate to its own hold. Charged or ended, the request's estimate is taken off
+the hold by the ledger's next batch, the one that carries its cost: the release is a ledger
+counter of its own (``hold:<counter>``, negative), so it travels, is retried and is applied
+exactly once with the cost (the batch marks), and Redis never shows neither. Replicas therefore
+cannot overshoot a budget together. A process that dies stops counting
+:data:`RESERVATION_TTL_S` after its last reservation.
 
 Without it (embedded, postgres) a process checks its own view, the other replicas' spend and
 reservations as last fetched (``state.refresh_interval_s``)."""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.state.base import StateBackend
-from gateway.state.spend_writer import SpendWriter
+from gateway.state.redis_spend import HOLD_PREFIX
 
 RESERVATION_TTL_S = 300.0
-"""How long a shared reservation outlives a process that died holding it (a request in flight
-longer keeps being counted only by its own process)."""
+"""How long a process's holds count after its last reservation (a process that died stops
+counting then; a request in flight longer than this with no other from its process stops being
+counted by the other replicas)."""
 
 Verdict = tuple[bool, list[float], list[float]]
 Reserve = Callable[[Sequence[str], Sequence[float], str, float, float], Awaitable[Verdict]]
-"""``reserve_budget(counters, limits, field, usd, ttl_s) -> (admitted, totals, held)``."""
+"""``reserve_budget(counters, limits, owner, usd, ttl_s) -> (admitted, totals, held)``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     admitted: bool
-    field: str | None
-    """The reservation held (admitted with a cost to hold), else None."""
     totals: list[float]
     """Per counter: what every replica has charged."""
     held: list[float]
@@ -42,11 +42,11 @@ class Decision:
 
 
 class SharedBudgets:
-    def __init__(self, reserve: Reserve, writer: SpendWriter, owner: str) -> None:
+    def __init__(self, reserve: Reserve, add: Callable[[Mapping[str, float]], None], owner: str) -> None:
         self._reserve = reserve
-        self._writer = writer
+        self._add = add
+        """The ledger's ``add``: a release rides with the next batch."""
         self._owner = owner
-        self._ids = itertools.count(1)
         self.count = 0
         """Reservations this process holds in Redis now (for ``gateway_budget_reservations``)."""
         self.usd = 0.0
@@ -54,21 +54,22 @@ class SharedBudgets:
     async def reserve(self, counters: Sequence[str], limits: Sequence[float], usd: float) -> Decision:
         """Check the budgets of ``counters`` and hold ``usd`` on them when admitted (Redis's
         ``BackendUnavailable`` passes through: the budgets' failure mode decides)."""
-        field = f"{self._owner}:{next(self._ids)}" if usd > 0 else ""
-        admitted, totals, held = await self._reserve(counters, limits, field, usd, RESERVATION_TTL_S)
-        if admitted and field:
+        admitted, totals, held = await self._reserve(counters, limits, self._owner, usd, RESERVATION_TTL_S)
+        if admitted and usd > 0:
             self.count += 1
             self.usd += usd
-        return Decision(admitted, field if admitted and field else None, totals, held)
+        return Decision(admitted, totals, held)
 
-    def release(self, keys: Iterable[str], field: str, usd: float) -> None:
-        """Drop ``field`` (which held ``usd``) with the ledger's next batch."""
-        self._writer.release(keys, field)
+    def release(self, keys: Iterable[str], usd: float) -> None:
+        """Take a reservation of ``usd`` off this process's hold on ``keys``, with the next batch."""
+        self._add({HOLD_PREFIX + key: -usd for key in keys})
         self.count -= 1
         self.usd = self.usd - usd if self.count else 0.0
 
 
-def shared_budgets_of(backend: StateBackend, writer: SpendWriter, owner: str) -> SharedBudgets | None:
+def shared_budgets_of(
+    backend: StateBackend, add: Callable[[Mapping[str, float]], None], owner: str
+) -> SharedBudgets | None:
     """The ledger's shared budgets on the redis backend (its ``reserve_budget``); None elsewhere."""
     reserve: Reserve | None = getattr(backend, "reserve_budget", None) if backend.kind == "redis" else None
-    return SharedBudgets(reserve, writer, owner) if reserve is not None else None
+    return SharedBudgets(reserve, add, owner) if reserve is not None else None

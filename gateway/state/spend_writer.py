@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from gateway.state.base import BackendUnavailable, SpendBatch, StateBackend
 from gateway.state.reservations import Reservations
@@ -40,21 +40,12 @@ class SpendWriter:
         self._reserved_ttl_s = reserved_ttl_s
         self._seq = 0
         self._failing = False
-        self._releases: dict[str, set[str]] = {}
-        """Shared reservations to drop with the next new batch: field -> its counters."""
-        self._held_releases: dict[BatchId, dict[str, set[str]]] = {}
-        """Those that went with a batch that failed: dropped when it is written again."""
-
-    def release(self, keys: Iterable[str], field: str) -> None:
-        """Drop the shared reservation ``field`` on ``keys`` with the next batch (which carries
-        its cost when it was charged: the caller records the cost before the next flush)."""
-        self._releases.setdefault(field, set()).update(keys)
 
     async def flush(self) -> bool:
         """Write the held batches again (oldest first), then the buffered amounts
         as a new batch; False (everything kept) if the backend is down."""
         for batch_id, amounts in self._counters.held():
-            if not await self._write(batch_id, amounts, {}, self._held_releases.get(batch_id, {})):
+            if not await self._write(batch_id, amounts, {}):
                 return False
         journal = self._journal
         if journal is not None:
@@ -63,23 +54,15 @@ class SpendWriter:
             seq = self._seq = self._seq + 1
         batch = self._counters.take((self.owner, seq))
         reserved = self._reservations.to_publish() if self._shared else {}
-        releases, self._releases = self._releases, {}
-        if not batch and not reserved and not releases:
+        if not batch and not reserved:
             if journal is not None:
                 journal.applied(self.owner, seq)  # a segment of zeros, if any
             return True
-        return await self._write((self.owner, seq), batch, reserved, releases)
+        return await self._write((self.owner, seq), batch, reserved)
 
-    async def _write(
-        self,
-        batch_id: BatchId,
-        amounts: Mapping[str, float],
-        reserved: Mapping[str, float],
-        releases: Mapping[str, set[str]],
-    ) -> bool:
+    async def _write(self, batch_id: BatchId, amounts: Mapping[str, float], reserved: Mapping[str, float]) -> bool:
         owner, seq = batch_id
-        counters = sorted(set().union(*releases.values())) if releases else []
-        batch = SpendBatch(owner, seq, amounts, reserved or None, self._reserved_ttl_s, list(releases), counters)
+        batch = SpendBatch(owner, seq, amounts, reserved or None, self._reserved_ttl_s)
         try:
             applied = await self.backend.apply_spend(batch)
         except BackendUnavailable as exc:
@@ -87,17 +70,11 @@ class SpendWriter:
             if not self._failing:  # once per outage, not once per interval
                 log.warning("spend flush failed; buffering and retrying: %s", exc)
             self._failing = True
-            if releases and amounts:  # the batch stays held, whole, for the next flush: its releases too
-                self._held_releases[batch_id] = dict(releases)
-            elif releases:  # nothing held: they go with the next batch
-                for field, keys in releases.items():
-                    self.release(keys, field)
-            return False
+            return False  # the batch stays held, whole, for the next flush
         except Exception:
             self.failures += 1
             raise
         self._counters.settle(batch_id, written=True)
-        self._held_releases.pop(batch_id, None)
         if reserved:
             self._reservations.published(reserved)
         if amounts and not applied:

