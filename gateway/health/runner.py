@@ -12,6 +12,14 @@ Two ways in:
   alias would go (strategy, retries, breakers, degraded deployments last), but
   without the alias's ``fallbacks``: a test of an alias must not pass because
   another alias answered.
+
+Neither changes the live routing state: :meth:`on_alias` routes over *detached*
+copies of the deployments (:func:`detached_routes`), whose breakers start in the
+live breakers' state (an open breaker is skipped, as for a client) but record the
+probe's verdicts only into the copies; the in-flight count, latency average and
+pacing of the live deployments are not touched either. A failed connection test
+of an unreachable model therefore never opens the breaker that client traffic
+uses (tests/e2e/test_probe_breaker.py).
 """
 
 from __future__ import annotations
@@ -92,6 +100,26 @@ def _failure(err: BaseException) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
+def _detach(dep: LiveDeployment) -> LiveDeployment:
+    return dataclasses.replace(dep, breaker=dep.breaker.copy())
+
+
+def detached_routes(routes: dict[str, Route], alias: str) -> dict[str, Route]:
+    """``alias``'s route without its ``fallbacks``, and the routes of the aliases its
+    context-window fallbacks can reach, over detached copies of their deployments
+    (a probe's verdicts, in-flight count and latency stay with the copies)."""
+    out: dict[str, Route] = {}
+    todo = [alias]
+    while todo:
+        name = todo.pop()
+        if name in out or name not in routes:
+            continue
+        route = routes[name]
+        out[name] = dataclasses.replace(route, deployments=[_detach(d) for d in route.deployments], fallbacks=[])
+        todo.extend(route.spec.context_window_fallbacks)
+    return out
+
+
 class ProbeRunner:
     """Runs probes with one :class:`Service` (the configuration in force)."""
 
@@ -114,9 +142,8 @@ class ProbeRunner:
     async def on_alias(self, route: Route, probe: Probe) -> ProbeResult:
         service = self._service
         req = probe.request(route.alias)
-        alone = dataclasses.replace(route, fallbacks=[])
         total = min(self._timeout_s, service.settings.router.timeouts.total_s)
-        router = Router({**service.routes, route.alias: alone}, total_timeout_s=total)
+        router = Router(detached_routes({**service.routes, route.alias: route}, route.alias), total_timeout_s=total)
         trace = RequestTrace()
 
         async def attempt(dep: LiveDeployment, lease: Lease, deadline: float) -> JSON:

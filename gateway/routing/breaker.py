@@ -96,6 +96,19 @@ class CircuitBreaker:
         ):
             self._open(now)
 
+    def copy(self) -> CircuitBreaker:
+        """An independent breaker in this one's state: what is recorded into the copy
+        (a connection test's verdicts, gateway/health/runner.py) never reaches this one."""
+        twin = CircuitBreaker(self._policy)
+        twin.state = self.state
+        twin._consecutive = self._consecutive
+        twin._buckets = deque([list(bucket) for bucket in self._buckets])
+        twin._requests = self._requests
+        twin._failures = self._failures
+        twin._opened_at = self._opened_at
+        twin._trial = self._trial
+        return twin
+
     def release_trial(self) -> None:
         """A half-open trial ended without a verdict (e.g. the client went away)."""
         self._trial = False

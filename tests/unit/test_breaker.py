@@ -248,3 +248,20 @@ def test_window_memory_is_constant_at_any_rate() -> None:
         b.record(i % 2 == 0, i * 0.001)  # 1000 requests a second for 100 s
     assert len(b._buckets) <= 11
     assert b._requests <= 11_000
+
+
+def test_a_copy_starts_in_the_same_state_and_records_apart() -> None:
+    live = breaker(consecutive=2, ratio=1.0, min_requests=3)
+    live.record(False, 1.0)  # one failure: one more opens it
+    probe = live.copy()
+    assert state(probe) is BreakerState.CLOSED
+    probe.record(False, 2.0)
+    assert state(probe) is BreakerState.OPEN  # the copy had the live one's count
+    assert state(live) is BreakerState.CLOSED  # and what it recorded stayed with it
+    live.record(True, 3.0)
+    live.record(False, 4.0)
+    assert state(live) is BreakerState.CLOSED  # the success reset the live count, not the copy's
+    live.record(False, 5.0)
+    assert state(live) is BreakerState.OPEN
+    opened = live.copy()
+    assert state(opened) is BreakerState.OPEN and not opened.allow(6.0)  # an open breaker is skipped in a test too
