@@ -35,7 +35,7 @@ from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
 from bench.soak import Load, SoakResult, run_soak
-from bench.traffic import KEY_BODY, TEAM_BODY, _call, redis_state, traffic_config
+from bench.traffic import KEY_BODY, TEAM_BODY, _call, put_team, redis_state, traffic_config
 from bench.wrk import SCRIPT, WrkResult, run_wrk
 
 KEYS_SCRIPT = Path(__file__).with_name("wrk_keys.lua")
@@ -129,9 +129,7 @@ def key_bodies(keys: int, teams: int) -> list[dict[str, Any]]:
 def provision(base_url: str, master: str, keys: int, teams: int) -> list[str]:
     """Create the teams and the keys; the keys' secrets."""
     for i in range(teams):
-        status, answer, _ = _call(f"{base_url}/admin/teams", key=master, body={**TEAM_BODY, "id": team_id(i)})
-        if status not in (200, 201):
-            raise BenchError(f"POST /admin/teams answered {status}: {answer}")
+        put_team(base_url, master, {**TEAM_BODY, "id": team_id(i)})
     secrets = []
     for body in key_bodies(keys, teams):
         status, answer, _ = _call(f"{base_url}/admin/keys", key=master, body=body)

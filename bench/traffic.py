@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,12 +78,14 @@ def traffic_config(bare: dict[str, Any], *, state: dict[str, Any]) -> dict[str, 
 
 
 def _call(
-    url: str, *, key: str, body: dict[str, Any] | None = None, timeout_s: float = 10.0
+    url: str, *, key: str, body: dict[str, Any] | None = None, timeout_s: float = 10.0, method: str | None = None
 ) -> tuple[int, Any, dict[str, str]]:
-    """One JSON request: (status, decoded body or text, lower-cased headers)."""
+    """One JSON request (GET without a body, else POST, unless ``method`` says):
+    (status, decoded body or text, lower-cased headers)."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    req = urllib.request.Request(url, data=data, headers=headers, method="GET" if body is None else "POST")
+    verb = method or ("GET" if body is None else "POST")
+    req = urllib.request.Request(url, data=data, headers=headers, method=verb)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             status, raw, hdrs = resp.status, resp.read(), resp.headers
@@ -98,12 +101,24 @@ def _call(
     return status, decoded, {k.lower(): v for k, v in hdrs.items()}
 
 
+def put_team(base_url: str, master_key: str, body: dict[str, Any]) -> None:
+    """Create the team, or (on a gateway that already has it: 409 ``team_exists``, as POST
+    never replaces) set these fields on it with PATCH."""
+    status, answer, _ = _call(f"{base_url}/admin/teams", key=master_key, body=body)
+    if status == 409 and isinstance(answer, dict) and answer.get("error", {}).get("code") == "team_exists":
+        changes = {k: v for k, v in body.items() if k != "id"}
+        url = f"{base_url}/admin/teams/{urllib.parse.quote(str(body['id']), safe='')}"
+        status, answer, _ = _call(url, key=master_key, body=changes, method="PATCH")
+    if status not in (200, 201):
+        raise BenchError(f"team {body['id']}: the admin API answered {status}: {answer}")
+
+
 def provision(base_url: str, master_key: str) -> str:
-    """Create the team and the client key (admin API); the key's secret."""
-    for path, body in (("/admin/teams", TEAM_BODY), ("/admin/keys", KEY_BODY)):
-        status, answer, _ = _call(base_url + path, key=master_key, body=body)
-        if status not in (200, 201):
-            raise BenchError(f"POST {path} answered {status}: {answer}")
+    """Create the team (or update it) and the client key (admin API); the key's secret."""
+    put_team(base_url, master_key, TEAM_BODY)
+    status, answer, _ = _call(f"{base_url}/admin/keys", key=master_key, body=KEY_BODY)
+    if status not in (200, 201):
+        raise BenchError(f"POST /admin/keys answered {status}: {answer}")
     if not isinstance(answer, dict) or not isinstance(answer.get("key"), str):
         raise BenchError(f"POST /admin/keys did not return a key: {answer}")
     return str(answer["key"])

@@ -18,7 +18,9 @@ Routes call the hook on the app::
 written after the action succeeded; when the backend cannot take it the
 request answers 503 (the action itself is done) and the failure is logged. ``GET /admin/audit``
 (admin) lists records: ``?limit=`` (1-1000, default 100) and ``?before=<seq>``
-to page back; the answer's ``next_before`` is the cursor of the next page.
+to page back; the answer's ``next_before`` is the cursor of the next page. The
+filters ``?actor=``, ``?action=``, ``?since=`` and ``?until=`` are applied by the
+gateway (:mod:`gateway.admin.audit_query`).
 """
 
 from __future__ import annotations
@@ -34,15 +36,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.admin.access import Actor
+from gateway.admin.audit_query import parse_query, read_page
 from gateway.admin.keys import AdminHost, guarded, json_response
-from gateway.errors import InvalidRequest
 from gateway.security.masking import mask_fields
 from gateway.security.roles import Role
 from gateway.state.base import BackendUnavailable, Record, StateBackend
 
 STREAM = "audit"
 log = logging.getLogger("gateway")
-MAX_LIMIT = 1000
 
 
 class AuditLog:
@@ -93,21 +94,9 @@ class AuditLog:
         return await self._backend.read_log(STREAM, limit, before)
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidRequest(f"{name} must be an integer from {low} to {high}", param=name, code="invalid_field")
-    return int(raw)
-
-
 async def list_audit(log: AuditLog, request: Request) -> dict[str, Any]:
-    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
-    before = _int_param(request, "before", None, 1, 2**62)
-    assert limit is not None
-    rows = await log.read(limit, before)
-    return {"object": "list", "data": rows, "next_before": rows[-1]["seq"] if len(rows) == limit else None}
+    rows, next_before = await read_page(log.read, parse_query(request.query_params))
+    return {"object": "list", "data": rows, "next_before": next_before}
 
 
 def request_id(request: Request) -> str | None:

@@ -4,12 +4,14 @@ role, key writes operator, team writes admin; every write is audited).
 ``POST /admin/keys`` answers 201 with the record and, this once, ``key``.
 ``DELETE /admin/keys/{id}`` revokes (the record stays, for audit); ``POST
 /admin/keys/{id}/rotate`` issues a new secret for the same id. Teams: ``POST``
-creates or replaces, ``PATCH`` edits, ``DELETE`` removes. Every invalid field
+creates (409 ``team_exists`` naming the id when it exists: nothing is replaced),
+``PATCH`` edits, ``DELETE`` removes. Every invalid field
 gets a 400 that names it; unknown aliases in ``models`` are refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -20,8 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.admin.access import Actor
+from gateway.admin.model_bodies import Conflict
 from gateway.dialects import bounded_json
-from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, PermissionDenied
+from gateway.errors import BackendDegraded, GatewayError, InvalidRequest, NotFound, PermissionDenied
 from gateway.observability.logs import audit, client_address
 from gateway.policies.keys import KeyFields, KeyStore, TeamFields, editable, parse_body, public
 from gateway.security.roles import Role
@@ -108,6 +111,9 @@ async def read_json(request: Request) -> Any:
 class KeysAPI:
     def __init__(self, host: AdminHost) -> None:
         self._host = host
+        # one team creation at a time in this process: the existence check and the
+        # write cannot interleave with another creation's (replicas: see docs/configuration.md)
+        self._team_writes = asyncio.Lock()
 
     def routes(self) -> list[Route]:
         g = self._guard
@@ -119,7 +125,7 @@ class KeysAPI:
             Route("/admin/keys/{id}", g(self.patch_key, operator), methods=["PATCH"]),
             Route("/admin/keys/{id}", g(self.revoke_key, operator), methods=["DELETE"]),
             Route("/admin/keys/{id}/rotate", g(self.rotate_key, operator), methods=["POST"]),
-            Route("/admin/teams", g(self.put_team, admin), methods=["POST"]),
+            Route("/admin/teams", g(self.create_team, admin), methods=["POST"]),
             Route("/admin/teams", g(self.list_teams, viewer), methods=["GET"]),
             Route("/admin/teams/{id}", g(self.get_team, viewer), methods=["GET"]),
             Route("/admin/teams/{id}", g(self.patch_team, admin), methods=["PATCH"]),
@@ -194,14 +200,28 @@ class KeysAPI:
 
     # --- teams --------------------------------------------------------------
 
-    async def put_team(self, request: Request) -> Response:
+    async def create_team(self, request: Request) -> Response:
         fields = parse_body(TeamFields, await read_json(request))
         self._check_priority(fields)
         self._check_models(fields)
-        before = await self._host.keys.team(fields["id"])
-        record = await self._host.keys.put_team(fields)
-        await self._host.audit(request, "teams.put", f"teams/{record['id']}", before=before, after=record)
+        async with self._team_writes:
+            if await self._team_stored(fields["id"]):
+                raise Conflict(
+                    f"team {fields['id']!r} exists; PATCH /admin/teams/{fields['id']} changes it",
+                    param="id",
+                    code="team_exists",
+                )
+            record = await self._host.keys.put_team(fields)
+        await self._host.audit(request, "teams.create", f"teams/{record['id']}", after=record)
         return json_response(record, 201)
+
+    async def _team_stored(self, team_id: str) -> bool:
+        """Whether the backend holds the team now (not the request path's cached view)."""
+        try:
+            await self._host.keys.get_team(team_id)
+        except NotFound:
+            return False
+        return True
 
     async def list_teams(self, request: Request) -> Response:
         return json_response({"object": "list", "data": await self._host.keys.list_teams()})

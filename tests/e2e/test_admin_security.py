@@ -286,10 +286,13 @@ def test_audit_log_newest_first_masked_and_paged(gw: GatewayProcess) -> None:
 
 def test_team_writes_are_audited_with_before_and_after(gw: GatewayProcess) -> None:
     assert gw.http.post("/admin/teams", json={"id": "aud-team", "rpm": 10}).status_code == 201
+    again = gw.http.post("/admin/teams", json={"id": "aud-team", "rpm": 99})  # refused: not a replace
+    assert again.status_code == 409 and again.json()["error"]["code"] == "team_exists", again.text
+    assert again.json()["error"]["param"] == "id" and "aud-team" in again.json()["error"]["message"]
     assert gw.http.patch("/admin/teams/aud-team", json={"rpm": 20}).status_code == 200
     assert gw.http.delete("/admin/teams/aud-team").status_code == 200
-    delete, patch, put = audit_records(gw, limit=3)
-    assert (put["action"], put["before"], put["after"]["rpm"]) == ("teams.put", None, 10)
+    delete, patch, put = audit_records(gw, limit=3)  # the refused creation wrote no record
+    assert (put["action"], put["before"], put["after"]["rpm"]) == ("teams.create", None, 10)
     assert (patch["action"], patch["before"]["rpm"], patch["after"]["rpm"]) == ("teams.update", 10, 20)
     assert (delete["action"], delete["before"]["rpm"], delete["after"]) == ("teams.delete", 20, None)
 

@@ -3,12 +3,14 @@ app over a real KeyStore on the embedded backend, driven in process."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -228,6 +230,40 @@ def test_team_lifecycle(client: TestClient) -> None:
     resp = client.delete("/admin/teams/t1")
     assert resp.status_code == 200 and resp.json() == {"id": "t1", "deleted": True}
     assert _error(client.get("/admin/teams/t1"), 404)["code"] == "team_not_found"
+
+
+def test_creating_an_existing_team_is_409_and_replaces_nothing(client: TestClient) -> None:
+    assert client.post("/admin/teams", json={"id": "t1", "name": "First", "rpm": 5}).status_code == 201
+    err = _error(client.post("/admin/teams", json={"id": "t1", "name": "Second"}), 409)
+    assert (err["code"], err["param"], err["type"]) == ("team_exists", "id", "invalid_request_error")
+    assert "'t1'" in err["message"] and "PATCH /admin/teams/t1" in err["message"]
+    kept = client.get("/admin/teams/t1").json()
+    assert (kept["name"], kept["rpm"]) == ("First", 5)
+    # the update path: PATCH changes it, and only the fields given
+    patched = client.patch("/admin/teams/t1", json={"name": "Second"}).json()
+    assert (patched["name"], patched["rpm"]) == ("Second", 5)
+    # a deleted team's id can be created again
+    assert client.delete("/admin/teams/t1").status_code == 200
+    again = client.post("/admin/teams", json={"id": "t1"})
+    assert again.status_code == 201 and again.json()["rpm"] is None
+
+
+def test_concurrent_creations_of_one_team_make_one(db_path: Path) -> None:
+    backend = EmbeddedBackend(str(db_path))
+    host = Host(KeyStore(backend))
+    app = Starlette(routes=KeysAPI(host).routes())
+
+    async def race() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=ADMIN) as http:
+            answers = await asyncio.gather(
+                *(http.post("/admin/teams", json={"id": "t-race", "rpm": i + 1}) for i in range(8))
+            )
+        await backend.aclose()
+        return sorted(a.status_code for a in answers)
+
+    assert asyncio.run(race()) == [201] + [409] * 7
+    assert [a[0] for a in host.audited] == ["teams.create"]
 
 
 def test_team_id_cannot_change(client: TestClient) -> None:

@@ -1,34 +1,26 @@
 // The audit log (admin): who did what, when and from where, newest first, with
-// filters by actor, action and time range, a page at a time. GET /admin/audit
-// pages by a cursor (before=<seq>); the filters are applied here while reading
-// pages of the log, so a page of matches may take several reads (at most
-// MAX_READS per click, then Older goes on from where it stopped).
+// filters by actor (exact), action (exact or a dotted prefix: "keys" or "keys.revoke")
+// and time range, a page at a time. The gateway applies the filters (GET /admin/audit
+// ?actor=&action=&since=&until=) and pages by a cursor (before=<seq>): one request per
+// page. A filtered request reads a bounded part of the log, so a page can come back
+// short (even empty) with a cursor: Older goes on from there.
 
 import { getJSON } from "../core/api.js";
 import { $, act, el, loaded, loading, noteRow, td, when } from "../core/dom.js";
 
-const PAGE = 50; // matching records shown per page
-const READ = 200; // records per request
-const MAX_READS = 10;
+const PAGE = 50; // records per page
 const state = { section: null, cursor: null, filters: null, stack: [], pageStart: null };
 
 function filtersOf(form) {
   const f = form.elements;
-  const time = (v) => (v ? new Date(v).getTime() / 1000 : null);
+  // datetime-local is the browser's local time; the gateway takes ISO 8601 (UTC here)
+  const time = (v) => (v ? new Date(v).toISOString() : "");
   return {
-    actor: f.actor.value.trim().toLowerCase(),
-    action: f.action.value.trim().toLowerCase(),
-    from: time(f.from.value),
-    to: time(f.to.value),
+    actor: f.actor.value.trim(),
+    action: f.action.value.trim(),
+    since: time(f.from.value),
+    until: time(f.to.value),
   };
-}
-
-function matches(record, filters) {
-  if (filters.actor && !String(record.actor || "").toLowerCase().includes(filters.actor)) return false;
-  if (filters.action && !String(record.action || "").toLowerCase().startsWith(filters.action)) return false;
-  if (filters.to !== null && record.ts > filters.to) return false;
-  if (filters.from !== null && record.ts < filters.from) return false;
-  return true;
 }
 
 function details(record) {
@@ -53,34 +45,34 @@ function row(record) {
   );
 }
 
-/** Read from `cursor` until a page of matches, the end of the log, records older
- * than the range, or MAX_READS reads; `next` is where the next page starts (null: the end). */
+/** One page from `cursor` (null: the newest); `next` is where the next page starts (null: no more). */
 async function page(cursor) {
-  const filters = state.filters;
-  const found = [];
-  let next = cursor;
-  for (let reads = 0; reads < MAX_READS; reads += 1) {
-    const query = new URLSearchParams({ limit: String(READ) });
-    if (next !== null) query.set("before", String(next));
-    const data = await getJSON(`/admin/audit?${query}`);
-    for (const record of data.data) {
-      if (filters.from !== null && record.ts < filters.from) return { found, next: null };
-      if (matches(record, filters)) found.push(record);
-      next = record.seq;
-      if (found.length >= PAGE) return { found, next };
-    }
-    if (data.next_before === null || data.next_before === undefined) return { found, next: null };
-  }
-  return { found, next };
+  const query = new URLSearchParams({ limit: String(PAGE) });
+  for (const [name, value] of Object.entries(state.filters)) if (value) query.set(name, value);
+  if (cursor !== null) query.set("before", String(cursor));
+  const data = await getJSON(`/admin/audit?${query}`);
+  return { found: data.data, next: data.next_before ?? null };
 }
 
 async function show(cursor) {
   const section = state.section;
   const table = $("#audit-table", section);
   loading(table, "the audit log");
-  const { found, next } = await page(cursor);
+  let result;
+  try {
+    result = await page(cursor);
+  } catch (err) {
+    // a refused filter (400 naming it) or an unreachable gateway: say so in the table too
+    if (state.section === section) {
+      loaded(table, [], noteRow(table, `The audit log was not read: ${err.message}`, "bad"));
+      $("#audit-older", section).hidden = true;
+      $("#audit-summary", section).textContent = "";
+    }
+    throw err;
+  }
   if (state.section !== section) return;
-  const filtered = Object.values(state.filters).some((v) => v !== "" && v !== null);
+  const { found, next } = result;
+  const filtered = Object.values(state.filters).some((v) => v);
   const empty =
     next !== null
       ? "No matching records among those read so far: Older reads further back."
@@ -91,8 +83,9 @@ async function show(cursor) {
   state.cursor = next;
   $("#audit-older", section).hidden = next === null;
   $("#audit-newer", section).hidden = state.stack.length === 0;
+  const short = found.length < PAGE && next !== null; // the gateway's read limit, not the end
   $("#audit-summary", section).textContent = found.length
-    ? `Showing ${found.length} record${found.length === 1 ? "" : "s"}${filtered ? " that match" : ""}, newest first${next === null ? "; the end of the log" : ""}.`
+    ? `Showing ${found.length} record${found.length === 1 ? "" : "s"}${filtered ? " that match" : ""}, newest first${next === null ? "; the end of the log" : short ? "; Older reads further back" : ""}.`
     : "";
 }
 

@@ -52,12 +52,8 @@ async function createTeam() {
     intro: "Budgets are in USD per day and per month (the gateway's report time zone); a request over either is refused.",
     fields: teamFields(),
     action: "Create team",
-    submit: async (form) => {
-      const id = form.elements.id.value.trim();
-      const existing = await getJSON(`/admin/teams/${encodeURIComponent(id)}`).catch(() => null);
-      if (existing) throw Object.assign(new Error(`a team named ${id} exists: edit it instead`), { param: "id" });
-      return send("POST", "/admin/teams", teamBody(form, false));
-    },
+    // an existing id is refused by the gateway (409 team_exists, param "id": shown at the field)
+    submit: (form) => send("POST", "/admin/teams", teamBody(form, false)),
   });
   if (!team) return;
   say(`Created team ${team.id}.`, "good");
