@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test lint types unit os-deps bench install install-runtime lock-check upgrade clean
+.PHONY: run test lint types unit os-deps bench install install-runtime lock-check upgrade clean console-vendor
 
 $(UV): tools/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -70,3 +70,17 @@ bench: os-deps $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+
+# The console's vendored charting library (gateway/console/vendor/VENDOR.md): re-fetched from
+# package-lock.json with npm (the only target that needs Node), copied into static/vendor/ and
+# checked against the sha256 in VENDOR.md (UPDATE=1 copies without the check, for an upgrade).
+CONSOLE_VENDOR := gateway/console/vendor
+console-vendor:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp $(CONSOLE_VENDOR)/package.json $(CONSOLE_VENDOR)/package-lock.json "$$tmp"/ && \
+	(cd "$$tmp" && npm ci --ignore-scripts --no-audit --no-fund) && \
+	cp "$$tmp"/node_modules/uplot/dist/uPlot.iife.min.js "$$tmp"/node_modules/uplot/dist/uPlot.min.css gateway/console/static/vendor/ && \
+	cp "$$tmp"/node_modules/uplot/LICENSE gateway/console/static/vendor/uPlot.LICENSE
+	@if [ -z "$(UPDATE)" ]; then \
+	  sed -n 's/^| `\([^`]*\)` | [^|]* | [^|]* | `\([0-9a-f]\{64\}\)` |$$/\2  gateway\/console\/static\/vendor\/\1/p' $(CONSOLE_VENDOR)/VENDOR.md | sha256sum -c -; \
+	fi

@@ -104,6 +104,7 @@ ROUTE_ROLES: Mapping[str, Role | None] = MappingProxyType(
         "GET /admin/health": _V,
         # usage, reports, the API description
         "GET /admin/usage": _V,
+        "GET /admin/live": _V,
         "GET /admin/reports/{period}": _V,
         "GET /admin/openapi.json": _V,
     }

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from gateway.admin.gate import AdminGate, admin_cors
 from gateway.admin.health import HealthAPI
 from gateway.admin.keys import KeysAPI, guarded
+from gateway.admin.live import LiveAPI, LiveWindow
 from gateway.admin.model_store import ModelStore, Stored, StoredRules
 from gateway.admin.models import ModelsAPI
 from gateway.admin.openapi import OpenAPIDoc
@@ -109,6 +110,9 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         self.feedback_owners = self._api.feedback.owners
         """Who made each finished request, for POST /v1/feedback (gateway/server/feedback_owners.py)."""
         self.request_sinks.append(self.feedback_owners.record)
+        self.live = LiveWindow()
+        """The last minutes of this replica's traffic, for GET /admin/live (the console's live view)."""
+        self.request_sinks.append(self.live.record)
         self._other = Starlette(
             routes=[
                 Route("/health", self.ops.health),
@@ -124,6 +128,7 @@ class GatewayApp(AdminHostAPI, Lifecycle):
                 *ModelsAPI(self).routes(),
                 *RoutingRulesAPI(self).routes(),
                 *UsageAPI(self).routes(),
+                *LiveAPI(self).routes(),
                 *OpenAPIDoc(self).routes(),
                 *console_routes(),
             ],

@@ -60,7 +60,8 @@ def sign_in(page: Page, gw: GatewayProcess, username: str, password: str, role: 
     page.fill("#login-form [name=password]", password)
     page.click("#login-form button[type=submit]")
     expect(page.locator("#who")).to_have_text(f"{username} ({role})")
-    expect(page.locator("#models-view")).to_be_visible()
+    expect(page.locator("#live-view")).to_be_visible()  # the view after sign-in
+    go(page, "models")  # where most tasks start
 
 
 def sign_in_master(page: Page, gw: GatewayProcess) -> None:

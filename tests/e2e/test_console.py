@@ -108,6 +108,8 @@ def sign_in(page: Page, gw: GatewayProcess) -> None:
     page.fill("#login-form [name=password]", PASSWORD)
     page.click("#login-form button[type=submit]")
     expect(page.locator("#who")).to_have_text(f"{USER} (admin)")
+    expect(page.locator("#live-view")).to_be_visible()  # the view after sign-in
+    page.click("#nav a[data-view=models]")
 
 
 def model_row(page: Page, alias: str) -> Locator:
@@ -239,6 +241,7 @@ def test_master_key_sign_in_and_out(page: Page, gw: GatewayProcess) -> None:
     page.fill("#key-form [name=key]", MASTER_KEY)
     page.click("#key-form button[type=submit]")
     expect(page.locator("#who")).to_have_text("master (admin)")
+    page.click("#nav a[data-view=models]")
     expect(model_row(page, "con-chat")).to_be_visible()
     page.reload()  # the session survives a reload of the tab
     expect(page.locator("#who")).to_have_text("master (admin)")
@@ -277,6 +280,7 @@ def test_names_from_users_are_shown_as_text(page: Page, mock: Mock, tmp_path: Pa
         page.goto(gw.url + "/console/")
         page.fill("#key-form [name=key]", MASTER_KEY)
         page.click("#key-form button[type=submit]")
+        page.click("#nav a[data-view=models]")
         models = page.locator("#models-table tbody tr", has_text=EVIL)
         expect(models.locator("td.name")).to_have_text(EVIL)
         page.click("#nav a[data-view=keys]")

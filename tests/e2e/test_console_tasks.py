@@ -540,7 +540,7 @@ def nav_names(page: Page) -> list[str]:
 def test_an_operator_sees_exactly_what_they_may(browser: Browser, gw: GatewayProcess) -> None:
     with open_page(browser) as page:
         sign_in(page, gw, OPERATOR, PASSWORD, "operator")
-        assert nav_names(page) == ["Models", "Keys", "Teams & budgets", "Secrets"]
+        assert nav_names(page) == ["Live", "Models", "Keys", "Teams & budgets", "Playground", "Reports", "Secrets"]
         models = page.locator("#models-view")
         for hidden in ("#add-model", "button:text-is('Edit')", "button.danger"):
             expect(models.locator(hidden)).to_have_count(0)
@@ -557,7 +557,7 @@ def test_an_operator_sees_exactly_what_they_may(browser: Browser, gw: GatewayPro
         expect(page.locator("#new-secret")).to_have_count(0)
         expect(page.locator("#secrets-view button", has_text="Replace")).to_have_count(0)
         page.goto(gw.url + "/console/#users")  # not theirs: the first view they may open
-        expect(page.locator("#models-view")).to_be_visible()
+        expect(page.locator("#live-view")).to_be_visible()
         expect(page.locator("#users-view")).to_be_hidden()
         shot(page, "tasks-13-operator")
     # what is hidden from them the API refuses anyway
@@ -579,7 +579,7 @@ def test_an_operator_sees_exactly_what_they_may(browser: Browser, gw: GatewayPro
 def test_a_viewer_sees_no_write_controls(browser: Browser, gw: GatewayProcess) -> None:
     with open_page(browser) as page:
         sign_in(page, gw, VIEWER, PASSWORD, "viewer")
-        assert nav_names(page) == ["Models", "Keys", "Teams & budgets"]
+        assert nav_names(page) == ["Live", "Models", "Keys", "Teams & budgets", "Playground", "Reports"]
         for view in ("models", "keys", "teams"):
             go(page, view)
             labels = set(page.locator(f"#{view}-view button:visible").all_inner_texts())

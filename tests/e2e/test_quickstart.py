@@ -166,6 +166,8 @@ def test_console_adds_a_model_with_a_pasted_key(quickstart: str, mock_port: int)
             page.fill("#key-form [name=key]", KEY)
             page.click("#key-form button[type=submit]")
             expect(page.locator("#who")).to_have_text("master (admin)")
+            expect(page.locator("#live-view")).to_be_visible()  # the view after sign-in
+            page.click("#nav a[data-view=models]")
             page.click("#add-model")
             form = page.locator("#model-form")
             form.locator("[name=name]").fill(alias)

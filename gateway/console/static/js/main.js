@@ -1,8 +1,8 @@
 // The admin console: plain ES modules over the admin API, no build step.
 // main.js signs in and out, builds the navigation for the role, and routes
-// #hash -> view. Views: js/views/*.js, one per admin task. Later views (Live,
-// Playground, Reports) register here the same way and appear in the navigation
-// for the roles whose GET route they need.
+// #hash -> view. Views: js/views/*.js, one per admin task; each appears in the
+// navigation for the roles whose GET route it needs. Live is the first (the view
+// after sign-in).
 
 import { forget, getJSON, keep, login, logout, session } from "./core/api.js";
 import { closeAll, copySecret } from "./core/dialogs.js";
@@ -11,13 +11,16 @@ import { clearRoles, loadRoles } from "./core/roles.js";
 import { clearAll, register, show, visible } from "./core/router.js";
 import { auditView } from "./views/audit.js";
 import { keysView } from "./views/keys.js";
+import { liveView } from "./views/live.js";
 import { modelsView } from "./views/models.js";
+import { forgetPlaygroundKeys, playgroundView } from "./views/playground.js";
+import { reportsView } from "./views/reports.js";
 import { secretsView } from "./views/secrets.js";
 import { teamsView } from "./views/teams.js";
 import { usersView } from "./views/users.js";
 
-const NAV = { models: "Models", keys: "Keys", teams: "Teams & budgets", users: "Users", secrets: "Secrets", audit: "Audit" };
-for (const view of [modelsView, keysView, teamsView, usersView, secretsView, auditView]) register(view);
+const NAV = { live: "Live", playground: "Playground", reports: "Reports", models: "Models", keys: "Keys", teams: "Teams & budgets", users: "Users", secrets: "Secrets", audit: "Audit" };
+for (const view of [liveView, modelsView, keysView, teamsView, playgroundView, reportsView, usersView, secretsView, auditView]) register(view);
 
 const BACKEND_POLL_MS = 10000;
 let backendTimer = null;
@@ -53,6 +56,7 @@ function showLogin() {
 function signOut(message, kind = "info") {
   const refresh = session.refresh;
   forget();
+  forgetPlaygroundKeys();
   logout(refresh);
   closeAll();
   clearAll();
@@ -191,6 +195,12 @@ function wire() {
     const open = document.body.classList.toggle("menu-open");
     $("#menu-toggle").setAttribute("aria-expanded", String(open));
     if (open) $("#nav a")?.focus();
+  });
+  // choosing a view closes the phone menu (also the view already shown: no hashchange then)
+  $("#nav").addEventListener("click", (event) => {
+    if (!event.target.closest("a")) return;
+    document.body.classList.remove("menu-open");
+    $("#menu-toggle").setAttribute("aria-expanded", "false");
   });
   $("#secret-copy").addEventListener("click", copySecret);
   $("#secret-done").addEventListener("click", () => $("#secret-dialog").close("ok"));
