@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from gateway.mock import MockConfig
 from gateway.mock.testing import MockServer
+from tests.e2e.console_pages import CHROMIUM, have_chromium
 from tests.e2e.harness import GatewayProcess, e2e_config
 
 
@@ -51,3 +53,14 @@ def gateway(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
 def _fresh_mock(request: pytest.FixtureRequest) -> None:
     if "mock" in request.fixturenames:
         request.getfixturevalue("mock").reset()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for a module's console tests (skipped, saying why, without it)."""
+    if not have_chromium():
+        pytest.skip(f"no chromium at {CHROMIUM}: run scripts/install-os-deps.sh")
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()

@@ -10,19 +10,16 @@ own browser downloads are never used. ``CHROMIUM`` overrides the binary.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, Request, expect
 
 from tests.e2e.conftest import Mock
 from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 PROBES = ["basic", "korean", "evaluation", "analysis"]
 USER, PASSWORD = "ops-admin", "console-Pass-12345"
@@ -65,16 +62,6 @@ def gw(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
         yield gw
     finally:
         gw.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: run scripts/install-os-deps.sh")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

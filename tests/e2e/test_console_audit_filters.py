@@ -11,10 +11,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Request, expect
 
 from tests.e2e.conftest import Mock
-from tests.e2e.console_pages import CHROMIUM, go, have_chromium, open_page, sign_in_master
+from tests.e2e.console_pages import go, open_page, sign_in_master
 from tests.e2e.harness import GatewayProcess, e2e_config
 
 
@@ -23,16 +23,6 @@ def gw(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
     g = GatewayProcess(e2e_config(mock.url), Path(tmp_path_factory.mktemp("console-audit")))
     yield g
     g.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not have_chromium():
-        pytest.skip(f"no chromium at {CHROMIUM}: run scripts/install-os-deps.sh")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield b
-        b.close()
 
 
 def test_filters_go_to_the_gateway_one_request_a_page(browser: Browser, gw: GatewayProcess) -> None:

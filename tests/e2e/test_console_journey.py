@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Mock
-from tests.e2e.console_pages import CHROMIUM, WIDTHS, go, have_chromium, open_page, overflow, shot, sign_in
+from tests.e2e.console_pages import WIDTHS, go, open_page, overflow, shot, sign_in
 from tests.e2e.harness import GatewayProcess
 
 PASSWORD = "console-Pass-12345"
@@ -45,16 +45,6 @@ def gw(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
         yield gw
     finally:
         gw.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not have_chromium():
-        pytest.skip(f"no chromium at {CHROMIUM}: run scripts/install-os-deps.sh")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 def fits(page: Page, where: str) -> None:
