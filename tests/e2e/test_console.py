@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, Request, expect
+from playwright.sync_api import Browser, Dialog, Locator, Page, Request, expect
 
 from tests.e2e.conftest import Mock
+from tests.e2e.console_pages import open_page
 from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess
 
 ARTIFACTS = ROOT / "test-artifacts" / "console"
@@ -66,22 +67,8 @@ def gw(mock: Mock, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-
-    def on_console(msg: ConsoleMessage) -> None:
-        # error answers the tests provoke are logged by the browser as failed loads; anything else
-        # (a script error, a Content-Security-Policy violation) is a problem
-        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
-            problems.append(msg.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    yield page
-    context.close()
-    assert not problems, f"browser errors (script errors or CSP violations): {problems}"
+    with open_page(browser) as opened:
+        yield opened
 
 
 def shot(page: Page, name: str) -> None:

@@ -94,8 +94,9 @@ export async function send(method, path, body) {
   return resp.status === 204 ? null : resp.json();
 }
 
-/** The lines of an NDJSON response as objects, each as it arrives. */
-export async function* ndjson(resp) {
+/** The text of a streamed response cut at each `separator`, each piece as it arrives (what
+ * follows the last separator at the end). */
+export async function* pieces(resp, separator) {
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
@@ -103,14 +104,18 @@ export async function* ndjson(resp) {
     const { value, done } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
-    let nl;
-    while ((nl = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line) yield JSON.parse(line);
+    let end;
+    while ((end = buffer.indexOf(separator)) >= 0) {
+      yield buffer.slice(0, end);
+      buffer = buffer.slice(end + separator.length);
     }
   }
-  if (buffer.trim()) yield JSON.parse(buffer);
+  if (buffer.trim()) yield buffer;
+}
+
+/** The lines of an NDJSON response as objects, each as it arrives. */
+export async function* ndjson(resp) {
+  for await (const line of pieces(resp, "\n")) if (line.trim()) yield JSON.parse(line);
 }
 
 /** `POST /admin/login` (no bearer token): the tokens, or an ApiError. */

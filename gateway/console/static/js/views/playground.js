@@ -8,7 +8,7 @@
 // a stream, GET /admin/live?request_id=...: a stream's headers leave before its
 // cost is known).
 
-import { getJSON, send } from "../core/api.js";
+import { getJSON, pieces, send } from "../core/api.js";
 import { $, act, el, say, usd } from "../core/dom.js";
 import { can } from "../core/roles.js";
 
@@ -33,20 +33,9 @@ function meta(items) {
 
 /** The events of an SSE body as parsed `data:` objects, each as it arrives. */
 async function* events(resp) {
-  const reader = resp.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
-      if (data && data !== "[DONE]") yield JSON.parse(data);
-    }
+  for await (const block of pieces(resp, "\n\n")) {
+    const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+    if (data && data !== "[DONE]") yield JSON.parse(data);
   }
 }
 
