@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 
 from scripts.stack import Ports, Stack, StackSettings
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
@@ -30,18 +30,6 @@ SCRAPE_INTERVAL = "1s"
 # scrape intervals), $__range the whole run.
 ALL = ".*"
 RATE_INTERVAL = "10s"
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1 (held open together while chosen)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def live_stack(state_dir: Path, sink_url: str) -> Stack:

@@ -19,11 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -40,7 +36,7 @@ class PostgresServer:
         if bindir is None:
             raise RuntimeError("PostgreSQL is not installed (make test installs it: scripts/install-os-deps.sh)")
         self.bin = bindir
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gw-pg-"))
         self.data = self.dir / "data"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.ports import free_port, port_is_free
 from tests.redis_server import wait_for_pong
 
 NODE_TIMEOUT_MS = 1000
@@ -23,17 +23,9 @@ NODE_TIMEOUT_MS = 1000
 def _free_pair() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
-        try:
-            with socket.socket() as bus:
-                bus.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
+        port = free_port()
+        if port + 10000 <= 65535 and port_is_free(port + 10000):
+            return port
     raise RuntimeError("no free port pair for a cluster node")
 
 

@@ -11,11 +11,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def wait_for_pong(port: int, what: str, timeout_s: float = 10.0) -> None:
@@ -38,7 +34,7 @@ class RedisServer:
         if exe is None:
             raise RuntimeError("redis-server is not installed (make test installs it: scripts/install-os-deps.sh)")
         self.exe = exe
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gw-redis-"))
         self.persist = persist
         self.proc: subprocess.Popen[bytes] | None = None

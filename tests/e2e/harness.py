@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ import httpx
 import openai
 
 from gateway.config.jobs import JOB_NAMES
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-e2e-master-key-0001"
 LIMITED_KEY = "sk-e2e-limited-key-0001"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sha256_hex(text: str) -> str:

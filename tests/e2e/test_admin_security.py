@@ -21,7 +21,8 @@ import pytest
 
 from gateway.security import totp
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, GatewayProcess, e2e_config, free_port
+from tests.e2e.harness import MASTER_KEY, GatewayProcess, e2e_config
+from tests.ports import free_port
 from tests.redis_server import RedisServer
 
 PASSWORD = "Correct horse battery staple 9"

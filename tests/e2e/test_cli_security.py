@@ -19,7 +19,8 @@ from gateway.security import totp
 from gateway.security.secrets import SecretBox, SecretError, SecretStore
 from gateway.state.embedded import EmbeddedBackend
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, free_port
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config
+from tests.ports import free_port
 
 PASSWORD = "cli password 0123456789"
 PROVIDER_KEY = "sk-ant-CLI-provider-key-abcdef0123456789"

@@ -18,7 +18,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.conftest import Mock
 from tests.e2e.console_pages import CHROMIUM, go, have_chromium, open_page, shot, sign_in
-from tests.e2e.harness import GatewayProcess, free_port, wait_until
+from tests.e2e.harness import GatewayProcess, wait_until
+from tests.ports import free_port
 
 USER, PASSWORD = "prom-admin", "console-Pass-12345"
 

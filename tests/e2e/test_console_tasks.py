@@ -36,7 +36,8 @@ from tests.e2e.console_pages import (
     sign_in,
     unlabelled,
 )
-from tests.e2e.harness import MASTER_KEY, GatewayProcess, free_port, wait_until
+from tests.e2e.harness import MASTER_KEY, GatewayProcess, wait_until
+from tests.ports import free_port
 
 PASSWORD = "console-Pass-12345"
 ADMIN, OPERATOR, VIEWER = "ops-admin", "ops-operator", "ops-viewer"

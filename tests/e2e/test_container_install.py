@@ -32,7 +32,8 @@ import pytest
 from packaging.markers import Marker
 
 from tests.deploy_files import ROOT, Instruction, Stage, context_files, dockerfile
-from tests.e2e.harness import free_port, wait_until
+from tests.e2e.harness import wait_until
+from tests.ports import free_port
 
 UV = ROOT / ".tools" / "bin" / "uv"
 WAIT_S = 30.0

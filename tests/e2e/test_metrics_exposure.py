@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import GatewayProcess, e2e_config, free_port, wait_until
+from tests.e2e.harness import GatewayProcess, e2e_config, wait_until
+from tests.ports import free_port
 
 TOKEN = "metrics-e2e-token-4f9b2c7d1e0a"
 TOKEN_CONFIG = 'metrics: {bearer_token: "${METRICS_TOKEN}"}\n'

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from gateway.reports.delivery import DeliveryFailed, deliver_report, report_subj
 from gateway.reports.store import StatsStore
 from gateway.reports.text import kpi_value
 from gateway.state.embedded import EmbeddedBackend
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,12 +40,6 @@ PASSWORD = "smtp-Pa55word-never-logged"
 HOOK_TOKEN = "hook-token-never-logged"
 SLACK_SECRET = "T0001/B0002/slackSecretPath"
 MONDAY = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # the weekly_report job's time: last week is 11-30 to 12-06
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the SMTP server ----------------------------------------------------------------------

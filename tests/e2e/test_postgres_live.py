@@ -17,7 +17,7 @@ import pytest
 
 from scripts.stack import prometheus_config, scale_rules
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import GatewayProcess, e2e_config, free_port, wait_until
+from tests.e2e.harness import GatewayProcess, e2e_config, wait_until
 from tests.live_stack import (
     SCRAPE_INTERVAL,
     TIME_SCALE,
@@ -27,6 +27,7 @@ from tests.live_stack import (
     postgres_panels,
     substitute,
 )
+from tests.ports import free_port
 from tests.postgres_server import PostgresServer
 from tests.redis_server import RedisServer
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import GatewayProcess, free_port
+from tests.e2e.harness import GatewayProcess
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.harness import ROOT, free_port
+from tests.e2e.harness import ROOT
+from tests.ports import free_port
 
 KEY = "sk-gateway-local-dev"
 """The documented development master key, which `make run` (``gateway serve --dev``) uses."""

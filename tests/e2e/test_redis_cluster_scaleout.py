@@ -26,9 +26,10 @@ import redis
 
 from scripts.stack import nginx_config
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import ROOT, GatewayProcess, free_port, wait_until
+from tests.e2e.harness import ROOT, GatewayProcess, wait_until
 from tests.e2e.test_replicas import unique
 from tests.e2e.test_spend_exact import BODY, MODEL, NANO, Load, config
+from tests.ports import free_port
 from tests.redis_cluster import RedisClusterServers
 
 SPEND_SLOT_KEY = "gw:spend:{s}:x"  # every spend counter shares this hash tag: one master holds them all

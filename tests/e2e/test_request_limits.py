@@ -24,7 +24,8 @@ import pytest
 
 from scripts import stack
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, free_port, wait_until
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, wait_until
+from tests.ports import free_port
 
 HEAD_TIMEOUT_S = 1.0
 WAIT_S = 15.0

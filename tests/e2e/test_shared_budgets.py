@@ -16,7 +16,8 @@ from gateway.state.base import BackendUnavailable, SpendBatch
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
 from tests.e2e.test_state_redis import Proc, wait_for
-from tests.redis_server import RedisServer, _free_port
+from tests.ports import free_port
+from tests.redis_server import RedisServer
 
 COUNTER = "spend:team:t1:2026-12-06"
 
@@ -110,7 +111,7 @@ async def test_the_ledger_releases_with_its_batch_once_while_redis_is_paused(ser
 
 @pytest.fixture
 def replicated(server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = _free_port()
+    port = free_port()
     tmp = tmp_path_factory.mktemp("replica")
     replica = Proc(
         [

@@ -23,7 +23,8 @@ from gateway.state.base import BackendUnavailable, SlotSpec, StateBackend, Windo
 from gateway.state.embedded import EmbeddedBackend
 from gateway.state.ledger import SpendLedger
 from gateway.state.redis import RedisBackend
-from tests.redis_server import RedisServer, _free_port, wait_for_pong
+from tests.ports import free_port
+from tests.redis_server import RedisServer, wait_for_pong
 
 pytest.register_assert_rewrite("tests.state_contract")
 from tests import state_contract as contract  # noqa: E402
@@ -54,9 +55,9 @@ class Proc:
 
 def cluster_node(tmp: Path) -> Proc:
     """A one-node Redis Cluster owning every slot (its bus port picked free too)."""
-    port = _free_port()
+    port = free_port()
     base = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp), "--save", ""]
-    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(_free_port())]
+    cluster = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())]
     node = Proc([*base, *cluster], port)
     node.start()
     node.cli("cluster", "addslotsrange", "0", "16383")
@@ -65,7 +66,7 @@ def cluster_node(tmp: Path) -> Proc:
 
 
 def sentinel_for(master: RedisServer, tmp: Path) -> Proc:
-    port = _free_port()
+    port = free_port()
     conf = tmp / "sentinel.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp}\nsentinel monitor gw 127.0.0.1 {master.port} 1\n")
     sentinel = Proc(["redis-server", str(conf), "--sentinel"], port)

@@ -35,7 +35,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, free_port, wait_until
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, wait_until
+from tests.ports import free_port
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"

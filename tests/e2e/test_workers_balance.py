@@ -75,9 +75,10 @@ class Workers:
         assert after is not None
         return [round(a - b) for a, b in zip(after, before, strict=True)]
 
-    def wait_both_listening(self, timeout: float = 20) -> bool:
-        """True once each worker has answered a connection (each binds its socket as it
-        starts, so right after /ready one of them may not be listening yet)."""
+    def wait_both_listening(self, timeout: float = 30) -> str | None:
+        """None once each worker has answered a connection (each binds its socket as it
+        starts, so right after /ready one of them may not be listening yet); else what
+        was seen, for the failure message."""
         seen = [0, 0]
 
         def both() -> bool:
@@ -85,7 +86,11 @@ class Workers:
                 seen[worker] += count
             return min(seen) > 0
 
-        return wait_until(lambda: self.served() is not None, timeout) and wait_until(both, timeout)
+        if not wait_until(lambda: self.served() is not None, timeout):
+            return f"a worker's /metrics on {self.metrics_ports} never answered\n{self.gw.log()[-3000:]}"
+        if not wait_until(both, timeout):
+            return f"requests answered per worker: {seen}\n{self.gw.log()[-3000:]}"
+        return None
 
 
 async def open_at_once(port: int, n: int) -> list[int]:
@@ -120,7 +125,7 @@ def test_connections_opened_at_once_spread_over_both_workers(
 ) -> None:
     workers = Workers(mock, redis_server, tmp_path)
     try:
-        assert workers.wait_both_listening(), workers.gw.log()[-3000:]
+        assert (problem := workers.wait_both_listening()) is None, problem
         splits = [workers.batch() for _ in range(BATCHES)]
         print("connections per worker, batch by batch:", splits)
         assert all(sum(split) == BATCH for split in splits), splits  # each answer counted once
@@ -138,7 +143,7 @@ def test_sighup_replaces_every_worker_and_sigterm_stops_them(
     workers = Workers(mock, redis_server, tmp_path)
     gw = workers.gw
     try:
-        assert workers.wait_both_listening(), gw.log()[-3000:]
+        assert (problem := workers.wait_both_listening()) is None, problem
         started = set(re.findall(r"Started server process \[(\d+)\]", gw.log()))
         assert len(started) == 2, gw.log()[-3000:]
         gw.sighup()

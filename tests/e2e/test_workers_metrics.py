@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, free_port, wait_until
-from tests.ports import free_port_run
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config, wait_until
+from tests.ports import free_port, free_port_run
 from tests.redis_server import RedisServer
 
 REQUESTS = 40

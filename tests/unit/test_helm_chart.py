@@ -24,7 +24,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,6 +37,8 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "gateway"
@@ -660,12 +661,6 @@ def test_notes_render(values: Path, tmp_path: Path) -> None:
 # --- the rendered pod, run: a real gateway on loopback ----------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
@@ -678,7 +673,7 @@ def test_the_rendered_pod_serves_its_probes_and_metrics(tmp_path: Path) -> None:
     """The demo values' Deployment (embedded state, one process), its ports moved to free ones
     and its host to loopback: the container's command and environment, run in a directory laid
     out as the image's /app (the rendered config file, the image's config/prices.yaml, data/)."""
-    http, metrics = _free_port(), _free_port()
+    http, metrics = free_port(), free_port()
     objects = render(
         CHART / "ci" / "demo-values.yaml",
         f"ports.http={http}",

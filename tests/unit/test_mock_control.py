@@ -3,7 +3,6 @@ behaviour precedence, ``/_mock/*`` routes and the ``run_mock`` entry point."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from gateway.mock import Behaviour, MockConfig
 from gateway.mock.testing import MockServer, chat_request
+from tests.ports import free_port
 from tests.unit.conftest import call
 
 CONFIG = MockConfig(models={"config-flaky": Behaviour(error_status=500, output_tokens=4)})
@@ -127,9 +127,7 @@ def test_stats_reset_and_control_routes(http: httpx.Client) -> None:
 def test_run_mock_serves_a_yaml_config(tmp_path: Path) -> None:
     config = tmp_path / "mock.yaml"
     config.write_text("models:\n  yaml-model: {error_status: 529}\nembedding_dims: 4\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     code = f"from gateway.mock import run_mock; run_mock('127.0.0.1', {port}, {str(config)!r})"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -23,7 +23,7 @@ from gateway.reports.periods import period_for
 from gateway.reports.reconciliation import ReconciliationRow, VectorError, queries, reconcile, vector_of
 from gateway.reports.store import StatsStore
 from gateway.state.embedded import EmbeddedBackend
-from tests.e2e.harness import free_port
+from tests.ports import free_port
 
 # --- the upstream's figure ------------------------------------------------------------------------
 

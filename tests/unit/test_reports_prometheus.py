@@ -22,7 +22,8 @@ from gateway.reports.kpis import Targets
 from gateway.reports.prometheus import PrometheusError, PrometheusSource, queries, range_of, scalar_of
 from gateway.reports.store import StatsStore
 from gateway.state.embedded import EmbeddedBackend
-from tests.e2e.harness import free_port, wait_until
+from tests.e2e.harness import wait_until
+from tests.ports import free_port
 
 
 def test_promql_for_a_day() -> None:

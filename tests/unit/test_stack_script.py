@@ -21,7 +21,7 @@ import yaml
 from gateway.config.jobs import JOB_NAMES
 from scripts import stack
 from scripts.stack_sink import AlertSink
-from tests.live_stack import free_ports
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = sorted((ROOT / "alerts" / "rules").glob("*.yml"))
