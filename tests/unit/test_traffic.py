@@ -116,6 +116,8 @@ class Rig:
 
 
 MakeRig = Callable[..., Awaitable[Rig]]
+NO_QUEUE = "queue: {enabled: false}"
+"""A full concurrency cap refuses at once (the admission queue would wait its 10 s first)."""
 
 
 @pytest.fixture
@@ -242,7 +244,8 @@ async def test_team_limit_shared_by_its_keys(rig: Rig) -> None:
     assert "team t1" in err.value.message
 
 
-async def test_concurrency_slot_released_by_end_and_release(rig: Rig) -> None:
+async def test_concurrency_slot_released_by_end_and_release(make_rig: MakeRig) -> None:
+    rig = await make_rig(extra=NO_QUEUE)
     p = Principal("key", "key_c1", limits=LimitSpec(max_concurrent=1))
     first = await _begin(rig, p, chat())
     with pytest.raises(RateLimited) as err:
@@ -257,7 +260,8 @@ async def test_concurrency_slot_released_by_end_and_release(rig: Rig) -> None:
     await rig.tc.release(third)
 
 
-async def test_release_and_end_free_a_slot_once(rig: Rig) -> None:
+async def test_release_and_end_free_a_slot_once(make_rig: MakeRig) -> None:
+    rig = await make_rig(extra=NO_QUEUE)
     p = Principal("key", "key_c2", limits=LimitSpec(max_concurrent=2))
     a = await _begin(rig, p, chat())
     b = await _begin(rig, p, chat())
