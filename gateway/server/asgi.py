@@ -220,6 +220,12 @@ class DisconnectWatch:
     Only started after the request body is read: from then on the next ASGI
     ``receive`` returns only when the client disconnects - or once the response
     is complete, which is why :meth:`stop` must be called before the last send.
+
+    :meth:`stop` does not cancel the watching task: the last send completes the
+    response, that ``receive`` returns, and the task ends by itself. A cancelled
+    task would leave a ``CancelledError`` whose traceback holds the task's frames
+    in a reference cycle: about 35 objects a request for the cyclic garbage
+    collector to find, on every request (measured with ``gc.callbacks``).
     """
 
     __slots__ = ("_task", "disconnected", "stopped")
@@ -239,4 +245,3 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         self.stopped = True
-        self._task.cancel()
