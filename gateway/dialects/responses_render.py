@@ -87,6 +87,44 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+_ECHOED: JSON = {
+    "background": False,
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "max_output_tokens": None,
+    "max_tool_calls": None,
+    "metadata": None,
+    "model": None,
+    "output": None,
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "prompt_cache_key": None,
+    "reasoning": None,
+    "safety_identifier": None,
+    "service_tier": "default",
+    "store": True,
+    "temperature": 1.0,
+    "text": None,
+    "tool_choice": "auto",
+    "tools": None,
+    "top_logprobs": 0,
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "usage": None,
+    "user": None,
+}
+"""A ``Response``'s fields after ``status``, in the API's order, with the defaults it echoes
+for a request field left out or null (``metadata``, ``tools``, ``reasoning`` and ``text`` are
+filled per answer)."""
+_FROM_BODY = frozenset(
+    name
+    for name in _ECHOED
+    if name not in ("background", "error", "incomplete_details", "model", "output", "reasoning", "text", "usage")
+)
+"""The request fields a ``Response`` echoes as they came (when not null)."""
+
+
 def response_object(
     body: JSON,
     *,
@@ -99,43 +137,36 @@ def response_object(
     incomplete_reason: str | None = None,
     error: JSON | None = None,
 ) -> JSON:
-    """A ``Response`` with the request's parameters echoed as the API does."""
-    reasoning = _object(body.get("reasoning"))
-    text = _object(body.get("text"))
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
-        "status": status,
-        "background": False,
-        "error": error,
-        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": body.get("max_tool_calls"),
-        "metadata": _or(body.get("metadata"), {}),
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": _or(body.get("parallel_tool_calls"), True),
-        "previous_response_id": body.get("previous_response_id"),
-        "prompt_cache_key": body.get("prompt_cache_key"),
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "safety_identifier": body.get("safety_identifier"),
-        "service_tier": _or(body.get("service_tier"), "default"),
-        "store": _or(body.get("store"), True),
-        "temperature": _or(body.get("temperature"), 1.0),
-        "text": {
-            "format": _or(text.get("format"), {"type": "text"}),
-            "verbosity": _or(text.get("verbosity"), "medium"),
-        },
-        "tool_choice": _or(body.get("tool_choice"), "auto"),
-        "tools": _or(body.get("tools"), []),
-        "top_logprobs": _or(body.get("top_logprobs"), 0),
-        "top_p": _or(body.get("top_p"), 1.0),
-        "truncation": _or(body.get("truncation"), "disabled"),
-        "usage": usage,
-        "user": body.get("user"),
+    """A ``Response`` with the request's parameters echoed as the API does: the defaults
+    of :data:`_ECHOED`, overlaid with the request's own (non-null) values. Only the fields
+    the request carries are looked at (a body holds a handful of the two dozen)."""
+    response: JSON = {"id": response_id, "object": "response", "created_at": created_at, "status": status}
+    response.update(_ECHOED)
+    for name in body.keys() & _FROM_BODY:
+        value = body[name]
+        if value is not None:
+            response[name] = value
+    reasoning = body.get("reasoning")
+    reasoning = reasoning if isinstance(reasoning, dict) else {}
+    text = body.get("text")
+    text = text if isinstance(text, dict) else {}
+    fmt, verbosity = text.get("format"), text.get("verbosity")
+    response["error"] = error
+    if incomplete_reason:
+        response["incomplete_details"] = {"reason": incomplete_reason}
+    if response["metadata"] is None:
+        response["metadata"] = {}
+    response["model"] = model
+    response["output"] = output
+    response["reasoning"] = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+    response["text"] = {
+        "format": {"type": "text"} if fmt is None else fmt,
+        "verbosity": "medium" if verbosity is None else verbosity,
     }
+    if response["tools"] is None:
+        response["tools"] = []
+    response["usage"] = usage
+    return response
 
 
 def text_part(text: str) -> JSON:

@@ -81,7 +81,6 @@ class ResponsesAPI:
         passthrough = PassthroughEvents(rid, body=body)
         streams: list[ResponsesStream] = []
         key_id = ex.principal.key_id if ex.principal is not None else ""
-        store = self._store()
 
         def encoder() -> ResponsesStream:
             streams.append(ResponsesStream(rid, model, body, created))
@@ -109,7 +108,7 @@ class ResponsesAPI:
             else:
                 blocks = responses.reasoning_blocks(response, rendered[-1]) if rendered else {}
             items = history + responses.input_items(body, lenient=True) + responses.output_items(response, blocks)
-            await store.save(key_id, response, items)
+            await self._store().save(key_id, response, items)
 
         turn = Turn(
             req,

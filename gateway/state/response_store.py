@@ -12,6 +12,7 @@ not found).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -36,8 +37,7 @@ class ResponseStore:
 
     @staticmethod
     def _key(key_id: str, response_id: str) -> str:
-        owner = hashlib.sha256(key_id.encode()).hexdigest()[:24]
-        return f"resp:{owner}:{response_id}"
+        return f"resp:{_owner(key_id)}:{response_id}"
 
     async def save(self, key_id: str, response: JSON, items: list[JSON]) -> bool:
         """File ``response`` under ``key_id``; False (nothing stored) when it is over the size cap."""
@@ -56,3 +56,10 @@ class ResponseStore:
 
     async def delete(self, key_id: str, response_id: str) -> bool:
         return await self._backend.blob_delete(self._key(key_id, response_id))
+
+
+@functools.lru_cache(maxsize=8192)
+def _owner(key_id: str) -> str:
+    """The key's part of a record's name (a digest: key ids do not appear in the store's keys);
+    kept for the most recent 8,192 key ids, by value."""
+    return hashlib.sha256(key_id.encode()).hexdigest()[:24]
