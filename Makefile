@@ -55,8 +55,11 @@ lint: $(VENV)/.installed
 types: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist), a test file per process at a time: every
+# server a test starts takes its own ports (tests/ports.py deals each process its share).
+PYTEST_WORKERS ?= 2
 unit: $(VENV)/.installed
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 test: os-deps lock-check $(VENV)/.installed lint types unit
 
