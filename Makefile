@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: run test lint types unit os-deps bench install install-runtime lock-check upgrade clean console-vendor
+.PHONY: run test lint types unit os-deps bench install install-runtime lock-check upgrade clean console-vendor profile
 
 $(UV): tools/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -70,6 +70,12 @@ upgrade: $(UV)
 
 bench: os-deps $(VENV)/.installed
 	$(PY) -m bench $(BENCH_ARGS)
+
+# Flame graphs of the request path under load into docs/performance/ (docs/performance.md); py-spy is
+# the lock's `profile` group and needs ptrace rights over the gateway process (root, or ptrace_scope 0).
+profile: os-deps $(UV)
+	$(UV) sync --locked --group test --group profile
+	$(PY) -m bench.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

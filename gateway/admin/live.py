@@ -82,38 +82,43 @@ def summary(seen: Sequence[Seen], seconds: float) -> dict[str, Any]:
     }
 
 
+def row(rec: RequestRecord) -> dict[str, Any]:
+    """A request as the live view shows it."""
+    return {
+        "ts": iso_time(rec.ts),
+        "request_id": rec.request_id,
+        "status": rec.status,
+        "code": rec.error_code,
+        "alias": rec.alias,
+        "key_id": rec.key_id,
+        "team": rec.team,
+        "latency_ms": round(rec.latency_ms, 1),
+        "prompt_tokens": rec.prompt_tokens,
+        "completion_tokens": rec.completion_tokens,
+        "cost_usd": rec.cost_usd,
+    }
+
+
 class LiveWindow:
     """The recent requests of this replica (bounded), fed by ``record``."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._seen: deque[Seen] = deque(maxlen=MAX_RECORDS)
-        self._errors: deque[dict[str, Any]] = deque(maxlen=MAX_ERRORS)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT)
+        self._errors: deque[RequestRecord] = deque(maxlen=MAX_ERRORS)
+        self._recent: deque[RequestRecord] = deque(maxlen=MAX_RECENT)
 
     def record(self, rec: RequestRecord) -> None:
+        """Kept as it came: a row is drawn from it only when the view is read (:func:`row`)."""
         error = rec.status >= 400
         self._seen.append(Seen(rec.ts, error, rec.latency_ms))
-        row = {
-            "ts": iso_time(rec.ts),
-            "request_id": rec.request_id,
-            "status": rec.status,
-            "code": rec.error_code,
-            "alias": rec.alias,
-            "key_id": rec.key_id,
-            "team": rec.team,
-            "latency_ms": round(rec.latency_ms, 1),
-            "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens,
-            "cost_usd": rec.cost_usd,
-        }
-        self._recent.append(row)
+        self._recent.append(rec)
         if error:
-            self._errors.append(row)
+            self._errors.append(rec)
 
     def find(self, request_id: str) -> dict[str, Any] | None:
         """A recent request by its id (None when it is not among the last ``MAX_RECENT``)."""
-        return next((r for r in reversed(self._recent) if r["request_id"] == request_id), None)
+        return next((row(r) for r in reversed(self._recent) if r.request_id == request_id), None)
 
     def snapshot(self, span_s: int = 300) -> dict[str, Any]:
         now = self._clock()
@@ -140,8 +145,8 @@ class LiveWindow:
                 "t": [start + i * BUCKET_S for i in range(len(buckets))],
                 **{name: [row[name] for row in series] for name in ("rps", "error_rate", "p50_ms", "p95_ms", "p99_ms")},
             },
-            "recent_errors": list(reversed(self._errors)),
-            "recent_requests": list(reversed(self._recent))[:20],
+            "recent_errors": [row(r) for r in reversed(self._errors)],
+            "recent_requests": [row(r) for r in list(reversed(self._recent))[:20]],
         }
 
 
