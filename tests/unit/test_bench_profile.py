@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,8 @@ def test_the_cases_cover_each_backend_whole_and_streamed() -> None:
 
 
 def test_a_missing_py_spy_names_the_group_that_installs_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(profile.shutil, "which", lambda name: None)
-    monkeypatch.setattr(profile.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(BenchError, match="--group profile"):
         profile.py_spy()
     assert profile.main(["--duration", "1", "--out", str(tmp_path / "out")]) == 2
