@@ -114,6 +114,13 @@ class GatewayProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def finished(self, answer: httpx.Response, timeout: float = 5.0) -> bool:
+        """Whether the request of ``answer`` has finished on this gateway: its access line is
+        written once the handler is done, after what follows the answer (the cache store,
+        the slots given back), within the log's 0.1 s buffer."""
+        request_id = answer.headers["x-request-id"]
+        return wait_until(lambda: f'"request_id":"{request_id}"' in self.log(), timeout)
+
     def stop(self) -> None:
         self.http.close()
         for client in self._clients.values():

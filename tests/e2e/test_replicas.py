@@ -70,7 +70,9 @@ def test_rpm_limit_is_global_across_replicas(replicas: tuple[GatewayProcess, Gat
 def test_cache_is_shared(replicas: tuple[GatewayProcess, GatewayProcess], mock: Mock) -> None:
     a, b = replicas
     body = {"model": "chat", "messages": [{"role": "user", "content": unique("shared")}], "temperature": 0}
-    assert call(a, a.http.headers["authorization"][7:], body).headers["x-gateway-cache"] == "miss"
+    miss = call(a, a.http.headers["authorization"][7:], body)
+    assert miss.headers["x-gateway-cache"] == "miss"
+    assert a.finished(miss)  # the answer is stored in the cache after it is sent
     hit = call(b, b.http.headers["authorization"][7:], body)
     assert hit.headers["x-gateway-cache"] == "hit"
     assert mock.calls("mock-gpt") == 1
