@@ -154,6 +154,30 @@ class GatewayServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.command: list[str] = []
 
+    @classmethod
+    def behind(
+        cls,
+        nginx_base: str,
+        workdir: Path,
+        pinning: Pinning,
+        *,
+        name: str,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> GatewayServer:
+        """A gateway whose bench aliases are answered by the bench nginx at ``nginx_base``
+        (its canned JSON and SSE locations), keyed with :func:`master_key`."""
+        return cls(
+            workdir,
+            pinning,
+            json_base_url=f"{nginx_base}/json/v1",
+            sse_base_url=f"{nginx_base}/sse/v1",
+            key=master_key(),
+            name=name,
+            transform=transform,
+            env=env,
+        )
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer, master_key
+from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
@@ -148,15 +148,8 @@ def run(args: argparse.Namespace) -> Path:
             elif case.state == "redis":
                 assert redis is not None
                 state = redis_state(redis.url)
-            gw = GatewayServer(
-                workdir,
-                pinning,
-                json_base_url=f"{nginx.base}/json/v1",
-                sse_base_url=f"{nginx.base}/sse/v1",
-                key=master_key(),
-                name=f"profile-{case.name}",
-                transform=None if state is None else functools.partial(_with_state, state=state),
-            )
+            transform = None if state is None else functools.partial(_with_state, state=state)
+            gw = GatewayServer.behind(nginx.base, workdir, pinning, name=f"profile-{case.name}", transform=transform)
             with gw:
                 if state is not None:
                     gw.key = provision(gw.base, gw.master_key)

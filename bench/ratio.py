@@ -244,14 +244,7 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
-        gw = GatewayServer(
-            workdir,
-            pinning,
-            json_base_url=f"{nginx.base}/json/v1",
-            sse_base_url=f"{nginx.base}/sse/v1",
-            key=master_key(),
-            name="ratio-apis",
-        )
+        gw = GatewayServer.behind(nginx.base, workdir, pinning, name="ratio-apis")
         stack.enter_context(gw)
         for route in ROUTES:
             _probe_route(gw, route)

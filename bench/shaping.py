@@ -30,7 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer, master_key
+from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.ratio import _rps
@@ -94,14 +94,8 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
         nginx = stack.enter_context(NginxServer(workdir, pinning))
         gateways: dict[str, GatewayServer] = {}
         for variant in VARIANTS:
-            gw = GatewayServer(
-                workdir,
-                pinning,
-                json_base_url=f"{nginx.base}/json/v1",
-                sse_base_url=f"{nginx.base}/sse/v1",
-                key=master_key(),
-                name=f"shaping-{variant}",
-                transform=shaped(workdir, variant),
+            gw = GatewayServer.behind(
+                nginx.base, workdir, pinning, name=f"shaping-{variant}", transform=shaped(workdir, variant)
             )
             gateways[variant] = stack.enter_context(gw)
             gw.key = provision(gw.base, gw.master_key)

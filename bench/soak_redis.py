@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.apis import CHAT
-from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key
+from bench.gateway_proc import JSON_ALIAS, GatewayServer
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
@@ -195,12 +195,10 @@ def run(plan: Plan, out: Out = print) -> tuple[bool, SoakResult]:
     with tempfile.TemporaryDirectory(prefix="gw-soak-redis-") as tmp:
         workdir = Path(tmp)
         with NginxServer(workdir, pinning) as nginx, RedisServer(workdir, pinning) as redis:
-            gw = GatewayServer(
+            gw = GatewayServer.behind(
+                nginx.base,
                 workdir,
                 pinning,
-                json_base_url=f"{nginx.base}/json/v1",
-                sse_base_url=f"{nginx.base}/sse/v1",
-                key=master_key(),
                 name="soak-redis",
                 transform=lambda bare: soak_config(bare, redis.url, plan.refresh_interval_s),
             )
