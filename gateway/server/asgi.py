@@ -241,6 +241,7 @@ class DisconnectWatch:
                 self.disconnected = True
                 handler.cancel()
 
+        # Held only so that the task is not collected while it waits (the loop keeps a weak reference).
         self._task = asyncio.get_running_loop().create_task(watch())
 
     def stop(self) -> None:
