@@ -71,9 +71,20 @@ class Workers:
         assert before is not None
         statuses = asyncio.run(open_at_once(self.gw.port, n))
         assert statuses == [200] * n, statuses
-        after = self.served()
-        assert after is not None
-        return [round(a - b) for a, b in zip(after, before, strict=True)]
+        # A worker counts a request once its answer is sent (settlement ends after the
+        # last byte), so a scrape right after the answers may miss the last few: wait
+        # (bounded) until every answer is counted.
+        split: list[int] = []
+
+        def counted() -> bool:
+            after = self.served()
+            if after is None:
+                return False
+            split[:] = [round(a - b) for a, b in zip(after, before, strict=True)]
+            return sum(split) >= n
+
+        wait_until(counted, 10)
+        return split
 
     def wait_both_listening(self, timeout: float = 30) -> str | None:
         """None once each worker has answered a connection (each binds its socket as it
@@ -157,8 +168,9 @@ def test_sighup_replaces_every_worker_and_sigterm_stops_them(
         assert asyncio.run(open_at_once(gw.port, BATCH)) == [200] * BATCH
         # each new worker took a /metrics port as an old one gave it up: both are scraped, and
         # what they count is the new workers' (the requests since the reload)
-        assert wait_until(lambda: workers.served() is not None, 10), gw.log()[-3000:]
-        assert sum(workers.served() or []) == BATCH, gw.log()[-3000:]
+        # (counted once each answer is sent: wait until all are)
+        assert wait_until(lambda: sum(workers.served() or []) >= BATCH, 10), gw.log()[-3000:]
+        assert sum(workers.served() or []) == BATCH, (workers.served(), gw.log()[-3000:])
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(timeout=40) == 0, gw.log()[-3000:]
         log = gw.log()
