@@ -1,7 +1,7 @@
 """``python -m bench.clients``: which HTTP client should the gateway forward with?
 
-One run: nginx direct, then a minimal forwarding ASGI app (``bench.clients_app``,
-uvicorn + uvloop + httptools, one process pinned to core 0) using one shared
+One run: nginx direct, then a minimal forwarding ASGI app (``bench.clients_app`` run by
+``bench.floor``: uvicorn + uvloop + httptools, one process pinned to core 0) using one shared
 aiohttp.ClientSession, then the same app using one shared httpx.AsyncClient,
 all under the same wrk load at the nginx JSON location.
 """
@@ -15,36 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.clients_app import CLIENTS
+from bench.floor import FloorServer
 from bench.nginx import NginxServer
-from bench.procs import (
-    SERVER_CORE,
-    BenchError,
-    Pinning,
-    exit_cleanly_on_signals,
-    free_port,
-    http_ok,
-    spawn,
-    stop,
-    wait_until,
-)
+from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
 from bench.report import table
 from bench.wrk import WrkResult, run_wrk
 
 
 def _client_run(client: str, tmp: Path, nginx: NginxServer, pinning: Pinning, args: argparse.Namespace) -> WrkResult:
-    port = free_port()
-    log_path = tmp / f"clients_app_{client}.log"
-    cmd = [*pinning.prefix(SERVER_CORE), sys.executable, "-m", "bench.clients_app", "--client", client]
-    cmd += ["--port", str(port), "--upstream", nginx.json_url]
-    with log_path.open("ab") as log:
-        proc = spawn(cmd, log=log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(f"{url}/health"), proc=proc, timeout_s=30, what=client, log_path=log_path)
-        target = url + "/v1/chat/completions"
+    with FloorServer(tmp, pinning, json_url=nginx.json_url, client=client) as app:
         for scenario, seconds in (("warmup", args.warmup), ("json", args.duration)):
             result = run_wrk(
-                target,
+                app.chat_url,
                 scenario=scenario,
                 target=client,
                 connections=args.connections,
@@ -54,8 +36,6 @@ def _client_run(client: str, tmp: Path, nginx: NginxServer, pinning: Pinning, ar
                 stream=False,
             )
         return result
-    finally:
-        stop(proc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,12 @@
 """A minimal ASGI app that forwards every POST to one upstream URL with one shared
-HTTP client (aiohttp or httpx), for ``python -m bench.clients``.
+HTTP client (aiohttp or httpx): the floor of this design, for ``python -m bench.clients``
+(which client) and ``python -m bench.ratio`` (the gateway's share of it).
 
-Run: ``python -m bench.clients_app --client aiohttp --port 9000 --upstream URL``
-(uvicorn, uvloop, httptools, one process). ``GET /health`` answers 200.
+Run: ``python -m bench.clients_app --client aiohttp --port 9000 --upstream URL
+[--stream-upstream URL]`` (uvicorn, uvloop, httptools, one process). ``GET /health``
+answers 200. With ``--stream-upstream``, a POST that accepts ``text/event-stream`` goes
+there instead and its answer is relayed piece by piece as it arrives (the streaming
+floor); nothing else is looked at: no JSON parse, no auth, no metrics.
 """
 
 from __future__ import annotations
@@ -19,12 +23,22 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 CLIENTS = ("aiohttp", "httpx")
+_STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
 class Forwarder(Protocol):
     async def start(self) -> None: ...
     async def post(self, body: bytes) -> tuple[int, bytes, bytes]: ...  # status, content-type, body
+    async def relay(self, url: str, body: bytes, send: Send) -> None: ...  # a stream, piece by piece
     async def close(self) -> None: ...
+
+
+async def _start(send: Send, status: int, ctype: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
+
+
+async def _piece(send: Send, data: bytes, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": more})
 
 
 class AiohttpForwarder:
@@ -40,6 +54,14 @@ class AiohttpForwarder:
         async with self.session.post(self.url, data=body, headers={"content-type": "application/json"}) as resp:
             data = await resp.read()
             return resp.status, resp.headers.get("content-type", "application/json").encode(), data
+
+    async def relay(self, url: str, body: bytes, send: Send) -> None:
+        assert self.session is not None
+        async with self.session.post(url, data=body, headers=_STREAM_HEADERS) as resp:
+            await _start(send, resp.status, resp.headers.get("content-type", "text/event-stream").encode())
+            async for data in resp.content.iter_any():
+                await _piece(send, data)
+        await _piece(send, b"", more=False)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -59,6 +81,14 @@ class HttpxForwarder:
         assert self.client is not None
         resp = await self.client.post(self.url, content=body, headers={"content-type": "application/json"})
         return resp.status_code, resp.headers.get("content-type", "application/json").encode(), resp.content
+
+    async def relay(self, url: str, body: bytes, send: Send) -> None:
+        assert self.client is not None
+        async with self.client.stream("POST", url, content=body, headers=_STREAM_HEADERS) as resp:
+            await _start(send, resp.status_code, resp.headers.get("content-type", "text/event-stream").encode())
+            async for data in resp.aiter_raw():
+                await _piece(send, data)
+        await _piece(send, b"", more=False)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -82,8 +112,9 @@ async def _respond(send: Send, status: int, ctype: bytes, body: bytes) -> None:
 class ForwardApp:
     """ASGI 3 app: lifespan opens/closes the client, POST forwards, GET /health answers."""
 
-    def __init__(self, forwarder: Forwarder) -> None:
+    def __init__(self, forwarder: Forwarder, stream_url: str | None = None) -> None:
         self.forwarder = forwarder
+        self.stream_url = stream_url
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -113,6 +144,9 @@ class ForwardApp:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         try:
+            if self.stream_url is not None and _wants_stream(scope):
+                await self.forwarder.relay(self.stream_url, b"".join(chunks), send)
+                return
             status, ctype, data = await self.forwarder.post(b"".join(chunks))
         except (aiohttp.ClientError, httpx.HTTPError, OSError) as exc:
             await _respond(send, 502, b"text/plain", f"upstream error: {exc!r}".encode())
@@ -120,13 +154,18 @@ class ForwardApp:
         await _respond(send, status, ctype, data)
 
 
+def _wants_stream(scope: Message) -> bool:
+    return any(name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients_app", description=__doc__)
     p.add_argument("--client", choices=CLIENTS, required=True)
     p.add_argument("--upstream", required=True, help="URL every request is POSTed to")
+    p.add_argument("--stream-upstream", default=None, help="URL a POST accepting text/event-stream is relayed from")
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
-    app = ForwardApp(make_forwarder(args.client, args.upstream))
+    app = ForwardApp(make_forwarder(args.client, args.upstream), args.stream_upstream)
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
     )

@@ -1,15 +1,18 @@
-"""``python -m bench.ratio``: traffic control's cost as a ratio to the bare
-gateway, measured in interleaved rounds.
+"""``python -m bench.ratio``: the gateway's share of the floor app, and traffic control's
+cost, measured in interleaved rounds.
 
 ``python -m bench --traffic`` measures the bare gateway, then embedded, then
 Redis, a minute apart; on a shared machine the load of the host drifts in
 between and the ratios with it (the same code measured 74 % and 84 % on
-embedded in two runs). Here the three gateways run side by side (each on the
-server core, idle while the others are measured), and every round measures
-bare, embedded and Redis back to back, in a rotating order; each round gives
-its own ratios, and the report is their median.
+embedded in two runs). Here the floor app (``bench.floor``: uvicorn + aiohttp,
+forwarding only) and the three gateways run side by side (each on the server
+core, idle while the others are measured), and every round measures each
+scenario (requests/s at 16 connections, streams/s, the p50 added at one
+connection; ``--only`` picks some) for all of them back to back, in a rotating
+order; each round gives its own ratios, and the report is their median, with the
+targets of ``bench/standing.py`` and the line the README's table takes.
 
-    GATEWAY_MASTER_KEY=... python -m bench.ratio --rounds 5 --duration 5
+    GATEWAY_MASTER_KEY=... python -m bench.ratio --rounds 7 --duration 5
 
 ``--before REV`` adds a fourth gateway to every round: embedded traffic control run from
 a git worktree of ``REV`` (its own state file), and reports the per-round ratio of today's
@@ -45,20 +48,23 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.apis import Api
-from bench.gateway_proc import JSON_ALIAS, GatewayServer, master_key, probe
+from bench.apis import CHAT, Api
+from bench.floor import FloorServer
+from bench.gateway_proc import JSON_ALIAS, GatewayServer, probe
 from bench.nginx import NginxServer
 from bench.postgres_proc import PostgresServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
 from bench.redis_proc import RedisServer
 from bench.report import ONE_CONN_SCENARIO
-from bench.rounds import BEFORE, POSTGRES, POSTGRES_TARGET, VARIANTS, Rounds, order
+from bench.rounds import BEFORE, POSTGRES, VARIANTS, Rounds, order
 from bench.scenarios import NATIVE_API, ROUTES, SCENARIO_NAMES, Route, Scenario, scenarios, selected
+from bench.standing import FLOOR, README_HEADER, readme_row, standing_rounds
 from bench.traffic import embedded_state, postgres_state, provision, redis_state, traffic_config
 from bench.wrk import WrkResult, run_wrk
 
@@ -69,13 +75,14 @@ API_CPU_TARGET = 1 / API_THROUGHPUT_TARGET
 """``--apis``: the gateway's CPU per request, the cost behind throughput (90 % of the throughput is 1/0.9 the CPU)."""
 CPU_SUFFIX = "-cpu"
 """``--apis``: the table of a scenario's gateway CPU per request is the scenario's name + this."""
+Server = FloorServer | GatewayServer
 POSTGRES_REDIS_DB = 1
 """``--postgres``: the Redis database of the PostgreSQL gateway (the Redis gateway's is 0)."""
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.ratio", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--rounds", type=int, default=5, help="rounds of bare, embedded, redis (default 5)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
     p.add_argument("--connections", type=int, default=16, help="connections (default 16)")
     p.add_argument("--json-out", type=Path, default=None, metavar="FILE", help="write the rounds as JSON")
@@ -101,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=SCENARIO_NAMES,
-        help="with --apis: measure only this scenario (repeatable; default all)",
+        help="measure only this scenario (repeatable; default all)",
     )
     return p
 
@@ -114,17 +121,15 @@ def check(args: argparse.Namespace) -> None:
         raise BenchError("--before weighs traffic control against an earlier commit; it does not combine with --apis")
     if args.apis and args.postgres:
         raise BenchError("--postgres weighs traffic control on PostgreSQL; it does not combine with --apis")
-    if args.only and not args.apis:
-        raise BenchError("--only picks the scenarios of --apis")
 
 
-def run(args: argparse.Namespace, out: Any = print) -> Rounds:
+def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
-    variants = [*VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
-    pairs = {(POSTGRES, "redis"): POSTGRES_TARGET} if args.postgres else {}
-    rounds = Rounds({v: [] for v in variants}, pairs=pairs)
+    variants = [FLOOR, *VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
+    shapes = selected(scenarios(args.connections), args.only)
+    table = {sc.name: standing_rounds(sc, variants) for sc in shapes}
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
@@ -140,37 +145,57 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
         if pg is not None:
             redis_db = f"redis://127.0.0.1:{redis.port}/{POSTGRES_REDIS_DB}"
             states[POSTGRES] = postgres_state(redis_db, pg.url, workdir)
-        gateways: dict[str, GatewayServer] = {}
-        key = master_key()
-        for variant in variants:
+        floor = FloorServer(workdir, pinning, json_url=nginx.json_url, sse_url=nginx.sse_url)
+        servers: dict[str, Server] = {FLOOR: stack.enter_context(floor)}
+        for variant in variants[1:]:
             state = states.get(variant)
-            gw = GatewayServer(
-                workdir,
-                pinning,
-                json_base_url=f"{nginx.base}/json/v1",
-                sse_base_url=f"{nginx.base}/sse/v1",
-                key=key,
-                name=f"ratio-{variant}",
-                transform=None if state is None else _with_traffic_control(state),
-                env=envs.get(variant),
+            transform = None if state is None else _with_traffic_control(state)
+            name = f"ratio-{variant}"
+            gw = GatewayServer.behind(
+                nginx.base, workdir, pinning, name=name, transform=transform, env=envs.get(variant)
             )
-            gateways[variant] = stack.enter_context(gw)
+            servers[variant] = stack.enter_context(gw)
             if state is not None:
                 gw.key = provision(gw.base, gw.master_key)
+        nginx_p50 = 0.0
+        if any(sc.name == ONE_CONN_SCENARIO for sc in shapes):
+            direct = _wrk(nginx.json_url, "nginx direct", CHAT, "", scenarios(1)[1], JSON_ALIAS, pinning, args.duration)
+            nginx_p50 = direct.latency_ms["p50"]
+            out(f"bench.ratio: nginx direct p50 at 1 connection: {nginx_p50:.3f} ms")
         for variant in variants:  # warm-up, not counted
-            _rps(gateways[variant], variant, args, pinning, max(2, args.duration // 2))
+            for sc in shapes:
+                measure(servers[variant], variant, sc, pinning, max(1, args.duration // 2), nginx_p50)
         for i in range(args.rounds):
-            for variant in order(i, variants):
-                rounds.rps[variant].append(_rps(gateways[variant], variant, args, pinning, args.duration))
-            out(rounds.lines()[i + 1])
+            for sc in shapes:
+                for variant in order(i, variants):
+                    value = measure(servers[variant], variant, sc, pinning, args.duration, nginx_p50)
+                    table[sc.name].rps[variant].append(value)
+                out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
         if pg is not None:  # what reached PostgreSQL: the team and key records, the spend batches
             tables = ("gw_records", "gw_spend_batches")
             out("bench.ratio: in PostgreSQL: " + ", ".join(f"{t} {pg.count(t)} rows" for t in tables))
-    for line in rounds.lines():
-        out(line)
+    for sc in shapes:
+        what = "added p50 ms (server - nginx direct)" if sc.name == ONE_CONN_SCENARIO else "per second"
+        out(f"\n{sc.name}: {sc.description}, {what}")
+        for line in table[sc.name].lines():
+            out(line)
+    out(f"\nthe README's line (docs: bench/standing.py):\n{README_HEADER}\n{readme_row(table, run_label())}")
     if args.json_out is not None:
-        args.json_out.write_text(json.dumps(rounds.to_json(), indent=2))
-    return rounds
+        args.json_out.write_text(json.dumps({name: rounds.to_json() for name, rounds in table.items()}, indent=2))
+    return table
+
+
+def run_label() -> str:
+    """This run's name in the README: the date and the commit measured (``+`` if the tree has changes)."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    dirty = "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{time.strftime('%Y-%m-%d')} {commit}{dirty}"
 
 
 @contextlib.contextmanager
@@ -195,21 +220,13 @@ def _with_traffic_control(state: dict[str, Any]) -> Callable[[dict[str, Any]], d
     return lambda bare: traffic_config(bare, state=state)
 
 
-def _rps(gw: GatewayServer, variant: str, args: argparse.Namespace, pinning: Pinning, seconds: int) -> float:
-    result = run_wrk(
-        gw.chat_url,
-        scenario="json",
-        target=variant,
-        connections=args.connections,
-        duration_s=seconds,
-        pinning=pinning,
-        model=JSON_ALIAS,
-        stream=False,
-        api_key=gw.key,
-    )
-    if result.has_errors:
-        raise BenchError(f"{variant}: {result.error_summary()}")
-    return result.rps
+def measure(
+    server: Server, variant: str, sc: Scenario, pinning: Pinning, seconds: int, nginx_p50: float = 0.0
+) -> float:
+    """Requests/s (or streams/s) of ``server`` in scenario ``sc``; at one connection, the p50
+    latency it adds to nginx direct's (ms)."""
+    result = _wrk(server.chat_url, variant, CHAT, server.key, sc, sc.alias, pinning, seconds)
+    return result.latency_ms["p50"] - nginx_p50 if sc.name == ONE_CONN_SCENARIO else result.rps
 
 
 def api_rounds(scenario: Scenario) -> Rounds:

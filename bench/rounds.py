@@ -36,6 +36,10 @@ class Rounds:
     pairs: dict[tuple[str, str], float] = field(default_factory=dict)
     """Ratios besides those to ``base``: per (variant, reference), the bound of the median of
     variant/reference; shown round by round after the ratios to ``base``."""
+    limits: dict[str, float] = field(default_factory=dict)
+    """Bounds on a variant's median value itself (not a ratio), in ``unit``: a floor, or
+    with ``lower_is_better`` a ceiling (the added latency at one connection, in ms)."""
+    unit: str = ""
 
     @property
     def variants(self) -> list[str]:
@@ -84,6 +88,11 @@ class Rounds:
             verdict = "met" if (got <= target if self.lower_is_better else got >= target) else "NOT MET"
             name = variant if to == self.base else f"{variant}/{to}"
             out.append(f"{name}: median of the per-round ratios {got:.1%} (target {op} {target:.0%}): {verdict}")
+        for variant, limit in self.limits.items():
+            got = statistics.median(self.rps[variant])
+            verdict = "met" if (got <= limit if self.lower_is_better else got >= limit) else "NOT MET"
+            bound = f"{op} {limit:{self.cell}} {self.unit}"
+            out.append(f"{variant}: median {got:{self.cell}} {self.unit} (target {bound}): {verdict}")
         if BEFORE in self.rps:
             got = self.median_ratio("embedded", to=BEFORE)
             verdict = "met" if got >= BEFORE_TARGET else "NOT MET"
@@ -102,7 +111,10 @@ class Rounds:
         for v, to in self.pairs:
             ratios[f"{v}/{to}"] = self.ratios(v, to)
             medians[f"{v}/{to}"] = self.median_ratio(v, to)
-        return {"rps": self.rps, "ratios": ratios, "median_ratio": medians}
+        data: dict[str, Any] = {"rps": self.rps, "ratios": ratios, "median_ratio": medians}
+        if self.limits and self.rps[self.base]:
+            data["median"] = {v: statistics.median(self.rps[v]) for v in self.limits}
+        return data
 
 
 def order(round_index: int, variants: Sequence[str] = VARIANTS) -> list[str]:

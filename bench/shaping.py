@@ -33,8 +33,9 @@ from typing import Any
 from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
-from bench.ratio import _rps
+from bench.ratio import measure
 from bench.rounds import Rounds, order
+from bench.scenarios import scenarios
 from bench.traffic import provision, traffic_config
 
 VARIANTS = ("plain", "shaping")
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
         gateways: dict[str, GatewayServer] = {}
+        json = scenarios(args.connections)[0]
         for variant in VARIANTS:
             gw = GatewayServer.behind(
                 nginx.base, workdir, pinning, name=f"shaping-{variant}", transform=shaped(workdir, variant)
@@ -100,12 +102,12 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
             gateways[variant] = stack.enter_context(gw)
             gw.key = provision(gw.base, gw.master_key)
         for variant in VARIANTS:  # warm-up, not counted
-            _rps(gateways[variant], variant, args, pinning, max(2, args.duration // 2))
+            measure(gateways[variant], variant, json, pinning, max(2, args.duration // 2))
         for i in range(args.rounds):
             for variant in order(i, VARIANTS):
                 gw = gateways[variant]
                 before = cpu_seconds(gw.pid)
-                rps = _rps(gw, variant, args, pinning, args.duration)
+                rps = measure(gw, variant, json, pinning, args.duration)
                 after = cpu_seconds(gw.pid)
                 rounds.rps[variant].append(rps)
                 if before is not None and after is not None and rps > 0:

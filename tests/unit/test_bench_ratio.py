@@ -121,7 +121,6 @@ def test_throughput_below_ninety_percent_is_not_met() -> None:
     ("argv", "problem"),
     [
         (["--apis", "--before", "HEAD"], "does not combine with --apis"),
-        (["--only", "json"], "--only picks the scenarios of --apis"),
         (["--apis", "--duration", "0"], "at least 1"),
     ],
 )
