@@ -122,6 +122,10 @@ def driven(gateway: GatewayProcess) -> Driven:
         stored = answers["responses"].json()["id"] if call.body is None else ""
         answers[call.name] = resp = make(gateway, call, stored)
         assert resp.status_code == call.status, (call.name, resp.text)
+    # A request is counted once its answer is sent (settlement ends after the last byte), so a
+    # scrape right after the answers may miss the last few: wait (bounded) until all are counted.
+    counted = sum(matching(before, "gateway_requests_total")) + len(CALLS)
+    wait_until(lambda: sum(matching(samples(scrape(gateway)), "gateway_requests_total")) >= counted, 10)
     text = scrape(gateway)
     return Driven(before, samples(text), text, answers)
 

@@ -92,10 +92,22 @@ def drive(gateway: GatewayProcess, mock: Mock) -> None:
     assert refused.status_code == 401
 
 
+DRIVEN = 9
+"""The requests :func:`drive` sends, each counted once in ``gateway_requests_total``."""
+
+
+def requests_counted(gateway: GatewayProcess) -> float:
+    return sum(matching(samples(scrape(gateway)), "gateway_requests_total"))
+
+
 @pytest.fixture(scope="module")
 def metrics_text(gateway: GatewayProcess, mock: Mock) -> str:
     mock.reset()
+    before = requests_counted(gateway)
     drive(gateway, mock)
+    # A request is counted once its answer is sent (settlement ends after the last byte), so a
+    # scrape right after the answers may miss the last few: wait (bounded) until all are counted.
+    wait_until(lambda: requests_counted(gateway) >= before + DRIVEN, 10)
     return scrape(gateway)
 
 

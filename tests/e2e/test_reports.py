@@ -75,9 +75,17 @@ def traffic(gw: GatewayProcess) -> float:
     return cost
 
 
+def reported_requests(gw: GatewayProcess) -> int:
+    """Today's request count in the admin report."""
+    return int(gw.http.get("/admin/reports/daily", params={"format": "json"}).json()["total"]["requests"])
+
+
 def test_admin_report_counts_requests_errors_and_spend(setup: tuple[GatewayProcess, Path]) -> None:
     gw, _ = setup
     cost = traffic(gw)
+    # A request is counted once its answer is sent (settlement ends after the last byte), so a
+    # report right after the answers may miss the last: wait (bounded) until all 9 are counted.
+    wait_until(lambda: reported_requests(gw) >= 9, 10)
     resp = gw.http.get("/admin/reports/daily", params={"format": "json"})
     assert resp.status_code == 200, resp.text
     report = resp.json()
@@ -144,6 +152,7 @@ def test_names_from_users_are_text_in_every_html_report(mock: Mock, tmp_path: Pa
                 body = {"model": EVIL, "temperature": i / 10, "messages": [{"role": "user", "content": "hi"}]}
                 resp = client.post("/v1/chat/completions", json=body)
                 assert resp.status_code == 200, resp.text
+        wait_until(lambda: reported_requests(gw) >= 3, 10)  # each counted once its answer is sent
         data = gw.http.get("/admin/reports/daily", params={"format": "json"}).json()
         assert {r["name"]: r["requests"] for r in data["by_alias"]}[EVIL] == 3  # the name itself, unchanged
         assert [(r["name"], r["display_name"], r["requests"]) for r in data["by_team"]] == [("xss", EVIL, 3)]

@@ -234,6 +234,17 @@ def test_exemplars_link_latency_to_traces(traced: GatewayProcess) -> None:
     assert chat(traced, body, traceparent=f"00-{trace_id}-{PARENT_ID}-01").status_code == 200
 
     accept = "application/openmetrics-text; version=1.0.0"
+
+    def duration_exemplar() -> bool:
+        text = httpx.get(traced.url + "/metrics", headers={"accept": accept}, timeout=10).text
+        return any(
+            line.startswith("gen_ai_server_request_duration_seconds_bucket") and f'trace_id="{trace_id}"' in line
+            for line in text.splitlines()
+        )
+
+    # The request's duration (and its exemplar) is observed once its answer is sent (settlement
+    # ends after the last byte): wait (bounded) until it is.
+    wait_until(duration_exemplar, 10)
     openmetrics = httpx.get(traced.url + "/metrics", headers={"accept": accept}, timeout=10)
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     durations = [
