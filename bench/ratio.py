@@ -64,7 +64,7 @@ from bench.redis_proc import RedisServer
 from bench.report import ONE_CONN_SCENARIO
 from bench.rounds import BEFORE, POSTGRES, VARIANTS, Rounds, order
 from bench.scenarios import NATIVE_API, ROUTES, SCENARIO_NAMES, Route, Scenario, scenarios, selected
-from bench.standing import FLOOR, README_HEADER, readme_row, standing_rounds
+from bench.standing import FLOOR, README_HEADER, cpu_table, readme_row, standing_rounds
 from bench.traffic import embedded_state, postgres_state, provision, redis_state, traffic_config
 from bench.wrk import WrkResult, run_wrk
 
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     variants = [FLOOR, *VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: standing_rounds(sc, variants) for sc in shapes}
+    table |= {sc.name + CPU_SUFFIX: cpu_table(variants) for sc in shapes if sc.name != ONE_CONN_SCENARIO}
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))
@@ -168,8 +169,10 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
         for i in range(args.rounds):
             for sc in shapes:
                 for variant in order(i, variants):
-                    value = measure(servers[variant], variant, sc, pinning, args.duration, nginx_p50)
+                    value, cpu_us = measure(servers[variant], variant, sc, pinning, args.duration, nginx_p50)
                     table[sc.name].rps[variant].append(value)
+                    if sc.name + CPU_SUFFIX in table and cpu_us is not None:
+                        table[sc.name + CPU_SUFFIX].rps[variant].append(cpu_us)
                 out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
         if pg is not None:  # what reached PostgreSQL: the team and key records, the spend batches
             tables = ("gw_records", "gw_spend_batches")
@@ -179,6 +182,11 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
         out(f"\n{sc.name}: {sc.description}, {what}")
         for line in table[sc.name].lines():
             out(line)
+        cpu = table.get(sc.name + CPU_SUFFIX)
+        if cpu is not None and cpu.rps[cpu.base]:
+            out(f"\n{sc.name + CPU_SUFFIX}: {sc.description}, CPU per request of the server (µs, all its threads)")
+            for line in cpu.lines():
+                out(line)
     out(f"\nthe README's line (docs: bench/standing.py):\n{README_HEADER}\n{readme_row(table, run_label())}")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps({name: rounds.to_json() for name, rounds in table.items()}, indent=2))
@@ -222,11 +230,35 @@ def _with_traffic_control(state: dict[str, Any]) -> Callable[[dict[str, Any]], d
 
 def measure(
     server: Server, variant: str, sc: Scenario, pinning: Pinning, seconds: int, nginx_p50: float = 0.0
-) -> float:
-    """Requests/s (or streams/s) of ``server`` in scenario ``sc``; at one connection, the p50
-    latency it adds to nginx direct's (ms)."""
-    result = _wrk(server.chat_url, variant, CHAT, server.key, sc, sc.alias, pinning, seconds)
-    return result.latency_ms["p50"] - nginx_p50 if sc.name == ONE_CONN_SCENARIO else result.rps
+) -> tuple[float, float | None]:
+    """Requests/s (or streams/s) of ``server``'s chat completions in scenario ``sc`` (at one
+    connection the p50 latency it adds to nginx direct's, ms), and its CPU per request."""
+    return _measured(server.chat_url, server.pid, variant, CHAT, server.key, sc, sc.alias, pinning, seconds, nginx_p50)
+
+
+def _measured(
+    url: str,
+    pid: int,
+    target: str,
+    api: Api,
+    key: str,
+    sc: Scenario,
+    model: str,
+    pinning: Pinning,
+    seconds: int,
+    direct_p50: float,
+) -> tuple[float, float | None]:
+    """The value of one run of scenario ``sc`` at ``url`` (requests/s; at one connection the
+    p50 added to ``direct_p50``, ms), and the CPU per request of process ``pid`` meanwhile
+    (µs, all its threads; None where /proc cannot tell)."""
+    before = cpu_seconds(pid)
+    result = _wrk(url, target, api, key, sc, model, pinning, seconds)
+    after = cpu_seconds(pid)
+    cpu_us = None
+    if before is not None and after is not None and result.requests:
+        cpu_us = (after - before) / result.requests * 1e6
+    value = result.latency_ms["p50"] - direct_p50 if sc.name == ONE_CONN_SCENARIO else result.rps
+    return value, cpu_us
 
 
 def api_rounds(scenario: Scenario) -> Rounds:
@@ -332,14 +364,8 @@ def _route_value(
 ) -> tuple[float, float | None]:
     """Requests/s of ``route`` in scenario ``sc`` (at one connection its added p50 latency, ms),
     and the gateway's CPU per request meanwhile (µs; None where /proc cannot tell)."""
-    before = cpu_seconds(gw.pid)
-    result = _wrk(gw.base + route.api.path, route.name, route.api, gw.key, sc, route.alias(sc.stream), pinning, seconds)
-    after = cpu_seconds(gw.pid)
-    cpu_us = None
-    if before is not None and after is not None and result.requests:
-        cpu_us = (after - before) / result.requests * 1e6
-    value = result.latency_ms["p50"] - floor[route.upstream] if sc.name == ONE_CONN_SCENARIO else result.rps
-    return value, cpu_us
+    url, model = gw.base + route.api.path, route.alias(sc.stream)
+    return _measured(url, gw.pid, route.name, route.api, gw.key, sc, model, pinning, seconds, floor[route.upstream])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 from bench.gateway_proc import JSON_ALIAS, SSE_ALIAS, GatewayServer
 from bench.nginx import NginxServer
-from bench.procs import BenchError, Pinning, cpu_seconds, exit_cleanly_on_signals
+from bench.procs import BenchError, Pinning, exit_cleanly_on_signals
 from bench.ratio import measure
 from bench.rounds import Rounds, order
 from bench.scenarios import scenarios
@@ -105,13 +105,10 @@ def run(args: argparse.Namespace, out: Any = print) -> Rounds:
             measure(gateways[variant], variant, json, pinning, max(2, args.duration // 2))
         for i in range(args.rounds):
             for variant in order(i, VARIANTS):
-                gw = gateways[variant]
-                before = cpu_seconds(gw.pid)
-                rps = measure(gw, variant, json, pinning, args.duration)
-                after = cpu_seconds(gw.pid)
+                rps, cpu_us = measure(gateways[variant], variant, json, pinning, args.duration)
                 rounds.rps[variant].append(rps)
-                if before is not None and after is not None and rps > 0:
-                    cpu.rps[variant].append((after - before) / (rps * args.duration) * 1e6)
+                if cpu_us is not None:
+                    cpu.rps[variant].append(cpu_us)
             out(rounds.lines()[i + 1])
     for line in rounds.lines():
         out(line)

@@ -48,6 +48,12 @@ def standing_rounds(sc: Scenario, variants: Sequence[str]) -> Rounds:
     return Rounds(rps, "bare", targets, pairs=pairs)
 
 
+def cpu_table(variants: Sequence[str]) -> Rounds:
+    """The CPU per request of each server in a loaded scenario (µs, all its threads), weighed
+    against the floor app's: how much more work a request is, the cost behind requests/s."""
+    return Rounds({v: [] for v in variants}, FLOOR, {}, lower_is_better=True, cell=",.0f")
+
+
 def readme_row(tables: Mapping[str, Rounds], label: str) -> str:
     """The README's line for this run: the medians of every scenario and the shares the
     targets are about (``-`` where a scenario was not measured)."""

@@ -20,7 +20,16 @@ from bench.procs import Pinning, free_port
 from bench.ratio import run_label
 from bench.rounds import TARGETS, Rounds
 from bench.scenarios import scenarios
-from bench.standing import ADDED_P50_MS, FLOOR, FLOOR_SHARE, README_HEADER, REDIS_SHARE, readme_row, standing_rounds
+from bench.standing import (
+    ADDED_P50_MS,
+    FLOOR,
+    FLOOR_SHARE,
+    README_HEADER,
+    REDIS_SHARE,
+    cpu_table,
+    readme_row,
+    standing_rounds,
+)
 
 UNPINNED = Pinning(False, "test")
 VARIANTS = [FLOOR, "bare", "embedded", "redis"]
@@ -120,3 +129,13 @@ def test_the_readme_line_has_a_cell_per_column_and_dashes_for_what_was_not_measu
 
 def test_a_run_is_labelled_by_date_and_commit() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\d [0-9a-f]{7,}\+?", run_label()), run_label()
+
+
+def test_cpu_per_request_is_weighed_against_the_floor_apps() -> None:
+    cpu = cpu_table(VARIANTS)
+    cpu.rps = {FLOOR: [250.0, 270.0], "bare": [400.0, 405.0], "embedded": [500.0, 540.0], "redis": [600.0, 650.0]}
+    text = "\n".join(cpu.lines())
+    assert cpu.lower_is_better and cpu.targets == {}
+    assert "bare/floor" in text.splitlines()[0] and "floor/" not in text.splitlines()[0]
+    assert "median        260        402        520        625" in text
+    assert "200.0%" in text.splitlines()[-1]  # embedded 520 µs is twice the floor app's 260
