@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
 from bench.apis import CHAT, Api, request_body, request_headers
-from bench.procs import SERVER_CORE, MemSample, Pinning, free_port, http_ok, read_mem, spawn, stop, wait_until
+from bench.procs import SERVER_CORE, ChildServer, MemSample, Pinning, free_port, http_ok, read_mem
 
 JSON_ALIAS = "bench-json"
 SSE_ALIAS = "bench-sse"
@@ -112,7 +110,7 @@ def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10
     return Probe(model, stream, status, ctype, text[:600], not problem, problem)
 
 
-class GatewayServer:
+class GatewayServer(ChildServer):
     """``python -m gateway serve`` on a free port with the bench config, pinned to the server core.
 
     ``name`` names its files in ``workdir`` (config, log, state); ``transform``
@@ -133,6 +131,10 @@ class GatewayServer:
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(workdir / f"{name}.log")
+        self.what = "the gateway"
+        self.ready_timeout_s = startup_timeout_s
+        self.stop_timeout_s = 15
         self.workdir = workdir
         self.env = dict(env or {})
         """Variables for this gateway on top of the benchmark's environment."""
@@ -141,9 +143,7 @@ class GatewayServer:
         self.master_key = key
         self.key = key
         self.extra_args = list(extra_args)
-        self.startup_timeout_s = startup_timeout_s
         self.config_path = workdir / f"{name}.yaml"
-        self.log_path = workdir / f"{name}.log"
         config = render_gateway_config(
             port=self.port,
             json_base_url=json_base_url,
@@ -151,8 +151,6 @@ class GatewayServer:
             state_path=str(workdir / f"{name}-state.db"),
         )
         self.config = transform(config) if transform is not None else config
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.command: list[str] = []
 
     @classmethod
     def behind(
@@ -186,41 +184,18 @@ class GatewayServer:
     def chat_url(self) -> str:
         return f"{self.base}/v1/chat/completions"
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("the gateway is not running")
-        return self.proc.pid
-
     def mem(self) -> MemSample | None:
         return read_mem(self.pid) if self.proc is not None else None
 
-    def __enter__(self) -> GatewayServer:
+    def prepare(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.command = [*self.pinning.prefix(SERVER_CORE), sys.executable, "-m", "gateway", "serve"]
-        self.command += ["--config", str(self.config_path), "--port", str(self.port), *self.extra_args]
-        env = {**os.environ, **self.env, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.proc = spawn(self.command, log=log, env=env)  # taskset execs: same pid as the gateway
-        try:
-            wait_until(
-                lambda: http_ok(f"{self.base}/health"),
-                proc=self.proc,
-                timeout_s=self.startup_timeout_s,
-                what="the gateway",
-                log_path=self.log_path,
-            )
-        except BaseException:
-            self.close()
-            raise
-        return self
 
-    def close(self) -> None:
-        if self.proc is not None:
-            stop(self.proc, timeout_s=15)
-            self.proc = None
+    def command(self) -> list[str]:
+        argv = [*self.pinning.prefix(SERVER_CORE), sys.executable, "-m", "gateway", "serve"]
+        return [*argv, "--config", str(self.config_path), "--port", str(self.port), *self.extra_args]
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def child_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
+
+    def ready(self) -> bool:
+        return http_ok(f"{self.base}/health")

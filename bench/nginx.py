@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 from bench import canned
-from bench.procs import LOAD_CORE, BenchError, Pinning, free_port, http_ok, spawn, stop, wait_until
+from bench.procs import LOAD_CORE, BenchError, ChildServer, Pinning, free_port, http_ok
 
 JSON_PREFIX = "/json/v1"
 SSE_PREFIX = "/sse/v1"
@@ -119,18 +119,20 @@ def nginx_test(conf: Path, workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
 
 
-class NginxServer:
+class NginxServer(ChildServer):
     """Runs nginx on a free 127.0.0.1 port (pinned to the load core) until exit."""
+
+    what = "nginx"
 
     def __init__(self, workdir: Path, pinning: Pinning, port: int | None = None) -> None:
         if shutil.which(NGINX) is None:
             raise BenchError("nginx is not installed (apt-get install nginx-light)")
+        super().__init__(workdir / "nginx.out")
+        self.wait_log_path = workdir / "error.log"
         self.workdir = workdir
         self.pinning = pinning
         self.port = port or free_port()
         self.conf = workdir / "nginx.conf"
-        self.log_path = workdir / "nginx.out"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
@@ -148,36 +150,17 @@ class NginxServer:
         """Where ``upstream`` (a key of :data:`UPSTREAM_PATHS`) answers JSON, or a stream."""
         return f"{self.base}{SSE_PREFIX if stream else JSON_PREFIX}{UPSTREAM_PATHS[upstream]}"
 
-    def __enter__(self) -> NginxServer:
+    def prepare(self) -> None:
         for name in _TEMP_DIRS:
             (self.workdir / f"tmp_{name}").mkdir(exist_ok=True)
         self.conf.write_text(render_config(port=self.port, workdir=self.workdir))
         checked = nginx_test(self.conf, self.workdir)
         if checked.returncode != 0:
             raise BenchError(f"nginx -t rejected the generated config:\n{checked.stderr}")
+
+    def command(self) -> list[str]:
         cmd = [*self.pinning.prefix(LOAD_CORE), NGINX, "-c", str(self.conf), "-p", str(self.workdir)]
-        cmd += ["-e", str(self.workdir / "error.log")]
-        with self.log_path.open("ab") as log:
-            self.proc = spawn(cmd, log=log)
-        try:
-            wait_until(
-                lambda: http_ok(self.json_url, data=b"{}"),
-                proc=self.proc,
-                timeout_s=15,
-                what="nginx",
-                log_path=self.workdir / "error.log",
-            )
-        except BaseException:
-            self.close()
-            raise
-        return self
+        return [*cmd, "-e", str(self.workdir / "error.log")]  # SIGTERM stops it: fast shutdown
 
-    def close(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)  # SIGTERM: fast shutdown, the master stops its worker
-            self.proc = None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def ready(self) -> bool:
+        return http_ok(self.json_url, data=b"{}")

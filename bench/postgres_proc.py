@@ -17,9 +17,8 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from bench.procs import LOAD_CORE, BenchError, Pinning, free_port, spawn, stop, wait_until
+from bench.procs import LOAD_CORE, BenchError, ChildServer, Pinning, free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_USER = "gateway"
@@ -49,37 +48,37 @@ def postgres_url(port: int) -> str:
     return f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
+    what = "postgres"
+    ready_timeout_s = 30.0
+    stop_signal = signal.SIGINT  # a fast shutdown: SIGTERM waits for the clients
+    stop_timeout_s = 20.0
+
     def __init__(self, workdir: Path, pinning: Pinning) -> None:
         bindir = postgres_bin()
         if bindir is None:
             raise BenchError("PostgreSQL is not installed (scripts/install-os-deps.sh installs it)")
+        super().__init__(workdir / "postgres.log")
         self.bin = bindir
         self.pinning = pinning
         self.port = free_port()
-        self.log_path = workdir / "postgres.log"
         self.user = RUN_AS_ROOT if os.geteuid() == 0 else None
         self.dir: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return postgres_url(self.port)
 
-    def __enter__(self) -> PostgresServer:
+    def prepare(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="gw-bench-pg-"))
-        try:
-            if self.user is not None:
-                shutil.chown(self.dir, self.user, self.user)
-            self._initdb(self.dir / "data")
-            cmd = postgres_args(self.bin, data=self.dir / "data", port=self.port, socket_dir=self.dir)
-            with self.log_path.open("ab") as log:
-                self.proc = spawn([*self.pinning.prefix(LOAD_CORE), *cmd], log=log, user=self.user)
-            wait_until(self._ready, proc=self.proc, timeout_s=30, what="postgres", log_path=self.log_path)
-        except BaseException:
-            self.close()
-            raise
-        return self
+        if self.user is not None:
+            shutil.chown(self.dir, self.user, self.user)
+        self._initdb(self.dir / "data")
+
+    def command(self) -> list[str]:
+        assert self.dir is not None
+        cmd = postgres_args(self.bin, data=self.dir / "data", port=self.port, socket_dir=self.dir)
+        return [*self.pinning.prefix(LOAD_CORE), *cmd]
 
     def _initdb(self, data: Path) -> None:
         done = subprocess.run(
@@ -94,7 +93,7 @@ class PostgresServer:
         if done.returncode != 0:
             raise BenchError(f"initdb failed: {done.stderr.decode(errors='replace')[-2000:]}")
 
-    def _ready(self) -> bool:
+    def ready(self) -> bool:
         """Accepting queries (a listening port alone may still answer "starting up")."""
         cmd = [str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER]
         cmd += ["-d", "postgres"]  # not the user's name, a database that does not exist (a FATAL in the log)
@@ -115,14 +114,7 @@ class PostgresServer:
         return int(done.stdout.strip())
 
     def close(self) -> None:
-        if self.proc is not None:
-            stop(self.proc, sig=signal.SIGINT, timeout_s=20)  # a fast shutdown: SIGTERM waits for the clients
-            self.proc = None
+        super().close()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

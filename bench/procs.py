@@ -16,8 +16,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import IO
+from types import FrameType, TracebackType
+from typing import IO, Self
 
 SERVER_CORE = 0  # the process under test (gateway, or the client-comparison app)
 LOAD_CORE = 1  # nginx and wrk
@@ -199,3 +199,63 @@ def read_mem(pid: int) -> MemSample | None:
     except (OSError, ValueError):
         return None
     return MemSample(rss, hwm, time.monotonic())
+
+
+class ChildServer:
+    """A server the benchmark starts on entering a ``with`` block (ready when :meth:`ready`
+    says so) and stops on leaving it, its output in ``log_path``. A subclass says what to
+    run (:meth:`command`) and when it is ready; :meth:`prepare` runs first (config files)."""
+
+    what = "the server"
+    ready_timeout_s = 15.0
+    stop_signal = signal.SIGTERM
+    stop_timeout_s = 10.0
+    user: str | None = None
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.wait_log_path = log_path
+        """The log a failed start shows the tail of."""
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Before the process starts."""
+
+    def child_env(self) -> dict[str, str] | None:
+        """The child's environment (None: the benchmark's own)."""
+        return None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.what} is not running")
+        return self.proc.pid
+
+    def __enter__(self) -> Self:
+        try:
+            self.prepare()
+            with self.log_path.open("ab") as log:  # taskset execs: the child keeps the pid
+                self.proc = spawn(self.command(), log=log, env=self.child_env(), user=self.user)
+            wait_until(
+                self.ready, proc=self.proc, timeout_s=self.ready_timeout_s, what=self.what, log_path=self.wait_log_path
+            )
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, sig=self.stop_signal, timeout_s=self.stop_timeout_s)
+            self.proc = None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -177,16 +177,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
         if pg is not None:  # what reached PostgreSQL: the team and key records, the spend batches
             tables = ("gw_records", "gw_spend_batches")
             out("bench.ratio: in PostgreSQL: " + ", ".join(f"{t} {pg.count(t)} rows" for t in tables))
-    for sc in shapes:
-        what = "added p50 ms (server - nginx direct)" if sc.name == ONE_CONN_SCENARIO else "per second"
-        out(f"\n{sc.name}: {sc.description}, {what}")
-        for line in table[sc.name].lines():
-            out(line)
-        cpu = table.get(sc.name + CPU_SUFFIX)
-        if cpu is not None and cpu.rps[cpu.base]:
-            out(f"\n{sc.name + CPU_SUFFIX}: {sc.description}, CPU per request of the server (µs, all its threads)")
-            for line in cpu.lines():
-                out(line)
+    print_tables(table, shapes, out, "server")
     out(f"\nthe README's line (docs: bench/standing.py):\n{README_HEADER}\n{readme_row(table, run_label())}")
     if args.json_out is not None:
         args.json_out.write_text(json.dumps({name: rounds.to_json() for name, rounds in table.items()}, indent=2))
@@ -315,20 +306,25 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
                     if sc.name + CPU_SUFFIX in table and cpu_us is not None:
                         table[sc.name + CPU_SUFFIX].rps[name].append(cpu_us)
                 out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
+    print_tables(table, shapes, out, "gateway")
+    if args.json_out is not None:
+        data = {"nginx_p50_ms": floor, "scenarios": {name: rounds.to_json() for name, rounds in table.items()}}
+        args.json_out.write_text(json.dumps(data, indent=2))
+    return table
+
+
+def print_tables(table: dict[str, Rounds], shapes: Sequence[Scenario], out: Any, server: str) -> None:
+    """Each scenario's rounds, then its table of CPU per request where it has one."""
     for sc in shapes:
-        what = "added p50 ms (gateway - nginx)" if sc.name == ONE_CONN_SCENARIO else "per second"
+        what = f"added p50 ms ({server} - nginx direct)" if sc.name == ONE_CONN_SCENARIO else "per second"
         out(f"\n{sc.name}: {sc.description}, {what}")
         for line in table[sc.name].lines():
             out(line)
         cpu = table.get(sc.name + CPU_SUFFIX)
         if cpu is not None and cpu.rps[cpu.base]:
-            out(f"\n{sc.name + CPU_SUFFIX}: {sc.description}, gateway CPU per request (µs, all its threads)")
+            out(f"\n{sc.name + CPU_SUFFIX}: {sc.description}, {server} CPU per request (µs, all its threads)")
             for line in cpu.lines():
                 out(line)
-    if args.json_out is not None:
-        data = {"nginx_p50_ms": floor, "scenarios": {name: rounds.to_json() for name, rounds in table.items()}}
-        args.json_out.write_text(json.dumps(data, indent=2))
-    return table
 
 
 def _probe_route(gw: GatewayServer, route: Route) -> None:
@@ -365,7 +361,8 @@ def _route_value(
     """Requests/s of ``route`` in scenario ``sc`` (at one connection its added p50 latency, ms),
     and the gateway's CPU per request meanwhile (µs; None where /proc cannot tell)."""
     url, model = gw.base + route.api.path, route.alias(sc.stream)
-    return _measured(url, gw.pid, route.name, route.api, gw.key, sc, model, pinning, seconds, floor[route.upstream])
+    direct_p50 = floor.get(route.upstream, 0.0)  # measured only with the one-connection scenario
+    return _measured(url, gw.pid, route.name, route.api, gw.key, sc, model, pinning, seconds, direct_p50)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 from pathlib import Path
-from types import TracebackType
 
-from bench.procs import LOAD_CORE, BenchError, Pinning, free_port, spawn, stop, wait_until
+from bench.procs import LOAD_CORE, BenchError, ChildServer, Pinning, free_port
 
 REDIS_SERVER = "redis-server"
 
@@ -29,41 +27,25 @@ def redis_ping(port: int) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ChildServer):
+    what = "redis-server"
+
     def __init__(self, workdir: Path, pinning: Pinning) -> None:
         exe = shutil.which(REDIS_SERVER)
         if exe is None:
             raise BenchError("redis-server is not installed (make bench installs it: scripts/install-os-deps.sh)")
+        super().__init__(workdir / "redis.log")
         self.exe = exe
         self.workdir = workdir
         self.pinning = pinning
         self.port = free_port()
-        self.log_path = workdir / "redis.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def __enter__(self) -> RedisServer:
-        cmd = [*self.pinning.prefix(LOAD_CORE), *redis_args(self.exe, port=self.port, workdir=self.workdir)]
-        with self.log_path.open("ab") as log:
-            self.proc = spawn(cmd, log=log)
-        try:
-            wait_until(
-                lambda: redis_ping(self.port), proc=self.proc, timeout_s=15, what="redis-server", log_path=self.log_path
-            )
-        except BaseException:
-            self.close()
-            raise
-        return self
+    def command(self) -> list[str]:
+        return [*self.pinning.prefix(LOAD_CORE), *redis_args(self.exe, port=self.port, workdir=self.workdir)]
 
-    def close(self) -> None:
-        if self.proc is not None:
-            stop(self.proc)
-            self.proc = None
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def ready(self) -> bool:
+        return redis_ping(self.port)
