@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.procs import SERVER_CORE, ChildServer, Pinning, free_port, http_ok
+from bench.procs import SERVER_CORE, AppServer, Pinning, free_port
 
 
-class FloorServer(ChildServer):
+class FloorServer(AppServer):
     """``python -m bench.clients_app`` on a free port: JSON requests go to ``json_url``; with
     ``sse_url``, requests that accept ``text/event-stream`` are relayed from there."""
 
@@ -25,24 +25,12 @@ class FloorServer(ChildServer):
     def __init__(
         self, workdir: Path, pinning: Pinning, *, json_url: str, sse_url: str | None = None, client: str = "aiohttp"
     ) -> None:
-        super().__init__(workdir / f"floor-{client}.log")
+        super().__init__(workdir / f"floor-{client}.log", free_port())
         self.what = f"the floor app ({client})"
-        self.port = free_port()
         self.argv = [*pinning.prefix(SERVER_CORE), sys.executable, "-m", "bench.clients_app", "--client", client]
         self.argv += ["--port", str(self.port), "--upstream", json_url]
         if sse_url is not None:
             self.argv += ["--stream-upstream", sse_url]
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def chat_url(self) -> str:
-        return f"{self.base}/v1/chat/completions"
-
     def command(self) -> list[str]:
         return self.argv
-
-    def ready(self) -> bool:
-        return http_ok(f"{self.base}/health")

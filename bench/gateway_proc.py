@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from bench.apis import CHAT, Api, request_body, request_headers
-from bench.procs import SERVER_CORE, ChildServer, MemSample, Pinning, free_port, http_ok, read_mem
+from bench.procs import SERVER_CORE, AppServer, MemSample, Pinning, free_port, read_mem
 
 JSON_ALIAS = "bench-json"
 SSE_ALIAS = "bench-sse"
@@ -110,7 +110,7 @@ def probe(url: str, *, key: str, model: str, stream: bool, timeout_s: float = 10
     return Probe(model, stream, status, ctype, text[:600], not problem, problem)
 
 
-class GatewayServer(ChildServer):
+class GatewayServer(AppServer):
     """``python -m gateway serve`` on a free port with the bench config, pinned to the server core.
 
     ``name`` names its files in ``workdir`` (config, log, state); ``transform``
@@ -131,7 +131,7 @@ class GatewayServer(ChildServer):
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(workdir / f"{name}.log")
+        super().__init__(workdir / f"{name}.log", free_port())
         self.what = "the gateway"
         self.ready_timeout_s = startup_timeout_s
         self.stop_timeout_s = 15
@@ -139,7 +139,6 @@ class GatewayServer(ChildServer):
         self.env = dict(env or {})
         """Variables for this gateway on top of the benchmark's environment."""
         self.pinning = pinning
-        self.port = free_port()
         self.master_key = key
         self.key = key
         self.extra_args = list(extra_args)
@@ -176,14 +175,6 @@ class GatewayServer(ChildServer):
             env=env,
         )
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def chat_url(self) -> str:
-        return f"{self.base}/v1/chat/completions"
-
     def mem(self) -> MemSample | None:
         return read_mem(self.pid) if self.proc is not None else None
 
@@ -196,6 +187,3 @@ class GatewayServer(ChildServer):
 
     def child_env(self) -> dict[str, str]:
         return {**os.environ, **self.env, KEY_ENV: self.master_key, "PYTHONUNBUFFERED": "1"}
-
-    def ready(self) -> bool:
-        return http_ok(f"{self.base}/health")

@@ -259,3 +259,23 @@ class ChildServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class AppServer(ChildServer):
+    """A child that serves chat completions over HTTP on ``port`` and answers ``GET /health``
+    once ready (the gateway, the floor app)."""
+
+    def __init__(self, log_path: Path, port: int) -> None:
+        super().__init__(log_path)
+        self.port = port
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base}/v1/chat/completions"
+
+    def ready(self) -> bool:
+        return http_ok(f"{self.base}/health")
