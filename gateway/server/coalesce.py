@@ -6,8 +6,11 @@ two system calls, and for a small answer two TCP segments, where one does. nginx
 an answer it has whole at once. So the gateway's protocol (:mod:`gateway.server.protocol`)
 runs each request's cycle as a :class:`CoalescingCycle`: when the head carries a
 ``Content-Length`` (every JSON answer and error), it is held and written together with
-the first piece of the body. A streamed answer (chunked) sends its head at once, as
-before: a client that waits for a first token sees the status and headers right away.
+the first piece of the body. A streamed answer's head (chunked) is held only until the
+end of the event-loop turn that sent it: the gateway sends a stream's first chunks in the
+same turn (it starts a stream once they are in hand), so they share the write; a stream
+whose first chunk is not ready sends its head at once, so a client that waits for a
+first token sees the status and headers right away.
 
 What reaches the client is byte for byte what uvicorn would send; only the number of
 writes changes. If the app fails after the start and sends no body, the held head is
@@ -88,7 +91,13 @@ class CoalescingCycle(RequestResponseCycle):
             await super().send(message)
         finally:
             self.transport = transport
-        if self.chunked_encoding is False:  # a Content-Length: the body follows
-            self._head = held.data
-        elif held.data:  # a stream, or an answer without a body: the head goes now
-            transport.write(held.data)
+        self._head = held.data
+        if self.chunked_encoding is not False and held.data:  # a stream: its head goes this turn
+            asyncio.get_running_loop().call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        """The end of the turn that started a stream: its head goes, unless its first
+        chunk already took it along."""
+        head, self._head = self._head, b""
+        if head and not self.disconnected and not self.transport.is_closing():
+            self.transport.write(head)

@@ -1,14 +1,18 @@
 """An answer of known size leaves in one write, head and body together; a stream's head
-goes at once (gateway/server/coalesce.py), over raw sockets to a real uvicorn server on
-loopback running the gateway's protocol.
+goes with a first chunk sent in the same turn, else at the end of that turn
+(gateway/server/coalesce.py).
 
-The app under the server parks after ``http.response.start`` until the test lets it go
-on, so what the client can read meanwhile is what was written at the start. Every wait
-is bounded; nothing asserts how fast anything is."""
+Over raw sockets to a real uvicorn server on loopback running the gateway's protocol: the
+app under the server parks after ``http.response.start`` until the test lets it go on, so
+what the client can read meanwhile is what was written at the start. The writes
+themselves are counted on a cycle whose transport records them (a client cannot tell
+one write from two that arrived together). Every wait is bounded; nothing asserts how
+fast anything is."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import socket
 import threading
@@ -17,7 +21,9 @@ from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
 
+from gateway.server.coalesce import CoalescingCycle
 from gateway.server.protocol import HeadLimits, protocol_class
 from tests.ports import free_port
 
@@ -28,7 +34,8 @@ QUIET_S = 0.3
 
 class ParkedApp:
     """ASGI app: ``/sized`` answers ``hello`` with a Content-Length, ``/stream`` two chunks,
-    ``/broken`` a start and then an exception; each parks after its start."""
+    ``/broken`` a start and then an exception; each parks after its start; ``/stream-now``
+    sends its first chunk in the turn of its start and parks after it."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
@@ -45,15 +52,18 @@ class ParkedApp:
         self.loop, self.go_on = asyncio.get_running_loop(), asyncio.Event()
         path = scope["path"]
         headers = [(b"content-type", b"text/plain")]
-        if path != "/stream":
+        if not path.startswith("/stream"):
             headers.append((b"content-length", b"5"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if path == "/stream-now":
+            await send({"type": "http.response.body", "body": b"hel", "more_body": True})
         self.started.set()
         await asyncio.wait_for(self.go_on.wait(), WAIT_S)
         if path == "/broken":
             raise RuntimeError("the app failed after its start")
-        if path == "/stream":
-            await send({"type": "http.response.body", "body": b"hel", "more_body": True})
+        if path.startswith("/stream"):
+            if path == "/stream":
+                await send({"type": "http.response.body", "body": b"hel", "more_body": True})
             await send({"type": "http.response.body", "body": b"lo"})
         else:
             await send({"type": "http.response.body", "body": b"hello" if scope["method"] != "HEAD" else b""})
@@ -141,6 +151,19 @@ def test_a_streams_head_goes_at_once(served: tuple[ParkedApp, int]) -> None:
         assert _read_until(sock, b"0\r\n\r\n") == b"3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n"
 
 
+def test_a_streams_head_and_a_first_chunk_sent_in_the_same_turn_go_in_one_write(
+    served: tuple[ParkedApp, int],
+) -> None:
+    app, port = served
+    with _ask(port, "GET", "/stream-now", app) as sock:
+        assert _readable(sock, WAIT_S)
+        first = sock.recv(65536)  # one write: one read has the head and the first chunk
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in first
+        assert first.endswith(b"\r\n\r\n3\r\nhel\r\n"), first
+        app.release()
+        assert _read_until(sock, b"0\r\n\r\n") == b"2\r\nlo\r\n0\r\n\r\n"
+
+
 def test_an_app_that_fails_after_its_start_closes_the_connection_with_nothing_written(
     served: tuple[ParkedApp, int],
 ) -> None:
@@ -160,3 +183,100 @@ def test_keep_alive_answers_follow_one_another_on_one_connection(served: tuple[P
             assert app.started.wait(WAIT_S)
             app.release()
             assert _read_until(sock, b"hello").endswith(b"\r\n\r\nhello")
+
+
+# --- the writes, counted ---------------------------------------------------------------------
+
+
+class Recorder:
+    """The transport a cycle writes to, in process: keeps each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _cycle(method: str = "GET") -> tuple[CoalescingCycle, Recorder]:
+    transport = Recorder()
+    cycle = CoalescingCycle(
+        scope={"method": method, "http_version": "1.1"},  # type: ignore[typeddict-item]
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=True,
+        on_response=lambda: None,
+    )
+    return cycle, transport
+
+
+def _start(sized: bool) -> dict[str, Any]:
+    headers = [(b"content-length", b"5")] if sized else []
+    return {"type": "http.response.start", "status": 200, "headers": headers}
+
+
+@pytest.mark.parametrize(("method", "body"), [("GET", b"hello"), ("HEAD", b"")])
+def test_a_sized_answer_is_one_write(method: str, body: bytes) -> None:
+    async def run() -> list[bytes]:
+        cycle, transport = _cycle(method)
+        await cycle.send(_start(sized=True))
+        assert transport.writes == []
+        await cycle.send({"type": "http.response.body", "body": body})
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+    assert writes[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_a_stream_head_shares_the_write_of_a_chunk_sent_in_its_turn() -> None:
+    async def run() -> list[bytes]:
+        cycle, transport = _cycle()
+        await cycle.send(_start(sized=False))
+        await cycle.send({"type": "http.response.body", "body": b"hel", "more_body": True})
+        await asyncio.sleep(0)  # the end of the turn: nothing left to flush
+        await cycle.send({"type": "http.response.body", "body": b"lo"})
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert len(writes) == 2, writes
+    assert writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n3\r\nhel\r\n")
+    assert writes[1] == b"2\r\nlo\r\n0\r\n\r\n"
+
+
+def test_a_stream_head_goes_at_the_end_of_its_turn_when_no_chunk_is_ready() -> None:
+    async def run() -> list[bytes]:
+        cycle, transport = _cycle()
+        await cycle.send(_start(sized=False))
+        assert transport.writes == []
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 1 and transport.writes[0].endswith(b"chunked\r\n\r\n")
+        await cycle.send({"type": "http.response.body", "body": b""})
+        return transport.writes
+
+    assert asyncio.run(run())[1:] == [b"0\r\n\r\n"]
+
+
+def test_a_held_head_is_dropped_when_the_client_is_gone() -> None:
+    async def run() -> list[bytes]:
+        cycle, transport = _cycle()
+        await cycle.send(_start(sized=False))
+        cycle.disconnected = True
+        await asyncio.sleep(0)
+        return transport.writes
+
+    assert asyncio.run(run()) == []
