@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     variants = [FLOOR, *VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: standing_rounds(sc, variants) for sc in shapes}
-    table |= {sc.name + CPU_SUFFIX: cpu_table(variants) for sc in shapes if sc.name != ONE_CONN_SCENARIO}
+    table |= {sc.name + CPU_SUFFIX: cpu_table(variants) for sc in shapes}  # one connection too: steadier
     with tempfile.TemporaryDirectory(prefix="gw-ratio-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nginx = stack.enter_context(NginxServer(workdir, pinning))

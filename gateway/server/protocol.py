@@ -18,9 +18,6 @@ uvicorn's ``http`` option takes), which adds, per connection:
   header_timeout`` first when part of a head had arrived, silently when nothing had).
   One timer per connection, re-armed only when it fires early: nothing per request.
 
-Each request's cycle writes an answer of known size in one write, head and body together
-(:mod:`gateway.server.coalesce`).
-
 Each refusal closes the connection and is counted in ``gateway_requests_refused_total``
 through the app's lifespan state (``REFUSED_KEY``). The rest is uvicorn's: ``data_received``
 is uvicorn's own, with the refusals added where its parser stops.
@@ -38,13 +35,12 @@ from typing import Any, NamedTuple, NoReturn, cast
 import httptools
 import orjson
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from gateway.config.settings import ServerSettings
 from gateway.errors import InvalidRequest
 from gateway.server.asgi import REFUSED_KEY
-from gateway.server.coalesce import CoalescingCycle
 
 log = logging.getLogger("gateway")
 
@@ -165,9 +161,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._first + self._received > limits.max_bytes and self._head_size() > limits.max_bytes:
             self._refuse(431, HEADERS_TOO_LARGE, f"the request head is over {limits.max_bytes} bytes")
         super().on_headers_complete()
-        cycle = self.cycle
-        if type(cycle) is RequestResponseCycle:  # the one uvicorn has just made (coalesce.py)
-            cycle.__class__ = CoalescingCycle
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
