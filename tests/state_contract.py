@@ -133,7 +133,16 @@ async def check_blobs(b: StateBackend) -> None:
     await b.blob_put("short-unread", b"v", 0.05)
     await b.blob_put("short-but-renewed", b"v1", 0.05)
     await b.blob_put("short-but-renewed", b"v2", 60)  # an overwrite takes the new TTL
+    await b.blob_put("many-gone", b"old", 60)
+    many = [("many-1", b"one", 60.0), ("many-2", binary, 60.0), ("many-gone", b"new", 0.0), ("many-short", b"s", 0.05)]
+    await b.blob_put_many(many)  # several at once: each as blob_put (a TTL of 0 removes)
+    got = [await b.blob_get(key) for key, *_ in many]
+    assert got == [b"one", binary, None, b"s"]
+    await b.blob_put_many([("many-1", b"one again", 60.0)])
+    assert await b.blob_get("many-1") == b"one again", "overwritten"
+    await b.blob_put_many([])
     await asyncio.sleep(0.1)
+    assert await b.blob_get("many-short") is None, "expired, as a blob_put's would"
     assert await b.blob_get("short") is None, "expired"
     assert await b.blob_delete("short-unread") is False, "an expired value is not there to delete"
     assert await b.blob_get("short-unread") is None

@@ -38,8 +38,8 @@ from gateway.state.base import BackendUnavailable, StateBackend
 log = logging.getLogger("gateway.feedback")
 
 DAY_S = 86400.0
-WRITE_CONCURRENCY = 32
-"""``blob_put`` calls in flight at once while pending records are written."""
+WRITE_BATCH = 256
+"""Pending records written in one ``blob_put_many`` (one Redis pipeline)."""
 UNKNOWN_ALIAS = "unknown"
 """The alias of a request refused before it reached one (nothing to score)."""
 
@@ -159,10 +159,10 @@ class OwnerRecords:
         now = self._clock()
         batch = [o for o in self._writing.values() if o.ttl_s(settings.accept_days, now) > 0]
         try:
-            for start in range(0, len(batch), WRITE_CONCURRENCY):
-                chunk = batch[start : start + WRITE_CONCURRENCY]
-                await asyncio.gather(
-                    *(backend.blob_put(o.blob_key, o.value(), o.ttl_s(settings.accept_days, now)) for o in chunk)
+            for start in range(0, len(batch), WRITE_BATCH):
+                chunk = batch[start : start + WRITE_BATCH]
+                await backend.blob_put_many(
+                    [(o.blob_key, o.value(), o.ttl_s(settings.accept_days, now)) for o in chunk]
                 )
         except BackendUnavailable as exc:
             self._metrics.owner_write_failures.inc()

@@ -160,6 +160,11 @@ class StateBackend(Protocol):
         what was there and its TTL; ``ttl_s <= 0`` removes ``key`` instead."""
         ...
 
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Each ``(key, value, ttl_s)`` as :meth:`blob_put`, written together where the
+        backend can (one pipeline on Redis) rather than one round trip each."""
+        ...
+
     async def blob_get(self, key: str) -> bytes | None:
         """The value stored under ``key``; None when absent or expired."""
         ...

@@ -310,10 +310,14 @@ class EmbeddedBackend(EmbeddedDump):
     async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
         """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
         if ttl_s <= 0:
-            await self._run(self._db.blob_delete, key)
+            await self.blob_delete(key)  # a put still held in the write-behind batch too
             return
         await self._ready()
         self._blob_writes.put(key, value, time.time() + ttl_s)
+
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        for key, value, ttl_s in items:  # each a put into the write-behind batch: no I/O here
+            await self.blob_put(key, value, ttl_s)
 
     async def blobs_written(self) -> None:
         """Wait until every blob put so far is in the file (they are written behind)."""

@@ -169,6 +169,9 @@ class PostgresBackend(PostgresDump):
     async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
         await self.blobs.put(key, value, ttl_s)
 
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        await self.blobs.put_many(items)
+
     async def blob_get(self, key: str) -> bytes | None:
         return await self.blobs.get(key)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 
 from gateway.state.base import BackendUnavailable
 from gateway.state.embedded_blobs import WriteBehind
@@ -41,6 +42,18 @@ class PostgresBlobs:
         self._writes.put(key, value, time.time() + ttl_s)
         with contextlib.suppress(BackendUnavailable):  # PostgreSQL will have it; reads fall back to it
             await self._redis.blob_put(key, value, ttl_s)
+
+    async def put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """As :meth:`put` for each, with Redis's copies in one pipeline."""
+        now, live = time.time(), []
+        for key, value, ttl_s in items:
+            if ttl_s <= 0:
+                await self.delete(key)
+            else:
+                self._writes.put(key, value, now + ttl_s)
+                live.append((key, value, ttl_s))
+        with contextlib.suppress(BackendUnavailable):
+            await self._redis.blob_put_many(live)
 
     async def _write(self, rows: list[tuple[str, bytes, float]]) -> None:
         keys, values, expiries = (list(column) for column in zip(*rows, strict=True))

@@ -3,6 +3,9 @@ responses. :class:`RedisBlobs` is that part of :class:`~gateway.state.redis.Redi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from gateway.state.redis_client import RedisConnection
 
 
@@ -19,6 +22,20 @@ class RedisBlobs:
             await self.blob_delete(key)
             return
         await self._conn.call(self._conn.client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
+
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Every put in one pipeline (not a transaction: each SET stands alone)."""
+        live = [(key, value, ttl_s) for key, value, ttl_s in items if ttl_s > 0]
+        for key, _, ttl_s in items:
+            if ttl_s <= 0:
+                await self.blob_delete(key)
+        if live:
+
+            def fill(pipe: Any) -> None:
+                for key, value, ttl_s in live:
+                    pipe.set(_blob(key), value, px=max(1, int(ttl_s * 1000)))
+
+            await self._conn.call(self._conn.pipelined(fill))
 
     async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
         """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""

@@ -137,6 +137,16 @@ class RedisConnection:
         result: list[Any] = await pipe.execute()
         return result
 
+    async def pipelined(self, fill: Callable[[Any], object]) -> list[Any]:
+        """Run the commands ``fill(pipeline)`` queues as one pipeline, not a transaction (on a
+        Cluster, one per node); unbounded: wrap in :meth:`call`."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.initialize()  # as in :meth:`multi`
+        pipe = self.client.pipeline(transaction=False)
+        fill(pipe)
+        result: list[Any] = await pipe.execute()
+        return result
+
     async def node_client(self, key: str) -> Redis:
         """A plain client of the node that serves ``key`` (on a Cluster; elsewhere the client
         itself), for commands that must travel on one connection with a script: ``WAIT``

@@ -72,10 +72,10 @@ class Flaky:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)
 
-    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+    async def blob_put_many(self, items: list[tuple[str, bytes, float]]) -> None:
         if self.down:
             raise BackendUnavailable("connection refused")
-        await self.backend.blob_put(key, value, ttl_s)
+        await self.backend.blob_put_many(items)
 
 
 @pytest.fixture
