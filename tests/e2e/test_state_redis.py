@@ -330,6 +330,7 @@ async def test_outage_fails_fast_then_recovers(server: RedisServer, backend: Red
         lambda: backend.cache_get("c"),
         lambda: backend.cache_set("c", b"v", 60),
         lambda: backend.blob_put("b", b"v", 60),
+        lambda: backend.blob_put_many([("b", b"v", 60), ("c", b"w", 60)]),
         lambda: backend.blob_get("b"),
         lambda: backend.blob_delete("b"),
         lambda: backend.acquire_slot("s", 1, 30),
