@@ -156,13 +156,11 @@ class StateBackend(Protocol):
     # survive a restart (embedded: the SQLite file, never held in memory) and
     # be shared by replicas (Redis). A namespace apart from the cache's.
     async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Store ``value`` under ``key`` for ``ttl_s`` seconds (finite), replacing
-        what was there and its TTL; ``ttl_s <= 0`` removes ``key`` instead."""
+        """Store ``value`` under ``key`` for ``ttl_s`` s, replacing it and its TTL (<= 0: removes ``key``)."""
         ...
 
     async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        """Each ``(key, value, ttl_s)`` as :meth:`blob_put`, written together where the
-        backend can (one pipeline on Redis) rather than one round trip each."""
+        """Each ``(key, value, ttl_s)`` as :meth:`blob_put`, together (one Redis pipeline)."""
         ...
 
     async def blob_get(self, key: str) -> bytes | None:

@@ -67,8 +67,7 @@ ON CONFLICT (stream) DO UPDATE SET seq = gw_log_seq.seq + 1 RETURNING seq
 
 
 class PostgresBackend(PostgresDump):
-    """PostgreSQL + Redis; see the module docstring (enumeration and restore for backups:
-    :class:`PostgresDump`)."""
+    """PostgreSQL + Redis; see the module docstring (backups: :class:`PostgresDump`)."""
 
     kind = "postgres"
 
@@ -85,10 +84,8 @@ class PostgresBackend(PostgresDump):
         self._probe = Periodic("postgres-probe", PROBE_INTERVAL_S, self._check, "postgresql probe")
 
     def watch(self) -> None:
-        """Measure the read replica's lag every :data:`PROBE_INTERVAL_S` (with a replica), so
-        :meth:`facts` stays current; until :meth:`aclose`. The primary needs no probe of its own:
-        the app's state probe pings this backend (:meth:`ping`) as often, which keeps ``pg.up``
-        current."""
+        """Measure a read replica's lag every :data:`PROBE_INTERVAL_S` until :meth:`aclose` (the
+        primary needs no probe: the app's state probe pings this backend as often)."""
         if self.replica is not None:
             self._probe.start()
 
