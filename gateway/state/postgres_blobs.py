@@ -36,15 +36,10 @@ class PostgresBlobs:
 
     async def put(self, key: str, value: bytes, ttl_s: float) -> None:
         """A ``ttl_s`` of 0 or less stores nothing and removes what ``key`` held."""
-        if ttl_s <= 0:
-            await self.delete(key)
-            return
-        self._writes.put(key, value, time.time() + ttl_s)
-        with contextlib.suppress(BackendUnavailable):  # PostgreSQL will have it; reads fall back to it
-            await self._redis.blob_put(key, value, ttl_s)
+        await self.put_many([(key, value, ttl_s)])
 
     async def put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        """As :meth:`put` for each, with Redis's copies in one pipeline."""
+        """Each as :meth:`put`: behind into PostgreSQL, and Redis's copies in one pipeline."""
         now, live = time.time(), []
         for key, value, ttl_s in items:
             if ttl_s <= 0:
@@ -52,7 +47,7 @@ class PostgresBlobs:
             else:
                 self._writes.put(key, value, now + ttl_s)
                 live.append((key, value, ttl_s))
-        with contextlib.suppress(BackendUnavailable):
+        with contextlib.suppress(BackendUnavailable):  # PostgreSQL will have them; reads fall back to it
             await self._redis.blob_put_many(live)
 
     async def _write(self, rows: list[tuple[str, bytes, float]]) -> None:
