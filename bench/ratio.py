@@ -171,7 +171,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
                 for variant in order(i, variants):
                     value, cpu_us = measure(servers[variant], variant, sc, pinning, args.duration, nginx_p50)
                     table[sc.name].rps[variant].append(value)
-                    if sc.name + CPU_SUFFIX in table and cpu_us is not None:
+                    if cpu_us is not None:
                         table[sc.name + CPU_SUFFIX].rps[variant].append(cpu_us)
                 out(f"{sc.name:<10} {table[sc.name].lines()[i + 1]}")
         if pg is not None:  # what reached PostgreSQL: the team and key records, the spend batches

@@ -170,3 +170,11 @@ def test_cpu_seconds_counts_every_thread_of_a_process() -> None:
         child.communicate("\n", timeout=30)
     assert cpu_seconds(child.pid) is None
     assert cpu_seconds(os.getpid()) is not None
+
+
+def test_before_on_a_lower_is_better_table_is_held_to_the_inverse_bound() -> None:
+    """CPU per request or latency: today's may be at most 1/0.95 of the earlier commit's."""
+    cpu = Rounds({"embedded": [500.0, 520.0], "before": [480.0, 500.0]}, "before", {}, lower_is_better=True)
+    assert "embedded now / before: median of the per-round ratios 104.1% (target <= 105%): met" in cpu.lines()
+    cpu.rps["embedded"] = [540.0, 560.0]
+    assert any(line.endswith("(target <= 105%): NOT MET") for line in cpu.lines())
