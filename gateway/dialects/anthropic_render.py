@@ -84,7 +84,7 @@ def stop_reason(finish_reason: Any, has_tool_calls: bool) -> str:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return value if type(value) is int and value > 0 else 0
 
 
 def anthropic_usage(usage: Any, *, breakdown: bool = False) -> JSON:
@@ -106,8 +106,8 @@ def anthropic_usage(usage: Any, *, breakdown: bool = False) -> JSON:
         out["cache_creation"] = {"ephemeral_5m_input_tokens": created - hour, "ephemeral_1h_input_tokens": hour}
     reasoning = usage.get("completion_tokens_details")
     thinking = reasoning.get("reasoning_tokens") if isinstance(reasoning, dict) else None
-    if isinstance(thinking, int) and not isinstance(thinking, bool):
-        out["output_tokens_details"] = {"thinking_tokens": _count(thinking)}
+    if type(thinking) is int:
+        out["output_tokens_details"] = {"thinking_tokens": thinking if thinking > 0 else 0}
     return out
 
 

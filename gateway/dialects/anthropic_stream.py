@@ -51,6 +51,15 @@ def _delta(index: int, delta: JSON) -> bytes:
     return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
 
+def _text_delta(index: int, text: str) -> bytes:
+    """``_delta(index, {"type": "text_delta", "text": text})``, the same bytes, rendered from
+    its fixed parts (text deltas are most of a stream; orjson's output is compact)."""
+    return b'%s%d,"delta":{"type":"text_delta","text":%s}}\n\n' % (_TEXT_DELTA_HEAD, index, orjson.dumps(text))
+
+
+_TEXT_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+
+
 def _tool_index(call: JSON) -> int:
     index = call.get("index")
     return index if isinstance(index, int) and not isinstance(index, bool) else 0
@@ -75,13 +84,23 @@ class MessagesStream:
     def chunks(self, batch: list[JSON]) -> bytes:
         if self._done:
             return b""
-        out = [self._start(batch[0].get("id") if batch else None)]
+        out = [b""] if self._started else [self._start(batch[0].get("id") if batch else None)]
         for chunk in batch:
-            if isinstance(chunk.get("usage"), dict):
-                self._usage = chunk["usage"]
+            usage = chunk.get("usage")
+            if usage is not None and isinstance(usage, dict):
+                self._usage = usage
             for choice in chunk.get("choices") or ():
                 if isinstance(choice, dict):
-                    self._choice(choice, out)
+                    delta = choice.get("delta")
+                    text = None
+                    if self._open == "text" and type(delta) is dict and len(delta) == 1:
+                        text = delta.get("content")
+                    if type(text) is str and text:  # the common case: more of the open text block
+                        out.append(_text_delta(self._blocks - 1, text))
+                        if choice.get("finish_reason") is not None:
+                            self._finish = choice["finish_reason"]
+                    else:
+                        self._choice(choice, out)
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -134,8 +153,9 @@ class MessagesStream:
             self._reasoning(delta, out)
             text = delta.get("content")
             if isinstance(text, str) and text:
-                out.append(self._ensure("text", {"type": "text", "text": ""}))
-                out.append(_delta(self._blocks - 1, {"type": "text_delta", "text": text}))
+                if self._open != "text":
+                    out.append(self._close() + self._open_block("text", {"type": "text", "text": ""}))
+                out.append(_text_delta(self._blocks - 1, text))
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     out.append(self._tool_call(call))

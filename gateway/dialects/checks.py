@@ -31,6 +31,8 @@ def kind_of(value: Any) -> str:
 
 def expect(value: Any, typ: type | tuple[type, ...], param: str, what: str) -> None:
     """``value`` is of ``typ`` (a boolean is never a number), else ``invalid_type``."""
+    if type(value) is typ:  # the common case, decided at once (``bool`` is only ever ``bool``)
+        return
     types = typ if isinstance(typ, tuple) else (typ,)
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         raise bad(f"{param} must be {what}, got {kind_of(value)}", param, "invalid_type")

@@ -74,6 +74,7 @@ import orjson
 from gateway.canonical import JSON
 from gateway.config.settings import Params
 from gateway.dialects.checks import bad, expect
+from gateway.dialects.responses_checks import check_top_level
 from gateway.dialects.responses_items import append_item, check_item, drop_reasoning_only, input_items
 from gateway.dialects.responses_reasoning import ENCRYPTED_REASONING, SUMMARIES, is_gateway_content
 from gateway.dialects.responses_render import output_items, reasoning_blocks, render_response, response_id, rewrite
@@ -92,14 +93,7 @@ __all__ = [
     "rewrite",
 ]
 
-REFUSED = ("conversation", "prompt", "context_management", "moderation")
 PASSED = ("metadata", "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options", "service_tier")
-PASSED_TYPES: tuple[tuple[str, type, str], ...] = (
-    ("prompt_cache_key", str, "a string"),
-    ("prompt_cache_retention", str, "a string"),
-    ("prompt_cache_options", dict, "an object"),
-    ("service_tier", str, "a string"),
-)
 # Canonical names in a deployment's params / drop_params -> Responses names.
 INTEGERS = (("max_output_tokens", 1, 10_000_000), ("top_logprobs", 0, 20), ("max_tool_calls", 1, 10_000))
 NATIVE_NAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens"}
@@ -114,7 +108,7 @@ def parse_responses(body: JSON, history: list[JSON]) -> JSON:
     expect(model, str, "model", "a string")
     if not model:
         raise bad("model must not be empty", "model")
-    _check_top_level(body)
+    check_top_level(body)
     messages = _messages(body, history)
     req: JSON = {"model": model, "messages": messages}
     tools = _tools(body.get("tools"))
@@ -141,40 +135,6 @@ def parse_responses(body: JSON, history: list[JSON]) -> JSON:
     return req
 
 
-def _check_top_level(body: JSON) -> None:
-    """Refused features and the type of every field passed on unchanged."""
-    _flag(body, "background")
-    if body.get("background"):
-        raise bad("background responses are not supported by this gateway", "background", "unsupported_value")
-    for name in REFUSED:
-        if body.get(name) is not None:
-            raise bad(f"{name} is not supported by this gateway", name, "unsupported_value")
-    for name in ("store", "stream", "parallel_tool_calls"):
-        _flag(body, name)
-    for name, typ, what in PASSED_TYPES:
-        if body.get(name) is not None:
-            expect(body[name], typ, name, what)
-    if body.get("previous_response_id") is not None:
-        expect(body["previous_response_id"], str, "previous_response_id", "a string")
-    if body.get("include") is not None:
-        expect(body["include"], list, "include", "an array of strings")
-        for i, value in enumerate(body["include"]):
-            expect(value, str, f"include.{i}", "a string")
-    truncation = body.get("truncation")
-    if truncation is not None and truncation not in ("auto", "disabled"):
-        raise bad("truncation must be 'auto' or 'disabled'", "truncation")
-    metadata = body.get("metadata")
-    if metadata is not None:
-        expect(metadata, dict, "metadata", "an object")
-        for key, value in metadata.items():
-            expect(value, str, f"metadata.{key}", "a string")
-
-
-def _flag(body: JSON, name: str) -> None:
-    if body.get(name) is not None:
-        expect(body[name], bool, name, "a boolean")
-
-
 def _messages(body: JSON, history: list[JSON]) -> list[JSON]:
     messages: list[JSON] = []
     instructions = body.get("instructions")
@@ -196,9 +156,10 @@ def _messages(body: JSON, history: list[JSON]) -> list[JSON]:
     for item in input_items(body):
         append_item(messages, item)
     messages = drop_reasoning_only(messages)
-    if all(m["role"] == "system" for m in messages):
-        raise bad("input must contain at least one message or function call output", "input")
-    return messages
+    for message in messages:
+        if message["role"] != "system":
+            return messages
+    raise bad("input must contain at least one message or function call output", "input")
 
 
 def _tools(tools: Any) -> list[JSON]:

@@ -247,9 +247,10 @@ def _reasoning_only(message: JSON) -> bool:
 def drop_reasoning_only(messages: list[JSON]) -> list[JSON]:
     """``messages`` less assistant messages that hold nothing but reasoning (a reasoning
     item no answer followed): no provider takes an empty assistant turn."""
-    if not any(_reasoning_only(m) for m in messages):
-        return messages
-    return [m for m in messages if not _reasoning_only(m)]
+    for message in messages:
+        if _reasoning_only(message):
+            return [m for m in messages if not _reasoning_only(m)]
+    return messages
 
 
 def _message(item: JSON) -> JSON:

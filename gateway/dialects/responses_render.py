@@ -59,16 +59,18 @@ def responses_usage(usage: Any) -> JSON | None:
         return None
     prompt = _count(usage.get("prompt_tokens"))
     completion = _count(usage.get("completion_tokens"))
-    prompt_details = _object(usage.get("prompt_tokens_details"))
-    cached = _count(prompt_details.get("cached_tokens"))
-    reasoning = _count(_object(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    prompt_details = usage.get("prompt_tokens_details")
+    cached = written = reasoning = 0
+    if isinstance(prompt_details, dict):
+        cached = _count(prompt_details.get("cached_tokens"))
+        written = _count(prompt_details.get("cache_write_tokens"))
+    completion_details = usage.get("completion_tokens_details")
+    if isinstance(completion_details, dict):
+        reasoning = _count(completion_details.get("reasoning_tokens"))
     total = usage.get("total_tokens")
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {
-            "cached_tokens": cached,
-            "cache_write_tokens": _count(prompt_details.get("cache_write_tokens")),
-        },
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": written},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": total if isinstance(total, int) else prompt + completion,
@@ -76,7 +78,7 @@ def responses_usage(usage: Any) -> JSON | None:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int else 0
 
 
 def _object(value: Any) -> JSON:
@@ -123,6 +125,8 @@ _FROM_BODY = frozenset(
     if name not in ("background", "error", "incomplete_details", "model", "output", "reasoning", "text", "usage")
 )
 """The request fields a ``Response`` echoes as they came (when not null)."""
+_TEMPLATE: JSON = {"id": None, "object": "response", "created_at": None, "status": None, **_ECHOED}
+"""A ``Response``'s fields in order, with :data:`_ECHOED`'s defaults: copied per answer, then filled."""
 
 
 def response_object(
@@ -140,25 +144,31 @@ def response_object(
     """A ``Response`` with the request's parameters echoed as the API does: the defaults
     of :data:`_ECHOED`, overlaid with the request's own (non-null) values. Only the fields
     the request carries are looked at (a body holds a handful of the two dozen)."""
-    response: JSON = {"id": response_id, "object": "response", "created_at": created_at, "status": status}
-    response.update(_ECHOED)
+    response = _TEMPLATE.copy()  # every field in the API's order; assignments keep it
+    response["id"] = response_id
+    response["created_at"] = created_at
+    response["status"] = status
     for name in body.keys() & _FROM_BODY:
         value = body[name]
         if value is not None:
             response[name] = value
     reasoning = body.get("reasoning")
-    reasoning = reasoning if isinstance(reasoning, dict) else {}
     text = body.get("text")
-    text = text if isinstance(text, dict) else {}
-    fmt, verbosity = text.get("format"), text.get("verbosity")
-    response["error"] = error
+    if error is not None:
+        response["error"] = error
     if incomplete_reason:
         response["incomplete_details"] = {"reason": incomplete_reason}
     if response["metadata"] is None:
         response["metadata"] = {}
     response["model"] = model
     response["output"] = output
-    response["reasoning"] = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+    if isinstance(reasoning, dict):
+        response["reasoning"] = {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")}
+    else:
+        response["reasoning"] = {"effort": None, "summary": None}
+    fmt = verbosity = None
+    if isinstance(text, dict):
+        fmt, verbosity = text.get("format"), text.get("verbosity")
     response["text"] = {
         "format": {"type": "text"} if fmt is None else fmt,
         "verbosity": "medium" if verbosity is None else verbosity,
