@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -161,7 +161,7 @@ class GatewayServer(AppServer):
         name: str,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         env: dict[str, str] | None = None,
-    ) -> GatewayServer:
+    ) -> Self:
         """A gateway whose bench aliases are answered by the bench nginx at ``nginx_base``
         (its canned JSON and SSE locations), keyed with :func:`master_key`."""
         return cls(

@@ -15,7 +15,9 @@
 # free loopback port of their own; the package's own cluster is stopped). And
 # docker-compose (Debian's 1.29: tests/unit/test_compose.py validates
 # docker-compose.yml with `docker-compose config`, which needs no container
-# engine; none is installed, recommends are not).
+# engine; none is installed, recommends are not). And valgrind (bench.instructions
+# counts the gateway's instructions per request with callgrind; its unit test reads a
+# real callgrind dump).
 # Debian/Ubuntu (apt-get); runs as root or through sudo; never prompts.
 set -euo pipefail
 
@@ -28,6 +30,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v callgrind_control >/dev/null 2>&1 || need+=(valgrind)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
