@@ -37,6 +37,7 @@ from gateway.dialects.anthropic import (
     render_error,
     render_message,
 )
+from gateway.dialects.anthropic_stream import sse
 from gateway.dialects.openai import validate_chat
 from gateway.errors import (
     AllDeploymentsFailed,
@@ -825,6 +826,25 @@ def test_recorded_openai_and_gemini_streams_read_back_through_the_sdk(provider: 
         usage["completion_tokens"],
     )
     assert message.model == "claude-alias"
+
+
+@pytest.mark.parametrize(("provider", "path"), STREAMS)
+def test_every_event_is_the_bytes_its_dict_renders_to(provider: str, path: str) -> None:
+    """Text deltas are rendered from fixed parts (the fast path): each event must be exactly
+    what ``sse()`` makes of its parsed data, for the recorded streams and for pieces of text
+    that need escaping (quotes, control characters, backslashes, non-ASCII)."""
+    decoder: StreamDecoder = OpenAIStreamDecoder() if provider == "openai" else GeminiStreamDecoder("gemini")
+    pieces = ['a "q"', "\n\t\\", "é ✓ 😀", "</script>"]
+    tricky = [[{"choices": [{"index": 0, "delta": {"content": piece}}]}] for piece in pieces]
+    for raw in (encode(batches(decoder, load_bytes(path), 1)), encode(tricky)):
+        kinds = set()
+        for event in events(raw):
+            data = json.loads(event.data)
+            kinds.add(f"{data['type']}:{data.get('delta', {}).get('type')}")
+            assert sse(event.event, data) == b"event: %s\ndata: %s\n\n" % (event.event.encode(), event.data.encode())
+        assert kinds & {"content_block_delta:text_delta", "content_block_delta:input_json_delta"}
+    texts = [json.loads(e.data)["delta"]["text"] for e in events(encode(tricky)) if e.event == "content_block_delta"]
+    assert texts == pieces
 
 
 def test_a_tool_call_stream_has_the_exact_event_sequence() -> None:
