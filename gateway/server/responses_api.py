@@ -22,7 +22,6 @@ from gateway.dialects import responses
 from gateway.dialects.base import OPENAI_RESPONSES, Native
 from gateway.dialects.responses_stream import PassthroughEvents, ResponsesStream
 from gateway.errors import InvalidRequest, NotFound, Untranslatable
-from gateway.providers.base import SSEEvent
 from gateway.server.asgi import Receive, Scope, Send, header
 from gateway.server.dialect_flow import NO_TURN, DialectFlow, Turn, carry_provider_options, opaque
 from gateway.server.exchange import AppState, Exchange, Guard
@@ -70,7 +69,7 @@ class ResponsesAPI:
 
     async def _create(self, scope: Scope, receive: Receive, ex: Exchange) -> None:
         body = await self._flow.body(scope, receive, ex)
-        history = await self._history(ex, body) if "previous_response_id" in body else []
+        history = await self._history(ex, body)
         untranslatable = None
         try:
             req = responses.parse_responses(body, history)
@@ -79,7 +78,7 @@ class ResponsesAPI:
         carry_provider_options(body, req)
         model, created = str(req["model"]), int(time.time())
         rid = responses.response_id()
-        passthrough: list[PassthroughEvents] = []  # made by a Responses upstream's first events
+        passthrough = PassthroughEvents(rid, body=body)
         streams: list[ResponsesStream] = []
         key_id = ex.principal.key_id if ex.principal is not None else ""
 
@@ -100,11 +99,6 @@ class ResponsesAPI:
             rendered.append(completion)
             return responses.render_response(completion, response_id=rid, model=model, body=body, created_at=created)
 
-        def relay_events(events: list[SSEEvent]) -> bytes:
-            if not passthrough:
-                passthrough.append(PassthroughEvents(rid, body=body))
-            return b"".join(passthrough[0].event(e.event, e.data) for e in events)
-
         async def done(response: JSON | None) -> None:
             if response is None:
                 return
@@ -122,9 +116,9 @@ class ResponsesAPI:
             render=render,
             encoder=encoder,
             relayed=relayed,
-            events=relay_events,
+            events=lambda events: b"".join(passthrough.event(e.event, e.data) for e in events),
             done=None if body.get("store") is False else done,  # not stored: nothing to do at the end
-            final=lambda: streams[-1].response if streams else passthrough[0].response if passthrough else None,
+            final=lambda: streams[-1].response if streams else passthrough.response,
         )
         await self._flow.chat(scope, receive, ex, turn)
 

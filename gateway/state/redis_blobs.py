@@ -13,6 +13,11 @@ def _blob(key: str) -> str:
     return f"gw:blob:{key}"
 
 
+def _px(ttl_s: float) -> int:
+    """A TTL in seconds as Redis's milliseconds (at least 1)."""
+    return max(1, int(ttl_s * 1000))
+
+
 class RedisBlobs:
     _conn: RedisConnection
 
@@ -21,26 +26,28 @@ class RedisBlobs:
         if ttl_s <= 0:
             await self.blob_delete(key)
             return
-        await self._conn.call(self._conn.client.set(_blob(key), value, px=max(1, int(ttl_s * 1000))))
+        await self._conn.call(self._conn.client.set(_blob(key), value, px=_px(ttl_s)))
 
     async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
         """Every put in one pipeline (not a transaction: each SET stands alone)."""
-        live = [(key, value, ttl_s) for key, value, ttl_s in items if ttl_s > 0]
-        for key, _, ttl_s in items:
-            if ttl_s <= 0:
+        live = []
+        for key, value, ttl_s in items:
+            if ttl_s > 0:
+                live.append((key, value, ttl_s))
+            else:
                 await self.blob_delete(key)
         if live:
 
             def fill(pipe: Any) -> None:
                 for key, value, ttl_s in live:
-                    pipe.set(_blob(key), value, px=max(1, int(ttl_s * 1000)))
+                    pipe.set(_blob(key), value, px=_px(ttl_s))
 
             await self._conn.call(self._conn.pipelined(fill))
 
     async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
         """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""
         client = self._conn.client
-        return bool(await self._conn.call(client.set(_blob(key), value, px=max(1, int(ttl_s * 1000)), nx=True)))
+        return bool(await self._conn.call(client.set(_blob(key), value, px=_px(ttl_s), nx=True)))
 
     async def blob_get(self, key: str) -> bytes | None:
         value = await self._conn.call(self._conn.client.get(_blob(key)))

@@ -128,21 +128,16 @@ class RedisConnection:
 
     async def multi(self, fill: Callable[[Any], object]) -> list[Any]:
         """Run the commands ``fill(pipeline)`` queues as one MULTI/EXEC (unbounded: wrap in :meth:`call`)."""
+        return await self.pipelined(fill, transaction=True)
+
+    async def pipelined(self, fill: Callable[[Any], object], *, transaction: bool = False) -> list[Any]:
+        """Run the commands ``fill(pipeline)`` queues as one pipeline, by default not a
+        transaction (on a Cluster, one per node); unbounded: wrap in :meth:`call`."""
         if isinstance(self.client, RedisCluster):
             # redis-py 8.1: a pipeline created before the slot map is loaded fails
             # ("attached to a different loop"); initialize() is a no-op once loaded.
             await self.client.initialize()
-        pipe = self.client.pipeline(transaction=True)
-        fill(pipe)
-        result: list[Any] = await pipe.execute()
-        return result
-
-    async def pipelined(self, fill: Callable[[Any], object]) -> list[Any]:
-        """Run the commands ``fill(pipeline)`` queues as one pipeline, not a transaction (on a
-        Cluster, one per node); unbounded: wrap in :meth:`call`."""
-        if isinstance(self.client, RedisCluster):
-            await self.client.initialize()  # as in :meth:`multi`
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=transaction)
         fill(pipe)
         result: list[Any] = await pipe.execute()
         return result
