@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.state.redis_client import RedisConnection
+from gateway.state.redis_client import RedisConnection, unavailable
 
 
 def _blob(key: str) -> str:
@@ -36,13 +36,20 @@ class RedisBlobs:
                 live.append((key, value, ttl_s))
             else:
                 await self.blob_delete(key)
-        if live:
+        if not live:
+            return
+        if self._conn.cluster:  # the keys live on several nodes: redis-py splits the pipeline
 
             def fill(pipe: Any) -> None:
                 for key, value, ttl_s in live:
                     pipe.set(_blob(key), value, px=_px(ttl_s))
 
             await self._conn.call(self._conn.pipelined(fill))
+            return
+        commands = [(b"SET", _blob(key), value, b"PX", _px(ttl_s)) for key, value, ttl_s in live]
+        for reply in await self._conn.call(self._conn.packed(commands)):
+            if isinstance(reply, Exception):
+                raise unavailable(reply)
 
     async def blob_put_new(self, key: str, value: bytes, ttl_s: float) -> bool:
         """As :meth:`blob_put`, only where ``key`` holds nothing (SET NX); True when written."""

@@ -14,22 +14,27 @@ parameters (``?ssl_cert_reqs=...``) are honoured for ``redis://`` and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote
 
+from hiredis import pack_command
 from redis.asyncio import Redis, RedisCluster, Sentinel
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from gateway.state.base import BackendUnavailable
 
 T = TypeVar("T")
 
 Client = Redis | RedisCluster
+Command = tuple[bytes | str | int, ...]
+"""A Redis command and its arguments, for :meth:`RedisConnection.packed`."""
 
 REDIS_ERRORS: tuple[type[Exception], ...] = (
     RedisError,  # ConnectionError, TimeoutError, ResponseError, ClusterDownError, ... of redis-py
@@ -142,6 +147,34 @@ class RedisConnection:
         result: list[Any] = await pipe.execute()
         return result
 
+    async def packed(self, commands: Sequence[Command]) -> list[Any]:
+        """``commands`` as one pipeline (not a transaction) on one of the client's pooled
+        connections, their replies in order, an error reply (``ResponseError``) in its
+        command's place. Standalone and Sentinel only: a Cluster spreads keys over nodes
+        (use :meth:`pipelined` there). Unbounded: wrap in :meth:`call`.
+
+        What redis-py's ``pipeline(transaction=False).execute(raise_on_error=False)`` does,
+        less its per-command work (queueing, encoding every argument in Python, reply
+        callbacks and hooks): the batch is packed by hiredis and written at once, 185
+        against 292 µs of CPU for a request's pipeline (docs/performance.md). The
+        connection is redis-py's (it connects, AUTHs, SELECTs and follows Sentinel); any
+        failure but an error reply (a dropped socket, a timeout, a cancelled call)
+        disconnects it before it goes back to the pool, so no unread reply is ever left on
+        it; a dropped connection is tried again as the client's retry policy says (once),
+        as a redis-py pipeline is."""
+        if not isinstance(self.client, Redis):
+            raise TypeError("RedisConnection.packed needs a standalone or Sentinel client, not a Cluster")
+        payload = b"".join([_pack(command) for command in commands])
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: _exchange(conn, payload, len(commands)), lambda _error: conn.disconnect()
+            )
+            return replies
+        finally:
+            await pool.release(conn)
+
     async def node_client(self, key: str) -> Redis:
         """A plain client of the node that serves ``key`` (on a Cluster; elsewhere the client
         itself), for commands that must travel on one connection with a script: ``WAIT``
@@ -171,3 +204,24 @@ class RedisConnection:
         if self.sentinel is not None:
             for sentinel in self.sentinel.sentinels:
                 await sentinel.aclose()
+
+
+def _pack(command: Command) -> bytes:
+    """One command in RESP, packed by hiredis."""
+    packed: bytes = pack_command(command)  # type: ignore[arg-type]  # its stub types a 1-tuple
+    return packed
+
+
+async def _exchange(conn: AbstractConnection, payload: bytes, count: int) -> list[Any]:
+    """Write ``payload`` (``count`` commands), then read ``count`` replies, each whole (an
+    error reply too, so the connection stays in step). The first reply waits at most the
+    socket timeout; the rest are read without a timer of their own (they come with it or
+    just after, and the caller's deadline bounds the whole exchange)."""
+    await conn.send_packed_command(payload)
+    replies: list[Any] = []
+    for i in range(count):
+        try:
+            replies.append(await conn.read_response(timeout=None if i == 0 else math.inf))
+        except ResponseError as err:
+            replies.append(err)
+    return replies

@@ -1,10 +1,9 @@
 """How one event-loop turn's script calls reach Redis (the transport under
 :class:`~gateway.state.script_batch.ScriptBatch`).
 
-- :class:`PipelineTransport`: one redis-py pipeline per batch
-  (``pipeline(transaction=False)``, EVALSHA each), replies parsed by ``hiredis``
-  (locked with the runtime dependencies; redis-py picks it up by itself).
-  Standalone, Sentinel, TLS and unix sockets.
+- :class:`PipelineTransport`: one pipeline per batch (EVALSHA each) on a pooled
+  redis-py connection, packed and parsed by ``hiredis``
+  (:meth:`RedisConnection.packed`). Standalone, Sentinel, TLS and unix sockets.
 - :class:`ConcurrentTransport`: Redis Cluster, whose client refuses scripts
   in pipelines: each call on its own, all of the batch's at once.
 
@@ -22,7 +21,7 @@ from typing import Any, Protocol
 from redis.asyncio import RedisCluster
 from redis.commands.core import AsyncScript
 
-from gateway.state.redis_client import Client, RedisConnection
+from gateway.state.redis_client import Command, RedisConnection
 
 ScriptCall = tuple[AsyncScript, list[bytes], list[bytes]]
 """A script, its keys and its arguments (already encoded)."""
@@ -42,19 +41,17 @@ class ScriptTransport(Protocol):
 
 
 class PipelineTransport:
-    """EVALSHA through one redis-py pipeline per batch, without MULTI."""
+    """EVALSHA through one pipeline per batch, without MULTI
+    (:meth:`~gateway.state.redis_client.RedisConnection.packed`)."""
 
     name = "redis-py"
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, connection: RedisConnection) -> None:
+        self.connection = connection
 
     async def send(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        commands: list[Command] = [(b"EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
+        return await self.connection.packed(commands)
 
     async def aclose(self) -> None:
         """Nothing of its own: it borrows the client's pool."""
@@ -78,7 +75,7 @@ class ConcurrentTransport:
 
 
 def choose_transport(connection: RedisConnection) -> ScriptTransport:
-    """Cluster: each call on its own; everything else: one redis-py pipeline per batch."""
+    """Cluster: each call on its own; everything else: one pipeline per batch."""
     if isinstance(connection.client, RedisCluster):
         return ConcurrentTransport()
-    return PipelineTransport(connection.client)
+    return PipelineTransport(connection)
