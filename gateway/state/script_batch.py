@@ -13,6 +13,9 @@ from gateway.state.base import BackendUnavailable
 from gateway.state.redis_client import REDIS_ERRORS, Client, unavailable
 from gateway.state.script_transport import ScriptCall, ScriptTransport
 
+Queued = tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]
+"""A call waiting for its batch: the script, its keys and arguments, and its caller's future."""
+
 IN_FLIGHT = 2
 """Batches out at once: calls made while that many are in flight go in the next, so under
 load a batch carries more calls (fewer round trips, less client work per call) at the
@@ -39,7 +42,7 @@ class ScriptBatch:
         self._client = client
         self._deadline_s = deadline_s
         self.transport = transport
-        self._queue: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]] = []
+        self._queue: list[Queued] = []
         self._draining = 0  # batches in flight (at most IN_FLIGHT), each sender sending batch after batch
         self._senders: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak references)
 
@@ -72,7 +75,7 @@ class ScriptBatch:
         finally:
             self._draining -= 1  # before any other task runs: a call queued next starts a sender
 
-    async def _send(self, batch: list[tuple[AsyncScript, list[bytes], list[bytes], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[Queued]) -> None:
         try:
             async with asyncio.timeout(self._deadline_s):
                 results = await self._run([(script, keys, args) for script, keys, args, _ in batch])
