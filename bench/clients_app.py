@@ -3,7 +3,8 @@ HTTP client (aiohttp or httpx): the floor of this design, for ``python -m bench.
 (which client) and ``python -m bench.ratio`` (the gateway's share of it).
 
 Run: ``python -m bench.clients_app --client aiohttp --port 9000 --upstream URL
-[--stream-upstream URL]`` (uvicorn, uvloop, httptools, one process). ``GET /health``
+[--stream-upstream URL] [--server granian]`` (uvicorn, uvloop, httptools, one process; or
+granian, for ``python -m bench.servers``: does another ASGI server raise the floor?). ``GET /health``
 answers 200. With ``--stream-upstream``, a POST that accepts ``text/event-stream`` goes
 there instead and its answer is relayed piece by piece as it arrives (the streaming
 floor); nothing else is looked at: no JSON parse, no auth, no metrics.
@@ -12,6 +13,8 @@ floor); nothing else is looked at: no JSON parse, no auth, no metrics.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
@@ -23,6 +26,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 CLIENTS = ("aiohttp", "httpx")
+SERVERS = ("uvicorn", "granian")
+GRANIAN_GROUP = "uv sync --locked --group test --group servers"
+"""What installs granian (the lock's ``servers`` group: not needed to run or test the gateway)."""
+_ENV = ("BENCH_FLOOR_CLIENT", "BENCH_FLOOR_UPSTREAM", "BENCH_FLOOR_STREAM_UPSTREAM")
+"""How the granian worker's app factory (:func:`app_from_env`) gets the app's options."""
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
@@ -158,13 +166,58 @@ def _wants_stream(scope: Message) -> bool:
     return any(name == b"accept" and b"text/event-stream" in value for name, value in scope["headers"])
 
 
+def app_from_env() -> ForwardApp:
+    """The app as :func:`main` builds it, its options from the environment (granian
+    imports the app in its worker process, by name, and passes it no arguments)."""
+    client, upstream, stream_upstream = (os.environ.get(name, "") for name in _ENV)
+    return ForwardApp(make_forwarder(client, upstream), stream_upstream or None)
+
+
+def granian_missing() -> str | None:
+    """Why ``--server granian`` cannot run here (None: it can)."""
+    if importlib.util.find_spec("granian") is None:
+        return f"granian is not installed: {GRANIAN_GROUP}"
+    return None
+
+
+def serve_granian(port: int) -> None:
+    """The app under granian, set up as uvicorn is for :func:`main`: one worker process, an
+    asyncio loop on uvloop, HTTP/1.1, no websockets, no access log; granian's own runtime
+    (its Rust I/O threads) single-threaded, as the process is pinned to one core."""
+    from granian import Granian  # the servers group's: imported only when asked for
+    from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
+
+    Granian(
+        "bench.clients_app:app_from_env",
+        factory=True,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        runtime_threads=1,
+        runtime_mode=RuntimeModes.st,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_access=False,
+    ).serve()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.clients_app", description=__doc__)
     p.add_argument("--client", choices=CLIENTS, required=True)
     p.add_argument("--upstream", required=True, help="URL every request is POSTed to")
     p.add_argument("--stream-upstream", default=None, help="URL a POST accepting text/event-stream is relayed from")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--server", choices=SERVERS, default="uvicorn", help="the ASGI server (default uvicorn)")
     args = p.parse_args(argv)
+    if args.server == "granian":
+        missing = granian_missing()
+        if missing is not None:
+            p.error(missing)
+        os.environ.update(zip(_ENV, (args.client, args.upstream, args.stream_upstream or ""), strict=True))
+        serve_granian(args.port)
+        return
     app = ForwardApp(make_forwarder(args.client, args.upstream), args.stream_upstream)
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False, log_level="warning"

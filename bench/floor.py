@@ -23,12 +23,19 @@ class FloorServer(AppServer):
     ready_timeout_s = 30.0
 
     def __init__(
-        self, workdir: Path, pinning: Pinning, *, json_url: str, sse_url: str | None = None, client: str = "aiohttp"
+        self,
+        workdir: Path,
+        pinning: Pinning,
+        *,
+        json_url: str,
+        sse_url: str | None = None,
+        client: str = "aiohttp",
+        server: str = "uvicorn",
     ) -> None:
-        super().__init__(workdir / f"floor-{client}.log", free_port())
-        self.what = f"the floor app ({client})"
+        super().__init__(workdir / f"floor-{client}-{server}.log", free_port())
+        self.what = f"the floor app ({client}, {server})"
         self.argv = [*pinning.prefix(SERVER_CORE), sys.executable, "-m", "bench.clients_app", "--client", client]
-        self.argv += ["--port", str(self.port), "--upstream", json_url]
+        self.argv += ["--port", str(self.port), "--upstream", json_url, "--server", server]
         if sse_url is not None:
             self.argv += ["--stream-upstream", sse_url]
 

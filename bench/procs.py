@@ -192,6 +192,28 @@ def cpu_seconds(pid: int) -> float | None:
     return total / 1e9
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """:func:`cpu_seconds` of the process and of its children, theirs and so on (a server
+    whose workers are processes of their own: granian); None when /proc is unavailable."""
+    total = cpu_seconds(pid)
+    if total is None:
+        return None
+    try:
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in _children(task)]
+    except (OSError, ValueError):
+        return None
+    for child in children:
+        total += tree_cpu_seconds(child) or 0.0  # a child that has just ended is not counted
+    return total
+
+
+def _children(task: Path) -> list[str]:
+    try:
+        return (task / "children").read_text().split()
+    except FileNotFoundError:  # a thread that has just ended
+        return []
+
+
 def read_mem(pid: int) -> MemSample | None:
     """The process's memory now, or None when it is gone or /proc is unavailable."""
     try:
