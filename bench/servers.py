@@ -27,17 +27,14 @@ from bench.floor import FloorServer
 from bench.nginx import NginxServer
 from bench.procs import BenchError, Pinning, exit_cleanly_on_signals, tree_cpu_seconds
 from bench.rounds import Rounds, order
-from bench.scenarios import Scenario
+from bench.scenarios import Scenario, scenarios
 from bench.wrk import run_wrk
 
 BASE = SERVERS[0]
 
 
-def scenarios(connections: int) -> list[Scenario]:
-    return [
-        Scenario("json", f"non-streaming, {connections} connections (requests/s)", False, connections),
-        Scenario("sse", f"streaming, {connections} connections (streams/s)", True, connections),
-    ]
+LOADED = ("json", "sse")
+"""The standing check's scenarios at 16 connections (the one-connection latency is not the server's question)."""
 
 
 def measure(server: FloorServer, name: str, sc: Scenario, pinning: Pinning, seconds: int) -> tuple[float, float]:
@@ -64,7 +61,7 @@ def measure(server: FloorServer, name: str, sc: Scenario, pinning: Pinning, seco
 def run(args: argparse.Namespace, out: Callable[[str], object] = print) -> dict[str, Rounds]:
     pinning = Pinning.detect()
     out(f"bench.servers: {pinning.reason}")
-    shapes = scenarios(args.connections)
+    shapes = [sc for sc in scenarios(args.connections) if sc.name in LOADED]
     table: dict[str, Rounds] = {}
     for sc in shapes:
         table[sc.name] = Rounds({s: [] for s in SERVERS}, BASE, {})
