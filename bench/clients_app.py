@@ -13,6 +13,7 @@ floor); nothing else is looked at: no JSON parse, no auth, no metrics.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -29,8 +30,12 @@ CLIENTS = ("aiohttp", "httpx")
 SERVERS = ("uvicorn", "granian")
 GRANIAN_GROUP = "uv sync --locked --group test --group servers"
 """What installs granian (the lock's ``servers`` group: not needed to run or test the gateway)."""
+GC_THRESHOLD = 100_000
+"""The default of the gateway's ``server.gc_threshold``: the floor app's collector is set up as
+``gateway serve`` sets up the gateway's (gateway/cli/serve.py ``tune_collector``), so that the
+floor keeps every advantage the gateway has that is not the gateway's own work."""
 _ENV = ("BENCH_FLOOR_CLIENT", "BENCH_FLOOR_UPSTREAM", "BENCH_FLOOR_STREAM_UPSTREAM")
-"""How the granian worker's app factory (:func:`app_from_env`) gets the app's options."""
+"""How the granian worker's app factory (:func:`granian_app`) gets the app's options."""
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
@@ -173,6 +178,22 @@ def app_from_env() -> ForwardApp:
     return ForwardApp(make_forwarder(client, upstream), stream_upstream or None)
 
 
+def granian_app() -> ForwardApp:
+    """granian's factory (in its worker process): :func:`app_from_env`, the collector set up."""
+    app = app_from_env()
+    tune_collector()
+    return app
+
+
+def tune_collector() -> None:
+    """What exists now frozen out of the collector's scans, its first threshold raised to
+    :data:`GC_THRESHOLD` (as ``gateway serve`` does; docs/performance.md, "The garbage collector")."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD, second, third)
+
+
 def granian_missing() -> str | None:
     """Why ``--server granian`` cannot run here (None: it can)."""
     if importlib.util.find_spec("granian") is None:
@@ -188,7 +209,7 @@ def serve_granian(port: int) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
 
     Granian(
-        "bench.clients_app:app_from_env",
+        "bench.clients_app:granian_app",
         factory=True,
         address="127.0.0.1",
         port=port,
@@ -219,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve_granian(args.port)
         return
     app = ForwardApp(make_forwarder(args.client, args.upstream), args.stream_upstream)
+    tune_collector()
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
     )

@@ -1192,6 +1192,21 @@ def runtime() -> JSON:
             threshold_lines=True,
         ),
         Panel(
+            "Garbage collections",
+            "Runs of Python's cyclic garbage collector per second, per process and generation (2: a full "
+            "collection, which scans every object not frozen at start). Generation 0 many times a second or "
+            "generation 2 more than once a minute: server.gc_threshold is below what the requests in flight hold "
+            "(runbook, GatewayHighCPU).",
+            "ops",
+            [
+                Target(
+                    f'sum by (instance, generation) (rate(python_gc_collections_total{{instance=~"$instance"}}[{RI}]))',
+                    "{{instance}} gen {{generation}}",
+                )
+            ],
+            min=0,
+        ),
+        Panel(
             "Upstream connections",
             "Open connections from each gateway process to the upstreams: in use (carrying a request) and idle "
             "(pooled for the next one). Client-side load is the in-flight request count on the overview.",

@@ -5,6 +5,7 @@ a listening socket of its own: serve_workers.py), optionally with the mock upstr
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -30,9 +31,24 @@ def app_from_env() -> object:
     ``GATEWAY_CONFIG`` (each worker process builds its own app)."""
     path = default_config(os.environ)
     ports = os.environ.get(worker_metrics.PORTS_ENV)
-    return create_app(
-        load_config(path), config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None
-    )
+    loaded = load_config(path)
+    app = create_app(loaded, config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None)
+    tune_collector(loaded.settings.server.gc_threshold)
+    return app
+
+
+def tune_collector(threshold: int) -> None:
+    """Set up the cyclic garbage collector of a serving process, once its app is built
+    (docs/performance.md, "The garbage collector"): what exists now (chiefly the imported
+    modules, which live as long as the process) is collected once and frozen out of every
+    later collection, and the first generation's threshold is raised to ``threshold``, so
+    that the objects of the requests in flight stop triggering collections that promote
+    them towards the full ones. Not part of :func:`create_app`: a process that hosts an app
+    among other work (the tests) keeps its collector as it is."""
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(threshold, second, third)
 
 
 def add_parser(sub: Any) -> None:
@@ -158,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
                 uvicorn.Config("gateway.cli.serve:app_from_env", factory=True, workers=args.workers, **common)
             )
         else:
-            uvicorn.run(create_app(loaded, config_path=args.config), **common)
+            app = create_app(loaded, config_path=args.config)
+            tune_collector(server.gc_threshold)
+            uvicorn.run(app, **common)
     finally:
         if mock is not None:
             mock.terminate()

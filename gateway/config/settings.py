@@ -268,6 +268,10 @@ class ServerSettings(_Strict):
     shutdown_grace_s: PositiveFloat = 30.0
     """On SIGTERM: how long requests and streams in flight may take to finish before they are
     cut; new connections are refused meanwhile (read at start)."""
+    gc_threshold: Annotated[int, Field(ge=700, le=10_000_000)] = 100_000
+    """The cyclic garbage collector's first threshold in a serving process (Python's default is
+    700): the objects of requests in flight no longer trigger collections and get promoted into
+    the ones that scan the whole heap (docs/performance.md, "The garbage collector"; read at start)."""
 
 
 class ResponsesSettings(_Strict):

@@ -22,6 +22,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -306,6 +307,7 @@ class Metrics:
         self.sources = ScrapeSources(r)
         """The parts the app starts later: PostgreSQL, jobs, the state probe, the notifier (scrape_sources.py)."""
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        GCCollector(registry=r)  # python_gc_collections_total{generation}: read from gc.get_stats() at the scrape
 
         # --- the gateway itself ------------------------------------------------------------
         self.auth_failures = Counter(

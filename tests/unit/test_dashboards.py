@@ -319,6 +319,7 @@ REQUIRED = {
         "process_resident_memory_bytes",
         "process_open_fds",
         "process_max_fds",
+        "python_gc_collections_total",
         "gateway_added_latency_seconds_bucket",
         "gateway_build_info",
     },
