@@ -31,17 +31,21 @@ from prometheus_client.exposition import choose_encoder
 
 from gateway import __version__
 from gateway.canonical import JSON
-from gateway.errors import (
-    AllDeploymentsFailed,
-    GatewayError,
-    UpstreamAddressRefused,
-    UpstreamBadResponse,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from gateway.errors import GatewayError
 from gateway.observability.feedback_metrics import FeedbackMetrics
 from gateway.observability.live_counts import LiveCollector, LiveCounts
+from gateway.observability.metric_labels import (
+    BREAKER_STATES,
+    CACHE_RESULTS,
+    GENAI_PROVIDER,
+    LOGIN_OUTCOMES,
+    METRICS_REFUSALS,
+    RELOAD_RESULTS,
+    REQUEST_REFUSALS,
+    UPSTREAM_REFUSALS,
+    error_type,
+    operation_of,
+)
 from gateway.observability.scrape_sources import ScrapeSources
 from gateway.observability.shaping_metrics import ShapingMetrics
 from gateway.policies.budget import BudgetEvent, BudgetLimits
@@ -54,61 +58,6 @@ TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1, 4, 16, ... 67108864
 # The gateway's own added time: sub-millisecond is the normal case.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-BREAKER_STATES = ("closed", "half_open", "open")
-# Counters whose label values are a fixed set start with every series at zero, so that rate()
-# and increase() count their first event too (a series born at 1 shows no increase).
-CACHE_RESULTS = ("hit", "miss", "refresh", "off")
-RELOAD_RESULTS = ("applied", "rejected")
-# Requests refused for their size or shape before they were read or parsed (docs/security.md,
-# "Request limits"): body, JSON depth (any route), head size, header count, head timeout (server).
-REQUEST_REFUSALS = ("request_too_large", "json_too_deep", "headers_too_large", "too_many_headers", "header_timeout")
-# /admin/login: checked and right (success, or refused after: totp_required, disabled), checked and
-# wrong (invalid), or refused unchecked, with no place left in the lock-out window (locked).
-LOGIN_OUTCOMES = ("success", "invalid", "locked", "totp_required", "disabled")
-METRICS_REFUSALS = ("missing_metrics_token", "invalid_metrics_token")
-# Upstream answers refused (gateway/upstream/http.py, providers/sse.py): a redirect, a cap
-# passed (named by its upstream.* key), or an address on a refused network.
-UPSTREAM_REFUSALS = (
-    "redirect",
-    "max_response_bytes",
-    "max_decompressed_bytes",
-    "max_decompression_ratio",
-    "max_sse_line_bytes",
-    "max_sse_event_bytes",
-    "max_header_bytes",
-    "max_headers",
-    "address",
-)
-# gen_ai.provider.name values of the conventions, by provider kind.
-GENAI_PROVIDER = {"gemini": "gcp.gemini"}
-
-
-def error_type(err: GatewayError | None) -> str:
-    """A bounded error label: the gateway's own codes, never an upstream's free text."""
-    if err is None:
-        return ""
-    if isinstance(err, AllDeploymentsFailed):
-        err = err.last
-    if isinstance(err, UpstreamTimeout):
-        return "timeout"
-    if isinstance(err, UpstreamUnavailable):
-        return "connect_error"
-    if isinstance(err, UpstreamAddressRefused):
-        return "address_refused"
-    if isinstance(err, UpstreamBadResponse):
-        return "bad_response"
-    if isinstance(err, UpstreamError):
-        return f"http_{err.upstream_status}"
-    return err.code
-
-
-EMBEDDING_ROUTES = frozenset({"embeddings", "gemini_embed"})
-
-
-def operation_of(route: str) -> str:
-    """The GenAI operation of a client route (fixed labels): ``embeddings`` or ``chat``."""
-    return "embeddings" if route in EMBEDDING_ROUTES else "chat"
 
 
 class Metrics:

@@ -45,7 +45,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway import __version__
 from gateway.canonical import JSON
 from gateway.errors import GatewayError
-from gateway.observability.metrics import GENAI_PROVIDER, error_type, operation_of
+from gateway.observability.metric_labels import GENAI_PROVIDER, error_type, operation_of
 
 Scope = MutableMapping[str, Any]
 

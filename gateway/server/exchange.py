@@ -20,7 +20,8 @@ from typing import Protocol
 from gateway.canonical import JSON
 from gateway.errors import AuthenticationFailed, ClientDisconnected, GatewayError
 from gateway.observability.logs import AccessLog, RequestRecord, RequestSink, deliver
-from gateway.observability.metrics import Metrics, error_type
+from gateway.observability.metric_labels import error_type
+from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import RequestSpan, Tracing
 from gateway.policies.auth import Principal
 from gateway.routing.router import RequestTrace

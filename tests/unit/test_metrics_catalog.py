@@ -219,7 +219,7 @@ def test_error_labels_are_bounded() -> None:
         UpstreamTimeout,
         UpstreamUnavailable,
     )
-    from gateway.observability.metrics import error_type
+    from gateway.observability.metric_labels import error_type
 
     upstream = UpstreamError("x", upstream_status=400, code="tool_use_failed-from-the-provider")
     assert error_type(upstream) == "http_400", "an upstream's own code never becomes a label"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.observability.metrics import CACHE_RESULTS, LOGIN_OUTCOMES, METRICS_REFUSALS, RELOAD_RESULTS, Metrics
+from gateway.observability.metric_labels import CACHE_RESULTS, LOGIN_OUTCOMES, METRICS_REFUSALS, RELOAD_RESULTS
+from gateway.observability.metrics import Metrics
 from gateway.policies.cache import CacheMode
 
 
