@@ -13,7 +13,6 @@ floor); nothing else is looked at: no JSON parse, no auth, no metrics.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib.util
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -22,6 +21,8 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 import uvicorn
+
+from gateway.server.collector import tune_collector
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -32,7 +33,7 @@ GRANIAN_GROUP = "uv sync --locked --group test --group servers"
 """What installs granian (the lock's ``servers`` group: not needed to run or test the gateway)."""
 GC_THRESHOLD = 100_000
 """The default of the gateway's ``server.gc_threshold``: the floor app's collector is set up as
-``gateway serve`` sets up the gateway's (gateway/cli/serve.py ``tune_collector``), so that the
+``gateway serve`` sets up the gateway's (gateway/server/collector.py), so that the
 floor keeps every advantage the gateway has that is not the gateway's own work."""
 _ENV = ("BENCH_FLOOR_CLIENT", "BENCH_FLOOR_UPSTREAM", "BENCH_FLOOR_STREAM_UPSTREAM")
 """How the granian worker's app factory (:func:`granian_app`) gets the app's options."""
@@ -181,17 +182,8 @@ def app_from_env() -> ForwardApp:
 def granian_app() -> ForwardApp:
     """granian's factory (in its worker process): :func:`app_from_env`, the collector set up."""
     app = app_from_env()
-    tune_collector()
+    tune_collector(GC_THRESHOLD)
     return app
-
-
-def tune_collector() -> None:
-    """What exists now frozen out of the collector's scans, its first threshold raised to
-    :data:`GC_THRESHOLD` (as ``gateway serve`` does; docs/performance.md, "The garbage collector")."""
-    gc.collect()
-    gc.freeze()
-    _, second, third = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, second, third)
 
 
 def granian_missing() -> str | None:
@@ -240,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve_granian(args.port)
         return
     app = ForwardApp(make_forwarder(args.client, args.upstream), args.stream_upstream)
-    tune_collector()
+    tune_collector(GC_THRESHOLD)
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
     )

@@ -5,7 +5,6 @@ a listening socket of its own: serve_workers.py), optionally with the mock upstr
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import signal
@@ -23,6 +22,7 @@ from gateway.cli import dev, serve_workers
 from gateway.cli.config_file import CONFIG_ENV, DEFAULT_CONFIG, default_config, load_or_say
 from gateway.config.loader import load_config
 from gateway.observability import worker_metrics
+from gateway.server.collector import tune_collector
 from gateway.server.protocol import HeadLimits, protocol_class
 
 
@@ -35,20 +35,6 @@ def app_from_env() -> object:
     app = create_app(loaded, config_path=path, worker_metrics=worker_metrics.parse_ports(ports) if ports else None)
     tune_collector(loaded.settings.server.gc_threshold)
     return app
-
-
-def tune_collector(threshold: int) -> None:
-    """Set up the cyclic garbage collector of a serving process, once its app is built
-    (docs/performance.md, "The garbage collector"): what exists now (chiefly the imported
-    modules, which live as long as the process) is collected once and frozen out of every
-    later collection, and the first generation's threshold is raised to ``threshold``, so
-    that the objects of the requests in flight stop triggering collections that promote
-    them towards the full ones. Not part of :func:`create_app`: a process that hosts an app
-    among other work (the tests) keeps its collector as it is."""
-    gc.collect()
-    gc.freeze()
-    _, second, third = gc.get_threshold()
-    gc.set_threshold(threshold, second, third)
 
 
 def add_parser(sub: Any) -> None:

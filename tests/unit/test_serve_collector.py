@@ -1,4 +1,4 @@
-"""The cyclic garbage collector of a serving process (``gateway.cli.serve.tune_collector``,
+"""The cyclic garbage collector of a serving process (``gateway.server.collector.tune_collector``,
 ``server.gc_threshold``). Each check runs in a fresh interpreter: the collector is
 process-wide, and the test process's own must stay as it is."""
 
@@ -30,7 +30,8 @@ def in_fresh_python(code: str, env: dict[str, str] | None = None) -> dict[str, o
 def test_tuning_freezes_what_exists_and_raises_only_the_first_threshold() -> None:
     got = in_fresh_python(
         "import gc, json\n"
-        "from gateway.cli.serve import tune_collector\n"
+        "import gateway.cli.serve  # what a serving process has imported\n"
+        "from gateway.server.collector import tune_collector\n"
         "before = gc.get_threshold()\n"
         "tune_collector(23456)\n"
         "print(json.dumps({'before': before, 'after': gc.get_threshold(), 'frozen': gc.get_freeze_count()}))"
