@@ -60,10 +60,17 @@ class _Events:
         self._seq = 0
 
     def emit(self, kind: str, fields: JSON) -> None:
-        event = {"type": kind, **fields, "sequence_number": self._seq}
-        self._seq += 1
+        """The event ``{"type": kind, **fields, "sequence_number": n}`` (``fields`` not empty)."""
+        self.emit_members(kind, orjson.dumps(fields)[1:-1])
+
+    def emit_members(self, kind: str, members: bytes) -> None:
+        """As :meth:`emit`, with the fields already rendered: ``members`` is their JSON
+        object without its braces (the parts of an event shared with others, such as a
+        content part's ``item_id``, are rendered once)."""
+        head = _HEADS.get(kind) or _head(kind)
         # orjson's output never holds a raw newline: one data line, no splitting (responses_relay.sse_frame).
-        self._out.append(b"event: %s\ndata: %s\n\n" % (kind.encode(), orjson.dumps(event)))
+        self._out.append(b'%s%s,"sequence_number":%d}\n\n' % (head, members, self._seq))
+        self._seq += 1
 
     def emit_rendered(self, head: bytes, value: Any, tail: bytes) -> None:
         """An event rendered from its fixed parts: ``head`` (``event:`` line and the data
@@ -79,6 +86,16 @@ class _Events:
         return out
 
 
+_HEADS: dict[str, bytes] = {}
+"""Event type -> its frame up to the first field (``event:`` line, ``data: {"type":...,``)."""
+
+
+def _head(kind: str) -> bytes:
+    name = kind.encode()
+    head = _HEADS[kind] = b'event: %s\ndata: {"type":"%s",' % (name, name)
+    return head
+
+
 _BLOCK_KEYS = frozenset({"reasoning_signature", "redacted_reasoning", "thinking_blocks"})
 """Delta keys that carry thinking blocks (gateway/canonical.py)."""
 _TEXT_TAIL = b',"logprobs":[],"sequence_number":'
@@ -91,11 +108,26 @@ def _carries(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, list) and bool(value))
 
 
-def _delta_head(kind: str, where: JSON) -> bytes:
-    """A content part's delta events up to the delta's value (see ``_Events.emit_rendered``)."""
-    name = b"response.output_text.delta" if kind == "output_text" else b"response.refusal.delta"
-    fields = orjson.dumps({"type": name.decode(), **where})
-    return b"event: " + name + b"\ndata: " + fields[:-1] + b',"delta":'
+_DELTA_KIND = {"output_text": "response.output_text.delta", "refusal": "response.refusal.delta"}
+_EMPTY_PART = {"output_text": orjson.dumps(text_part("")), "refusal": orjson.dumps(refusal_part(""))}
+"""A new content part of each kind, rendered (``response.content_part.added``)."""
+
+
+class _Part:
+    """The open content part of a message: its kind (output_text or refusal), its pieces
+    of text, and the members every event of the part opens with (``content_index``,
+    ``item_id``, ``output_index``), rendered once; ``delta_head``: its delta events up to
+    the delta's value (see ``_Events.emit_rendered``)."""
+
+    __slots__ = ("delta_head", "kind", "pieces", "where")
+
+    def __init__(self, kind: str, content_index: int, item_id: str, output_index: int) -> None:
+        self.kind = kind
+        self.pieces: list[str] = []
+        where = {"content_index": content_index, "item_id": item_id, "output_index": output_index}
+        self.where = orjson.dumps(where)[1:-1]
+        delta_kind = _DELTA_KIND[kind]
+        self.delta_head = (_HEADS.get(delta_kind) or _head(delta_kind)) + self.where + b',"delta":'
 
 
 class _Output:
@@ -110,9 +142,8 @@ class _Output:
         """The reasoning items (gateway/dialects/responses_reasoning.py)."""
         self._msg: int | None = None
         """output_index of the open message item."""
-        self._part: tuple[str, list[str], bytes] | None = None
-        """(kind, pieces, its delta events' head) of the message's open content part:
-        output_text or refusal."""
+        self._part: _Part | None = None
+        """The message's open content part."""
         self._calls: dict[int, tuple[int, list[str]]] = {}
         """canonical tool-call index -> (output_index, argument pieces) of the open calls."""
         self.open_text: tuple[list[str], bytes] | None = None
@@ -124,9 +155,9 @@ class _Output:
         if not delta:
             return
         part = self._part
-        if part is not None and part[0] == kind and not self._calls:  # the common case: more of the same
-            part[1].append(delta)
-            self._events.emit_rendered(part[2], delta, _DELTA_TAIL[kind])
+        if part is not None and part.kind == kind and not self._calls:  # the common case: more of the same
+            part.pieces.append(delta)
+            self._events.emit_rendered(part.delta_head, delta, _DELTA_TAIL[kind])
             return
         self.reasoning.close()
         self._close_calls("completed")
@@ -134,17 +165,16 @@ class _Output:
             self._msg = len(self.items)
             self._add(message_item(new_id("msg_"), [], "in_progress"))
         index, item = self._msg, self.items[self._msg]
-        if self._part is not None and self._part[0] != kind:
+        if self._part is not None and self._part.kind != kind:
             self._close_part()
-        if self._part is None:
-            where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": index}
-            self._part = (kind, [], _delta_head(kind, where))
-            empty = text_part("") if kind == "output_text" else refusal_part("")
-            self._events.emit("response.content_part.added", {**where, "part": empty})
-        self._part[1].append(delta)
-        self._events.emit_rendered(self._part[2], delta, _DELTA_TAIL[kind])
+        part = self._part
+        if part is None:
+            part = self._part = _Part(kind, len(item["content"]), item["id"], index)
+            self._events.emit_members("response.content_part.added", part.where + b',"part":' + _EMPTY_PART[kind])
+        part.pieces.append(delta)
+        self._events.emit_rendered(part.delta_head, delta, _DELTA_TAIL[kind])
         if kind == "output_text":
-            self.open_text = (self._part[1], self._part[2])
+            self.open_text = (part.pieces, part.delta_head)
 
     def think(self, delta: JSON, text: Any) -> None:
         """A delta's reasoning: ``text`` (its ``reasoning_content``) and block keys."""
@@ -188,18 +218,17 @@ class _Output:
     def _close_part(self) -> None:
         if self._part is None or self._msg is None:
             return
-        kind, pieces, _ = self._part
-        self._part = self.open_text = None
-        item, text = self.items[self._msg], "".join(pieces)
-        where = {"content_index": len(item["content"]), "item_id": item["id"], "output_index": self._msg}
-        if kind == "output_text":
+        open_part, self._part, self.open_text = self._part, None, None
+        text = "".join(open_part.pieces)
+        events, where, rendered = self._events, open_part.where, orjson.dumps(text)
+        if open_part.kind == "output_text":
             part = text_part(text)
-            self._events.emit("response.output_text.done", {**where, "logprobs": [], "text": text})
+            events.emit_members("response.output_text.done", where + b',"logprobs":[],"text":' + rendered)
         else:
             part = refusal_part(text)
-            self._events.emit("response.refusal.done", {**where, "refusal": text})
-        self._events.emit("response.content_part.done", {**where, "part": part})
-        item["content"].append(part)
+            events.emit_members("response.refusal.done", where + b',"refusal":' + rendered)
+        events.emit_members("response.content_part.done", where + b',"part":' + orjson.dumps(part))
+        self.items[self._msg]["content"].append(part)
 
     def _close_message(self, status: str) -> None:
         if self._msg is None:
@@ -209,6 +238,8 @@ class _Output:
         self._done(index, status)
 
     def _close_calls(self, status: str) -> None:
+        if not self._calls:
+            return
         for index, pieces in sorted(self._calls.values()):
             item = self.items[index]
             item["arguments"] = "".join(pieces)
@@ -310,7 +341,7 @@ class ResponsesStream:
         self._output.close("incomplete" if status == "incomplete" else "completed")
         self._response = self._snapshot(status, usage=responses_usage(self._usage), incomplete_reason=reason)
         kind = "response.incomplete" if status == "incomplete" else "response.completed"
-        events.emit(kind, {"response": self._response})
+        events.emit_members(kind, b'"response":' + orjson.dumps(self._response))
         return events.take()
 
     def error(self, err: GatewayError) -> bytes:
@@ -329,9 +360,9 @@ class ResponsesStream:
         """The events, opened with ``response.created`` and ``response.in_progress``."""
         if not self._started:
             self._started = True
-            opening = orjson.Fragment(orjson.dumps(self._snapshot("in_progress", usage=None)))
-            self._events.emit("response.created", {"response": opening})
-            self._events.emit("response.in_progress", {"response": opening})
+            opening = b'"response":' + orjson.dumps(self._snapshot("in_progress", usage=None))
+            self._events.emit_members("response.created", opening)
+            self._events.emit_members("response.in_progress", opening)
         return self._events
 
     def _snapshot(

@@ -126,6 +126,23 @@ def test_events_are_numbered_named_and_placed(rel: str) -> None:
     assert [n for n, _ in events(whole)] == [n for n, _ in seen]
 
 
+@pytest.mark.parametrize("rel", STREAMS)
+def test_each_frame_is_its_event_rendered_whole(rel: str) -> None:
+    """The frames are rendered from parts (a content part's shared fields once, a delta into
+    a fixed head and tail): each must be exactly the event written out as one object, ``type``
+    first and ``sequence_number`` last, one ``data`` line, no key twice."""
+    _, data = encode(chunks_of(rel))
+    frames = data.split(b"\n\n")
+    assert frames.pop() == b""
+    for frame in frames:
+        event_line, data_line = frame.split(b"\n")
+        payload = data_line.removeprefix(b"data: ")
+        event = orjson.loads(payload)
+        assert event_line == b"event: " + event["type"].encode()
+        assert list(event)[0] == "type" and list(event)[-1] == "sequence_number"
+        assert orjson.dumps(event) == payload  # compact, and no key written twice
+
+
 @pytest.mark.parametrize(
     ("rel", "recorded"),
     [
