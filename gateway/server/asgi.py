@@ -10,7 +10,8 @@ Starlette.
 from __future__ import annotations
 
 import asyncio
-import os
+import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, NamedTuple
 
@@ -63,11 +64,24 @@ def client_key(scope: Scope) -> bytes:
 
 
 def request_id(scope: Scope) -> str:
-    """The client's ``x-request-id`` when it is sane, else a fresh one."""
+    """The client's ``x-request-id`` when it is sane, else a fresh one (:func:`new_request_id`)."""
     given = header(scope, b"x-request-id")
     if given and len(given) <= 128 and given.isascii() and given.replace(b"-", b"").replace(b"_", b"").isalnum():
         return given.decode("ascii")
-    return "req_" + os.urandom(12).hex()
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """``req_`` + 32 hex digits: the time in ns (16), then 64 random bits.
+
+    Time first, so that ids made later sort later: every finished request files a record
+    under its id (its feedback owner, gateway/server/feedback_owners.py), and a B-tree
+    (SQLite's, PostgreSQL's) takes ids in order at its right edge, where random ids land
+    all over the index: 3.4-4.9 µs of SQLite's CPU per record in batches of 16 instead of
+    9-17 µs, growing with the table (docs/performance.md). Ids are labels, not secrets (a
+    request's records are found only with the key that made it), so the random part comes
+    from ``random`` (reseeded in every forked worker), as the Responses ids do."""
+    return f"req_{time.time_ns():016x}{random.getrandbits(64):016x}"
 
 
 CLOSE = {"connection": "close"}
