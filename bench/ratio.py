@@ -141,7 +141,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
             tree = stack.enter_context(worktree(args.before, workdir / "before-tree"))
             out(f"bench.ratio: 'before' runs {args.before} from {tree}")
             states[BEFORE] = {**states["embedded"], "path": str(workdir / "traffic-before.db")}
-            envs[BEFORE] = {"PYTHONPATH": str(tree)}
+            envs[BEFORE] = code_from(tree)
         pg = stack.enter_context(PostgresServer(workdir, pinning)) if args.postgres else None
         if pg is not None:
             redis_db = f"redis://127.0.0.1:{redis.port}/{POSTGRES_REDIS_DB}"
@@ -213,6 +213,15 @@ def worktree(rev: str, path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def code_from(tree: Path) -> dict[str, str]:
+    """The environment that makes ``python -m gateway`` import the gateway from ``tree``.
+
+    ``-m`` puts the current directory first on ``sys.path``, ahead of ``PYTHONPATH``: run from
+    the repository (as the benchmark is), the child would import today's code from there, and
+    "before" would be today measured twice. ``PYTHONSAFEPATH`` (Python 3.11) leaves it out."""
+    return {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
 
 
 def _with_traffic_control(state: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import BenchError, cpu_seconds
-from bench.ratio import api_rounds, cpu_rounds, parser, run, run_apis, worktree
+from bench.ratio import api_rounds, code_from, cpu_rounds, parser, run, run_apis, worktree
 from bench.rounds import Rounds, order
 from bench.scenarios import scenarios
 
@@ -72,6 +72,25 @@ def test_four_variants_rotate_and_a_missing_revision_is_refused(tmp_path: Path) 
         worktree("no-such-rev", tmp_path / "tree"),
     ):
         pass
+
+
+def test_before_runs_the_gateway_of_its_tree_even_from_the_repository(tmp_path: Path) -> None:
+    """The "before" gateway is ``python -m gateway`` started from the repository root (the
+    benchmark's directory): it must import the worktree's gateway, not the repository's."""
+    fake = tmp_path / "tree" / "gateway"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("print('the tree')\n")
+    repo = Path(__file__).resolve().parents[2]
+
+    def started(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "gateway", "--version"]
+        return subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    ran = started({**os.environ, **code_from(tmp_path / "tree")})
+    assert ran.stdout.strip() == "the tree", ran.stderr[-500:]
+    ran = started({**os.environ, "PYTHONPATH": str(tmp_path / "tree")})
+    assert ran.stdout.strip() != "the tree"  # what the benchmark did before: the repository's code
 
 
 # --- --apis: the client APIs against chat completions -----------------------------------
