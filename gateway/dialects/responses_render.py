@@ -18,7 +18,7 @@ Statuses: finish reason ``length`` -> ``incomplete`` with reason
 
 from __future__ import annotations
 
-import random
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,19 +30,17 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 
 
 def new_id(prefix: str) -> str:
-    """A fresh item id in OpenAI's style (prefix + 48 hex digits).
-
-    Ids are labels, not secrets (a stored Response is read only with the key that made
-    it), so they come from ``random`` (reseeded in every forked worker), not a system
-    call per id as ``secrets`` makes: several ids per request add up on the stream path."""
-    return f"{prefix}{random.getrandbits(192):048x}"
+    """A fresh item id in OpenAI's style (prefix + 48 hex digits), from the system's random
+    source: as cheap here as ``random`` formatted to hex (0.36 against 0.41 µs), and no
+    client can learn from the ids it sees what the next ones will be."""
+    return prefix + os.urandom(24).hex()
 
 
 def response_id() -> str:
     """A fresh response id: ``resp_`` + 48 hex digits, the first 16 the time in ns (as the
     API's ids open with the time, so do ours: a store files them in order, the cheap way
-    into an index) and 32 random (see :func:`new_id`)."""
-    return f"resp_{time.time_ns():016x}{random.getrandbits(128):032x}"
+    into an index) and 32 from the system's random source (see :func:`new_id`)."""
+    return f"resp_{time.time_ns():016x}{os.urandom(16).hex()}"
 
 
 def status_of(finish_reason: Any) -> tuple[str, str | None]:

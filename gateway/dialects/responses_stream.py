@@ -60,7 +60,11 @@ class _Events:
         self._seq = 0
 
     def emit(self, kind: str, fields: JSON) -> None:
-        """The event ``{"type": kind, **fields, "sequence_number": n}`` (``fields`` not empty)."""
+        """The event ``{"type": kind, **fields, "sequence_number": n}``; every event of the API
+        has fields of its own, never a ``type`` or ``sequence_number`` among them (written
+        from members, such an event would not be one JSON object)."""
+        if not fields or "type" in fields or "sequence_number" in fields:
+            raise ValueError(f"event {kind}: fields {sorted(fields)} cannot be framed")
         self.emit_members(kind, orjson.dumps(fields)[1:-1])
 
     def emit_members(self, kind: str, members: bytes) -> None:

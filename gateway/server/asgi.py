@@ -10,7 +10,7 @@ Starlette.
 from __future__ import annotations
 
 import asyncio
-import random
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, NamedTuple
@@ -78,10 +78,10 @@ def new_request_id() -> str:
     under its id (its feedback owner, gateway/server/feedback_owners.py), and a B-tree
     (SQLite's, PostgreSQL's) takes ids in order at its right edge, where random ids land
     all over the index: 3.4-4.9 µs of SQLite's CPU per record in batches of 16 instead of
-    9-17 µs, growing with the table (docs/performance.md). Ids are labels, not secrets (a
-    request's records are found only with the key that made it), so the random part comes
-    from ``random`` (reseeded in every forked worker), as the Responses ids do."""
-    return f"req_{time.time_ns():016x}{random.getrandbits(64):016x}"
+    9-17 µs, growing with the table (docs/performance.md). The random part comes from the
+    system's random source, as the Responses ids' do: ids are sent to clients on every answer,
+    and ``random``'s would give its state away (a few hundred ids rebuild it)."""
+    return f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 CLOSE = {"connection": "close"}

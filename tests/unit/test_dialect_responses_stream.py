@@ -18,7 +18,7 @@ import pytest
 from openai.types.responses import Response
 
 from gateway.canonical import JSON, make_chunk
-from gateway.dialects.responses_stream import PassthroughEvents, ResponsesStream
+from gateway.dialects.responses_stream import PassthroughEvents, ResponsesStream, _Events
 from gateway.errors import UpstreamBadResponse
 from gateway.providers.base import Target
 from tests.unit.fixtures import FIXTURES, decode_events, load_bytes, random_pieces, sse_events
@@ -139,8 +139,17 @@ def test_each_frame_is_its_event_rendered_whole(rel: str) -> None:
         payload = data_line.removeprefix(b"data: ")
         event = orjson.loads(payload)
         assert event_line == b"event: " + event["type"].encode()
-        assert list(event)[0] == "type" and list(event)[-1] == "sequence_number"
+        keys = list(event)
+        assert keys[0] == "type" and keys[-1] == "sequence_number"
         assert orjson.dumps(event) == payload  # compact, and no key written twice
+
+
+@pytest.mark.parametrize("fields", [{}, {"type": "other"}, {"sequence_number": 3, "delta": "x"}])
+def test_an_event_that_cannot_be_framed_is_refused(fields: JSON) -> None:
+    """An event is written as its fields' members between ``type`` and ``sequence_number``:
+    no fields, or one of those two among them, would not make one JSON object."""
+    with pytest.raises(ValueError, match="cannot be framed"):
+        _Events().emit("response.output_text.delta", fields)
 
 
 @pytest.mark.parametrize(
