@@ -13,14 +13,13 @@ default) a key that cannot be checked is a 503, with ``open`` a 401.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 
 from gateway.config.fields import Mode
 from gateway.config.settings import AuthSettings, LimitSpec
 from gateway.errors import AuthenticationFailed, BackendDegraded, PermissionDenied
-from gateway.policies.keys import KeyStore, hash_key, key_state
+from gateway.policies.keys import KeyStore, key_digest, key_state
 from gateway.state.base import BackendUnavailable, Record
 from gateway.state.lru import Lru
 
@@ -102,20 +101,22 @@ class Authenticator:
             )
         if self._master is not None and hmac.compare_digest(token, self._master):
             return MASTER
-        static = self._static.get(hashlib.sha256(token).digest())
+        digest = key_digest(token)  # hashed once: static keys and the key store both go by it
+        static = self._static.get(digest)
         if static is not None:
             return static
         if self._keys is None:
             raise AuthenticationFailed("the API key is not valid", code="invalid_api_key")
-        return await self._stored(token)
+        return await self._stored(digest.hex())  # = hash_key(token)
 
     def is_master(self, token: bytes) -> bool:
         return bool(token) and self._master is not None and hmac.compare_digest(token, self._master)
 
-    async def _stored(self, token: bytes) -> Principal:
+    async def _stored(self, key_hash: str) -> Principal:
+        """The principal of a key in the key store, by its hash (``hash_key``: SHA-256, hex)."""
         assert self._keys is not None
         try:
-            record = await self._keys.lookup(hash_key(token))
+            record = await self._keys.lookup(key_hash)
             team = await self._keys.team(record["team"]) if record and record.get("team") else None
         except BackendUnavailable:
             if self._failure_mode == "closed":

@@ -95,9 +95,15 @@ def editable(model: type[_Body], record: Record) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k in model.model_fields}
 
 
-def hash_key(token: bytes | str) -> str:
+def key_digest(token: bytes | str) -> bytes:
+    """A key's SHA-256: what static keys are configured by (hex) and the key store files keys
+    under (:func:`hash_key`); the key itself is never kept."""
     raw = token.encode() if isinstance(token, str) else token
-    return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(raw).digest()
+
+
+def hash_key(token: bytes | str) -> str:
+    return key_digest(token).hex()
 
 
 def new_key() -> str:

@@ -264,6 +264,24 @@ async def test_stored_key_without_team_or_limits(store: KeyStore) -> None:
     assert p.models is None and p.team is None
 
 
+async def test_a_stored_key_is_hashed_once_per_request(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The static keys and the key store both go by the key's SHA-256: one hash serves both
+    lookups (it was computed twice for every request with a stored key)."""
+    record, token = await store.create({"name": "a"})
+    a = auth(store)
+    await a.authenticate(bearer_token(scope_with(token)))  # the record now in the store's cache
+    hashed: list[bytes] = []
+    real = hashlib.sha256
+
+    def counting(data: bytes = b"") -> Any:
+        hashed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    assert await a.authenticate(bearer_token(scope_with(token))) == Principal("key", record["id"])
+    assert hashed == [token.encode()]
+
+
 async def test_stored_key_whose_team_is_gone(store: KeyStore) -> None:
     _, token = await store.create({"name": "a", "team": "ghost", "models": ["chat"]})
     p = await auth(store).authenticate(bearer_token(scope_with(token)))
