@@ -19,6 +19,7 @@ types, so the config schema can use it without an import cycle.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,7 +131,10 @@ TimeWindows = Annotated[tuple[TimeOfDayRate, ...], _list_of("{start, end, multip
 
 
 class PriceLike(Protocol):
-    """What :func:`rates_for` reads of a price (``gateway.config.settings.Price``)."""
+    """What :func:`rates_for` reads of a price (``gateway.config.settings.Price``), which is
+    hashed by value: its rates are kept per price."""
+
+    def __hash__(self) -> int: ...
 
     @property
     def input_per_1m(self) -> float: ...
@@ -176,13 +180,29 @@ def rates_for(price: PriceLike, prompt_tokens: int) -> Rates:
     """The rates for a request of ``prompt_tokens``: the highest tier it exceeds
     over the base rates, then the defaults: cache reads and writes at the input
     rate, 1-hour writes at the 5-minute write rate, reasoning at the output rate."""
+    tiers = price.tiers
+    for index in range(len(tiers) - 1, -1, -1):
+        if prompt_tokens > tiers[index].above_prompt_tokens:
+            return _rates(price, index)
+    return _rates(price, None)
+
+
+RATES_CACHED = 1024
+"""(price, tier) pairs whose rates are kept: far more than a config's deployments and tiers."""
+
+
+@functools.lru_cache(maxsize=RATES_CACHED)
+def _rates(price: PriceLike, tier: int | None) -> Rates:
+    """The rates of ``price`` with its tier ``tier`` (an index; None: the base rates) applied.
+    Worked out once per pair and kept by value (a price is a frozen config model, hashed by
+    its fields: a reloaded, equal price finds them too): every request is priced twice, for
+    its budget reservation and for its charge, and this took 1.9 µs a call."""
     given: dict[str, float | None] = {name: getattr(price, name) for name in RATE_FIELDS}
     applied = None
-    for tier in reversed(price.tiers):
-        if prompt_tokens > tier.above_prompt_tokens:
-            given.update({name: getattr(tier, name) for name in RATE_FIELDS if getattr(tier, name) is not None})
-            applied = tier.above_prompt_tokens
-            break
+    if tier is not None:
+        chosen = price.tiers[tier]
+        given.update({name: getattr(chosen, name) for name in RATE_FIELDS if getattr(chosen, name) is not None})
+        applied = chosen.above_prompt_tokens
     base_in, base_out = given["input_per_1m"], given["output_per_1m"]
     assert base_in is not None and base_out is not None  # required on the price; a tier only replaces them
     write = _or(given["cache_write_per_1m"], base_in)

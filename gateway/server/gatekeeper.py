@@ -105,7 +105,6 @@ def cost_estimate(
     ``max_tokens`` (capped by the deployment's ``max_tokens_cap``), else that cap, else
     ``default_out``; none for an embedding. 0 when no deployment is priced (nothing would
     be charged)."""
-    when = at or datetime.now(UTC)
     worst = 0.0
     for price, cap in priced:
         out = 0 if embedding else (max_tokens or cap or default_out)
@@ -114,7 +113,9 @@ def cost_estimate(
         rates = rates_for(price, prompt)
         prompt_rate = max(rates.input, rates.cache_write, rates.cache_write_1h)
         output_rate = max(rates.output, rates.reasoning)
-        cost = (prompt * prompt_rate + out * output_rate) / 1_000_000 * multiplier_at(price.time_of_day, when)
+        cost = (prompt * prompt_rate + out * output_rate) / 1_000_000
+        if price.time_of_day:  # the clock is read only for a price that has windows
+            cost *= multiplier_at(price.time_of_day, at or datetime.now(UTC))
         worst = max(worst, cost)
     return worst
 

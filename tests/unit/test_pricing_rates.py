@@ -128,6 +128,18 @@ def test_the_highest_tier_exceeded_applies(prompt: int, expected: tuple[float, f
     assert (rates.input, rates.cache_read, rates.output, rates.tier) == expected
 
 
+def test_rates_are_kept_per_price_and_tier_by_value() -> None:
+    """Worked out once per (price, tier): an equal price parsed again (a reload) finds them,
+    a price that differs in any rate does not, and each tier keeps its own."""
+    first, again = one_price(TIERED), one_price(TIERED)
+    assert first is not again and first == again
+    assert rates_for(first, 200_000) is rates_for(again, 200_000)
+    assert rates_for(first, 10) is rates_for(again, 10)
+    assert rates_for(first, 10) != rates_for(first, 200_000) != rates_for(first, 600_000)
+    dearer = Price(**{**first.model_dump(), "output_per_1m": first.output_per_1m + 1})
+    assert rates_for(dearer, 10).output == first.output_per_1m + 1
+
+
 def test_a_tier_prices_the_whole_request_and_derives_defaults_from_its_rates() -> None:
     price = one_price(TIERED)
     # 150,000 prompt (50,000 written, no write rate: the tier's input rate) and 1,000 output, all at tier 1:
