@@ -105,7 +105,7 @@ def cost_estimate(
     ``max_tokens`` (capped by the deployment's ``max_tokens_cap``), else that cap, else
     ``default_out``; none for an embedding. 0 when no deployment is priced (nothing would
     be charged)."""
-    worst = 0.0
+    worst, when = 0.0, at
     for price, cap in priced:
         out = 0 if embedding else (max_tokens or cap or default_out)
         if cap is not None and out > cap:
@@ -114,8 +114,9 @@ def cost_estimate(
         prompt_rate = max(rates.input, rates.cache_write, rates.cache_write_1h)
         output_rate = max(rates.output, rates.reasoning)
         cost = (prompt * prompt_rate + out * output_rate) / 1_000_000
-        if price.time_of_day:  # the clock is read only for a price that has windows
-            cost *= multiplier_at(price.time_of_day, at or datetime.now(UTC))
+        if price.time_of_day:  # the clock is read once, and only for a price that has windows
+            when = when or datetime.now(UTC)
+            cost *= multiplier_at(price.time_of_day, when)
         worst = max(worst, cost)
     return worst
 
