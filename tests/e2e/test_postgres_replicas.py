@@ -77,6 +77,33 @@ def pg_spend(db_url: str, pattern: str = GLOBAL) -> Decimal:
     return asyncio.run(read())
 
 
+class SpendTotalsLocked:
+    """PostgreSQL's spend totals locked against writes (``SHARE``: reads go on) while the
+    block runs: every replica's flush waits (or times out and is retried) until it ends."""
+
+    def __init__(self, db_url: str) -> None:
+        self._url = db_url
+        self._loop = asyncio.new_event_loop()
+        self._conn: asyncpg.Connection | None = None
+
+    def __enter__(self) -> SpendTotalsLocked:
+        async def lock() -> asyncpg.Connection:
+            conn = await asyncpg.connect(self._url)
+            await conn.execute("BEGIN; LOCK TABLE gw_spend_totals IN SHARE MODE")
+            return conn
+
+        self._conn = self._loop.run_until_complete(lock())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._conn is not None
+        try:
+            self._loop.run_until_complete(self._conn.execute("ROLLBACK"))
+            self._loop.run_until_complete(self._conn.close())
+        finally:
+            self._loop.close()
+
+
 def start_pair(text_of: dict[str, str], tmp_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
     """Replicas ``a`` and ``b``, each in its own workdir under ``tmp_path``."""
     started: list[GatewayProcess] = []
@@ -214,13 +241,17 @@ def test_kill_9_of_a_replica_under_load_loses_no_answered_spend(mock: Mock, pg: 
         texts = spend_texts(mock, redis_server.url, db_url, tmp_path)
         a, b = start_pair(texts, tmp_path)
         journal = tmp_path / "a" / "state.db.spend-journal"
-        load_a, load_b = Load(a.url, concurrency=8, limit=400).start(), Load(b.url, concurrency=8, limit=400).start()
+        load_a, load_b = Load(a.url, concurrency=8, limit=600).start(), Load(b.url, concurrency=8, limit=600).start()
         try:
             load_a.wait_for(200)
-            # between two flushes (every 0.2 s): the kill waits until a segment is there
-            wait_until(lambda: any(p.name.endswith(".spend") for p in journal.iterdir()))
-            os.kill(a.proc.pid, signal.SIGKILL)
-            a.proc.wait(timeout=10)
+            # PostgreSQL's totals held (a flush waits on the lock): what a answers from now on is in
+            # its journal only, so the kill surely leaves answered spend that PostgreSQL lacks
+            with SpendTotalsLocked(db_url):
+                answered_before = load_a.count(200)
+                load_a.wait_for(len(load_a.results) + 50)
+                assert load_a.count(200) >= answered_before + 40
+                os.kill(a.proc.pid, signal.SIGKILL)
+                a.proc.wait(timeout=10)
         finally:
             load_a.stop()
             load_b.stop()

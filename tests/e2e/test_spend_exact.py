@@ -6,6 +6,7 @@ figures are printed (run with ``-s`` to see them)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -144,11 +145,15 @@ def test_kill_9_under_load_loses_no_answered_spend(mock: Mock, tmp_path: Path) -
     journal = tmp_path / "state.db.spend-journal"
     try:
         load.wait_for(400)
-        # Mid-load, between two flushes (every 1 s): right after a flush has applied the journal
-        # there may be no file for an instant, so the kill waits until one is there again.
-        wait_until(lambda: journal.is_dir() and any(p.name.endswith(".spend") for p in journal.iterdir()))
-        os.kill(gw.proc.pid, signal.SIGKILL)
-        gw.proc.wait(timeout=10)
+        # The SQLite file's write lock held (a flush waits on it): what is answered from now on is
+        # in the journal only, so the kill surely leaves answered spend the file lacks.
+        with contextlib.closing(sqlite3.connect(tmp_path / "state.db", timeout=10, isolation_level=None)) as held:
+            held.execute("BEGIN IMMEDIATE")
+            answered_before = load.count(200)
+            load.wait_for(len(load.results) + 50)
+            assert load.count(200) >= answered_before + 40
+            os.kill(gw.proc.pid, signal.SIGKILL)
+            gw.proc.wait(timeout=10)
     finally:
         load.stop()
         gw.stop()
