@@ -277,6 +277,12 @@ class ChildServer:
             stop(self.proc, sig=self.stop_signal, timeout_s=self.stop_timeout_s)
             self.proc = None
 
+    def restart(self) -> None:
+        """Stop the process and start a new one on the same files and port (``bench.ratio
+        --fresh``: two starts of the same code differ in speed by a few per cent)."""
+        self.close()
+        self.__enter__()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:

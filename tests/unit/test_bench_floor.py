@@ -59,6 +59,19 @@ def test_the_floor_forwards_answers_and_relays_streams_verbatim(tmp_path: Path, 
 
 
 @needs_nginx
+def test_a_restart_is_a_new_process_serving_on_the_same_port(tmp_path: Path) -> None:
+    """``bench.ratio --fresh`` restarts every server between rounds: the old process is gone,
+    the new one answers at the same address."""
+    with NginxServer(tmp_path, UNPINNED) as nginx, FloorServer(tmp_path, UNPINNED, json_url=nginx.json_url) as floor:
+        old = floor.proc
+        assert old is not None
+        floor.restart()
+        assert old.poll() is not None, "the first process was stopped"
+        assert floor.proc is not None and floor.proc.pid != old.pid
+        assert _post(floor.chat_url, stream=False) == (200, "application/json", canned.json_body())
+
+
+@needs_nginx
 def test_without_a_stream_upstream_every_request_goes_to_the_json_one(tmp_path: Path) -> None:
     with NginxServer(tmp_path, UNPINNED) as nginx, FloorServer(tmp_path, UNPINNED, json_url=nginx.json_url) as floor:
         assert _post(floor.chat_url, stream=True) == (200, "application/json", canned.json_body())
