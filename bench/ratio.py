@@ -23,8 +23,8 @@ the first and warms it up again, so that each round measures new processes. Two 
 same code differ in speed by a few per cent for as long as they run (four identical gateways
 side by side, 7 rounds: medians 415-445 µs of CPU a request); with one process per variant
 for the whole run, that difference sits in every round's ratio and the median cannot remove
-it. Use it wherever the difference to be seen is that small (``--before``, Redis against
-embedded); it adds a restart and a warm-up per server and round.
+it. Use it wherever the difference to be seen is that small (Redis against embedded; ``--before``
+turns it on by itself); it adds a restart and a warm-up per server and round.
 
 ``--postgres`` adds a gateway with traffic control on PostgreSQL + Redis (``state.backend:
 postgres``; its own PostgreSQL, the same redis-server as the Redis gateway, its own db) and
@@ -141,6 +141,8 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
+    if fresh_processes(args) and not args.fresh:
+        out("bench.ratio: --before starts every server anew each round (as --fresh)")
     variants = [FLOOR, *VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: standing_rounds(sc, variants) for sc in shapes}
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
         for variant in variants:
             warm_up(variant)
         for i in range(args.rounds):
-            if args.fresh and i > 0:
+            if fresh_processes(args) and i > 0:
                 for variant in variants:
                     servers[variant].restart()
                     warm_up(variant)
@@ -204,6 +206,12 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     if args.json_out is not None:
         args.json_out.write_text(json.dumps({name: rounds.to_json() for name, rounds in table.items()}, indent=2))
     return table
+
+
+def fresh_processes(args: argparse.Namespace) -> bool:
+    """Whether every server starts anew before each round: ``--fresh``, and always with
+    ``--before``, whose differences are as small as two processes' (module docstring)."""
+    return bool(args.fresh or args.before)
 
 
 def run_label() -> str:

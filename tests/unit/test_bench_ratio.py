@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.procs import BenchError, cpu_seconds
-from bench.ratio import api_rounds, code_from, cpu_rounds, parser, run, run_apis, worktree
+from bench.ratio import api_rounds, code_from, cpu_rounds, fresh_processes, parser, run, run_apis, worktree
 from bench.rounds import Rounds, order
 from bench.scenarios import scenarios
 
@@ -198,3 +198,11 @@ def test_before_on_a_lower_is_better_table_is_held_to_the_inverse_bound() -> Non
     assert "embedded now / before: median of the per-round ratios 104.1% (target <= 105%): met" in cpu.lines()
     cpu.rps["embedded"] = [540.0, 560.0]
     assert any(line.endswith("(target <= 105%): NOT MET") for line in cpu.lines())
+
+
+def test_servers_start_anew_each_round_when_asked_and_always_against_an_earlier_commit() -> None:
+    """Two starts of the same code differ by a few per cent: ``--before``, which looks for
+    differences that small, never compares one process with another for the whole run."""
+    assert not fresh_processes(parser().parse_args([]))
+    assert fresh_processes(parser().parse_args(["--fresh"]))
+    assert fresh_processes(parser().parse_args(["--before", "HEAD~1"]))
