@@ -277,12 +277,6 @@ class ChildServer:
             stop(self.proc, sig=self.stop_signal, timeout_s=self.stop_timeout_s)
             self.proc = None
 
-    def restart(self) -> None:
-        """Stop the process and start a new one on the same files and port (``bench.ratio
-        --fresh``: two starts of the same code differ in speed by a few per cent)."""
-        self.close()
-        self.__enter__()
-
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -307,3 +301,10 @@ class AppServer(ChildServer):
 
     def ready(self) -> bool:
         return http_ok(f"{self.base}/health")
+
+    def restart(self) -> None:
+        """Stop the process and start a new one on the same files and port (``bench.ratio
+        --fresh``: two starts of the same code differ in speed by a few per cent). Only for
+        the app servers: a server whose ``close`` removes its data (PostgreSQL) has no restart."""
+        self.close()
+        self.__enter__()

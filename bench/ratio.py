@@ -21,7 +21,7 @@ embedded gateway to it: what everything since ``REV`` costs, measured in the sam
 ``--fresh`` starts every server (with ``--apis``: the gateway) anew before each round after
 the first and warms it up again, so that each round measures new processes. Two starts of the
 same code differ in speed by a few per cent for as long as they run (four identical gateways
-side by side, 7 rounds: medians 415-445 µs of CPU a request); with one process per variant
+side by side, 7 rounds: medians 415-444 µs of CPU a request); with one process per variant
 for the whole run, that difference sits in every round's ratio and the median cannot remove
 it. Use it wherever the difference to be seen is that small (Redis against embedded; ``--before``
 turns it on by itself); it adds a restart and a warm-up per server and round.
@@ -141,8 +141,9 @@ def run(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio: {pinning.reason}")
-    if fresh_processes(args) and not args.fresh:
-        out("bench.ratio: --before starts every server anew each round (as --fresh)")
+    if fresh_processes(args):
+        why = "--fresh" if args.fresh else "--before, as --fresh"
+        out(f"bench.ratio: every server starts anew before each round after the first ({why})")
     variants = [FLOOR, *VARIANTS, *([BEFORE] if args.before else []), *([POSTGRES] if args.postgres else [])]
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: standing_rounds(sc, variants) for sc in shapes}
@@ -315,6 +316,8 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio --apis: {pinning.reason}")
+    if args.fresh:
+        out("bench.ratio --apis: the gateway starts anew before each round after the first (--fresh)")
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: api_rounds(sc) for sc in shapes}
     table |= {sc.name + CPU_SUFFIX: cpu_rounds() for sc in shapes if sc.name != ONE_CONN_SCENARIO}

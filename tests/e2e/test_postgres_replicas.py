@@ -83,25 +83,36 @@ class SpendTotalsLocked:
 
     def __init__(self, db_url: str) -> None:
         self._url = db_url
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: asyncpg.Connection | None = None
 
     def __enter__(self) -> SpendTotalsLocked:
         async def lock() -> asyncpg.Connection:
             conn = await asyncpg.connect(self._url)
-            await conn.execute("BEGIN; LOCK TABLE gw_spend_totals IN SHARE MODE")
+            try:
+                await conn.execute("BEGIN; LOCK TABLE gw_spend_totals IN SHARE MODE")
+            except BaseException:
+                conn.terminate()
+                raise
             return conn
 
-        self._conn = self._loop.run_until_complete(lock())
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._conn = self._loop.run_until_complete(lock())
+        except BaseException:
+            self._loop.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._conn is not None
+        assert self._loop is not None and self._conn is not None
         try:
             self._loop.run_until_complete(self._conn.execute("ROLLBACK"))
-            self._loop.run_until_complete(self._conn.close())
         finally:
-            self._loop.close()
+            try:
+                self._loop.run_until_complete(self._conn.close(timeout=5))
+            finally:
+                self._loop.close()
 
 
 def start_pair(text_of: dict[str, str], tmp_path: Path) -> tuple[GatewayProcess, GatewayProcess]:
