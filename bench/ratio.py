@@ -316,7 +316,7 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
     check(args)
     pinning = Pinning.detect()
     out(f"bench.ratio --apis: {pinning.reason}")
-    if args.fresh:
+    if fresh_processes(args):
         out("bench.ratio --apis: the gateway starts anew before each round after the first (--fresh)")
     shapes = selected(scenarios(args.connections), args.only)
     table = {sc.name: api_rounds(sc) for sc in shapes}
@@ -345,7 +345,7 @@ def run_apis(args: argparse.Namespace, out: Any = print) -> dict[str, Rounds]:
 
         warm_up()
         for i in range(args.rounds):
-            if args.fresh and i > 0:
+            if fresh_processes(args) and i > 0:
                 gw.restart()
                 warm_up()
             for sc in shapes:
