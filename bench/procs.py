@@ -192,6 +192,24 @@ def cpu_seconds(pid: int) -> float | None:
     return total / 1e9
 
 
+def cpu_seconds_split(pid: int) -> tuple[float, float] | None:
+    """:func:`cpu_seconds`, split: (the main thread's, every other thread's). The gateway's
+    main thread runs its event loop; the others are its worker threads (SQLite's writer,
+    the executor's). None when /proc is unavailable."""
+    main = others = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
+                ns = int((task / "schedstat").read_text().split()[0])
+                if task.name == str(pid):
+                    main += ns
+                else:
+                    others += ns
+    except (OSError, ValueError, IndexError):
+        return None
+    return main / 1e9, others / 1e9
+
+
 def tree_cpu_seconds(pid: int) -> float | None:
     """:func:`cpu_seconds` of the process and of its children, theirs and so on (a server
     whose workers are processes of their own: granian); None when /proc is unavailable."""

@@ -1,0 +1,167 @@
+"""Ablations: a part of the gateway's request path swapped, inside the serving gateway,
+for a stand-in that skips its work, and switched on and off between the rounds of
+``python -m bench.ablate``.
+
+Why inside one gateway: two starts of the same code differ by a few per cent for as long
+as they run (docs/performance.md, "One process is one sample"), so a part that costs a few
+per cent can only be weighed in one process, switched between rounds. An ablation is
+for measuring only: what it leaves out is work the gateway has to do (a stand-in may even
+answer wrongly, as ``responses-stream-as-chat`` does), and it runs only in the bench's own
+gateway, through the ``sitecustomize`` that :func:`write_sitecustomize` writes.
+
+How the switch works: :func:`install` (run by that ``sitecustomize`` before the gateway
+starts) replaces each target with a dispatcher that calls the stand-in while its ablation
+is the chosen one and the original otherwise. SIGUSR1 makes the gateway read the chosen
+one's name (or :data:`AS_BUILT`) from the control file and write it back to
+``<control>.ack``, so the caller knows the switch has happened before it measures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+AS_BUILT = "as-built"
+"""The name of the variant with no ablation: the gateway's own code everywhere."""
+CONTROL_ENV = "BENCH_ABLATE_CONTROL"
+"""The environment variable that names the control file in the gateway's environment."""
+
+Factory = Callable[[Any], Any]
+"""The original callable -> its stand-in (same arguments)."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    name: str
+    leaves_out: str
+    """What the stand-in does not do: one line for the report."""
+    swaps: tuple[tuple[str, Factory], ...]
+    """(target, factory) pairs; a target is ``module:attribute`` or ``module:Class.attribute``."""
+
+
+def _no_stored_row(original: Any) -> Any:
+    async def save(self: Any, key_id: str, response: Any, items: list[Any]) -> bool:
+        return bool(orjson.dumps({"response": response, "items": items}))  # serialised as before, not put
+
+    return save
+
+
+def _drop_put(original: Any) -> Any:
+    def put(self: Any, key: str, value: bytes, expires_at: float) -> None:
+        return None
+
+    return put
+
+
+_COMPLETED = b'event: response.completed\ndata: {"type":"response.completed"}\n\n'
+
+
+def _chunks_as_chat(original: Any) -> Any:
+    from gateway.server.streaming import render_chunks
+
+    def chunks(self: Any, batch: list[Any]) -> bytes:
+        self._started = True  # finish() then opens nothing either
+        return render_chunks(batch, True)
+
+    return chunks
+
+
+def _finish_as_chat(original: Any) -> Any:
+    def finish(self: Any) -> bytes:
+        return _COMPLETED  # what the bench's wrk script looks for at the end of a Responses stream
+
+    return finish
+
+
+ABLATIONS: dict[str, Ablation] = {
+    a.name: a
+    for a in (
+        Ablation(
+            "no-stored-row",
+            "a stored Response's row (its record still serialised, nothing put)",
+            (("gateway.state.response_store:ResponseStore.save", _no_stored_row),),
+        ),
+        Ablation(
+            "no-blob-writes",
+            "every write-behind blob put of the embedded backend (stored Responses, feedback owners)",
+            (("gateway.state.embedded_blobs:WriteBehind.put", _drop_put),),
+        ),
+        Ablation(
+            "responses-stream-as-chat",
+            "the Responses stream encoder (batches rendered as chat chunks: a wrong stream, for its upper bound)",
+            (
+                ("gateway.dialects.responses_stream:ResponsesStream.chunks", _chunks_as_chat),
+                ("gateway.dialects.responses_stream:ResponsesStream.finish", _finish_as_chat),
+            ),
+        ),
+    )
+}
+
+
+def resolve(target: str) -> tuple[Any, str]:
+    """(the object that holds the target's attribute, the attribute's name)."""
+    module_name, _, path = target.partition(":")
+    holder: Any = importlib.import_module(module_name)
+    *owners, attribute = path.split(".")
+    for owner in owners:
+        holder = getattr(holder, owner)
+    if not callable(getattr(holder, attribute, None)):
+        raise AttributeError(f"{target}: no such callable")
+    return holder, attribute
+
+
+_chosen = [AS_BUILT]
+
+
+def _dispatcher(name: str, original: Any, stand_in: Any) -> Any:
+    def dispatch(*args: Any, **kwargs: Any) -> Any:
+        return (stand_in if _chosen[0] == name else original)(*args, **kwargs)
+
+    dispatch.__name__ = getattr(original, "__name__", "dispatch")
+    dispatch.__qualname__ = getattr(original, "__qualname__", "dispatch")
+    return dispatch
+
+
+def install(control: Path) -> None:
+    """Put every ablation's dispatchers in place (all off) and switch on SIGUSR1."""
+    for ablation in ABLATIONS.values():
+        for target, factory in ablation.swaps:
+            holder, attribute = resolve(target)
+            original = getattr(holder, attribute)
+            setattr(holder, attribute, _dispatcher(ablation.name, original, factory(original)))
+
+    def switch(signum: int, frame: FrameType | None) -> None:
+        name = control.read_text().strip()
+        _chosen[0] = name if name in ABLATIONS else AS_BUILT
+        control.with_name(control.name + ".ack").write_text(_chosen[0])
+
+    signal.signal(signal.SIGUSR1, switch)
+
+
+def install_from_env() -> None:
+    """:func:`install` with the control file :data:`CONTROL_ENV` names; nothing without it."""
+    control = os.environ.get(CONTROL_ENV)
+    if control:
+        install(Path(control))
+
+
+SITECUSTOMIZE = '''"""Written by bench/ablations.py: the ablation switch of python -m bench.ablate."""
+from bench.ablations import install_from_env
+
+install_from_env()
+'''
+
+
+def write_sitecustomize(folder: Path) -> Path:
+    """A folder to put first on the gateway's ``PYTHONPATH`` (with the repository after it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return folder

@@ -1,0 +1,140 @@
+"""bench.ablate and its switch (bench/ablations.py): the catalogue names what the gateway
+has, the switch turns a stand-in on and off inside a running process, a gateway that does
+not switch is reported, and one short run weighs every variant in one real gateway (nginx
+and wrk, as the benchmark runs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import ablate
+from bench.ablations import ABLATIONS, AS_BUILT, CONTROL_ENV, resolve, write_sitecustomize
+from bench.procs import BenchError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_every_ablation_swaps_a_callable_the_gateway_has(name: str) -> None:
+    for target, _factory in ABLATIONS[name].swaps:
+        holder, attribute = resolve(target)
+        assert callable(getattr(holder, attribute))
+
+
+def test_a_target_that_is_gone_is_named() -> None:
+    with pytest.raises(AttributeError, match=r"ResponseStore\.gone: no such callable"):
+        resolve("gateway.state.response_store:ResponseStore.gone")
+
+
+SCRIPT = r"""
+import asyncio, json, os, signal, sys
+from pathlib import Path
+from gateway.state.embedded import EmbeddedBackend
+from gateway.state.response_store import ResponseStore
+
+control = Path(os.environ["BENCH_ABLATE_CONTROL"])
+ack = control.with_name(control.name + ".ack")
+
+def choose(name):
+    control.write_text(name)
+    os.kill(os.getpid(), signal.SIGUSR1)  # handled at the next bytecode, in this thread
+    return ack.read_text()
+
+async def main():
+    backend = EmbeddedBackend(sys.argv[1])
+    store = ResponseStore(backend, 3600, 1 << 20)
+    seen = {}
+    turns = [("resp_1", "as-built"), ("resp_2", "no-stored-row"), ("resp_3", "no-such-one"), ("resp_4", "as-built")]
+    for rid, variant in turns:
+        said = choose(variant)
+        await store.save("key-a", {"id": rid}, [{"role": "user", "content": "hi"}])
+        seen[rid] = [said, await store.load("key-a", rid) is not None]
+    await backend.aclose()
+    print(json.dumps(seen))
+
+asyncio.run(main())
+"""
+
+
+def test_the_switch_turns_a_stand_in_on_and_off_inside_the_process(tmp_path: Path) -> None:
+    control = tmp_path / "ablation"
+    control.write_text(AS_BUILT)
+    site = write_sitecustomize(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), CONTROL_ENV: str(control)}
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "state.db")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+    )
+    seen = json.loads(run.stdout)
+    assert seen == {
+        "resp_1": ["as-built", True],  # the gateway's own save: the record is kept
+        "resp_2": ["no-stored-row", False],  # the stand-in: serialised, not put
+        "resp_3": ["as-built", True],  # a name it does not know is as built
+        "resp_4": ["as-built", True],
+    }
+
+
+def test_without_the_control_variable_nothing_is_swapped(tmp_path: Path) -> None:
+    site = write_sitecustomize(tmp_path / "site")
+    env = {k: v for k, v in os.environ.items() if k != CONTROL_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+    code = "from gateway.state.response_store import ResponseStore as R; print(R.save.__module__)"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert run.stdout.strip() == "gateway.state.response_store"
+
+
+def test_a_process_that_does_not_switch_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ablate, "ACK_TIMEOUT_S", 0.5)
+    code = "import signal, time; signal.signal(signal.SIGUSR1, signal.SIG_IGN); print('ready', flush=True)"
+    code += "; time.sleep(30)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        with pytest.raises(BenchError, match=r"did not switch to no-stored-row within 0s \(it said nothing\)"):
+            ablate.Switch(tmp_path / "ablation").to(proc.pid, "no-stored-row")
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--ablation", "nope"], "invalid choice: 'nope'"),
+        (["--route", "nope"], "invalid choice: 'nope'"),
+        (["--rounds", "0"], "must be at least 1"),
+        (["--duration", "x"], "invalid _positive value"),
+    ],
+)
+def test_bad_arguments_are_named(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        ablate.main(argv)
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_one_short_run_weighs_every_variant_in_one_gateway() -> None:
+    args = ablate.parser().parse_args(["--ablation", "no-stored-row", "--rounds", "1", "--duration", "1"])
+    lines: list[str] = []
+    tables = ablate.run(args, out=lines.append)
+    measures = tables["responses-gpt"]
+    for variant in (AS_BUILT, "no-stored-row"):
+        (rps,) = measures["rps"].rps[variant]
+        (cpu,) = measures["cpu"].rps[variant]
+        (loop,) = measures["loop"].rps[variant]
+        assert rps > 0 and 0 < loop <= cpu
+    assert any(line.startswith("responses-gpt, no-stored-row: CPU per request ") for line in lines)
+    assert "no-stored-row: leaves out a stored Response's row (its record still serialised, nothing put)" in lines
