@@ -61,6 +61,19 @@ def _drop_put(original: Any) -> Any:
     return put
 
 
+SMALL_ROW_BYTES = 300
+"""What ``stored-row-300-bytes`` keeps of a stored Response's row (a bench record is ~1.4 KB)."""
+
+
+def _cut_put(original: Any) -> Any:
+    def put(self: Any, key: str, value: bytes, expires_at: float) -> None:
+        if key.startswith("resp:"):  # a stored Response (gateway/state/response_store.py); not feedback owners
+            value = value[:SMALL_ROW_BYTES]
+        return original(self, key, value, expires_at)
+
+    return put
+
+
 _COMPLETED = b'event: response.completed\ndata: {"type":"response.completed"}\n\n'
 
 
@@ -93,6 +106,11 @@ ABLATIONS: dict[str, Ablation] = {
             "no-blob-writes",
             "every write-behind blob put of the embedded backend (stored Responses, feedback owners)",
             (("gateway.state.embedded_blobs:WriteBehind.put", _drop_put),),
+        ),
+        Ablation(
+            "stored-row-300-bytes",
+            "all but the first 300 bytes of a stored Response's row (the row still written: what its size costs)",
+            (("gateway.state.embedded_blobs:WriteBehind.put", _cut_put),),
         ),
         Ablation(
             "responses-stream-as-chat",

@@ -50,11 +50,16 @@ async def main():
     backend = EmbeddedBackend(sys.argv[1])
     store = ResponseStore(backend, 3600, 1 << 20)
     seen = {}
-    turns = [("resp_1", "as-built"), ("resp_2", "no-stored-row"), ("resp_3", "no-such-one"), ("resp_4", "as-built")]
+    turns = [("resp_1", "as-built"), ("resp_2", "no-stored-row"), ("resp_3", "no-such-one")]
+    turns += [("resp_4", "stored-row-300-bytes"), ("resp_5", "no-blob-writes"), ("resp_6", "as-built")]
     for rid, variant in turns:
         said = choose(variant)
-        await store.save("key-a", {"id": rid}, [{"role": "user", "content": "hi"}])
-        seen[rid] = [said, await store.load("key-a", rid) is not None]
+        await store.save("key-a", {"id": rid}, [{"role": "user", "content": "hi " * 200}])
+        try:
+            kept = await store.load("key-a", rid) is not None
+        except ValueError:  # orjson's error: the row is there, cut short
+            kept = "cut"
+        seen[rid] = [said, kept]
     await backend.aclose()
     print(json.dumps(seen))
 
@@ -81,7 +86,9 @@ def test_the_switch_turns_a_stand_in_on_and_off_inside_the_process(tmp_path: Pat
         "resp_1": ["as-built", True],  # the gateway's own save: the record is kept
         "resp_2": ["no-stored-row", False],  # the stand-in: serialised, not put
         "resp_3": ["as-built", True],  # a name it does not know is as built
-        "resp_4": ["as-built", True],
+        "resp_4": ["stored-row-300-bytes", "cut"],  # written, but only its first 300 bytes
+        "resp_5": ["no-blob-writes", False],  # two stand-ins on one target: each when chosen
+        "resp_6": ["as-built", True],
     }
 
 
