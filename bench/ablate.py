@@ -7,7 +7,9 @@ chosen ablation (switched by signal, each round starting with the next variant),
 run of ``--duration`` seconds apiece. It reports per route and variant the requests/s, the
 gateway's CPU per request (all its threads, from /proc) and how much of that ran on the
 event loop's thread, each as the median of the rounds with the per-round ratio to the
-gateway as built. One process throughout: the few per cent two starts of the same code
+gateway as built, and each ablation's change of CPU per request: the median of its
+per-round differences to the gateway as built (each round's pair measured minutes apart
+at most, so the host's drift cancels). One process throughout: the few per cent two starts of the same code
 differ by (docs/performance.md, "One process is one sample") do not enter the comparison.
 
     GATEWAY_MASTER_KEY=sk-bench-key-123 .venv/bin/python -m bench.ablate \\
@@ -94,14 +96,20 @@ class Switch:
     def to(self, pid: int, name: str) -> None:
         self.ack.unlink(missing_ok=True)
         self.control.write_text(name)
-        os.kill(pid, signal.SIGUSR1)
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            raise BenchError(f"the gateway (pid {pid}) has exited; its log says why") from None
         deadline = time.monotonic() + ACK_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.ack.exists() and self.ack.read_text() == name:
                 return
             time.sleep(0.01)
         got = self.ack.read_text() if self.ack.exists() else "nothing"
-        raise BenchError(f"the gateway did not switch to {name} within {ACK_TIMEOUT_S:.0f}s (it said {got})")
+        raise BenchError(
+            f"the gateway did not switch to {name} within {ACK_TIMEOUT_S:g}s (it said {got}; "
+            "a switch that was never installed, see the gateway's log, leaves SIGUSR1 deadly)"
+        )
 
 
 def measure(gw: GatewayServer, route: Route, args: argparse.Namespace, seconds: int, pinning: Pinning) -> Run:
@@ -122,7 +130,9 @@ def measure(gw: GatewayServer, route: Route, args: argparse.Namespace, seconds: 
     after = cpu_seconds_split(gw.pid)
     if result.has_errors:
         raise BenchError(f"{route.name}: {result.error_summary()}")
-    if before is None or after is None or not result.requests:
+    if not result.requests:
+        raise BenchError(f"{route.name}: no request was answered in {seconds}s")
+    if before is None or after is None:
         raise BenchError("cannot read the gateway's CPU time from /proc")
     loop, others = after[0] - before[0], after[1] - before[1]
     return Run(result.rps, (loop + others) / result.requests * 1e6, loop / result.requests * 1e6)
@@ -138,6 +148,8 @@ def _tables(variants: list[str]) -> dict[str, Rounds]:
 def run(args: argparse.Namespace, out: Any = print) -> dict[str, dict[str, Rounds]]:
     ablations: list[str] = list(dict.fromkeys(args.ablation or sorted(ABLATIONS)))
     routes = [r for name in dict.fromkeys(args.route or ["responses-gpt"]) for r in ROUTES if r.name == name]
+    if not args.stream and (whole := [a for a in ablations if ABLATIONS[a].streams_only]):
+        raise BenchError(f"{', '.join(whole)} only changes streams: add --stream")
     variants = [AS_BUILT, *ablations]
     tables = {route.name: _tables(variants) for route in routes}
     pinning = Pinning.detect()
@@ -193,12 +205,23 @@ def report(tables: dict[str, dict[str, Rounds]], ablations: list[str], args: arg
             out(f"\n{route}, {titles[key]}:")
             for line in measures[key].lines():
                 out(line)
-        cpu, loop = measures["cpu"].rps, measures["loop"].rps
-        base = statistics.median(cpu[AS_BUILT])
-        for name in [AS_BUILT, *ablations]:
-            others = statistics.median(c - lp for c, lp in zip(cpu[name], loop[name], strict=True))
-            change = "" if name == AS_BUILT else f"{statistics.median(cpu[name]) - base:+,.1f} µs against as built, "
-            out(f"{route}, {name}: CPU per request {change}other threads {others:,.1f} µs (medians)")
+        for line in changes(route, measures, ablations):
+            out(line)
+
+
+def changes(route: str, measures: dict[str, Rounds], ablations: list[str]) -> list[str]:
+    """Per variant: its median CPU per request and, beside the event loop's, its other threads';
+    for an ablation the median of its per-round differences to as built (negative: it saves)."""
+    cpu, loop = measures["cpu"].rps, measures["loop"].rps
+    lines = []
+    for name in [AS_BUILT, *ablations]:
+        others = statistics.median(c - lp for c, lp in zip(cpu[name], loop[name], strict=True))
+        line = f"{route}, {name}: CPU per request {statistics.median(cpu[name]):,.1f} µs"
+        if name != AS_BUILT:
+            diff = statistics.median(c - b for c, b in zip(cpu[name], cpu[AS_BUILT], strict=True))
+            line += f", {diff:+,.1f} µs against as built (median of the rounds' differences)"
+        lines.append(f"{line}; threads besides the event loop's {others:,.1f} µs")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,8 @@ class Ablation:
     """What the stand-in does not do: one line for the report."""
     swaps: tuple[tuple[str, Factory], ...]
     """(target, factory) pairs; a target is ``module:attribute`` or ``module:Class.attribute``."""
+    streams_only: bool = False
+    """It swaps a part that only streams use: weighed on whole answers it would weigh nothing."""
 
 
 def _no_stored_row(original: Any) -> Any:
@@ -69,7 +71,7 @@ def _cut_put(original: Any) -> Any:
     def put(self: Any, key: str, value: bytes, expires_at: float) -> None:
         if key.startswith("resp:"):  # a stored Response (gateway/state/response_store.py); not feedback owners
             value = value[:SMALL_ROW_BYTES]
-        return original(self, key, value, expires_at)
+        original(self, key, value, expires_at)
 
     return put
 
@@ -114,11 +116,13 @@ ABLATIONS: dict[str, Ablation] = {
         ),
         Ablation(
             "responses-stream-as-chat",
-            "the Responses stream encoder (batches rendered as chat chunks: a wrong stream, for its upper bound)",
+            "the Responses stream encoder (batches rendered as chat chunks: a wrong stream, for its upper"
+            " bound); on a stored route also the stored row (the stream leaves no Response to store)",
             (
                 ("gateway.dialects.responses_stream:ResponsesStream.chunks", _chunks_as_chat),
                 ("gateway.dialects.responses_stream:ResponsesStream.finish", _finish_as_chat),
             ),
+            streams_only=True,
         ),
     )
 }
@@ -136,12 +140,15 @@ def resolve(target: str) -> tuple[Any, str]:
     return holder, attribute
 
 
-_chosen = [AS_BUILT]
+class _Chosen:
+    """The variant a gateway runs now, shared by its dispatchers and its SIGUSR1 handler."""
+
+    name = AS_BUILT
 
 
-def _dispatcher(name: str, original: Any, stand_in: Any) -> Any:
+def _dispatcher(chosen: _Chosen, name: str, original: Any, stand_in: Any) -> Any:
     def dispatch(*args: Any, **kwargs: Any) -> Any:
-        return (stand_in if _chosen[0] == name else original)(*args, **kwargs)
+        return (stand_in if chosen.name == name else original)(*args, **kwargs)
 
     dispatch.__name__ = getattr(original, "__name__", "dispatch")
     dispatch.__qualname__ = getattr(original, "__qualname__", "dispatch")
@@ -149,17 +156,22 @@ def _dispatcher(name: str, original: Any, stand_in: Any) -> Any:
 
 
 def install(control: Path) -> None:
-    """Put every ablation's dispatchers in place (all off) and switch on SIGUSR1."""
-    for ablation in ABLATIONS.values():
-        for target, factory in ablation.swaps:
-            holder, attribute = resolve(target)
-            original = getattr(holder, attribute)
-            setattr(holder, attribute, _dispatcher(ablation.name, original, factory(original)))
+    """Put every ablation's dispatchers in place (all off) and switch on SIGUSR1. Every
+    target is resolved first: one that is gone raises before anything is swapped."""
+    chosen = _Chosen()
+    swaps = [
+        (ablation.name, *resolve(target), factory)
+        for ablation in ABLATIONS.values()
+        for target, factory in ablation.swaps
+    ]
+    for name, holder, attribute, factory in swaps:
+        original = getattr(holder, attribute)
+        setattr(holder, attribute, _dispatcher(chosen, name, original, factory(original)))
 
     def switch(signum: int, frame: FrameType | None) -> None:
         name = control.read_text().strip()
-        _chosen[0] = name if name in ABLATIONS else AS_BUILT
-        control.with_name(control.name + ".ack").write_text(_chosen[0])
+        chosen.name = name if name in ABLATIONS else AS_BUILT
+        control.with_name(control.name + ".ack").write_text(chosen.name)
 
     signal.signal(signal.SIGUSR1, switch)
 

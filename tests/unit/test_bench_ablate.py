@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench import ablate
+from bench import ablate, canned
 from bench.ablations import ABLATIONS, AS_BUILT, CONTROL_ENV, resolve, write_sitecustomize
 from bench.procs import BenchError
+from bench.rounds import Rounds
+from gateway.dialects.responses_stream import ResponsesStream
+from gateway.server.streaming import render_chunks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,8 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_every_ablation_swaps_a_callable_the_gateway_has(name: str) -> None:
     for target, _factory in ABLATIONS[name].swaps:
-        holder, attribute = resolve(target)
-        assert callable(getattr(holder, attribute))
+        resolve(target)  # raises AttributeError when the gateway no longer has it
 
 
 def test_a_target_that_is_gone_is_named() -> None:
@@ -108,7 +111,7 @@ def test_a_process_that_does_not_switch_is_reported(tmp_path: Path, monkeypatch:
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        with pytest.raises(BenchError, match=r"did not switch to no-stored-row within 0s \(it said nothing\)"):
+        with pytest.raises(BenchError, match=r"did not switch to no-stored-row within 0.5s \(it said nothing;"):
             ablate.Switch(tmp_path / "ablation").to(proc.pid, "no-stored-row")
     finally:
         proc.kill()
@@ -133,6 +136,37 @@ def test_bad_arguments_are_named(argv: list[str], says: str, capsys: pytest.Capt
     assert says in capsys.readouterr().err
 
 
+def test_the_encoder_stand_in_sends_chat_chunks_and_the_mark_wrk_looks_for() -> None:
+    swaps = dict(ABLATIONS["responses-stream-as-chat"].swaps)
+    chunks = swaps["gateway.dialects.responses_stream:ResponsesStream.chunks"](ResponsesStream.chunks)
+    finish = swaps["gateway.dialects.responses_stream:ResponsesStream.finish"](ResponsesStream.finish)
+    stream = ResponsesStream("resp_1", "m", {"model": "m", "input": "hi"}, 1)
+    batch = canned.stream_chunks()
+    assert chunks(stream, batch) == render_chunks(batch, True)
+    assert finish(stream).startswith(b"event: response.completed\n")
+    assert stream.response is None  # nothing left to store: what its leaves_out says
+    assert "also the stored row" in ABLATIONS["responses-stream-as-chat"].leaves_out
+
+
+def test_a_streams_only_ablation_on_whole_answers_is_refused_before_anything_starts() -> None:
+    args = ablate.parser().parse_args(["--ablation", "responses-stream-as-chat", "--rounds", "1"])
+    with pytest.raises(BenchError, match="responses-stream-as-chat only changes streams: add --stream"):
+        ablate.run(args, out=lambda line: None)
+
+
+def test_the_change_is_the_median_of_the_rounds_differences() -> None:
+    # Rounds drift together: the paired median (-10) is not the difference of the medians (-40).
+    cpu = Rounds({AS_BUILT: [400.0, 500.0, 600.0], "x": [390.0, 460.0, 590.0]}, AS_BUILT, {}, lower_is_better=True)
+    loop = Rounds({AS_BUILT: [390.0, 490.0, 590.0], "x": [388.0, 455.0, 589.0]}, AS_BUILT, {}, lower_is_better=True)
+    lines = ablate.changes("r", {"cpu": cpu, "loop": loop}, ["x"])
+    assert lines[0] == "r, as-built: CPU per request 500.0 µs; threads besides the event loop's 10.0 µs"
+    assert lines[1] == (
+        "r, x: CPU per request 460.0 µs, -10.0 µs against as built (median of the rounds' differences);"
+        " threads besides the event loop's 2.0 µs"
+    )
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("wrk") is None, reason="needs nginx and wrk")
 def test_one_short_run_weighs_every_variant_in_one_gateway() -> None:
     args = ablate.parser().parse_args(["--ablation", "no-stored-row", "--rounds", "1", "--duration", "1"])
     lines: list[str] = []
@@ -144,4 +178,12 @@ def test_one_short_run_weighs_every_variant_in_one_gateway() -> None:
         (loop,) = measures["loop"].rps[variant]
         assert rps > 0 and 0 < loop <= cpu
     assert any(line.startswith("responses-gpt, no-stored-row: CPU per request ") for line in lines)
+    assert any("against as built (median of the rounds' differences)" in line for line in lines)
     assert "no-stored-row: leaves out a stored Response's row (its record still serialised, nothing put)" in lines
+
+
+def test_a_gateway_that_has_exited_is_named(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(BenchError, match=rf"the gateway \(pid {proc.pid}\) has exited"):
+        ablate.Switch(tmp_path / "ablation").to(proc.pid, "no-stored-row")
