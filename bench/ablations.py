@@ -76,6 +76,22 @@ def _cut_put(original: Any) -> Any:
     return put
 
 
+def _no_op(original: Any) -> Any:
+    def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    return nothing
+
+
+def _unwatched(original: Any) -> Any:
+    def __init__(self: Any, receive: Any) -> None:  # no task waiting on receive(): a client that leaves goes unseen
+        self.disconnected = False
+        self.stopped = False
+        self._task = None
+
+    return __init__
+
+
 _COMPLETED = b'event: response.completed\ndata: {"type":"response.completed"}\n\n'
 
 
@@ -113,6 +129,26 @@ ABLATIONS: dict[str, Ablation] = {
             "stored-row-300-bytes",
             "all but the first 300 bytes of a stored Response's row (the row still written: what its size costs)",
             (("gateway.state.embedded_blobs:WriteBehind.put", _cut_put),),
+        ),
+        Ablation(
+            "no-request-record",
+            "everything recorded when a request ends: its metrics, access log line, in-process sinks and span",
+            (("gateway.server.exchange:Guard._record", _no_op),),
+        ),
+        Ablation(
+            "no-access-log",
+            "the JSON access log line",
+            (("gateway.observability.logs:AccessLog.emit", _no_op),),
+        ),
+        Ablation(
+            "no-request-metrics",
+            "the Prometheus series a finished request updates (Metrics.request_done)",
+            (("gateway.observability.metrics:Metrics.request_done", _no_op),),
+        ),
+        Ablation(
+            "no-disconnect-watch",
+            "the task per request that watches for the client leaving (a client that leaves goes unseen)",
+            (("gateway.server.asgi:DisconnectWatch.__init__", _unwatched),),
         ),
         Ablation(
             "responses-stream-as-chat",
