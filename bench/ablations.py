@@ -83,6 +83,30 @@ def _no_op(original: Any) -> Any:
     return nothing
 
 
+RECORD_BATCH_S = 0.005
+"""How long ``record-batched`` holds finished requests before recording them together."""
+
+
+def _batched_record(original: Any, delay_s: float = RECORD_BATCH_S) -> Any:
+    import asyncio
+
+    held: list[tuple[Any, ...]] = []
+
+    def record_all() -> None:
+        batch = held[:]
+        held.clear()
+        for args in batch:
+            original(*args)
+
+    def _record(*args: Any) -> None:  # (guard, exchange, route, status, code): latencies read late
+        if not held:
+            loop = asyncio.get_running_loop()
+            loop.call_later(delay_s, record_all) if delay_s > 0 else loop.call_soon(record_all)
+        held.append(args)
+
+    return _record
+
+
 def _unwatched(original: Any) -> Any:
     def __init__(self: Any, receive: Any) -> None:  # no task waiting on receive(): a client that leaves goes unseen
         self.disconnected = False
@@ -134,6 +158,36 @@ ABLATIONS: dict[str, Ablation] = {
             "no-request-record",
             "everything recorded when a request ends: its metrics, access log line, in-process sinks and span",
             (("gateway.server.exchange:Guard._record", _no_op),),
+        ),
+        Ablation(
+            "record-batched",
+            "nothing: the request record step runs for requests held up to 5 ms, together (latencies read late)",
+            (("gateway.server.exchange:Guard._record", _batched_record),),
+        ),
+        Ablation(
+            "record-batched-soon",
+            "nothing: the request record step runs for the requests that end in one turn of the event loop, together",
+            (("gateway.server.exchange:Guard._record", lambda original: _batched_record(original, 0.0)),),
+        ),
+        Ablation(
+            "no-feedback-owner",
+            "the feedback owner record a finished request files (who may score it)",
+            (("gateway.server.feedback_owners:OwnerRecords.record", _no_op),),
+        ),
+        Ablation(
+            "no-live-view",
+            "the console's live view of the request",
+            (("gateway.admin.live:LiveWindow.record", _no_op),),
+        ),
+        Ablation(
+            "no-report-stats",
+            "the report statistics a finished request counts",
+            (("gateway.reports.store:StatsStore.record", _no_op),),
+        ),
+        Ablation(
+            "no-span",
+            "the request's trace span being finished (tracing on, no exporter)",
+            (("gateway.observability.tracing:RequestSpan.finish", _no_op),),
         ),
         Ablation(
             "no-access-log",

@@ -187,3 +187,25 @@ def test_a_gateway_that_has_exited_is_named(tmp_path: Path) -> None:
     proc.wait()
     with pytest.raises(BenchError, match=rf"the gateway \(pid {proc.pid}\) has exited"):
         ablate.Switch(tmp_path / "ablation").to(proc.pid, "no-stored-row")
+
+
+@pytest.mark.parametrize(("name", "wait_s"), [("record-batched", 0.05), ("record-batched-soon", 0.0)])
+def test_the_batched_record_stand_ins_record_every_request_later_in_order(name: str, wait_s: float) -> None:
+    import asyncio
+
+    ((target, factory),) = ABLATIONS[name].swaps
+    assert target == "gateway.server.exchange:Guard._record"
+    done: list[tuple[str, ...]] = []
+    record = factory(lambda *args: done.append(args))
+
+    async def main() -> list[int]:
+        seen = []
+        for i in range(3):
+            record("guard", f"ex{i}", "chat", "200", "")
+            seen.append(len(done))
+        await asyncio.sleep(wait_s)
+        await asyncio.sleep(0)
+        return seen
+
+    assert asyncio.run(main()) == [0, 0, 0]  # held while the requests end
+    assert done == [("guard", f"ex{i}", "chat", "200", "") for i in range(3)]  # then each, in order
