@@ -83,28 +83,14 @@ def _no_op(original: Any) -> Any:
     return nothing
 
 
-RECORD_BATCH_S = 0.005
-"""How long ``record-batched`` holds finished requests before recording them together."""
+def _one_by_one(original: Any) -> Any:
+    def ended(self: Any, record: Any) -> None:  # each request recorded as it ends (before batching)
+        self._in_flight -= 1
+        if self._held:  # held before the switch
+            self.drain()
+        record()
 
-
-def _batched_record(original: Any, delay_s: float = RECORD_BATCH_S) -> Any:
-    import asyncio
-
-    held: list[tuple[Any, ...]] = []
-
-    def record_all() -> None:
-        batch = held[:]
-        held.clear()
-        for args in batch:
-            original(*args)
-
-    def _record(*args: Any) -> None:  # (guard, exchange, route, status, code): latencies read late
-        if not held:
-            loop = asyncio.get_running_loop()
-            loop.call_later(delay_s, record_all) if delay_s > 0 else loop.call_soon(record_all)
-        held.append(args)
-
-    return _record
+    return ended
 
 
 def _unwatched(original: Any) -> Any:
@@ -160,14 +146,9 @@ ABLATIONS: dict[str, Ablation] = {
             (("gateway.server.exchange:Guard._record", _no_op),),
         ),
         Ablation(
-            "record-batched",
-            "nothing: the request record step runs for requests held up to 5 ms, together (latencies read late)",
-            (("gateway.server.exchange:Guard._record", _batched_record),),
-        ),
-        Ablation(
-            "record-batched-soon",
-            "nothing: the request record step runs for the requests that end in one turn of the event loop, together",
-            (("gateway.server.exchange:Guard._record", lambda original: _batched_record(original, 0.0)),),
+            "records-one-by-one",
+            "nothing: each request's record step runs as it ends, not with the others' (gateway/server/records.py)",
+            (("gateway.server.records:RecordBatch.ended", _one_by_one),),
         ),
         Ablation(
             "no-feedback-owner",

@@ -24,7 +24,7 @@ from gateway.admin.reports import ReportsAPI
 from gateway.admin.routing_rules import RoutingRulesAPI
 from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
-from gateway.app.client_api import API_PREFIXES, ClientAPI
+from gateway.app.client_api import API_PREFIXES, READS_RECORDS, ClientAPI
 from gateway.app.endpoints import OpsEndpoints
 from gateway.app.host import AdminHostAPI
 from gateway.app.lifecycle import Lifecycle
@@ -45,6 +45,7 @@ from gateway.providers.registry import presets
 from gateway.reports.store import StatsStore
 from gateway.security.roles import Role
 from gateway.server.asgi import REFUSED_KEY, BoundedRequests, Receive, RequestLimits, Scope, Send
+from gateway.server.records import RecordBatch
 from gateway.server.rule_windows import RuleWindows
 from gateway.server.service import Service
 from gateway.server.shadow import ShadowLauncher
@@ -98,6 +99,9 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         self.access_log: AccessLog | None = None
         self.request_sinks: list[RequestSink] = []
         """In-process subscribers: each gets every finished request's RequestRecord."""
+        self.records = RecordBatch(loaded.settings.server.record_batch_ms / 1000)
+        """Finished requests recorded together (gateway/server/records.py): drained before
+        anything that reads what they feed is served."""
         self.reloads = 0
         self.health = HealthMonitor(lambda: self.service, self.metrics)
         """Scheduled health checks (gateway/health/); started with the app."""
@@ -141,14 +145,18 @@ class GatewayApp(AdminHostAPI, Lifecycle):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._api.exact.get((scope["method"], scope["path"]))
+            route = (scope["method"], scope["path"])
+            handler = self._api.exact.get(route)
             if handler is not None:
+                if route in READS_RECORDS:
+                    self.records.drain()
                 await handler(scope, receive, send)
                 return
             path: str = scope["path"]
             if path.startswith(API_PREFIXES):
                 await self._api.other(scope, receive, send, path)
                 return
+            self.records.drain()  # /metrics, the admin API and console, health: they read what records feed
             if self._admin_cors is not None and path.startswith("/admin"):
                 await self._admin_cors(scope, receive, send)
                 return
@@ -159,6 +167,7 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         await self._bounded(scope, receive, send)
 
     async def shutdown(self) -> None:
+        self.records.drain()  # every ended request's record, before the sinks close
         await self.feedback_owners.close()  # first, while the state backend is open; logs what it could not write
         await super().shutdown()
 

@@ -12,6 +12,7 @@ the request's metrics, access-log line, subscribers and span.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from gateway.observability.tracing import RequestSpan, Tracing
 from gateway.policies.auth import Principal
 from gateway.routing.router import RequestTrace
 from gateway.server.asgi import DisconnectWatch, Receive, Scope, Send, openai_error, request_id, send_error
+from gateway.server.records import RecordBatch
 from gateway.server.service import Service
 from gateway.server.shadow import ShadowLauncher
 from gateway.server.traffic import Ticket, TrafficControl
@@ -52,6 +54,9 @@ class AppState(Protocol):
 
     @property
     def request_sinks(self) -> list[RequestSink]: ...
+
+    @property
+    def records(self) -> RecordBatch: ...
 
     @property
     def shadows(self) -> ShadowLauncher: ...
@@ -116,12 +121,13 @@ class Exchange:
         self.ttft: float | None = None
         self.stream = False
 
-    def record(self, route: str, status: int, code: str, seconds: float) -> RequestRecord:
-        """What this request came to, from what the handler already holds."""
+    def record(self, route: str, status: int, code: str, seconds: float, ended: float) -> RequestRecord:
+        """What this request came to, from what the handler already holds (``ended``: when it
+        ended, epoch seconds)."""
         trace, ticket, principal, dep = self.trace, self.ticket, self.principal, self.trace.deployment
         usage = self.usage or {}
         return RequestRecord(
-            ts=time.time() - seconds,
+            ts=ended - seconds,
             request_id=self.rid.decode(),
             route=route,
             status=status,
@@ -182,6 +188,8 @@ class Guard:
         inflight = metrics.child(metrics.inflight, route)
         inflight.inc()
         status, code = 200, ""
+        records = self._app.records
+        records.began()
         try:
             try:
                 await work(scope, receive, ex)
@@ -214,12 +222,14 @@ class Guard:
         finally:
             ex.stop_watch()
             inflight.dec()
-            self._record(ex, route, status, code)
+            seconds = time.perf_counter() - ex.began
+            records.ended(functools.partial(self._record, ex, route, status, code, seconds, time.time()))
 
-    def _record(self, ex: Exchange, route: str, status: int, code: str) -> None:
+    def _record(self, ex: Exchange, route: str, status: int, code: str, seconds: float, ended: float) -> None:
+        """The request's metrics, access log line, sinks and span (run by the app's
+        :class:`~gateway.server.records.RecordBatch`, maybe with other requests')."""
         metrics, trace, span = self._app.metrics, ex.trace, ex.span
         provider = trace.deployment.target.provider if trace.deployment is not None else ""
-        seconds = time.perf_counter() - ex.began
         exemplar = span.exemplar if span is not None else None
         metrics.request_done(route, ex.alias, provider, status, seconds, code, trace.upstream_s, ex.streamed, exemplar)
         for from_alias, to_alias, reason in trace.fallbacks:
@@ -228,7 +238,7 @@ class Guard:
         access, sinks = self._app.access_log, self._app.request_sinks
         if access is None and not sinks and span is None:
             return
-        record = ex.record(route, status, code, seconds)
+        record = ex.record(route, status, code, seconds, ended)
         if access is not None:
             access.emit(record, ex.req, ex.answer)
         if sinks:

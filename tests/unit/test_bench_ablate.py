@@ -5,6 +5,7 @@ and wrk, as the benchmark runs them)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -189,23 +190,21 @@ def test_a_gateway_that_has_exited_is_named(tmp_path: Path) -> None:
         ablate.Switch(tmp_path / "ablation").to(proc.pid, "no-stored-row")
 
 
-@pytest.mark.parametrize(("name", "wait_s"), [("record-batched", 0.05), ("record-batched-soon", 0.0)])
-def test_the_batched_record_stand_ins_record_every_request_later_in_order(name: str, wait_s: float) -> None:
-    import asyncio
+def test_records_one_by_one_records_each_request_as_it_ends() -> None:
+    from gateway.server.records import RecordBatch
 
-    ((target, factory),) = ABLATIONS[name].swaps
-    assert target == "gateway.server.exchange:Guard._record"
-    done: list[tuple[str, ...]] = []
-    record = factory(lambda *args: done.append(args))
+    ((target, factory),) = ABLATIONS["records-one-by-one"].swaps
+    assert target == "gateway.server.records:RecordBatch.ended"
+    ended = factory(RecordBatch.ended)
+    done: list[int] = []
 
-    async def main() -> list[int]:
-        seen = []
-        for i in range(3):
-            record("guard", f"ex{i}", "chat", "200", "")
-            seen.append(len(done))
-        await asyncio.sleep(wait_s)
-        await asyncio.sleep(0)
-        return seen
+    async def main() -> None:
+        batch = RecordBatch()
+        batch.began()
+        batch.began()
+        batch.ended(lambda: done.append(1))  # as built: held, one request still in flight
+        assert done == [] and batch.held == 1
+        ended(batch, lambda: done.append(2))  # the stand-in: what was held, then this one, now
+        assert done == [1, 2] and batch.held == 0
 
-    assert asyncio.run(main()) == [0, 0, 0]  # held while the requests end
-    assert done == [("guard", f"ex{i}", "chat", "200", "") for i in range(3)]  # then each, in order
+    asyncio.run(main())

@@ -1,0 +1,111 @@
+"""RecordBatch (gateway/server/records.py): when a finished request's record step runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from gateway.server.records import RecordBatch
+
+
+def run(coro_fn: object) -> None:
+    asyncio.run(coro_fn())  # type: ignore[operator]
+
+
+def test_a_request_that_ends_alone_is_recorded_at_once() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch()
+        batch.began()
+        batch.ended(lambda: done.append("a"))
+        assert done == ["a"] and batch.held == 0
+
+    run(main)
+
+
+def test_requests_that_end_while_others_are_in_flight_wait_for_the_last_in_order() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=60)
+        for _ in range(3):
+            batch.began()
+        batch.ended(lambda: done.append("a"))
+        batch.ended(lambda: done.append("b"))
+        assert done == [] and batch.held == 2
+        batch.ended(lambda: done.append("c"))  # the last in flight: all of them, itself too
+        assert done == ["a", "b", "c"] and batch.held == 0
+
+    run(main)
+
+
+def test_held_requests_are_recorded_after_the_delay_though_others_stay_in_flight() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=0.01)
+        batch.began()
+        batch.began()  # stays in flight (a long stream)
+        batch.ended(lambda: done.append("a"))
+        assert done == []
+        await asyncio.sleep(0.1)
+        assert done == ["a"] and batch.held == 0
+        batch.began()
+        batch.ended(lambda: done.append("b"))  # a new batch, a new timer
+        await asyncio.sleep(0.1)
+        assert done == ["a", "b"]
+
+    run(main)
+
+
+def test_drain_records_what_is_held_once_and_the_timer_then_does_nothing() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=0.01)
+        batch.began()
+        batch.began()
+        batch.ended(lambda: done.append("a"))
+        batch.drain()
+        assert done == ["a"]
+        await asyncio.sleep(0.05)  # the cancelled timer: nothing recorded twice
+        batch.drain()
+        assert done == ["a"]
+
+    run(main)
+
+
+def test_without_a_delay_every_request_is_recorded_as_it_ends() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=0)
+        batch.began()
+        batch.began()
+        batch.ended(lambda: done.append("a"))
+        assert done == ["a"]
+
+    run(main)
+
+
+def test_a_record_that_fails_is_logged_and_the_others_are_still_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    done: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("sink broke")
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=60)
+        for _ in range(3):
+            batch.began()
+        batch.ended(lambda: done.append("a"))
+        batch.ended(broken)
+        batch.ended(lambda: done.append("c"))
+
+    with caplog.at_level(logging.ERROR, logger="gateway.server"):
+        run(main)
+    assert done == ["a", "c"]
+    assert "recording a finished request failed" in caplog.text and "sink broke" in caplog.text
