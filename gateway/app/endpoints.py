@@ -21,6 +21,7 @@ from gateway.jobs.scheduler import Scheduler
 from gateway.observability.metrics import Metrics
 from gateway.observability.state_probe import StateProbe
 from gateway.observability.worker_metrics import MetricsExposure
+from gateway.server.records import RecordBatch
 from gateway.server.service import Service
 from gateway.upstream.http import HTTPClient
 
@@ -35,6 +36,7 @@ class OpsHost(Protocol):
     metrics_exposure: MetricsExposure
     scheduler: Scheduler | None
     state_probe: StateProbe | None
+    records: RecordBatch
 
 
 class OpsEndpoints:
@@ -71,8 +73,11 @@ class OpsEndpoints:
         return json_response({"deployments": deployment_rows(self._host.service)})
 
     def render_metrics(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition (breaker states, budget levels and upstream connections brought up to date first)."""
+        """The exposition (every ended request recorded, breaker states, budget levels and upstream
+        connections brought up to date first): on the main port and the listeners of ``--workers``
+        and ``metrics.port`` alike."""
         host = self._host
+        host.records.drain()
         if host.http is not None:
             host.metrics.set_upstream_connections(*host.http.connection_counts())
         service = host.service

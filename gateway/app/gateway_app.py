@@ -167,7 +167,7 @@ class GatewayApp(AdminHostAPI, Lifecycle):
         await self._bounded(scope, receive, send)
 
     async def shutdown(self) -> None:
-        self.records.drain()  # every ended request's record, before the sinks close
+        self.records.close()  # every ended request's record, before the sinks close; later ones at once
         await self.feedback_owners.close()  # first, while the state backend is open; logs what it could not write
         await super().shutdown()
 

@@ -20,6 +20,7 @@ from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Authenticator
 from gateway.policies.keys import KeyStore
 from gateway.policies.pricing import PriceTable, load_prices
+from gateway.server.records import RecordBatch
 from gateway.server.rule_windows import RuleWindows
 from gateway.server.service import Service
 from gateway.state.base import BackendUnavailable
@@ -42,6 +43,7 @@ class Reload:
     metrics: Metrics
     models: RuntimeModels
     rule_windows: RuleWindows
+    records: RecordBatch
     service: Service | None
     http: HTTPClient | None
     reloads: int
@@ -94,6 +96,7 @@ class Reload:
         return []
 
     def _swap(self, loaded: LoadedConfig, service: Service) -> None:
+        self.records.drain()  # ended requests are recorded under the service, logging and sinks they ended with
         self.service = service
         for hook in self.reload_hooks:  # parts that take a new config as they run (the notifier)
             hook(loaded.settings)

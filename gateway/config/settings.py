@@ -272,7 +272,7 @@ class ServerSettings(_Strict):
     """The cyclic garbage collector's first threshold in a serving process (Python's default is
     700): the objects of requests in flight no longer trigger collections and get promoted into
     the ones that scan the whole heap (docs/performance.md, "The garbage collector"; read at start)."""
-    record_batch_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    record_batch_ms: Annotated[float, Field(ge=0, le=50)] = 5.0
     """How long a finished request's record (metrics, access log line, span, report statistics,
     live view, feedback owner) may wait to be written with others' while requests are still in
     flight; 0 writes each as it ends (gateway/server/records.py; read at start)."""

@@ -246,11 +246,13 @@ class RequestSpan:
 
     # --- the request ---------------------------------------------------------------------
 
-    def finish(self, record: RequestRecord, req: JSON | None) -> None:
-        """Close the SERVER span with what the request came to."""
+    def finish(self, record: RequestRecord, req: JSON | None, ended: float | None = None) -> None:
+        """Close the SERVER span with what the request came to; ``ended`` (epoch seconds): when
+        the request ended, if the record is written later (gateway/server/records.py)."""
         span = self.span
+        end_time = int(ended * 1e9) if ended is not None else None
         if not span.is_recording():
-            span.end()
+            span.end(end_time=end_time)
             return
         operation = operation_of(record.route)
         span.update_name(f"{operation} {record.alias}")
@@ -283,7 +285,7 @@ class RequestSpan:
             if record.status >= 500:
                 span.set_status(Status(StatusCode.ERROR, record.error_code))
         span.set_attributes(attributes)
-        span.end()
+        span.end(end_time=end_time)
 
 
 def _scalar(value: object) -> bool:

@@ -220,10 +220,10 @@ class Guard:
             if not ex.started:
                 await send_error(send, GatewayError("internal error; see the gateway log"), ex.headers(), render)
         finally:
-            ex.stop_watch()
-            inflight.dec()
             seconds = time.perf_counter() - ex.began
             records.ended(functools.partial(self._record, ex, route, status, code, seconds, time.time()))
+            inflight.dec()
+            ex.stop_watch()
 
     def _record(self, ex: Exchange, route: str, status: int, code: str, seconds: float, ended: float) -> None:
         """The request's metrics, access log line, sinks and span (run by the app's
@@ -244,4 +244,4 @@ class Guard:
         if sinks:
             deliver(sinks, record)
         if span is not None:
-            span.finish(record, ex.req)
+            span.finish(record, ex.req, ended)

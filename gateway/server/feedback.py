@@ -128,6 +128,12 @@ class FeedbackAPI:
         self.owners = OwnerRecords(lambda: app.backend, self._settings, app.metrics.feedback)
         self._redactor: tuple[tuple[str, ...], Redactor] | None = None
 
+    def _record_wait_s(self) -> float:
+        """How long a request that ended on another worker or replica may wait to be recorded
+        (``server.record_batch_ms``, gateway/server/records.py) before its owner is written."""
+        service = self._app.service
+        return service.settings.server.record_batch_ms / 1000 if service is not None else 0.0
+
     def _settings(self) -> FeedbackSettings | None:
         service = self._app.service
         return service.settings.feedback if service is not None else None
@@ -174,7 +180,7 @@ class FeedbackAPI:
         server = settings.server
         body = parse_json_body(await read_body(scope, receive, server.max_body_bytes), server.max_json_depth)
         rid, score, comment = parse_feedback(body, cfg.comment_max_chars)
-        owner = await self._owner(principal.key_id, rid, 2 * cfg.flush_interval_s)
+        owner = await self._owner(principal.key_id, rid, 2 * cfg.flush_interval_s + self._record_wait_s())
         if await self.owners.scored_on(owner.key_id, rid) is not None:
             raise _exists(rid)
         claim = f"feedback-claim:{owner.key_id}:{rid}"

@@ -16,8 +16,11 @@ not depend on when it is written: the latency and the time are taken as the requ
 
 Readers of what the records feed see every request that has ended: the app calls
 :meth:`RecordBatch.drain` before it serves anything but the client API's own calls
-(``/metrics``, the admin API and console, the health endpoints) and before
-``POST /v1/feedback``, and on shutdown.
+(the admin API and console, the health endpoints), before every ``/metrics`` exposition
+(main port or listener), before ``POST /v1/feedback``, before a reload puts new logging or
+sinks in force, and on shutdown (from then on each request is recorded as it ends). A
+span ends, and a record's latency and time are taken, when the request ends; only the
+timestamps prometheus_client gives exemplars are those of the write.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ log = logging.getLogger("gateway.server")
 
 BATCH_S = 0.005
 """How long an ended request may wait for others to be recorded with it."""
+MAX_HELD = 256
+"""Ended requests held at most: the 257th writes them all (a held request keeps its exchange,
+bodies included, alive; one batch never stalls the loop for long)."""
 
 Record = Callable[[], None]
 """One ended request's record step, ready to run."""
@@ -58,7 +64,7 @@ class RecordBatch:
     def ended(self, record: Record) -> None:
         """A request has ended: record it now, or hold it for the batch."""
         self._in_flight -= 1
-        if self._in_flight > 0 and self._delay_s > 0:
+        if self._in_flight > 0 and self._delay_s > 0 and len(self._held) < MAX_HELD:
             self._held.append(record)
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self._delay_s, self.drain)
@@ -68,6 +74,12 @@ class RecordBatch:
             self.drain()
         else:
             _run(record)
+
+    def close(self) -> None:
+        """Record what is held and, from now on, every request as it ends (shutdown: requests
+        still ending meanwhile are not left behind a timer)."""
+        self._delay_s = 0
+        self.drain()
 
     def drain(self) -> None:
         """Record every request held, in the order they ended."""

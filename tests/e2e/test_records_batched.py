@@ -1,12 +1,13 @@
 """Finished requests recorded together (gateway/server/records.py), end to end: while a
-request is still in flight, one that has just ended (its record held: ``record_batch_ms``
-1,000 here, so the hold outlasts the test's reads) can be scored through POST /v1/feedback
-and is counted in /metrics, and its access line gives the latency it had, not the wait."""
+request is still in flight, one that has just ended (its record held for up to
+``record_batch_ms``, the most allowed here) is counted in /metrics read at once, and one
+scored through POST /v1/feedback at once is found on the first look (the route's second
+look, after two feedback write intervals, would take seconds here)."""
 
 from __future__ import annotations
 
-import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +23,8 @@ SLOW, FAST = "rb-slow", "rb-fast"
 @pytest.fixture
 def gateway(mock: Mock, tmp_path: Path) -> Iterator[GatewayProcess]:
     config = f"""
-server: {{record_batch_ms: 1000}}
-feedback: {{flush_interval_s: 0.05}}
+server: {{record_batch_ms: 50}}
+feedback: {{flush_interval_s: 2}}
 state: {{path: '{tmp_path / "state.db"}'}}
 auth: {{master_key: "${{GATEWAY_MASTER_KEY}}"}}
 models:
@@ -62,17 +63,16 @@ def test_an_ended_request_is_seen_at_once_while_another_is_in_flight(gateway: Ga
             body = {"model": FAST, "messages": [{"role": "user", "content": "now"}]}
             answer = client.post("/v1/chat/completions", json=body, headers=headers)
             assert answer.status_code == 200, answer.text
+            assert _requests_total(gw.http.get("/metrics").text, FAST) == 1  # read at once: counted
+            answer = client.post("/v1/chat/completions", json=body, headers=headers)
+            assert answer.status_code == 200, answer.text
             rid = answer.headers["x-request-id"]
-            # At once, the slow request still in flight: the fast one is known to the feedback
-            # route, which reads the owner records...
+            began = time.monotonic()
             scored = client.post("/v1/feedback", json={"request_id": rid, "score": 5}, headers=headers)
             assert scored.status_code == 200, scored.text
-            # ...and counted in /metrics.
-            assert _requests_total(gw.http.get("/metrics").text, FAST) == 1
+            assert time.monotonic() - began < 2  # the first look found it
         assert slow_status == []  # all of that while the slow request was in flight
     finally:
         holder.join(timeout=30)
     assert slow_status == [200]
     assert wait_until(lambda: f'"request_id":"{rid}"' in gw.log())
-    line = next(json.loads(x) for x in gw.log().splitlines() if f'"request_id":"{rid}"' in x and x.startswith("{"))
-    assert line["alias"] == FAST and line["latency_ms"] < 1000  # its own latency, not the slow one's wait

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import pytest
@@ -109,3 +110,37 @@ def test_a_record_that_fails_is_logged_and_the_others_are_still_recorded(caplog:
         run(main)
     assert done == ["a", "c"]
     assert "recording a finished request failed" in caplog.text and "sink broke" in caplog.text
+
+
+def test_after_close_every_request_is_recorded_as_it_ends() -> None:
+    done: list[str] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=60)
+        for _ in range(3):
+            batch.began()
+        batch.ended(lambda: done.append("a"))
+        batch.close()  # shutdown: what is held, at once
+        assert done == ["a"]
+        batch.ended(lambda: done.append("b"))  # one still in flight, yet no longer held
+        assert done == ["a", "b"] and batch.held == 0
+
+    run(main)
+
+
+def test_the_request_over_max_held_writes_them_all() -> None:
+    from gateway.server.records import MAX_HELD
+
+    done: list[int] = []
+
+    async def main() -> None:
+        batch = RecordBatch(delay_s=60)
+        for _ in range(MAX_HELD + 2):
+            batch.began()
+        for i in range(MAX_HELD):
+            batch.ended(functools.partial(done.append, i))
+        assert done == [] and batch.held == MAX_HELD
+        batch.ended(lambda: done.append(MAX_HELD))  # the one over: it and all held, at once, in order
+        assert done == list(range(MAX_HELD + 1)) and batch.held == 0
+
+    run(main)
