@@ -11,25 +11,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.procs import BenchError, exit_cleanly_on_signals
+from bench.procs import BenchError, at_least_one, exit_cleanly_on_signals
 from bench.runner import SCENARIO_NAMES, Options, run
 from bench.scenarios import CACHED_SCENARIO
 
 DEFAULT_SOAK = 100_000
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--duration", type=_positive, default=10, help="seconds per measured run (default 10)")
-    p.add_argument("--connections", type=_positive, default=16, help="connections of the loaded runs (default 16)")
-    p.add_argument("--warmup", type=_positive, default=3, help="seconds of warm-up through the gateway (default 3)")
+    p.add_argument("--duration", type=at_least_one, default=10, help="seconds per measured run (default 10)")
+    p.add_argument("--connections", type=at_least_one, default=16, help="connections of the loaded runs (default 16)")
+    p.add_argument("--warmup", type=at_least_one, default=3, help="seconds of warm-up through the gateway (default 3)")
     p.add_argument(
         "--only",
         action="append",

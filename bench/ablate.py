@@ -36,7 +36,7 @@ from typing import Any
 from bench.ablations import ABLATIONS, AS_BUILT, CONTROL_ENV, write_sitecustomize
 from bench.gateway_proc import GatewayServer, probe
 from bench.nginx import NginxServer
-from bench.procs import BenchError, Pinning, cpu_seconds_split, exit_cleanly_on_signals
+from bench.procs import BenchError, Pinning, at_least_one, cpu_seconds_split, exit_cleanly_on_signals
 from bench.rounds import Rounds, order
 from bench.scenarios import ROUTES, Route
 from bench.wrk import run_wrk
@@ -45,13 +45,6 @@ REPO = Path(__file__).resolve().parents[1]
 ACK_TIMEOUT_S = 10.0
 MEASURES = ("rps", "cpu", "loop")
 """Per route: requests/s; CPU per request, all threads (µs); of it, the event loop's thread (µs)."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,9 +63,9 @@ def parser() -> argparse.ArgumentParser:
         help="a client API route (repeatable; default: responses-gpt)",
     )
     p.add_argument("--stream", action="store_true", help="streams instead of whole answers")
-    p.add_argument("--rounds", type=_positive, default=9, help="interleaved rounds (default 9)")
-    p.add_argument("--duration", type=_positive, default=3, help="seconds per run (default 3)")
-    p.add_argument("--connections", type=_positive, default=16, help="wrk connections (default 16)")
+    p.add_argument("--rounds", type=at_least_one, default=9, help="interleaved rounds (default 9)")
+    p.add_argument("--duration", type=at_least_one, default=3, help="seconds per run (default 3)")
+    p.add_argument("--connections", type=at_least_one, default=16, help="wrk connections (default 16)")
     return p
 
 

@@ -3,6 +3,7 @@ polling, memory sampling and clean shutdown of the processes we start."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import os
@@ -26,6 +27,14 @@ _PR_SET_PDEATHSIG = 1
 
 class BenchError(RuntimeError):
     """A setup step failed (a process did not start, wrk failed, ...)."""
+
+
+def at_least_one(text: str) -> int:
+    """An argparse ``type``: an integer of at least 1 (rounds, seconds, connections, requests)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -127,7 +127,7 @@ def test_a_process_that_does_not_switch_is_reported(tmp_path: Path, monkeypatch:
         (["--ablation", "nope"], "invalid choice: 'nope'"),
         (["--route", "nope"], "invalid choice: 'nope'"),
         (["--rounds", "0"], "must be at least 1"),
-        (["--duration", "x"], "invalid _positive value"),
+        (["--duration", "x"], "invalid at_least_one value"),
     ],
 )
 def test_bad_arguments_are_named(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
