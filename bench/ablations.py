@@ -56,13 +56,6 @@ def _no_stored_row(original: Any) -> Any:
     return save
 
 
-def _drop_put(original: Any) -> Any:
-    def put(self: Any, key: str, value: bytes, expires_at: float) -> None:
-        return None
-
-    return put
-
-
 SMALL_ROW_BYTES = 300
 """What ``stored-row-300-bytes`` keeps of a stored Response's row (a bench record is ~1.4 KB)."""
 
@@ -133,7 +126,7 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation(
             "no-blob-writes",
             "every write-behind blob put of the embedded backend (stored Responses, feedback owners)",
-            (("gateway.state.embedded_blobs:WriteBehind.put", _drop_put),),
+            (("gateway.state.embedded_blobs:WriteBehind.put", _no_op),),
         ),
         Ablation(
             "stored-row-300-bytes",

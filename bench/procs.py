@@ -191,14 +191,8 @@ def cpu_seconds(pid: int) -> float | None:
     ``/proc/PID/task/*/schedstat``, to the nanosecond: clock ticks would charge a thread
     woken on a tick the whole tick); None when /proc is unavailable. A thread that has
     ended is no longer counted: measure a process whose threads live on (the gateway's do)."""
-    total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(FileNotFoundError):  # a thread that has just ended
-                total += int((task / "schedstat").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return total / 1e9
+    split = cpu_seconds_split(pid)
+    return None if split is None else split[0] + split[1]
 
 
 def cpu_seconds_split(pid: int) -> tuple[float, float] | None:

@@ -37,9 +37,6 @@ API_ROUTES = {
     "/v1beta/models": "GET",
 }
 """Each exact path and its method, for the ``405`` and its ``Allow``."""
-READS_RECORDS = frozenset({("POST", "/v1/feedback")})
-"""Exact routes that read what finished requests' records feed (the feedback owner): the app
-records every ended request first (gateway/server/records.py)."""
 RESPONSE_PATH = "/v1/responses/"
 V1_MODELS = "/v1/models/"
 MODEL_PATHS = (GEMINI_PREFIX, V1_MODELS)

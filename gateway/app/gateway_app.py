@@ -24,7 +24,7 @@ from gateway.admin.reports import ReportsAPI
 from gateway.admin.routing_rules import RoutingRulesAPI
 from gateway.admin.usage import UsageAPI
 from gateway.admin.users import security_routes
-from gateway.app.client_api import API_PREFIXES, READS_RECORDS, ClientAPI
+from gateway.app.client_api import API_PREFIXES, ClientAPI
 from gateway.app.endpoints import OpsEndpoints
 from gateway.app.host import AdminHostAPI
 from gateway.app.lifecycle import Lifecycle
@@ -145,11 +145,8 @@ class GatewayApp(AdminHostAPI, Lifecycle):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            route = (scope["method"], scope["path"])
-            handler = self._api.exact.get(route)
+            handler = self._api.exact.get((scope["method"], scope["path"]))
             if handler is not None:
-                if route in READS_RECORDS:
-                    self.records.drain()
                 await handler(scope, receive, send)
                 return
             path: str = scope["path"]

@@ -44,6 +44,7 @@ from gateway.observability.metrics import Metrics
 from gateway.policies.auth import Principal
 from gateway.server.asgi import Receive, Scope, Send, read_body, request_id, send_bytes, send_error
 from gateway.server.feedback_owners import Owner, OwnerRecords
+from gateway.server.records import RecordBatch
 from gateway.server.service import Service
 from gateway.state.base import BackendUnavailable, StateBackend
 
@@ -74,6 +75,9 @@ class FeedbackHost(Protocol):
 
     @property
     def backend(self) -> StateBackend | None: ...
+
+    @property
+    def records(self) -> RecordBatch: ...
 
     async def authenticate(self, scope: Scope) -> Principal: ...
 
@@ -219,6 +223,7 @@ class FeedbackAPI:
         """The key's request ``rid``; one that finished on another replica a moment ago may
         not be written yet: looked up again once after ``wait_s`` (two write intervals, so
         that the other replica's next write is surely done)."""
+        self._app.records.drain()  # a request of this process that has just ended: its owner record first
         owner = await self.owners.find(key_id, rid)
         if owner is None:
             await asyncio.sleep(wait_s)

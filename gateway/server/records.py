@@ -9,7 +9,7 @@ a few milliseconds back to back, it costs a chat request about 21 µs less of it
 ``python -m bench.ablate``).
 
 So a request that ends while others are still in flight is held, and recorded with the
-others at most ``server.record_batch_ms`` (:data:`BATCH_S` by default) later; the last
+others at most ``server.record_batch_ms`` (5 ms by default) later; the last
 request in flight to end records every one held, itself included, at once. A gateway with
 nothing else to do records each request as it ends, as before. What the record says does
 not depend on when it is written: the latency and the time are taken as the request ends.
@@ -31,8 +31,6 @@ from collections.abc import Callable
 
 log = logging.getLogger("gateway.server")
 
-BATCH_S = 0.005
-"""How long an ended request may wait for others to be recorded with it."""
 MAX_HELD = 256
 """Ended requests held at most: the 257th writes them all (a held request keeps its exchange,
 bodies included, alive; one batch never stalls the loop for long)."""
@@ -47,7 +45,8 @@ class RecordBatch:
 
     __slots__ = ("_delay_s", "_held", "_in_flight", "_timer")
 
-    def __init__(self, delay_s: float = BATCH_S) -> None:
+    def __init__(self, delay_s: float) -> None:
+        """``delay_s``: how long an ended request may wait for others (0: none)."""
         self._delay_s = delay_s
         self._held: list[Record] = []
         self._in_flight = 0
@@ -64,16 +63,12 @@ class RecordBatch:
     def ended(self, record: Record) -> None:
         """A request has ended: record it now, or hold it for the batch."""
         self._in_flight -= 1
-        if self._in_flight > 0 and self._delay_s > 0 and len(self._held) < MAX_HELD:
-            self._held.append(record)
+        self._held.append(record)
+        if self._in_flight > 0 and self._delay_s > 0 and len(self._held) <= MAX_HELD:
             if self._timer is None:
                 self._timer = asyncio.get_running_loop().call_later(self._delay_s, self.drain)
             return
-        if self._held:
-            self._held.append(record)
-            self.drain()
-        else:
-            _run(record)
+        self.drain()
 
     def close(self) -> None:
         """Record what is held and, from now on, every request as it ends (shutdown: requests

@@ -199,7 +199,7 @@ def test_records_one_by_one_records_each_request_as_it_ends() -> None:
     done: list[int] = []
 
     async def main() -> None:
-        batch = RecordBatch()
+        batch = RecordBatch(delay_s=0.005)
         batch.began()
         batch.began()
         batch.ended(lambda: done.append(1))  # as built: held, one request still in flight

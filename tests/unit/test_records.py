@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from gateway.server.records import RecordBatch
 
 
-def run(coro_fn: object) -> None:
-    asyncio.run(coro_fn())  # type: ignore[operator]
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(main())
 
 
 def test_a_request_that_ends_alone_is_recorded_at_once() -> None:
     done: list[str] = []
 
     async def main() -> None:
-        batch = RecordBatch()
+        batch = RecordBatch(delay_s=0.005)
         batch.began()
         batch.ended(lambda: done.append("a"))
         assert done == ["a"] and batch.held == 0
