@@ -18,6 +18,7 @@ import httpx
 import openai
 
 from gateway.config.jobs import JOB_NAMES
+from gateway.security import totp
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,6 +134,18 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def clear_of_a_step_boundary(margin_s: float = 2.0) -> float:
+    """Now, or just past the next TOTP step boundary when it is less than ``margin_s`` away.
+
+    A code one step from now is accepted while the gateway's clock stays in the same step, so a
+    test that sends such codes starts with at least ``margin_s`` of the step left.
+    """
+    left = totp.STEP_S - time.time() % totp.STEP_S
+    if left < margin_s:
+        time.sleep(left + 0.05)
+    return time.time()
 
 
 def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:

@@ -19,7 +19,7 @@ from gateway.security import totp
 from gateway.security.secrets import SecretBox, SecretError, SecretStore
 from gateway.state.embedded import EmbeddedBackend
 from tests.e2e.conftest import Mock
-from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, e2e_config
+from tests.e2e.harness import MASTER_KEY, ROOT, GatewayProcess, clear_of_a_step_boundary, e2e_config
 from tests.ports import free_port
 
 PASSWORD = "cli password 0123456789"
@@ -99,14 +99,6 @@ def read_secret(db: Path, box: SecretBox) -> str:
             await backend.aclose()
 
     return asyncio.run(read())
-
-
-def clear_of_a_step_boundary(margin_s: float = 2.0) -> float:
-    """Now, or just past the next TOTP step boundary when it is less than ``margin_s`` away."""
-    left = totp.STEP_S - time.time() % totp.STEP_S
-    if left < margin_s:
-        time.sleep(left + 0.05)
-    return time.time()
 
 
 def test_secrets_rotate(mock: Mock, tmp_path: Path) -> None:
