@@ -50,8 +50,8 @@ class Ablation:
 
 
 def _no_stored_row(original: Any) -> Any:
-    async def save(self: Any, key_id: str, response: Any, items: list[Any]) -> bool:
-        return bool(orjson.dumps({"response": response, "items": items}))  # serialised as before, not put
+    async def save(self: Any, key_id: str, response: Any, turn: list[Any], previous: Any) -> bool:
+        return bool(orjson.dumps({"response": response, "items": turn}))  # serialised as before, not put
 
     return save
 

@@ -140,9 +140,13 @@ async def check_blobs(b: StateBackend) -> None:
     assert got == [b"one", binary, None, b"s"]
     await b.blob_put_many([("many-1", b"one again", 60.0)])
     assert await b.blob_get("many-1") == b"one again", "overwritten"
+    keys = ["many-2", "never-put", "many-1", "many-gone", "many-2"]  # in order, a key twice, gone ones None
+    assert await b.blob_get_many(keys) == [binary, None, b"one again", None, binary]
+    assert await b.blob_get_many([]) == []
     await b.blob_put_many([])
     await asyncio.sleep(0.1)
     assert await b.blob_get("many-short") is None, "expired, as a blob_put's would"
+    assert await b.blob_get_many(["many-short", "big"]) == [None, big]
     assert await b.blob_get("short") is None, "expired"
     assert await b.blob_delete("short-unread") is False, "an expired value is not there to delete"
     assert await b.blob_get("short-unread") is None

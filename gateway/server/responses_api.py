@@ -26,7 +26,7 @@ from gateway.server.asgi import Receive, Scope, Send, header
 from gateway.server.dialect_flow import NO_TURN, DialectFlow, Turn, carry_provider_options, opaque
 from gateway.server.exchange import AppState, Exchange, Guard
 from gateway.server.relay import Relayed
-from gateway.state.response_store import ResponseStore
+from gateway.state.response_store import BrokenConversation, Conversation, ResponseStore
 
 COUNT_DROPS = ("store", "include", "stream", "stream_options", "background")
 """Create-only fields, not sent to an upstream's ``/responses/input_tokens``."""
@@ -51,25 +51,35 @@ class ResponsesAPI:
 
         await self._guarded(scope, receive, send, work, "responses_stored")
 
-    async def _history(self, ex: Exchange, body: JSON) -> list[JSON]:
+    async def _previous(self, ex: Exchange, body: JSON) -> Conversation | None:
+        """The stored conversation ``previous_response_id`` continues (None: a new one)."""
         previous = body.get("previous_response_id")
         if previous is None:
-            return []
+            return None
         if not isinstance(previous, str) or not previous:
             raise InvalidRequest("previous_response_id must be a response id string", param="previous_response_id")
         assert ex.principal is not None
-        found = await self._store().load(ex.principal.key_id, previous)
+        try:
+            found = await self._store().conversation(ex.principal.key_id, previous)
+        except BrokenConversation as err:
+            raise NotFound(
+                f"Previous response with id '{previous}' cannot be continued: an earlier response of its "
+                f"conversation ('{err.missing}') is no longer stored (deleted or expired).",
+                code="previous_response_not_found",
+                param="previous_response_id",
+            ) from None
         if found is None:
             raise NotFound(
                 f"Previous response with id '{previous}' not found.",
                 code="previous_response_not_found",
                 param="previous_response_id",
             )
-        return found.items
+        return found
 
     async def _create(self, scope: Scope, receive: Receive, ex: Exchange) -> None:
         body = await self._flow.body(scope, receive, ex)
-        history = await self._history(ex, body)
+        previous = await self._previous(ex, body)
+        history = previous.items if previous is not None else []
         untranslatable = None
         try:
             req = responses.parse_responses(body, history)
@@ -107,8 +117,8 @@ class ResponsesAPI:
                 blocks = streams[-1].reasoning_blocks
             else:
                 blocks = responses.reasoning_blocks(response, rendered[-1]) if rendered else {}
-            items = history + responses.input_items(body, lenient=True) + responses.output_items(response, blocks)
-            await self._store().save(key_id, response, items)
+            turn_items = responses.input_items(body, lenient=True) + responses.output_items(response, blocks)
+            await self._store().save(key_id, response, turn_items, previous)
 
         turn = Turn(
             req,
@@ -124,7 +134,8 @@ class ResponsesAPI:
 
     async def _input_tokens(self, scope: Scope, receive: Receive, ex: Exchange) -> None:
         body = await self._flow.body(scope, receive, ex)
-        history = await self._history(ex, body)
+        previous = await self._previous(ex, body)
+        history = previous.items if previous is not None else []
         untranslatable = None
         try:
             req = responses.parse_responses({**body, "stream": False}, history)

@@ -104,7 +104,34 @@ class SpendBatch:
     reserved_ttl_s: float = 30.0
 
 
-class StateBackend(Protocol):
+class Blobs(Protocol):
+    """Durable values with a time to live: large values (stored responses: up to a few MB,
+    kept for days) that must survive a restart (embedded: the SQLite file, never held in
+    memory) and be shared by replicas (Redis). A namespace apart from the cache's."""
+
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl_s`` s, replacing it and its TTL (<= 0: removes ``key``)."""
+        ...
+
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Each ``(key, value, ttl_s)`` as :meth:`blob_put`, together (one Redis pipeline)."""
+        ...
+
+    async def blob_get(self, key: str) -> bytes | None:
+        """The value stored under ``key``; None when absent or expired."""
+        ...
+
+    async def blob_get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Each key's value as :meth:`blob_get`, in order, together (one Redis pipeline, one
+        trip to the file or the database)."""
+        ...
+
+    async def blob_delete(self, key: str) -> bool:
+        """Remove ``key``; True when it held a value not yet expired."""
+        ...
+
+
+class StateBackend(Blobs, Protocol):
     kind: str
     """"embedded", "redis" or "postgres"."""
 
@@ -151,25 +178,7 @@ class StateBackend(Protocol):
 
     async def cache_set(self, key: str, value: bytes, ttl_s: float) -> None: ...
 
-    # --- blobs: durable values with a time to live ----------------------------
-    # Large values (stored responses: up to a few MB, kept for days) that must
-    # survive a restart (embedded: the SQLite file, never held in memory) and
-    # be shared by replicas (Redis). A namespace apart from the cache's.
-    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Store ``value`` under ``key`` for ``ttl_s`` s, replacing it and its TTL (<= 0: removes ``key``)."""
-        ...
-
-    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        """Each ``(key, value, ttl_s)`` as :meth:`blob_put`, together (one Redis pipeline)."""
-        ...
-
-    async def blob_get(self, key: str) -> bytes | None:
-        """The value stored under ``key``; None when absent or expired."""
-        ...
-
-    async def blob_delete(self, key: str) -> bool:
-        """Remove ``key``; True when it held a value not yet expired."""
-        ...
+    # --- blobs: the methods of Blobs (above) ---------------------------------
 
     # --- concurrency slots ---------------------------------------------------
     async def acquire_slot(self, key: str, limit: int, ttl_s: float) -> bool:

@@ -221,6 +221,10 @@ class _Db:
     def blob_get(self, key: str) -> bytes | None:
         return blobs.get(self._conn(), key, time.time())
 
+    def blob_get_many(self, keys: list[str]) -> list[bytes | None]:
+        conn, now = self._conn(), time.time()
+        return [blobs.get(conn, key, now) for key in keys]
+
     def blob_delete(self, key: str) -> bool:
         return blobs.delete(self._conn(), key, time.time())
 
@@ -326,6 +330,13 @@ class EmbeddedBackend(EmbeddedDump):
     async def blob_get(self, key: str) -> bytes | None:
         held, value = self._blob_writes.get(key, time.time())
         return value if held else await self._run(self._db.blob_get, key)
+
+    async def blob_get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = time.time()
+        found = [self._blob_writes.get(key, now) for key in keys]
+        unheld = [key for key, (held, _) in zip(keys, found, strict=True) if not held]
+        read = iter(await self._run(self._db.blob_get_many, unheld) if unheld else ())
+        return [value if held else next(read) for held, value in found]
 
     async def blob_delete(self, key: str) -> bool:
         held, value = self._blob_writes.get(key, time.time())

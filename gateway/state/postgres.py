@@ -41,7 +41,7 @@ from limits.aio.storage import Storage
 
 from gateway.state.base import BackendUnavailable, Record, SlotSpec, SpendBatch, WindowAdjust, WindowHit, WindowSpec
 from gateway.state.periodic import Periodic
-from gateway.state.postgres_blobs import PostgresBlobs
+from gateway.state.postgres_blobs import PostgresBlobMethods, PostgresBlobs
 from gateway.state.postgres_client import Pool, PoolFacts
 from gateway.state.postgres_dump import PostgresDump
 from gateway.state.postgres_records import TOMBSTONE, RecordCopies, copy_key
@@ -66,7 +66,7 @@ ON CONFLICT (stream) DO UPDATE SET seq = gw_log_seq.seq + 1 RETURNING seq
 """
 
 
-class PostgresBackend(PostgresDump):
+class PostgresBackend(PostgresDump, PostgresBlobMethods):
     """PostgreSQL + Redis; see the module docstring (backups: :class:`PostgresDump`)."""
 
     kind = "postgres"
@@ -161,23 +161,6 @@ class PostgresBackend(PostgresDump):
 
     def limits_storage(self) -> Storage:
         return self.redis.limits_storage()
-
-    # --- blobs: postgres_blobs.py ------------------------------------------------------------
-    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
-        await self.blobs.put(key, value, ttl_s)
-
-    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        await self.blobs.put_many(items)
-
-    async def blob_get(self, key: str) -> bytes | None:
-        return await self.blobs.get(key)
-
-    async def blob_delete(self, key: str) -> bool:
-        return await self.blobs.delete(key)
-
-    async def blobs_written(self) -> None:
-        """Wait until every blob put so far is in PostgreSQL (they are written behind)."""
-        await self.blobs.written()
 
     # --- append-only logs ----------------------------------------------------------------
     async def append_log(self, stream: str, record: Record) -> int:

@@ -71,6 +71,28 @@ class PostgresBlobs:
         found: bytes | None = await self._pg.run(lambda c: c.fetchval(sql, key, now))
         return found
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """As :meth:`get` for each key: what is held, then Redis's copies, then PostgreSQL, one
+        trip each for all the keys still missing."""
+        now = time.time()
+        values: dict[str, bytes | None] = {}
+        for key in keys:
+            held, value = self._writes.get(key, now)
+            if held:
+                values[key] = value
+        missing = [key for key in dict.fromkeys(keys) if key not in values]
+        if missing:
+            with contextlib.suppress(BackendUnavailable):
+                for key, copy in zip(missing, await self._redis.blob_get_many(missing), strict=True):
+                    if copy is not None:
+                        values[key] = copy
+            missing = [key for key in missing if key not in values]
+        if missing:
+            sql = "SELECT key, value FROM gw_blobs WHERE key = ANY($1::text[]) AND expires_at > $2"
+            rows = await self._pg.run(lambda c: c.fetch(sql, missing, now))
+            values.update({row["key"]: row["value"] for row in rows})
+        return [values.get(key) for key in keys]
+
     async def delete(self, key: str) -> bool:
         held, value = self._writes.get(key, time.time())
         await self._writes.flush()  # then PostgreSQL has it, and the delete is the last word
@@ -84,3 +106,29 @@ class PostgresBlobs:
     async def sweep(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired blobs; how many."""
         return len(await self._pg.run(lambda c: c.fetch(_SWEEP, time.time(), limit)))
+
+
+class PostgresBlobMethods:
+    """The blob methods of :class:`~gateway.state.postgres.PostgresBackend` (``Blobs`` in
+    gateway/state/base.py), served by its :class:`PostgresBlobs`."""
+
+    blobs: PostgresBlobs
+
+    async def blob_put(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self.blobs.put(key, value, ttl_s)
+
+    async def blob_put_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        await self.blobs.put_many(items)
+
+    async def blob_get(self, key: str) -> bytes | None:
+        return await self.blobs.get(key)
+
+    async def blob_get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.blobs.get_many(keys)
+
+    async def blob_delete(self, key: str) -> bool:
+        return await self.blobs.delete(key)
+
+    async def blobs_written(self) -> None:
+        """Wait until every blob put so far is in PostgreSQL (they are written behind)."""
+        await self.blobs.written()

@@ -60,5 +60,25 @@ class RedisBlobs:
         value = await self._conn.call(self._conn.client.get(_blob(key)))
         return value.encode() if isinstance(value, str) else value
 
+    async def blob_get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Every GET in one pipeline (on a Cluster, redis-py splits it by node)."""
+        if not keys:
+            return []
+        if self._conn.cluster:
+
+            def fill(pipe: Any) -> None:
+                for key in keys:
+                    pipe.get(_blob(key))
+
+            replies: list[Any] = await self._conn.call(self._conn.pipelined(fill))
+        else:
+            replies = await self._conn.call(self._conn.packed([(b"GET", _blob(key)) for key in keys]))
+        values: list[bytes | None] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise unavailable(reply)
+            values.append(reply.encode() if isinstance(reply, str) else reply)
+        return values
+
     async def blob_delete(self, key: str) -> bool:
         return bool(await self._conn.call(self._conn.client.delete(_blob(key))))

@@ -84,6 +84,32 @@ def test_delete_then_continue_is_not_found(gateway: GatewayProcess, mock: Mock, 
     assert mock.calls(UPSTREAM[alias]) == 1
 
 
+def test_a_deleted_earlier_turn_ends_the_conversation_not_the_later_responses(
+    gateway: GatewayProcess, mock: Mock
+) -> None:
+    """Later turns store only their own items and name the earlier ones (the first turn here is
+    large enough that the two after it are not snapshots): once one of those is deleted, the
+    conversation cannot be continued past it, while each later response can still be read."""
+    client = gateway.client()
+    one = client.responses.create(model="chat", input="long opening " + "word " * 3000)
+    two = client.responses.create(model="chat", input="second", previous_response_id=one.id)
+    three = client.responses.create(model="chat", input="third", previous_response_id=two.id)
+    four = client.responses.create(model="chat", input="fourth", previous_response_id=three.id)
+    assert four.usage is not None and four.usage.input_tokens > 3000, "every earlier turn was sent"
+    calls = mock.calls(UPSTREAM["chat"])
+    client.responses.delete(two.id)
+    with pytest.raises(openai.NotFoundError) as err:
+        client.responses.create(model="chat", input="fifth", previous_response_id=three.id)
+    error = error_of(err.value)
+    assert error["code"] == "previous_response_not_found" and error["param"] == "previous_response_id"
+    assert two.id in error["message"] and "no longer stored" in error["message"]
+    assert client.responses.retrieve(three.id).output_text == three.output_text
+    assert mock.calls(UPSTREAM["chat"]) == calls, "nothing was sent upstream"
+    # continuing the first turn, which needs nothing earlier, still works
+    again = client.responses.create(model="chat", input="again", previous_response_id=one.id)
+    assert again.status == "completed"
+
+
 @pytest.mark.parametrize("alias", KINDS)
 @pytest.mark.parametrize("stream", [False, True])
 def test_store_false_is_not_kept(gateway: GatewayProcess, mock: Mock, alias: str, stream: bool) -> None:

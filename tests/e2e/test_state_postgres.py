@@ -177,12 +177,17 @@ async def test_redis_losing_its_data_loses_no_spend_or_stored_response(
     assert (await backend.read_budget(["team:t"], "o"))[0] == {"team:t": 2.5}
     await backend.put("keys", "h", {"v": 1})
     await backend.blob_put("resp:x", b"turn one", 3600)
+    await backend.blob_put("resp:y", b"turn two", 3600)
     await backend.blobs_written()
     redis_server.restart()  # no persistence: everything Redis held is gone
     backend.spend.seed_checked = float("-inf")  # as SEED_CHECK_S later
     assert (await backend.read_budget(["team:t", "key:k"], "o"))[0] == {"team:t": 2.5, "key:k": 2.5}
     assert await backend.get("keys", "h") == {"v": 1}
     assert await backend.blob_get("resp:x") == b"turn one"
+    await backend.blob_put("resp:z", b"turn three", 3600)  # Redis holds this one again
+    await backend.blobs_written()
+    many = await backend.blob_get_many(["resp:x", "resp:z", "resp:none", "resp:y"])
+    assert many == [b"turn one", b"turn three", None, b"turn two"], "from Redis where it has them, else PostgreSQL"
     await backend.apply_spend(SpendBatch("o", 2, {"team:t": 0.5}))
     assert (await backend.read_budget(["team:t"], "o"))[0] == {"team:t": 3.0}
     assert await backend.read_spend(["team:t"]) == {"team:t": 3.0}

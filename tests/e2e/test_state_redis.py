@@ -500,3 +500,36 @@ async def test_reservations_are_shared_through_the_ledgers(server: RedisServer) 
     finally:
         await a.aclose()
         await b.aclose()
+
+
+# --- blobs on a Redis Cluster: the keys live on several nodes --------------------------------------
+
+
+async def test_blobs_many_at_once_on_a_cluster() -> None:
+    """``blob_put_many`` and ``blob_get_many`` go through redis-py's cluster pipeline, which splits
+    them by node; a stored conversation's chain is read back through it."""
+    from gateway.canonical import JSON
+    from gateway.state.response_store import Conversation, ResponseStore
+    from tests.redis_cluster import RedisClusterServers
+
+    with RedisClusterServers() as cluster:
+        b = RedisBackend(cluster.url, socket_timeout_s=3.0)
+        try:
+            keys = [f"resp:k:{n}" for n in range(12)]
+            nodes = {cluster.master_of(f"gw:blob:{key}") for key in keys}
+            assert len(nodes) > 1, "the keys are spread over the masters"
+            await b.blob_put_many([(key, key.encode() * 3, 60.0) for key in keys])
+            got = await b.blob_get_many([*keys, "resp:k:none", keys[0]])
+            assert got == [key.encode() * 3 for key in keys] + [None, keys[0].encode() * 3]
+            store = ResponseStore(b, 60, 1 << 20)
+            previous: Conversation | None = None
+            for n in range(4):
+                words = "w " * (2000 if n == 0 else 5)  # a large first turn: the ones after it are not snapshots
+                turn: list[JSON] = [{"type": "message", "role": "user", "content": f"turn {n} {words}"}]
+                assert await store.save("key-a", {"id": f"resp_{n}"}, turn, previous)
+                previous = await store.conversation("key-a", f"resp_{n}")
+                assert previous is not None
+            assert previous is not None and previous.last.chain == ["resp_0", "resp_1", "resp_2"]
+            assert [item["content"].split(" ")[1] for item in previous.items] == ["0", "1", "2", "3"]
+        finally:
+            await b.aclose()

@@ -58,7 +58,7 @@ async def main():
     turns += [("resp_4", "stored-row-300-bytes"), ("resp_5", "no-blob-writes"), ("resp_6", "as-built")]
     for rid, variant in turns:
         said = choose(variant)
-        await store.save("key-a", {"id": rid}, [{"role": "user", "content": "hi " * 200}])
+        await store.save("key-a", {"id": rid}, [{"role": "user", "content": "hi " * 200}], None)
         try:
             kept = await store.load("key-a", rid) is not None
         except ValueError:  # orjson's error: the row is there, cut short

@@ -109,13 +109,13 @@ async def test_stored_responses_are_filed_per_key_and_capped(tmp_path: Path) -> 
         store = ResponseStore(backend, ttl_s=60, max_bytes=4096)
         response = {"id": "resp_1", "object": "response", "output": []}
         items = [{"type": "message", "role": "user", "content": "hi"}]
-        assert await store.save("key-a", response, items)
+        assert await store.save("key-a", response, items, None)
         found = await store.load("key-a", "resp_1")
         assert found is not None and found.response == response and found.items == items
         assert await store.load("key-b", "resp_1") is None  # another key never reads it
         assert await store.delete("key-b", "resp_1") is False
         big = {"id": "resp_2", "output": [{"text": "x" * 5000}]}
-        assert await store.save("key-a", big, []) is False  # over the cap: answered, not stored
+        assert await store.save("key-a", big, [], None) is False  # over the cap: answered, not stored
         assert await store.load("key-a", "resp_2") is None
         assert await store.delete("key-a", "resp_1") is True
         assert await store.load("key-a", "resp_1") is None
