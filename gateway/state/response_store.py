@@ -7,67 +7,85 @@ provider serves the next turn. Records are filed under the API key that made the
 key can never read, continue or delete another key's responses (they are simply
 not found).
 
-A record holds the Response object and conversation items. Most records hold only
-their own turn's items (this request's input and its output) and name the earlier
-records the conversation runs through (``chain``, oldest first): storing every turn
-with the whole conversation before it would make a long conversation's storage grow
-with the square of its turns. Every so often a record holds the whole conversation
-instead (a *snapshot*, its chain empty), so that:
+A conversation is a chain of records. Storing every turn with the whole conversation
+before it would make a long conversation's storage grow with the square of its turns;
+instead a record holds a *segment* of the conversation (its own turn's items, or those
+of several consecutive turns) and names the earlier records whose segments come before
+it (``chain``, oldest first). A continuation reads them all in one call to the backend.
+When a turn is stored, the segments at the end of its chain that are not more than
+:data:`MERGE_FACTOR` times larger than what it holds are folded into its own segment
+(the rule of a binary counter, in bytes): so the segments shrink along a chain by that
+factor at least, a chain is a few dozen records at most, and each item is written about
+log2(turns) times, not once per later turn (100 turns of 20 KB: 3.8 times the
+conversation's size; 16,000 turns of 1 KB: 7.1 times; docs/dialects.md). A segment
+that would expire before :data:`FRESH_SHARE` of ``store_ttl_s`` from now (an old one,
+or one written under a shorter TTL) is folded too, with everything after it, so every
+record a continuation needs outlives it by that share of the TTL.
 
-- the turns written since the last snapshot never outweigh it (the conversation's
-  storage stays within about three times its own size);
-- a chain is at most :data:`MAX_CHAIN` records long (what a continuation reads);
-- no record's chain reaches back more than :data:`REFRESH_SHARE` of the TTL, so the
-  records a continuation needs outlive it by at least the rest of the TTL.
-
-A continuation whose earlier record is gone (deleted, or expired when its TTL was
-cut) is not found, as the response itself would be. Records written before chains
-existed hold the whole conversation and read as snapshots.
+A continuation whose earlier record is gone (deleted, or evicted) cannot be rebuilt
+(:class:`BrokenConversation`). Records written before chains (no ``meta``) hold the
+whole conversation and read as one segment.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from gateway.canonical import JSON
 from gateway.state.base import StateBackend
 
-MAX_CHAIN = 128
-"""The most earlier records a continuation reads; the turn after that many is a snapshot."""
-REFRESH_SHARE = 0.1
-"""A record whose chain began longer ago than this share of ``store_ttl_s`` is a snapshot."""
+log = logging.getLogger("gateway.state")
+
+MERGE_FACTOR = 1.5
+"""A chain's last segment is folded into the new record's while it is at most this many
+times the size of what the new record holds."""
+FRESH_SHARE = 0.9
+"""A segment is folded when it would expire sooner than this share of the TTL from now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One earlier record of a chain: its id, its segment's size (JSON bytes) and its expiry."""
+
+    response_id: str
+    size: int
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """One record: a Response and where its conversation stands."""
+    """One record: a Response, its segment of the conversation and where that segment stands."""
 
-    response_id: str
     response: JSON
     items: list[JSON]
-    """This record's items: its own turn's, or (a snapshot) the whole conversation."""
-    chain: list[str]
-    """The earlier records whose items come before these, oldest first (empty: a snapshot)."""
-    since: float
-    """When the chain's first record (the snapshot) was stored, epoch seconds."""
-    base_bytes: int
-    """The snapshot's items as JSON, in bytes."""
+    """This record's segment: its own turn's items, or those of several turns up to it."""
+    link: Link
+    """This record as a later record's chain names it."""
+    chain: list[Link]
+    """The earlier records whose segments come before this one, oldest first."""
     total_bytes: int
     """The whole conversation's items up to this record as JSON, in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """A stored response with every item of its conversation, for a continuation."""
+    """A stored response with every segment of its conversation, for a continuation."""
 
     last: StoredResponse
-    items: list[JSON]
+    segments: list[tuple[Link, list[JSON]]]
+    """The chain's segments and the last record's, in order."""
+
+    @property
+    def items(self) -> list[JSON]:
+        return [item for _, items in self.segments for item in items]
 
 
 class BrokenConversation(Exception):
@@ -101,63 +119,69 @@ class ResponseStore:
         total = len(own) + (previous.last.total_bytes if previous is not None else 0)
         if total + len(response_bytes) > self._max_bytes:
             return False
-        if previous is None or self._snapshot_due(previous.last, total, now):
-            items = own if previous is None else orjson.dumps(previous.items + turn)
-            chain: list[str] = []
-            since, base = now, total
-        else:
-            last = previous.last
-            items, chain = own, [*last.chain, last.response_id]
-            since, base = last.since, last.base_bytes
-        meta = orjson.dumps({"chain": chain, "since": since, "base": base, "total": total})
-        blob = b'{"response":' + response_bytes + b',"items":' + items + b',"meta":' + meta + b"}"
+        segments = previous.segments if previous is not None else []
+        fresh_until = now + self._ttl_s * FRESH_SHARE
+        keep = next((i for i, (link, _) in enumerate(segments) if link.expires_at < fresh_until), len(segments))
+        size = len(own) + sum(link.size for link, _ in segments[keep:])
+        while keep and segments[keep - 1][0].size <= MERGE_FACTOR * size:
+            keep -= 1
+            size += segments[keep][0].size
+        if keep < len(segments):
+            own = orjson.dumps([item for _, items in segments[keep:] for item in items] + turn)
+        expires_at = now + self._ttl_s
+        chain = [[link.response_id, link.size, link.expires_at] for link, _ in segments[:keep]]
+        meta = orjson.dumps({"chain": chain, "size": len(own), "expires_at": expires_at, "total": total})
+        blob = b'{"response":' + response_bytes + b',"items":' + own + b',"meta":' + meta + b"}"
         await self._backend.blob_put(self._key(key_id, str(response["id"])), blob, self._ttl_s)
         return True
 
-    def _snapshot_due(self, last: StoredResponse, total: int, now: float) -> bool:
-        return (
-            len(last.chain) + 1 > MAX_CHAIN
-            or total - last.base_bytes > last.base_bytes
-            or now - last.since > self._ttl_s * REFRESH_SHARE
-        )
-
     async def load(self, key_id: str, response_id: str) -> StoredResponse | None:
-        """One record (its Response, its own items); None when there is none for this key."""
+        """One record (its Response, its segment); None when there is none for this key, or it
+        cannot be read (logged)."""
         blob = await self._backend.blob_get(self._key(key_id, response_id))
-        return None if blob is None else _record(response_id, blob)
+        return None if blob is None else self._read(response_id, blob)
 
     async def conversation(self, key_id: str, response_id: str) -> Conversation | None:
-        """The stored response and the whole conversation up to it; None when there is none for
-        this key. Raises :class:`BrokenConversation` when one of its earlier records is gone."""
+        """The stored response and every segment of its conversation; None when there is none
+        for this key. Raises :class:`BrokenConversation` when an earlier record is gone."""
         last = await self.load(key_id, response_id)
         if last is None:
             return None
-        if not last.chain:
-            return Conversation(last, last.items)
-        blobs = await self._backend.blob_get_many([self._key(key_id, rid) for rid in last.chain])
-        items: list[JSON] = []
-        for rid, blob in zip(last.chain, blobs, strict=True):
-            if blob is None:
-                raise BrokenConversation(rid)
-            items += _record(rid, blob).items
-        return Conversation(last, items + last.items)
+        segments: list[tuple[Link, list[JSON]]] = []
+        if last.chain:
+            blobs = await self._backend.blob_get_many([self._key(key_id, link.response_id) for link in last.chain])
+            for link, blob in zip(last.chain, blobs, strict=True):
+                record = None if blob is None else self._read(link.response_id, blob)
+                if record is None:
+                    raise BrokenConversation(link.response_id)
+                segments.append((link, record.items))
+        return Conversation(last, [*segments, (last.link, last.items)])
 
     async def delete(self, key_id: str, response_id: str) -> bool:
         return await self._backend.blob_delete(self._key(key_id, response_id))
 
+    def _read(self, response_id: str, blob: bytes) -> StoredResponse | None:
+        try:
+            return _record(response_id, blob, self._ttl_s)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.error("stored response %s cannot be read (%s: %s); read as gone", response_id, type(exc).__name__, exc)
+            return None
 
-def _record(response_id: str, blob: bytes) -> StoredResponse:
-    record = orjson.loads(blob)
-    items: list[JSON] = record["items"]
+
+def _record(response_id: str, blob: bytes, ttl_s: float) -> StoredResponse:
+    record: dict[str, Any] = orjson.loads(blob)
+    response, items = record["response"], record["items"]
+    if not isinstance(response, dict) or not isinstance(items, list):
+        raise TypeError("a record's response is an object and its items a list")
     meta = record.get("meta")
-    if meta is None:  # written before chains: the whole conversation, a snapshot
+    if meta is None:  # written before chains: the whole conversation, one segment
         size = len(orjson.dumps(items))
-        created = record["response"].get("created_at")
-        since = float(created) if isinstance(created, int | float) else 0.0
-        return StoredResponse(response_id, record["response"], items, [], since, size, size)
-    return StoredResponse(
-        response_id, record["response"], items, meta["chain"], meta["since"], meta["base"], meta["total"]
-    )
+        created = response.get("created_at")
+        expires_at = float(created) + ttl_s if isinstance(created, int | float) else 0.0
+        return StoredResponse(response, items, Link(response_id, size, expires_at), [], size)
+    chain = [Link(str(rid), int(size), float(expires)) for rid, size, expires in meta["chain"]]
+    link = Link(response_id, int(meta["size"]), float(meta["expires_at"]))
+    return StoredResponse(response, items, link, chain, int(meta["total"]))
 
 
 @functools.lru_cache(maxsize=8192)

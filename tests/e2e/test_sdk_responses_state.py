@@ -87,27 +87,31 @@ def test_delete_then_continue_is_not_found(gateway: GatewayProcess, mock: Mock, 
 def test_a_deleted_earlier_turn_ends_the_conversation_not_the_later_responses(
     gateway: GatewayProcess, mock: Mock
 ) -> None:
-    """Later turns store only their own items and name the earlier ones (the first turn here is
-    large enough that the two after it are not snapshots): once one of those is deleted, the
-    conversation cannot be continued past it, while each later response can still be read."""
+    """A turn's record holds a segment of the conversation and names the records before it (a
+    large first turn, then small ones: the fourth names the first and the third, which holds
+    the second and third turns; tests/unit/test_response_store.py has the rule). Once one of them
+    is deleted, the conversation cannot be continued past it, while each later response can still
+    be read and other branches continued."""
     client = gateway.client()
     one = client.responses.create(model="chat", input="long opening " + "word " * 3000)
     two = client.responses.create(model="chat", input="second", previous_response_id=one.id)
     three = client.responses.create(model="chat", input="third", previous_response_id=two.id)
     four = client.responses.create(model="chat", input="fourth", previous_response_id=three.id)
-    assert four.usage is not None and four.usage.input_tokens > 3000, "every earlier turn was sent"
+    assert four.usage is not None and three.usage is not None
+    assert four.usage.input_tokens == three.usage.input_tokens + three.usage.output_tokens + 1, "every turn sent"
     calls = mock.calls(UPSTREAM["chat"])
-    client.responses.delete(two.id)
+    client.responses.delete(three.id)
     with pytest.raises(openai.NotFoundError) as err:
-        client.responses.create(model="chat", input="fifth", previous_response_id=three.id)
+        client.responses.create(model="chat", input="fifth", previous_response_id=four.id)
     error = error_of(err.value)
     assert error["code"] == "previous_response_not_found" and error["param"] == "previous_response_id"
-    assert two.id in error["message"] and "no longer stored" in error["message"]
-    assert client.responses.retrieve(three.id).output_text == three.output_text
+    assert three.id in error["message"] and "no longer stored" in error["message"]
+    assert client.responses.retrieve(four.id).output_text == four.output_text
     assert mock.calls(UPSTREAM["chat"]) == calls, "nothing was sent upstream"
-    # continuing the first turn, which needs nothing earlier, still works
-    again = client.responses.create(model="chat", input="again", previous_response_id=one.id)
-    assert again.status == "completed"
+    # the second turn's record needs only the first: that branch goes on
+    again = client.responses.create(model="chat", input="again", previous_response_id=two.id)
+    assert again.usage is not None and two.usage is not None
+    assert again.usage.input_tokens == two.usage.input_tokens + two.usage.output_tokens + 1
 
 
 @pytest.mark.parametrize("alias", KINDS)

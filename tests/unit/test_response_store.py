@@ -1,11 +1,16 @@
 """Stored Responses as chains (gateway/state/response_store.py), on the real embedded backend:
-a continuation reads the whole conversation back in order, while each turn stores only its own
-items until a snapshot is due (by size, chain length or age), so storage grows with the
-conversation, not with its square; a gone earlier record, a record from before chains, the size
-cap and another key's records."""
+a continuation reads the whole conversation back in order, while each record holds a segment
+of it, the chain's last segments folded in by the binary-counter rule, so storage grows with
+about the conversation times the log of its turns, never its square, and chains stay short
+(equal, growing, shrinking and mixed turn sizes); segments that would expire too soon are folded
+(old ones, and ones written under a shorter TTL); a gone or unreadable earlier record, a record
+from before chains, the size cap and another key's records."""
 
 from __future__ import annotations
 
+import logging
+import math
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +19,13 @@ import pytest
 
 from gateway.canonical import JSON
 from gateway.state.embedded import EmbeddedBackend
-from gateway.state.response_store import MAX_CHAIN, REFRESH_SHARE, BrokenConversation, Conversation, ResponseStore
+from gateway.state.response_store import (
+    FRESH_SHARE,
+    MERGE_FACTOR,
+    BrokenConversation,
+    Conversation,
+    ResponseStore,
+)
 
 TTL_S = 1000.0
 
@@ -41,124 +52,136 @@ def turn(n: int, words: int = 20) -> list[JSON]:
     ]
 
 
-async def converse(store: ResponseStore, turns: int, *, key: str = "key-a", words: int = 20) -> list[str]:
-    """``turns`` turns, each continuing the one before; the response ids."""
-    ids: list[str] = []
-    previous: Conversation | None = None
-    for n in range(turns):
-        rid = f"resp_{n}"
-        assert await store.save(key, {"id": rid, "object": "response"}, turn(n, words), previous)
-        ids.append(rid)
-        previous = await store.conversation(key, rid)
-    return ids
+class Run:
+    """A conversation of turns, each continuing the one before, and what its records keep."""
 
+    def __init__(self, store: ResponseStore, key: str = "key-a") -> None:
+        self.store, self.key = store, key
+        self.ids: list[str] = []
+        self.previous: Conversation | None = None
+        self.kept = 0
+        self.longest_chain = 0
 
-async def stored_bytes(backend: EmbeddedBackend, key: str, ids: list[str]) -> int:
-    total = 0
-    for rid in ids:
-        blob = await backend.blob_get(f"resp:{key}:{rid}")
-        assert blob is not None
-        total += len(blob)
-    return total
-
-
-def owner_key(store: ResponseStore, key_id: str) -> str:
-    return store._key(key_id, "x").rsplit(":", 1)[0].removeprefix("resp:")
+    async def add(self, items: list[JSON]) -> Conversation:
+        rid = f"resp_{len(self.ids)}"
+        assert await self.store.save(self.key, {"id": rid, "object": "response"}, items, self.previous)
+        self.ids.append(rid)
+        found = await self.store.conversation(self.key, rid)
+        assert found is not None
+        self.previous = found
+        self.kept += found.last.link.size
+        self.longest_chain = max(self.longest_chain, len(found.last.chain))
+        return found
 
 
 async def test_a_continuation_reads_every_turn_back_in_order(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 24, clock=Clock())
-    ids = await converse(store, 12)
-    whole = await store.conversation("key-a", ids[-1])
-    assert whole is not None
-    assert whole.items == [item for n in range(12) for item in turn(n)]
-    # the earlier ones too, each up to itself
-    middle = await store.conversation("key-a", ids[5])
+    run = Run(ResponseStore(backend, TTL_S, 1 << 24, clock=Clock()))
+    for n in range(11):
+        await run.add(turn(n))
+    whole = await run.store.conversation("key-a", run.ids[-1])
+    assert whole is not None and whole.items == [item for n in range(11) for item in turn(n)]
+    # turns of equal size: the segments count as a binary counter does (11 = 8 + 2 + 1)
+    assert [link.response_id for link in whole.last.chain] == ["resp_7", "resp_9"]
+    middle = await run.store.conversation("key-a", run.ids[5])
     assert middle is not None and middle.items == [item for n in range(6) for item in turn(n)]
 
 
-async def test_storage_grows_with_the_conversation_not_its_square(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 26, clock=Clock())
-    ids = await converse(store, 200)
-    last = await store.load("key-a", ids[-1])
-    assert last is not None
-    conversation = last.total_bytes
-    kept = await stored_bytes(backend, owner_key(store, "key-a"), ids)
-    # Every turn with the whole conversation before it would keep about 200 / 2 = 100 times it; here
-    # the snapshots keep at most twice it, the turns once, and each record its Response and the ids
-    # of its chain (at most MAX_CHAIN).
-    assert kept < 5 * conversation, (kept, conversation)
-    records = [await store.load("key-a", rid) for rid in ids]
-    snapshots = [r.response_id for r in records if r is not None and not r.chain]
-    assert snapshots[0] == "resp_0" and 2 < len(snapshots) < 12, snapshots
-    # a snapshot holds the whole conversation up to it; a record after it names the chain from it
-    after = records[int(snapshots[-1].removeprefix("resp_")) + 1]
-    assert after is not None and after.chain == [snapshots[-1]]
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        pytest.param([200] * 1500, id="equal"),
+        pytest.param([20_000] + [50] * 1500, id="one-large-then-small"),
+        pytest.param([int(30_000 / 1.02**n) + 20 for n in range(600)], id="shrinking"),
+        pytest.param([20 + 10 * n for n in range(400)], id="growing"),
+        pytest.param([random.Random(7).choice([20, 200, 2000, 20_000]) for _ in range(600)], id="mixed"),
+    ],
+)
+async def test_storage_grows_with_the_conversation_times_the_log_of_its_turns(
+    backend: EmbeddedBackend, sizes: list[int]
+) -> None:
+    run = Run(ResponseStore(backend, TTL_S, 1 << 28, clock=Clock()))
+    for n, size in enumerate(sizes):
+        found = await run.add([{"type": "message", "role": "user", "content": f"{n} " + "x" * size}])
+    assert found.items[-1]["content"].startswith(f"{len(sizes) - 1} ") and len(found.items) == len(sizes)
+    conversation = found.last.total_bytes
+    # Each item is written again only when its segment is folded into one at least 1 + 1/1.5 times
+    # its size; the whole conversation with every turn would be about len(sizes) / 2 times it.
+    assert run.kept < (1 + math.log2(len(sizes))) * conversation, (run.kept, conversation)
+    assert run.kept < len(sizes) / 20 * conversation
+    # The segments shrink by MERGE_FACTOR along a chain: a few dozen records at most.
+    smallest = min(len(orjson.dumps(item)) for item in found.items)
+    assert run.longest_chain <= math.log(conversation / smallest, MERGE_FACTOR) + 1
+    assert run.longest_chain <= 30, run.longest_chain
 
 
-async def test_a_chain_is_never_longer_than_max_chain(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 26, clock=Clock())
-    # one large first turn: the small turns after it never outweigh it, so only the length rule acts
-    first: list[JSON] = [{"type": "message", "role": "user", "content": "x" * 200_000}]
-    assert await store.save("key-a", {"id": "resp_big"}, first, None)
-    previous = await store.conversation("key-a", "resp_big")
-    lengths = []
-    for n in range(MAX_CHAIN + 2):
-        assert await store.save("key-a", {"id": f"resp_{n}"}, turn(n, 0), previous)
-        previous = await store.conversation("key-a", f"resp_{n}")
-        assert previous is not None
-        lengths.append(len(previous.last.chain))
-    assert max(lengths) == MAX_CHAIN
-    assert lengths[MAX_CHAIN] == 0, "the turn after the longest chain is a snapshot"
-    assert previous is not None and previous.items[0] == first[0] and len(previous.items) == 1 + 2 * (MAX_CHAIN + 2)
-
-
-async def test_an_old_chain_is_cut_by_a_snapshot(backend: EmbeddedBackend) -> None:
+async def test_old_segments_are_folded_before_they_would_expire(backend: EmbeddedBackend) -> None:
     clock = Clock()
-    store = ResponseStore(backend, TTL_S, 1 << 24, clock=clock)
-    first: list[JSON] = [{"type": "message", "role": "user", "content": "x" * 10_000}]
-    assert await store.save("key-a", {"id": "resp_a"}, first, None)
-    clock.now += TTL_S * REFRESH_SHARE  # not yet past the share
-    previous = await store.conversation("key-a", "resp_a")
-    assert await store.save("key-a", {"id": "resp_b"}, turn(1), previous)
-    b = await store.conversation("key-a", "resp_b")
-    assert b is not None and b.last.chain == ["resp_a"]
+    run = Run(ResponseStore(backend, TTL_S, 1 << 24, clock=clock))
+    await run.add([{"type": "message", "role": "user", "content": "x" * 10_000}])
+    clock.now += TTL_S * (1 - FRESH_SHARE)  # it expires exactly FRESH_SHARE of the TTL from now
+    b = await run.add(turn(1))
+    assert [link.response_id for link in b.last.chain] == ["resp_0"]
     clock.now += 1
-    assert await store.save("key-a", {"id": "resp_c"}, turn(2), b)
-    c = await store.conversation("key-a", "resp_c")
-    assert c is not None and c.last.chain == [] and c.last.since == clock.now
-    assert c.items == first + turn(1) + turn(2)
+    c = await run.add(turn(2))
+    assert c.last.chain == [], "resp_0 would expire too soon: everything folded into one record"
+    assert c.items[0]["content"] == "x" * 10_000 and c.items[1:] == turn(1) + turn(2)
+
+
+async def test_segments_written_under_a_shorter_ttl_are_folded(backend: EmbeddedBackend) -> None:
+    clock = Clock()
+    short = ResponseStore(backend, 100.0, 1 << 24, clock=clock)
+    first = Run(short)
+    await first.add([{"type": "message", "role": "user", "content": "x" * 10_000}])
+    longer = ResponseStore(backend, TTL_S, 1 << 24, clock=clock)  # the TTL raised by a reload
+    found = await longer.conversation("key-a", "resp_0")
+    assert found is not None
+    assert await longer.save("key-a", {"id": "resp_1"}, turn(1), found)
+    after = await longer.conversation("key-a", "resp_1")
+    assert after is not None and after.last.chain == [], "resp_0 lives 100 s, not 900"
+    assert after.last.link.expires_at == clock.now + TTL_S
 
 
 async def test_a_gone_earlier_record_breaks_the_continuation_not_the_record(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 24, clock=Clock())
-    first: list[JSON] = [{"type": "message", "role": "user", "content": "x" * 10_000}]
-    assert await store.save("key-a", {"id": "resp_first"}, first, None)
-    previous = await store.conversation("key-a", "resp_first")
-    ids = ["resp_first"]
-    for n in range(2):
-        ids.append(f"resp_{n}")
-        assert await store.save("key-a", {"id": ids[-1]}, turn(n), previous)
-        previous = await store.conversation("key-a", ids[-1])
-    last = await store.load("key-a", ids[2])
-    assert last is not None and last.chain == ids[:2]
-    assert await store.delete("key-a", ids[1])
+    run = Run(ResponseStore(backend, TTL_S, 1 << 24, clock=Clock()))
+    await run.add([{"type": "message", "role": "user", "content": "x" * 10_000}])
+    await run.add(turn(1, words=1000))
+    await run.add(turn(2))  # each smaller than the one before: none folded
+    last = await run.store.load("key-a", run.ids[2])
+    assert last is not None and [link.response_id for link in last.chain] == run.ids[:2]
+    assert await run.store.delete("key-a", run.ids[1])
     with pytest.raises(BrokenConversation) as err:
-        await store.conversation("key-a", ids[2])
-    assert err.value.missing == ids[1]
-    kept = await store.load("key-a", ids[2])
-    assert kept is not None and kept.response["id"] == ids[2], "the response itself can still be read"
+        await run.store.conversation("key-a", run.ids[2])
+    assert err.value.missing == run.ids[1]
+    kept = await run.store.load("key-a", run.ids[2])
+    assert kept is not None and kept.response["id"] == run.ids[2], "the response itself can still be read"
 
 
-async def test_a_record_from_before_chains_reads_as_a_snapshot(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 24, clock=Clock())
-    legacy = {"response": {"id": "resp_old", "created_at": 999_990}, "items": turn(0) + turn(1)}
+@pytest.mark.parametrize("corrupt", [b"not json", b'{"response": {}, "items": {}}', b'{"response": {}}'])
+async def test_an_unreadable_record_is_logged_and_read_as_gone(
+    backend: EmbeddedBackend, corrupt: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = Run(ResponseStore(backend, TTL_S, 1 << 24, clock=Clock()))
+    await run.add([{"type": "message", "role": "user", "content": "x" * 10_000}])
+    await run.add(turn(1))
+    await backend.blob_put(run.store._key("key-a", "resp_0"), corrupt, TTL_S)
+    with caplog.at_level(logging.ERROR, logger="gateway.state"), pytest.raises(BrokenConversation) as err:
+        await run.store.conversation("key-a", "resp_1")
+    assert err.value.missing == "resp_0"
+    assert await run.store.load("key-a", "resp_0") is None
+    assert "stored response resp_0 cannot be read" in caplog.text
+
+
+async def test_a_record_from_before_chains_reads_as_one_segment(backend: EmbeddedBackend) -> None:
+    clock = Clock()
+    store = ResponseStore(backend, TTL_S, 1 << 24, clock=clock)
+    legacy = {"response": {"id": "resp_old", "created_at": clock.now - 10}, "items": turn(0) + turn(1)}
     await backend.blob_put(store._key("key-a", "resp_old"), orjson.dumps(legacy), TTL_S)
     old = await store.conversation("key-a", "resp_old")
     assert old is not None and old.items == turn(0) + turn(1) and old.last.chain == []
+    assert old.last.link.expires_at == clock.now - 10 + TTL_S
     assert await store.save("key-a", {"id": "resp_new"}, turn(2), old)
     new = await store.conversation("key-a", "resp_new")
-    assert new is not None and new.last.chain == ["resp_old"]
+    assert new is not None and [link.response_id for link in new.last.chain] == ["resp_old"]
     assert new.items == turn(0) + turn(1) + turn(2)
 
 
@@ -173,8 +196,9 @@ async def test_the_size_cap_counts_the_whole_conversation(backend: EmbeddedBacke
 
 
 async def test_another_key_finds_nothing(backend: EmbeddedBackend) -> None:
-    store = ResponseStore(backend, TTL_S, 1 << 24, clock=Clock())
-    ids = await converse(store, 2)
-    assert await store.conversation("key-b", ids[1]) is None
-    assert await store.load("key-b", ids[0]) is None
-    assert await store.conversation("key-a", "resp_unknown") is None
+    run = Run(ResponseStore(backend, TTL_S, 1 << 24, clock=Clock()))
+    await run.add(turn(0))
+    await run.add(turn(1))
+    assert await run.store.conversation("key-b", run.ids[1]) is None
+    assert await run.store.load("key-b", run.ids[0]) is None
+    assert await run.store.conversation("key-a", "resp_unknown") is None
