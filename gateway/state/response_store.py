@@ -24,7 +24,8 @@ record a continuation needs outlives it by that share of the TTL.
 
 A continuation whose earlier record is gone (deleted, or evicted) cannot be rebuilt
 (:class:`BrokenConversation`). Records written before chains (no ``meta``) hold the
-whole conversation and read as one segment.
+whole conversation and read as one segment whose expiry is unknown, so the next turn
+folds it into its own record.
 """
 
 from __future__ import annotations
@@ -162,13 +163,13 @@ class ResponseStore:
 
     def _read(self, response_id: str, blob: bytes) -> StoredResponse | None:
         try:
-            return _record(response_id, blob, self._ttl_s)
+            return _record(response_id, blob)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             log.error("stored response %s cannot be read (%s: %s); read as gone", response_id, type(exc).__name__, exc)
             return None
 
 
-def _record(response_id: str, blob: bytes, ttl_s: float) -> StoredResponse:
+def _record(response_id: str, blob: bytes) -> StoredResponse:
     record: dict[str, Any] = orjson.loads(blob)
     response, items = record["response"], record["items"]
     if not isinstance(response, dict) or not isinstance(items, list):
@@ -176,9 +177,9 @@ def _record(response_id: str, blob: bytes, ttl_s: float) -> StoredResponse:
     meta = record.get("meta")
     if meta is None:  # written before chains: the whole conversation, one segment
         size = len(orjson.dumps(items))
-        created = response.get("created_at")
-        expires_at = float(created) + ttl_s if isinstance(created, int | float) else 0.0
-        return StoredResponse(response, items, Link(response_id, size, expires_at), [], size)
+        # Its expiry is not known (the TTL it was written under may have been shorter than
+        # today's): read as already due, so the next turn folds it into its own record.
+        return StoredResponse(response, items, Link(response_id, size, 0.0), [], size)
     chain = [Link(str(rid), int(size), float(expires)) for rid, size, expires in meta["chain"]]
     link = Link(response_id, int(meta["size"]), float(meta["expires_at"]))
     return StoredResponse(response, items, link, chain, int(meta["total"]))

@@ -89,9 +89,9 @@ def test_a_deleted_earlier_turn_ends_the_conversation_not_the_later_responses(
 ) -> None:
     """A turn's record holds a segment of the conversation and names the records before it (a
     large first turn, then small ones: the fourth names the first and the third, which holds
-    the second and third turns; tests/unit/test_response_store.py has the rule). Once one of them
-    is deleted, the conversation cannot be continued past it, while each later response can still
-    be read and other branches continued."""
+    the second and third turns; tests/unit/test_response_store.py has the rule). Deleting the
+    second ends nothing; once the third is deleted, the fourth cannot be continued, while it can
+    still be read and other branches continued."""
     client = gateway.client()
     one = client.responses.create(model="chat", input="long opening " + "word " * 3000)
     two = client.responses.create(model="chat", input="second", previous_response_id=one.id)
@@ -100,6 +100,12 @@ def test_a_deleted_earlier_turn_ends_the_conversation_not_the_later_responses(
     assert four.usage is not None and three.usage is not None
     assert four.usage.input_tokens == three.usage.input_tokens + three.usage.output_tokens + 1, "every turn sent"
     calls = mock.calls(UPSTREAM["chat"])
+    # The second turn's items are in the third's record too: deleting it ends nothing.
+    client.responses.delete(two.id)
+    go_on = client.responses.create(model="chat", input="go on", previous_response_id=four.id)
+    assert go_on.usage is not None
+    assert go_on.usage.input_tokens == four.usage.input_tokens + four.usage.output_tokens + 2
+    calls += 1
     client.responses.delete(three.id)
     with pytest.raises(openai.NotFoundError) as err:
         client.responses.create(model="chat", input="fifth", previous_response_id=four.id)
@@ -108,10 +114,10 @@ def test_a_deleted_earlier_turn_ends_the_conversation_not_the_later_responses(
     assert three.id in error["message"] and "no longer stored" in error["message"]
     assert client.responses.retrieve(four.id).output_text == four.output_text
     assert mock.calls(UPSTREAM["chat"]) == calls, "nothing was sent upstream"
-    # the second turn's record needs only the first: that branch goes on
-    again = client.responses.create(model="chat", input="again", previous_response_id=two.id)
-    assert again.usage is not None and two.usage is not None
-    assert again.usage.input_tokens == two.usage.input_tokens + two.usage.output_tokens + 1
+    # the first turn's record needs nothing earlier: that branch goes on
+    again = client.responses.create(model="chat", input="again", previous_response_id=one.id)
+    assert again.usage is not None and one.usage is not None
+    assert again.usage.input_tokens == one.usage.input_tokens + one.usage.output_tokens + 1
 
 
 @pytest.mark.parametrize("alias", KINDS)

@@ -524,13 +524,15 @@ async def test_blobs_many_at_once_on_a_cluster() -> None:
             store = ResponseStore(b, 3600, 1 << 20)
             previous: Conversation | None = None
             for n in range(4):
-                words = "w " * (2000 if n == 0 else 5)  # a large first turn: the ones after it are not snapshots
+                words = "w " * (2000 if n == 0 else 5)  # a large first turn, never folded into the small ones
                 turn: list[JSON] = [{"type": "message", "role": "user", "content": f"turn {n} {words}"}]
                 assert await store.save("key-a", {"id": f"resp_{n}"}, turn, previous)
                 previous = await store.conversation("key-a", f"resp_{n}")
                 assert previous is not None
             assert previous is not None
             assert [link.response_id for link in previous.last.chain] == ["resp_0", "resp_2"]  # 1 folded into 2
+            masters = {cluster.master_of(f"gw:blob:{store._key('key-a', rid)}") for rid in ("resp_0", "resp_2")}
+            assert len(masters) == 2, "the chain is read from two masters"
             assert [item["content"].split(" ")[1] for item in previous.items] == ["0", "1", "2", "3"]
         finally:
             await b.aclose()
