@@ -172,8 +172,8 @@ class ResponseStore:
 def _record(response_id: str, blob: bytes) -> StoredResponse:
     record: dict[str, Any] = orjson.loads(blob)
     response, items = record["response"], record["items"]
-    if not isinstance(response, dict) or not isinstance(items, list):
-        raise TypeError("a record's response is an object and its items a list")
+    if not isinstance(response, dict) or not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise TypeError("a record's response is an object and its items a list of objects")
     meta = record.get("meta")
     if meta is None:  # written before chains: the whole conversation, one segment
         size = len(orjson.dumps(items))

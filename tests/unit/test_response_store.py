@@ -174,6 +174,7 @@ async def test_a_gone_earlier_record_breaks_the_continuation_not_the_record(back
         b'{"response": {}, "items": {}}',
         b'{"response": {}}',
         b'{"response": [], "items": []}',
+        b'{"response": {}, "items": [{"type": "message"}, 7]}',
         b'{"response": {}, "items": [], "meta": []}',
         b'{"response": {}, "items": [], "meta": {"chain": ["resp_x"], "size": 2, "expires_at": 1, "total": 2}}',
         b'{"response": {}, "items": [], "meta": {"chain": [], "expires_at": 1, "total": 2}}',
