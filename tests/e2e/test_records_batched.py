@@ -31,7 +31,7 @@ models:
   {SLOW}: {{deployments: [{{provider: openai, model: rb-slow-model, base_url: '{mock.url}/v1', api_key: k}}]}}
   {FAST}: {{deployments: [{{provider: openai, model: rb-fast-model, base_url: '{mock.url}/v1', api_key: k}}]}}
 """
-    mock.behave("rb-slow-model", latency_ms=1500)
+    mock.behave("rb-slow-model", latency_ms=5000)  # in flight all through the checks below
     gw = GatewayProcess(config, tmp_path)
     yield gw
     gw.stop()

@@ -314,11 +314,11 @@ def test_a_longer_signal_extends_a_pause_and_is_told_once() -> None:
 async def test_the_end_of_a_pause_is_told() -> None:
     seen, dep = Seen(), deployment()
     p = pacer(seen)
-    p.on_error(dep, 429, {"retry-after-ms": "50"})
-    p.on_error(dep, 429, {"retry-after-ms": "120"})  # made longer meanwhile: told at its new end
-    await asyncio.sleep(0.08)
+    p.on_error(dep, 429, {"retry-after-ms": "100"})
+    p.on_error(dep, 429, {"retry-after-ms": "600"})  # made longer meanwhile: told at its new end
+    await asyncio.sleep(0.2)  # past the first end, well before the second (a loaded loop wakes late)
     assert seen.ended == []
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)
     assert seen.ended == [dep.id]
     assert not dep.paced
 
