@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.e2e.chaos import HUGE_BYTES, PAGE_MARKER, ChaosUpstream
-from tests.e2e.harness import GatewayProcess
+from tests.e2e.harness import GatewayProcess, wait_until
 
 MiB = 1024 * 1024
 OPENAI_KEY = "sk-chaos-openai-SECRET-0123456789"
@@ -251,9 +251,9 @@ def test_the_logs_never_hold_a_key(gw: GatewayProcess) -> None:
         "POST", "/v1/chat/completions", json={"model": "echo-stream", "messages": HELLO, "stream": True}
     ) as resp:
         resp.read()
-    time.sleep(0.3)  # the access log is written at most 0.1 s late
+    assert wait_until(lambda: "broke after its first byte" in gw.log(), timeout=10), "the broken stream was logged"
+    time.sleep(0.3)  # the access lines are written at most 0.1 s late
     log = gw.log()
-    assert "broke after its first byte" in log, "the broken stream was logged"
     for key in KEYS:
         assert key not in log
 

@@ -180,7 +180,7 @@ def test_team_rpm_limit_spans_its_keys(gateway: GatewayProcess) -> None:
 
 
 def test_key_concurrency_limit(gateway: GatewayProcess, mock: Mock) -> None:
-    mock.behave("hold-model", latency_ms=800)
+    mock.behave("hold-model", latency_ms=3000)  # held through the refused request below
     key = create_key(gateway, max_concurrent=1)["key"]
     first: dict[str, int] = {}
     slow = threading.Thread(

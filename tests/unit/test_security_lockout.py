@@ -101,10 +101,11 @@ async def test_an_unlock_starts_fresh_windows(backend: EmbeddedBackend) -> None:
 
 
 async def test_a_refund_after_its_window_ended_changes_nothing(backend: EmbeddedBackend) -> None:
-    short = LockoutSettings(max_failures=2, window_s=0.4, duration_s=900)
+    # a window long enough that the three calls after the sleep fall in the one it opens
+    short = LockoutSettings(max_failures=2, window_s=1.0, duration_s=900)
     lockout = Lockout(backend)
     first = await lockout.reserve("frank", short)
-    await asyncio.sleep(0.5)  # windows are told apart by their end (to 0.25 s: state/base.py)
+    await asyncio.sleep(1.1)  # windows are told apart by their end (to 0.25 s: state/base.py)
     fresh = [await lockout.reserve("frank", short) for _ in range(2)]
     await lockout.release(first)  # its window is over: the new window keeps both places
     third = await lockout.reserve("frank", short)
