@@ -37,22 +37,31 @@ def chat_requests(text: str) -> float:
 def test_each_worker_serves_its_own_metrics_and_the_sum_is_exact(
     mock: Mock, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    ports = list(free_port_run(2))  # both free, or the second worker finds no port of its own
+    # both metrics ports free, or the second worker finds no port of its own; the main port apart from them
+    *ports, main_port = free_port_run(3)
     metrics_port = ports[0]
     state = f"state: {{backend: redis, url: '{redis_server.url}'}}\n"
     gw = GatewayProcess(
-        state + e2e_config(mock.url), tmp_path, extra_args=["--workers", "2", "--metrics-port", str(metrics_port)]
+        state + e2e_config(mock.url),
+        tmp_path,
+        port=main_port,
+        extra_args=["--workers", "2", "--metrics-port", str(metrics_port)],
     )
     try:
+        last: dict[int, str] = {}  # what each port last answered: the failure message says it
 
         def scrape(port: int) -> str | None:
             try:
-                resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-            except httpx.TransportError:
+                resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3)
+            except httpx.TransportError as exc:
+                last[port] = f"{type(exc).__name__}: {exc}"
                 return None
+            last[port] = f"HTTP {resp.status_code}: {resp.text[:200]!r}"
             return resp.text if resp.status_code == 200 else None
 
-        assert wait_until(lambda: all(scrape(p) is not None for p in ports), timeout=20), gw.log()[-3000:]
+        assert wait_until(lambda: all(scrape(p) is not None for p in ports), timeout=30), (
+            f"ports {ports}, main port {gw.port}: {last}\n{gw.log()[-3000:]}"
+        )
         before = sum(chat_requests(scrape(p) or "") for p in ports)
         body = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
 
