@@ -148,6 +148,21 @@ def clear_of_a_step_boundary(margin_s: float = 2.0) -> float:
     return time.time()
 
 
+def sent_when_refused(status: Any, refused: int = 401, timeout: float = 3.0) -> float | None:
+    """Call ``status`` (a request, its status code) until it answers ``refused``: when that
+    request was sent (monotonic), not when its answer came; None if none was within ``timeout``."""
+    sent_at: list[float] = []
+
+    def refused_now() -> bool:
+        sent = time.monotonic()
+        if status() != refused:
+            return False
+        sent_at.append(sent)
+        return True
+
+    return sent_at[0] if wait_until(refused_now, timeout=timeout) else None
+
+
 def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
