@@ -115,6 +115,15 @@ def _finish_as_chat(original: Any) -> Any:
     return finish
 
 
+def _blob_puts_inline(original: Any) -> Any:
+    async def run(self: Any, fn: Any, *args: Any) -> Any:
+        if getattr(fn, "__name__", "") == "blob_put":  # _Db.blob_put: the write-behind's batch
+            return fn(*args)  # on the event loop's thread: no hop to the worker and back
+        return await original(self, fn, *args)
+
+    return run
+
+
 ABLATIONS: dict[str, Ablation] = {
     a.name: a
     for a in (
@@ -122,6 +131,12 @@ ABLATIONS: dict[str, Ablation] = {
             "no-stored-row",
             "a stored Response's row (its record still serialised, nothing put)",
             (("gateway.state.response_store:ResponseStore.save", _no_stored_row),),
+        ),
+        Ablation(
+            "blob-writes-inline",
+            "nothing: the embedded backend's write-behind batches written on the event loop's thread, "
+            "not handed to its worker thread (what the hop and the second thread cost)",
+            (("gateway.state.embedded:EmbeddedBackend._run", _blob_puts_inline),),
         ),
         Ablation(
             "no-blob-writes",

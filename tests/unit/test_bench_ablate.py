@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -204,5 +206,37 @@ def test_records_one_by_one_records_each_request_as_it_ends() -> None:
         assert done == [] and batch.held == 1
         ended(batch, lambda: done.append(2))  # the stand-in: what was held, then this one, now
         assert done == [1, 2] and batch.held == 0
+
+    asyncio.run(main())
+
+
+def test_blob_writes_inline_writes_the_batch_on_the_calling_thread(tmp_path: Path) -> None:
+    """The stand-in runs the write-behind's batch where it is called (the event loop's thread);
+    every other call still goes to the backend's worker thread."""
+    from gateway.state.embedded import EmbeddedBackend
+
+    ((target, factory),) = ABLATIONS["blob-writes-inline"].swaps
+    assert target == "gateway.state.embedded:EmbeddedBackend._run"
+    inline = factory(EmbeddedBackend._run)
+
+    async def main() -> None:
+        backend = EmbeddedBackend(str(tmp_path / "state.db"))
+        threads: dict[str, int] = {}
+        db_put, db_get = backend._db.blob_put, backend._db.blob_get
+
+        def put(rows: list[tuple[str, bytes, float]]) -> None:
+            threads["put"] = threading.get_ident()
+            db_put(rows)
+
+        def get(key: str) -> bytes | None:
+            threads["get"] = threading.get_ident()
+            return db_get(key)
+
+        put.__name__ = "blob_put"
+        await inline(backend, backend._db.open)
+        await inline(backend, put, [("k", b"v", time.time() + 60)])
+        assert await inline(backend, get, "k") == b"v"
+        assert threads["put"] == threading.get_ident() != threads["get"]
+        await backend.aclose()
 
     asyncio.run(main())
