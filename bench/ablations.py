@@ -116,8 +116,10 @@ def _finish_as_chat(original: Any) -> Any:
 
 
 def _blob_puts_inline(original: Any) -> Any:
+    from gateway.state.embedded import _Db  # the SQLite side: its blob_put writes a write-behind batch
+
     async def run(self: Any, fn: Any, *args: Any) -> Any:
-        if getattr(fn, "__name__", "") == "blob_put":  # _Db.blob_put: the write-behind's batch
+        if getattr(fn, "__func__", None) is _Db.blob_put:
             return fn(*args)  # on the event loop's thread: no hop to the worker and back
         return await original(self, fn, *args)
 

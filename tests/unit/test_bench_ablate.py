@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -211,8 +210,9 @@ def test_records_one_by_one_records_each_request_as_it_ends() -> None:
 
 
 def test_blob_writes_inline_writes_the_batch_on_the_calling_thread(tmp_path: Path) -> None:
-    """The stand-in runs the write-behind's batch where it is called (the event loop's thread);
-    every other call still goes to the backend's worker thread."""
+    """The stand-in writes the write-behind's batch (``_Db.blob_put``) where it is called, the
+    event loop's thread; every other call still goes to the backend's worker thread (here
+    shut down, so a call handed to it fails)."""
     from gateway.state.embedded import EmbeddedBackend
 
     ((target, factory),) = ABLATIONS["blob-writes-inline"].swaps
@@ -221,22 +221,12 @@ def test_blob_writes_inline_writes_the_batch_on_the_calling_thread(tmp_path: Pat
 
     async def main() -> None:
         backend = EmbeddedBackend(str(tmp_path / "state.db"))
-        threads: dict[str, int] = {}
-        db_put, db_get = backend._db.blob_put, backend._db.blob_get
-
-        def put(rows: list[tuple[str, bytes, float]]) -> None:
-            threads["put"] = threading.get_ident()
-            db_put(rows)
-
-        def get(key: str) -> bytes | None:
-            threads["get"] = threading.get_ident()
-            return db_get(key)
-
-        put.__name__ = "blob_put"
         await inline(backend, backend._db.open)
-        await inline(backend, put, [("k", b"v", time.time() + 60)])
-        assert await inline(backend, get, "k") == b"v"
-        assert threads["put"] == threading.get_ident() != threads["get"]
-        await backend.aclose()
+        backend._executor.shutdown()
+        await inline(backend, backend._db.blob_put, [("k", b"v", time.time() + 60)])
+        assert backend._db.blob_get("k") == b"v"  # written, with no worker thread to write it
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            await inline(backend, backend._db.blob_get, "k")
+        backend._db.close()
 
     asyncio.run(main())
